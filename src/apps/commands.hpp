@@ -1,0 +1,11 @@
+// Each subcommand of the v1sysid executable registers itself on the CLI11 application here.
+// A command's file (src/apps/cmd_<name>.cpp) holds its options and a thin run function that calls the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace v1sysid::apps {
+
+void add_info_command(CLI::App& app);
+
+}  // namespace v1sysid::apps

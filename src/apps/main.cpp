@@ -1,0 +1,77 @@
+// v1sysid: one executable, subcommands. Parses the command line, initialises MPI and Kokkos once, runs the
+// chosen command and turns every typed error into one line "v1sysid: error: ..." and a non-zero exit.
+#include "apps/commands.hpp"
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "io/h5.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <mpi.h>
+
+#include <iostream>
+
+namespace {
+
+int rank_of_world() {
+  int initialised = 0, rank = 0;
+  MPI_Initialized(&initialised);
+  if (initialised) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+int report(const std::string& message, int code) {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) {
+    std::cerr << "v1sysid: [rank " << rank_of_world() << "] error: " << message << std::endl;
+  } else {
+    std::cerr << "v1sysid: error: " << message << std::endl;
+  }
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  v1sysid::h5::silence_library_errors();
+  int code = 0;
+  {
+    // Kokkos sees only the program name: its own --help would otherwise answer for ours.
+    int kokkos_argc = 1;
+    Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
+
+    CLI::App app{"v1sysid: data-driven models of mouse primary visual cortex (Ecker et al. 2019, Lurz et al. 2021)"};
+    app.name("v1sysid");
+    app.set_version_flag("--version", [] { return v1sysid::version_report(); }, "Print version, git hash, Kokkos backends and BLAS");
+    app.require_subcommand(1);
+    app.fallthrough(false);
+    v1sysid::apps::add_info_command(app);
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) {
+        code = app.exit(e);  // --help, --version
+      } else {
+        code = report(std::string(e.what()) + "; see 'v1sysid " +
+                          (app.get_subcommands().empty() ? std::string("--help")
+                                                         : app.get_subcommands().front()->get_name() + " --help") +
+                          "'",
+                      2);
+      }
+    } catch (const v1sysid::Error& e) {
+      code = report(e.what(), e.exit_code());
+    } catch (const std::exception& e) {
+      code = report(std::string(e.what()) + " (unexpected; please report it with the command line)", 1);
+    }
+  }
+  if (code != 0) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);  // never leave another rank waiting in a collective
+  }
+  MPI_Finalize();
+  return code;
+}

@@ -1,0 +1,61 @@
+// Typed errors of v1sysid. Every message reads "<what>, <where>, <how to fix>" so that the command line
+// can print it on one line as "v1sysid: error: <message>" and exit non-zero.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace v1sysid {
+
+class Error : public std::runtime_error {
+ public:
+  Error(const std::string& what, const std::string& where, const std::string& fix)
+      : std::runtime_error(compose(what, where, fix)) {}
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  virtual int exit_code() const { return 1; }
+
+ private:
+  static std::string compose(const std::string& what, const std::string& where, const std::string& fix) {
+    std::string m = what;
+    if (!where.empty()) m += ", in " + where;
+    if (!fix.empty()) m += "; " + fix;
+    return m;
+  }
+};
+
+// Malformed YAML, unknown keys, wrong types, out-of-range values, impossible combinations.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 2; }
+};
+
+// Missing, unreadable, truncated or non-HDF5/npy files; refusing to overwrite without --force.
+class IoError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 3; }
+};
+
+// Data that is readable but wrong: missing fields, shape mismatches, NaN, empty tiers.
+class DataError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 4; }
+};
+
+// Tensors whose shapes do not fit each other (a model that does not fit the data, a foreign checkpoint).
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 5; }
+};
+
+// A training run whose loss became NaN or infinite.
+class DivergedError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 6; }
+};
+
+}  // namespace v1sysid

@@ -1,0 +1,88 @@
+#include "core/version.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <dlfcn.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <yaml-cpp/yaml.h>
+
+#include <climits>
+#include <cstdlib>
+#include <sstream>
+
+extern "C" void sgemm_();  // only its address is taken, to find which BLAS the dynamic linker chose
+
+namespace v1sysid {
+
+std::string kokkos_version() {
+  std::ostringstream s;
+  s << KOKKOS_VERSION / 10000 << '.' << KOKKOS_VERSION / 100 % 100 << '.' << KOKKOS_VERSION % 100;
+  return s.str();
+}
+
+std::string kokkos_backends() {
+  std::string b;
+  auto add = [&b](const char* name) { b += (b.empty() ? "" : ",") + std::string(name); };
+#ifdef KOKKOS_ENABLE_CUDA
+  add("Cuda");
+#endif
+#ifdef KOKKOS_ENABLE_HIP
+  add("HIP");
+#endif
+#ifdef KOKKOS_ENABLE_SYCL
+  add("SYCL");
+#endif
+#ifdef KOKKOS_ENABLE_OPENMP
+  add("OpenMP");
+#endif
+#ifdef KOKKOS_ENABLE_THREADS
+  add("Threads");
+#endif
+#ifdef KOKKOS_ENABLE_SERIAL
+  add("Serial");
+#endif
+  return b;
+}
+
+std::string blas_library() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&sgemm_), &info) == 0 || info.dli_fname == nullptr) return "unknown";
+  char resolved[PATH_MAX];
+  if (realpath(info.dli_fname, resolved) != nullptr) return resolved;
+  return info.dli_fname;
+}
+
+std::string blas_config() {
+  using ConfigFn = char* (*)();
+  auto fn = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  if (fn == nullptr) return blas_library().find("openblas") != std::string::npos ? "OpenBLAS" : "reference or other";
+  std::string cfg = fn();
+  using CoreFn = char* (*)();
+  if (auto core = reinterpret_cast<CoreFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
+    cfg += std::string(" core=") + core();
+  }
+  using ThreadsFn = int (*)();
+  if (auto threads = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
+    cfg += " threads=" + std::to_string(threads());
+  }
+  return cfg;
+}
+
+std::string version_report() {
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  char mpi_lib[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(mpi_lib, &len);
+  std::string mpi(mpi_lib, static_cast<size_t>(len));
+  if (auto nl = mpi.find_first_of("\n,"); nl != std::string::npos) mpi.resize(nl);
+  std::ostringstream s;
+  s << "v1sysid " << version_string() << " (git " << git_hash() << ")\n"
+    << "Kokkos " << kokkos_version() << ", backends: " << kokkos_backends() << "\n"
+    << "BLAS: " << blas_library() << " [" << blas_config() << "]\n"
+    << "HDF5 " << maj << '.' << min << '.' << rel << " (parallel)\n"
+    << "MPI: " << mpi << "\n";
+  return s.str();
+}
+
+}  // namespace v1sysid

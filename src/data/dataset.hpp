@@ -1,0 +1,71 @@
+// The in-memory dataset every reader produces and every consumer (training, evaluation, info) takes.
+// Host-side std::vectors in row-major order; models copy the pieces they need into device Views.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace v1sysid {
+
+enum class Tier : uint8_t { train = 0, validation = 1, test = 2, final_test = 3 };
+constexpr int kNumTiers = 4;
+const char* tier_name(Tier t);
+// Parses "train", "validation", "test", "final_test"; anything else throws DataError naming `where`.
+Tier parse_tier(const std::string& name, const std::string& where);
+
+// Ground truth of a simulated (digital V1) population, read from the `gt/` group when present.
+struct GroundTruth {
+  std::vector<std::string> cell_type;       // [n]
+  std::vector<float> orientation;           // [n] radians, in [0, pi)
+  std::vector<float> position;              // [n, 2] (x, y) in pixels of the stored image
+  std::vector<int64_t> test_image_ids;      // [n_test_images], row order of test_rates
+  std::vector<float> test_rates;            // [n_test_images, n] noise-free rates
+  std::vector<float> ceiling_correlation;   // [n] analytic corr(true rate, mean of the R repeats)
+  std::vector<float> fev;                   // [n] analytic fraction of explainable variance (single trial)
+};
+
+struct Dataset {
+  std::string source;    // path it was read from
+  std::string data_key;  // e.g. "20457-5-9-0" for static20457-5-9-preproc0.h5
+  int64_t n_trials = 0;
+  int64_t height = 0;
+  int64_t width = 0;
+  int64_t n_neurons = 0;
+
+  std::vector<float> images;       // [n_trials, 1, height, width], as stored (0..255 for real data)
+  std::vector<float> responses;    // [n_trials, n_neurons], as stored
+  std::vector<Tier> tiers;         // [n_trials]
+  std::vector<int64_t> image_ids;  // [n_trials]; equal ids mark repeats of one image
+  std::vector<int64_t> unit_ids;   // [n_neurons]
+  std::vector<float> cortical_coordinates;  // [n_neurons, 3] or empty (neurons/cell_motor_coordinates)
+  std::optional<GroundTruth> ground_truth;
+
+  // Row indices of one tier, in file order.
+  std::vector<int64_t> indices(Tier t) const;
+  int64_t count(Tier t) const;
+  // Number of distinct image ids in a tier and the minimum number of repeats of any of them.
+  int64_t unique_images(Tier t) const;
+  int64_t min_repeats(Tier t) const;
+};
+
+// Reads a StaticImageSet .h5 file, a FileTree folder, or a zipped FileTree (.zip). Validates shapes,
+// tiers and finiteness; every problem throws a typed error naming file, field and fix.
+Dataset load_dataset(const std::string& path);
+
+// Training-tier statistics as the reference computes them (reference-models.md §3.3).
+struct Preprocessing {
+  double image_mean = 0;               // scalar over all training pixels
+  double image_std = 1;                // scalar (ddof 0)
+  std::vector<float> response_std;     // [n] per-neuron divisor; SD < 1% of mean SD is replaced (see .cpp)
+};
+Preprocessing compute_preprocessing(const Dataset& d);
+// Returns images z-scored and responses divided by response_std (responses clipped at 0 first).
+void apply_preprocessing(const Preprocessing& p, const Dataset& d, std::vector<float>& images,
+                         std::vector<float>& responses);
+// Area-downsamples images by an integer factor (e.g. SENSORIUM 144 x 256 -> 36 x 64 with factor 4).
+void downsample_images(Dataset& d, int factor);
+
+}  // namespace v1sysid

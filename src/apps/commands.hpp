@@ -9,5 +9,6 @@ namespace v1sysid::apps {
 void add_info_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_select_command(CLI::App& app);
+void add_images_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

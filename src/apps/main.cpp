@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_info_command(app);
     v1sysid::apps::add_sweep_command(app);
     v1sysid::apps::add_select_command(app);
+    v1sysid::apps::add_images_command(app);
 
     try {
       app.parse(argc, argv);

@@ -102,6 +102,7 @@ step_build() {
 }
 
 step_images() {
+  env/fetch-photos.sh   # photographs from Debian packages, unpacked into a cache (never installed)
   run_step "images: natural-image stimuli" "$out/stimuli.h5" cmd:images -- \
     "$exe" images --out "$out/stimuli.h5" "${force_flag[@]}"
 }

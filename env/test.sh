@@ -63,6 +63,12 @@ step "install missing packages" env/install-deps.sh || {
   exit 1
 }
 
+# Natural photographs from Debian packages (downloaded and unpacked, never installed) for the stimulus tests.
+step "photo cache (env/fetch-photos.sh)" env/fetch-photos.sh || {
+  say "the stimulus tests need the photographs; see the message above"
+  exit 1
+}
+
 # Formatting (.clang-format): reported, and fatal only with V1SYSID_STRICT_FORMAT=1 until the tree has been
 # formatted once.
 format_check() {

@@ -269,6 +269,27 @@ TEST(Activations, GradientsMatchFiniteDifferencesAndValuesMatchFormulas) {
   EXPECT_THROW(activation_from_string("relu"), v1sysid::ConfigError);
 }
 
+// The float path of activate()/activation_grad_from_output() uses the vectorisable approximations in
+// activations.hpp (fast::); they must agree with libm in double to a few float ulp over the whole range.
+TEST(Activations, FloatFastPathMatchesLibm) {
+  double worst = 0;
+  for (int k = -200000; k <= 200000; ++k) {
+    const float x = float(k) * 5e-4f;  // [-100, 100]
+    const double xd = x;
+    const double sp = std::log1p(std::exp(-std::abs(xd))) + std::max(xd, 0.0);
+    const double checks[3][2] = {
+        {activate(Activation::softplus, x), sp},
+        {activate(Activation::elu, x), xd > 0 ? xd : std::expm1(xd)},
+        {activation_grad_from_output(Activation::softplus, float(sp)), -std::expm1(-double(float(sp)))}};
+    for (const auto& c : checks) {
+      const double err = std::abs(c[0] - c[1]) / (std::abs(c[1]) + 1e-37);
+      worst = std::max(worst, std::abs(c[1]) > 1e-37 ? err : 0.0);
+      ASSERT_LE(std::abs(c[0] - c[1]), 6e-7 * std::abs(c[1]) + 2e-38) << "x=" << x << " got " << c[0] << " expected " << c[1];
+    }
+  }
+  std::printf("float fast path: worst relative error %.3g\n", worst);
+}
+
 // ---- batch norm ----------------------------------------------------------------------------------------
 
 struct BnCase {

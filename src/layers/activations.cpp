@@ -1,4 +1,10 @@
 // Kernels of activations.hpp.
+// FP operations may not trap (the default -ftrapping-math stops GCC from if-converting the clamps inside the
+// float exp/log1p of activations.hpp, so the activation loops would stay scalar). Set before any include so
+// that every function of this file carries the same attribute and inlining is unaffected.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(__INTEL_COMPILER)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "layers/activations.hpp"
 
 namespace v1sysid::layers {

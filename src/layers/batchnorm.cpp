@@ -2,6 +2,12 @@
 // (B or B*R rows of H*W contiguous elements), then applies the per-group affine map to the same rows, which
 // are still in cache (a group at the paper shapes is 64 x 2304 floats = 590 KB). No atomics: every group's
 // statistics and parameter gradients are written by its own team only.
+// FP operations may not trap (the default -ftrapping-math stops GCC from if-converting the clamps inside the
+// float exp/log1p of activations.hpp, so the activation loops would stay scalar). Set before any include so
+// that every function of this file carries the same attribute and inlining is unaffected.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(__INTEL_COMPILER)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "layers/batchnorm.hpp"
 
 namespace v1sysid::layers {
@@ -121,7 +127,9 @@ void batchnorm_forward_train(ExecSpace const& space, BatchNormShape const& s, Ba
         const T shift = beta(g) - mu * scale;
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](const int j) {
           const std::size_t off = layout.offset(g, j);
-          for (int i = 0; i < HW; ++i) y[off + i] = activate(act, x[off + i] * scale + shift);
+          with_activation(act, [&](auto kind) {
+            for (int i = 0; i < HW; ++i) y[off + i] = activate_as<decltype(kind)::value>(x[off + i] * scale + shift);
+          });
         });
       });
 }
@@ -154,7 +162,9 @@ void batchnorm_forward_eval(ExecSpace const& space, BatchNormShape const& s, Bat
         const T scale = has_gamma ? gamma(g) * rs : rs;
         const T shift = beta(g) - running_mean(g) * scale;
         const std::size_t off = static_cast<std::size_t>(row) * HW;
-        for (int i = 0; i < HW; ++i) y[off + i] = activate(act, x[off + i] * scale + shift);
+        with_activation(act, [&](auto kind) {
+          for (int i = 0; i < HW; ++i) y[off + i] = activate_as<decltype(kind)::value>(x[off + i] * scale + shift);
+        });
       });
 }
 
@@ -197,7 +207,10 @@ void batchnorm_backward_train(ExecSpace const& space, BatchNormShape const& s, B
             [&](const int j, double& acc) {
               const std::size_t off = layout.offset(g, j);
               if (act != Activation::none)
-                for (int i = 0; i < HW; ++i) dx[off + i] = dy[off + i] * activation_grad_from_output(act, y[off + i]);
+                with_activation(act, [&](auto kind) {
+                  for (int i = 0; i < HW; ++i)
+                    dx[off + i] = dy[off + i] * activation_grad_from_output_as<decltype(kind)::value>(y[off + i]);
+                });
               else
                 for (int i = 0; i < HW; ++i) dx[off + i] = dy[off + i];
               acc += detail::row_sum(dx + off, HW);
@@ -275,14 +288,14 @@ void batchnorm_backward_eval(ExecSpace const& space, BatchNormShape const& s, Ba
             Kokkos::TeamThreadRange(team, rows),
             [&](const int j, double& acc) {
               const std::size_t off = layout.offset(g, j);
-              double a = 0;
-              for (int i = 0; i < HW; ++i) {
-                const T dz = act != Activation::none ? dy[off + i] * activation_grad_from_output(act, y[off + i])
-                                                      : dy[off + i];
-                a += double(dz);
-                dx[off + i] = dz;
-              }
-              acc += a;
+              if (act != Activation::none)
+                with_activation(act, [&](auto kind) {
+                  for (int i = 0; i < HW; ++i)
+                    dx[off + i] = dy[off + i] * activation_grad_from_output_as<decltype(kind)::value>(y[off + i]);
+                });
+              else
+                for (int i = 0; i < HW; ++i) dx[off + i] = dy[off + i];
+              acc += detail::row_sum(dx + off, HW);
             },
             sum_dz);
         Kokkos::parallel_reduce(

@@ -7,5 +7,8 @@
 namespace v1sysid::apps {
 
 void add_info_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_evaluate_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

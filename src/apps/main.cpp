@@ -48,6 +48,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough(false);
     v1sysid::apps::add_info_command(app);
+    v1sysid::apps::add_train_command(app);
+    v1sysid::apps::add_evaluate_command(app);
+    v1sysid::apps::add_predict_command(app);
 
     try {
       app.parse(argc, argv);

@@ -10,5 +10,8 @@ void add_info_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_select_command(CLI::App& app);
 void add_images_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_evaluate_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

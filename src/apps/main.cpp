@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_sweep_command(app);
     v1sysid::apps::add_select_command(app);
     v1sysid::apps::add_images_command(app);
+    v1sysid::apps::add_train_command(app);
+    v1sysid::apps::add_evaluate_command(app);
+    v1sysid::apps::add_predict_command(app);
 
     try {
       app.parse(argc, argv);

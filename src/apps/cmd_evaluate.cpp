@@ -1,0 +1,44 @@
+// v1sysid evaluate --checkpoint FILE --data PATH [--tier test] [--json]: metrics of a trained model.
+#include "apps/commands.hpp"
+#include "train/pipeline.hpp"
+
+#include <iostream>
+#include <memory>
+
+namespace v1sysid::apps {
+
+void add_evaluate_command(CLI::App& app) {
+  struct Options {
+    std::string checkpoint, data, tier = "test";
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("evaluate", "Test correlation, FEVE, fraction oracle (and fraction of the digital-V1 ceiling)");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train'")->required();
+  cmd->add_option("--data", o->data, "Dataset the model was trained on")->required();
+  cmd->add_option("--tier", o->tier, "Tier to evaluate (train, validation, test, final_test)");
+  cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->callback([o] {
+    const Tier tier = parse_tier(o->tier, "--tier");
+    auto c = load_checkpoint(o->checkpoint);
+    const Dataset d = load_dataset(o->data);
+    check_checkpoint_fits(c, d);
+    const auto r = evaluate_model(*c.model, d, c.preprocessing, tier);
+    if (o->json) {
+      std::cout << evaluation_json(r) << "\n";
+      return;
+    }
+    const auto& m = r.metrics;
+    std::cout << "tier " << tier_name(tier) << ": " << m.n_trials << " trials, " << m.n_images << " images\n"
+              << "  test correlation        " << m.test_correlation << "\n"
+              << "  single-trial corr.      " << m.single_trial_correlation << "\n"
+              << "  fraction oracle         " << m.fraction_oracle << "\n"
+              << "  FEVE                    " << m.feve << "\n"
+              << "  Poisson loss            " << r.loss << "\n";
+    if (r.ceiling_fraction)
+      std::cout << "  fraction of ceiling     " << *r.ceiling_fraction << " (mean ceiling correlation "
+                << *r.mean_ceiling_correlation << ")\n";
+  });
+}
+
+}  // namespace v1sysid::apps

@@ -1,0 +1,41 @@
+// v1sysid predict --checkpoint FILE --data PATH --tier test --out pred.h5: predictions [trials, N] in the
+// units of the stored responses, in file order of the tier, with image_ids [trials].
+#include "apps/commands.hpp"
+#include "io/h5.hpp"
+#include "train/pipeline.hpp"
+
+#include <iostream>
+#include <memory>
+
+namespace v1sysid::apps {
+
+void add_predict_command(CLI::App& app) {
+  struct Options {
+    std::string checkpoint, data, tier = "test", out;
+    bool force = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("predict", "Write a trained model's predictions for one tier");
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train'")->required();
+  cmd->add_option("--data", o->data, "Dataset with the images to predict")->required();
+  cmd->add_option("--tier", o->tier, "Tier (train, validation, test, final_test)");
+  cmd->add_option("--out", o->out, "Output .h5 file")->required();
+  cmd->add_flag("--force", o->force, "Overwrite an existing output file");
+  cmd->callback([o] {
+    const Tier tier = parse_tier(o->tier, "--tier");
+    auto c = load_checkpoint(o->checkpoint);
+    const Dataset d = load_dataset(o->data);
+    check_checkpoint_fits(c, d);
+    const auto p = predict_tier(*c.model, d, c.preprocessing, tier);
+    auto f = h5::File::create(o->out, o->force);
+    f.write("predictions", p.values, {static_cast<hsize_t>(p.trials), static_cast<hsize_t>(p.neurons)});
+    f.write("image_ids", p.image_ids, {static_cast<hsize_t>(p.trials)});
+    f.write_attribute("/", "tier", std::string(tier_name(tier)));
+    f.write_attribute("/", "checkpoint", o->checkpoint);
+    f.write_attribute("/", "units", std::string("stored responses (prediction * response_std)"));
+    f.commit();
+    std::cout << "wrote " << o->out << ": " << p.trials << " trials x " << p.neurons << " neurons\n";
+  });
+}
+
+}  // namespace v1sysid::apps

@@ -1,0 +1,37 @@
+// v1sysid train MODEL.yaml --data PATH --out DIR: trains a model and writes DIR/checkpoint.h5, DIR/metrics.json.
+#include "apps/commands.hpp"
+#include "train/pipeline.hpp"
+
+#include <iostream>
+#include <memory>
+
+namespace v1sysid::apps {
+
+void add_train_command(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto seed = std::make_shared<uint64_t>(0);
+  auto max_iterations = std::make_shared<int64_t>(0);
+  auto data_fraction = std::make_shared<double>(1.0);
+  auto* cmd = app.add_subcommand("train", "Train a model (Ecker et al. 2019 schedule) and evaluate it on the test tier");
+  cmd->add_option("model", o->model_path, "Model YAML (e.g. sweeps/models/cnn_32.yaml)")->required();
+  cmd->add_option("--data", o->data_path, "Dataset: StaticImageSet .h5, FileTree folder or .zip")->required();
+  cmd->add_option("--out", o->out_dir, "Output folder for checkpoint.h5 and metrics.json")->required();
+  cmd->add_flag("--force", o->force, "Overwrite an existing DIR/checkpoint.h5");
+  auto* s = cmd->add_option("--seed", *seed, "Override train.seed");
+  auto* m = cmd->add_option("--max-iterations", *max_iterations, "Override train.max_iterations");
+  auto* f = cmd->add_option("--data-fraction", *data_fraction, "Override train.data_fraction, in (0, 1]");
+  cmd->add_flag("--quiet", [o](int64_t) { o->show_progress = false; }, "No progress lines");
+  cmd->callback([=] {
+    if (s->count()) o->seed = *seed;
+    if (m->count()) o->max_iterations = *max_iterations;
+    if (f->count()) o->data_fraction = *data_fraction;
+    auto out = run_training(*o);
+    std::cout << "wrote " << out.checkpoint_path << " and " << out.metrics_path << ": status " << out.training.status
+              << ", best validation loss " << out.training.best_val_loss << ", test correlation "
+              << out.evaluation->metrics.test_correlation;
+    if (out.evaluation->ceiling_fraction) std::cout << ", fraction of ceiling " << *out.evaluation->ceiling_fraction;
+    std::cout << "\n";
+  });
+}
+
+}  // namespace v1sysid::apps

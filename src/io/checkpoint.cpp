@@ -1,0 +1,200 @@
+#include "io/checkpoint.hpp"
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+#include <cmath>
+
+namespace v1sysid {
+
+namespace {
+
+constexpr const char* kKind = "v1sysid checkpoint";
+
+h5::Shape slot_shape(const ParamSlot& s) {
+  h5::Shape shape;
+  for (int r = 0; r < s.rank; ++r) shape.push_back(static_cast<hsize_t>(s.extents[static_cast<size_t>(r)]));
+  return shape;
+}
+
+std::vector<float> slot_values(const View1<Real>& flat, const ParamSlot& s) {
+  auto host = Kokkos::create_mirror_view_and_copy(HostSpace(), flat);
+  return std::vector<float>(host.data() + s.offset, host.data() + s.offset + s.size);
+}
+
+std::vector<float> abs_of(std::vector<float> v) {
+  for (auto& x : v) x = std::fabs(x);
+  return v;
+}
+
+void read_into(const h5::File& f, const std::string& name, const View1<Real>& flat, const ParamSlot& s) {
+  if (!f.exists(name))
+    throw ShapeError("the checkpoint has no '" + name + "'", f.path(),
+                     "it was written for another model; use the checkpoint of this model");
+  h5::Shape shape;
+  auto values = f.read<float>(name, &shape);
+  if (shape != slot_shape(s)) {
+    std::string got, want;
+    for (auto e : shape) got += (got.empty() ? "" : " x ") + std::to_string(e);
+    for (auto e : slot_shape(s)) want += (want.empty() ? "" : " x ") + std::to_string(e);
+    throw ShapeError("'" + name + "' is " + got + " but the stored config builds " + want, f.path(),
+                     "the checkpoint is inconsistent or from another model version");
+  }
+  auto host = Kokkos::create_mirror_view(flat);
+  Kokkos::deep_copy(host, flat);
+  for (size_t i = 0; i < s.size; ++i) host(s.offset + i) = values[i];
+  Kokkos::deep_copy(flat, host);
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
+                     const TrainResult& training, const std::string& dataset_source, bool force) {
+  auto f = h5::File::create(path, force);
+  const auto& arena = model.arena();
+  f.write_attribute("/", "format_version", kCheckpointFormatVersion);
+  f.write_attribute("/", "kind", std::string(kKind));
+  f.write_attribute("/", "config", to_yaml(model.config()));
+  f.write_attribute("/", "height", static_cast<int64_t>(model.height()));
+  f.write_attribute("/", "width", static_cast<int64_t>(model.width()));
+  f.write_attribute("/", "n_neurons", static_cast<int64_t>(model.n_neurons()));
+  f.write_attribute("/", "dataset", dataset_source);
+
+  // Parameters (and BN running statistics, which are buffer slots) and Adam state, by slot name.
+  for (const auto& s : arena.slots()) {
+    f.write("params/" + s.name, slot_values(arena.params(), s), slot_shape(s));
+    if (!s.trainable) continue;
+    f.write("adam/m/" + s.name, slot_values(arena.adam_m(), s), slot_shape(s));
+    f.write("adam/v/" + s.name, slot_values(arena.adam_v(), s), slot_shape(s));
+  }
+  f.write_scalar<int64_t>("adam/step", arena.adam_step());
+
+  // Training record.
+  f.create_group("training");
+  f.write_attribute("training", "status", training.status);
+  f.write_attribute("training", "message", training.message);
+  f.write_attribute("training", "best_val_loss", training.best_val_loss);
+  f.write_attribute("training", "best_iteration", training.best_iteration);
+  f.write_attribute("training", "iterations", training.iterations);
+  f.write_attribute("training", "steps", training.steps);
+  f.write_attribute("training", "wall_seconds", training.wall_seconds);
+  f.write_attribute("training", "final_learning_rate", training.final_learning_rate);
+  f.write_attribute("training", "restored_best", static_cast<int64_t>(training.restored_best));
+  std::vector<double> curve;
+  for (const auto& p : training.curve) {
+    for (double x : {double(p.iteration), double(p.step), p.train_loss, p.val_loss, p.learning_rate}) curve.push_back(x);
+  }
+  f.write("training/val_curve", curve, {static_cast<hsize_t>(training.curve.size()), 5});
+  f.write_attribute("training/val_curve", "columns", std::string("iteration,step,train_loss,val_loss,learning_rate"));
+
+  // Preprocessing (the model sees (image - mean) / std and predicts response / response_std).
+  auto write_preprocessing = [&](const std::string& g) {
+    f.write_scalar<double>(g + "/image_mean", preprocessing.image_mean);
+    f.write_scalar<double>(g + "/image_std", preprocessing.image_std);
+    f.write(g + "/response_std", preprocessing.response_std, {static_cast<hsize_t>(preprocessing.response_std.size())});
+  };
+  write_preprocessing("preprocessing");
+
+  // export/: a framework-neutral description (PyTorch conventions).
+  const auto& cfg = model.config();
+  f.create_group("export");
+  f.write_attribute("export", "num_layers", static_cast<int64_t>(model.num_layers()));
+  for (int l = 0; l < model.num_layers(); ++l) {
+    const std::string g = "export/layer" + std::to_string(l);
+    const auto& ls = model.layer_slots(l);
+    const auto& w = arena.slot(ls.weight);
+    f.write(g + "/weight", slot_values(arena.params(), w), slot_shape(w));  // (C_out, C_in, k, k), cross-correlation
+    const auto& rm = arena.slot(ls.running_mean);
+    f.write(g + "/bn_mean", slot_values(arena.params(), rm), slot_shape(rm));
+    f.write(g + "/bn_var", slot_values(arena.params(), arena.slot(ls.running_var)), slot_shape(rm));
+    f.write(g + "/bn_beta", slot_values(arena.params(), arena.slot(ls.beta)), slot_shape(rm));
+    std::vector<float> gamma(rm.size, 1.0f);
+    if (ls.gamma >= 0) gamma = slot_values(arena.params(), arena.slot(ls.gamma));
+    f.write(g + "/bn_gamma", gamma, slot_shape(rm));
+    f.write_attribute(g, "padding", cfg.core.padding);
+    f.write_attribute(g, "nonlinearity", std::string(nonlinearity_name(cfg.core.nonlinearities[static_cast<size_t>(l)])));
+    f.write_attribute(g, "bn_eps", cfg.core.batchnorm_eps);
+    f.write_attribute(g, "groups", int64_t{1});
+  }
+  const auto& rs = model.readout_slots();
+  const auto& mask = arena.slot(rs.mask);
+  const auto& features = arena.slot(rs.features);
+  f.write("export/readout/mask", abs_of(slot_values(arena.params(), mask)), slot_shape(mask));
+  auto fv = slot_values(arena.params(), features);
+  if (cfg.readout.positive_features) fv = abs_of(fv);
+  f.write("export/readout/features", fv, slot_shape(features));
+  f.write("export/readout/bias", slot_values(arena.params(), arena.slot(rs.bias)), slot_shape(arena.slot(rs.bias)));
+  f.write_attribute("export/readout", "kind", std::string("factorized"));
+  f.write_attribute("export/readout", "output_nonlinearity", std::string("softplus"));
+  write_preprocessing("export/preprocessing");
+  f.commit();
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  auto f = h5::File::open(path);
+  if (!f.has_attribute("/", "format_version") || !f.has_attribute("/", "kind") ||
+      f.read_attribute_string("/", "kind") != kKind)
+    throw IoError("not a v1sysid checkpoint (no 'kind' = '" + std::string(kKind) + "' attribute)", path,
+                  "pass the checkpoint.h5 written by 'v1sysid train'");
+  const int64_t version = f.read_attribute_int("/", "format_version");
+  if (version != kCheckpointFormatVersion)
+    throw IoError("checkpoint format_version " + std::to_string(version) + ", this v1sysid reads version " +
+                      std::to_string(kCheckpointFormatVersion),
+                  path, "use the v1sysid version that wrote it, or retrain");
+  Checkpoint c;
+  c.path = path;
+  const auto config = parse_model_config(f.read_attribute_string("/", "config"), path + ":config");
+  const auto height = static_cast<int>(f.read_attribute_int("/", "height"));
+  const auto width = static_cast<int>(f.read_attribute_int("/", "width"));
+  const auto neurons = static_cast<int>(f.read_attribute_int("/", "n_neurons"));
+  c.dataset_source = f.read_attribute_string("/", "dataset");
+  c.model = std::make_unique<Model<Real>>(config, height, width, neurons);
+  auto& arena = c.model->arena();
+  for (const auto& s : arena.slots()) {
+    read_into(f, "params/" + s.name, arena.params(), s);
+    if (!s.trainable) continue;
+    read_into(f, "adam/m/" + s.name, arena.adam_m(), s);
+    read_into(f, "adam/v/" + s.name, arena.adam_v(), s);
+  }
+  arena.set_adam_step(f.read_scalar<int64_t>("adam/step"));
+
+  c.preprocessing.image_mean = f.read_scalar<double>("preprocessing/image_mean");
+  c.preprocessing.image_std = f.read_scalar<double>("preprocessing/image_std");
+  c.preprocessing.response_std = f.read<float>("preprocessing/response_std");
+  if (static_cast<int>(c.preprocessing.response_std.size()) != neurons)
+    throw ShapeError("preprocessing/response_std has " + std::to_string(c.preprocessing.response_std.size()) +
+                         " entries for " + std::to_string(neurons) + " neurons",
+                     path, "the checkpoint is corrupt; retrain");
+
+  auto& t = c.training;
+  t.status = f.read_attribute_string("training", "status");
+  t.message = f.read_attribute_string("training", "message");
+  t.best_val_loss = f.read_attribute_double("training", "best_val_loss");
+  t.best_iteration = f.read_attribute_int("training", "best_iteration");
+  t.iterations = f.read_attribute_int("training", "iterations");
+  t.steps = f.read_attribute_int("training", "steps");
+  t.wall_seconds = f.read_attribute_double("training", "wall_seconds");
+  t.final_learning_rate = f.read_attribute_double("training", "final_learning_rate");
+  t.restored_best = f.read_attribute_int("training", "restored_best") != 0;
+  h5::Shape shape;
+  const auto curve = f.read<double>("training/val_curve", &shape);
+  for (size_t k = 0; shape.size() == 2 && shape[1] == 5 && k < shape[0]; ++k) {
+    const double* r = curve.data() + 5 * k;
+    t.curve.push_back({static_cast<int64_t>(r[0]), static_cast<int64_t>(r[1]), r[2], r[3], r[4]});
+  }
+  return c;
+}
+
+void check_checkpoint_fits(const Checkpoint& c, const Dataset& d) {
+  const auto& m = *c.model;
+  if (d.height != m.height() || d.width != m.width())
+    throw ShapeError("the checkpoint's model takes " + std::to_string(m.height()) + " x " + std::to_string(m.width()) +
+                         " images, the dataset has " + std::to_string(d.height) + " x " + std::to_string(d.width),
+                     c.path + " with " + d.source, "use the dataset the model was trained on (" + c.dataset_source + ")");
+  if (d.n_neurons != m.n_neurons())
+    throw ShapeError("the checkpoint's model predicts " + std::to_string(m.n_neurons()) + " neurons, the dataset has " +
+                         std::to_string(d.n_neurons),
+                     c.path + " with " + d.source, "use the dataset the model was trained on (" + c.dataset_source + ")");
+}
+
+}  // namespace v1sysid

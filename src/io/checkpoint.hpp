@@ -1,0 +1,39 @@
+// Checkpoint files (HDF5) of a trained Model<Real>: everything needed to resume or evaluate in v1sysid, and
+// an `export/` group from which any framework can run the model without v1sysid. Schema: docs/formats.md
+// ("Checkpoint"). Written under <path>.partial and renamed on success (h5::File::create).
+#pragma once
+
+#include "data/dataset.hpp"
+#include "model/model.hpp"
+#include "train/trainer.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace v1sysid {
+
+constexpr int64_t kCheckpointFormatVersion = 1;
+
+// Writes `model` (parameters, BN running statistics, Adam state), its resolved config, the preprocessing,
+// the training record (curve, status) and export/. An existing file is an IoError unless force.
+void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
+                     const TrainResult& training, const std::string& dataset_source, bool force);
+
+struct Checkpoint {
+  std::string path;
+  std::unique_ptr<Model<Real>> model;  // parameters and Adam state loaded
+  Preprocessing preprocessing;
+  TrainResult training;  // status, counters and the validation curve as recorded
+  std::string dataset_source;
+};
+
+// Reads a checkpoint. Not a v1sysid checkpoint, another format_version, or parameters whose names or shapes
+// differ from what the stored config builds: IoError / ShapeError naming the file and the object.
+Checkpoint load_checkpoint(const std::string& path);
+
+// Throws ShapeError unless the checkpoint's model fits `d` (image height and width, neuron count).
+void check_checkpoint_fits(const Checkpoint& c, const Dataset& d);
+
+}  // namespace v1sysid

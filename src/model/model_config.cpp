@@ -1,0 +1,186 @@
+#include "model/model_config.hpp"
+
+#include "config/config_reader.hpp"
+#include "core/error.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <limits>
+
+namespace v1sysid {
+
+const char* nonlinearity_name(Nonlinearity n) {
+  switch (n) {
+    case Nonlinearity::softplus: return "softplus";
+    case Nonlinearity::elu: return "elu";
+    case Nonlinearity::none: break;
+  }
+  return "none";
+}
+
+namespace {
+constexpr int kMaxInt = std::numeric_limits<int>::max();
+constexpr double kInf = std::numeric_limits<double>::max();
+
+Nonlinearity parse_nonlinearity(ConfigReader& r, const std::string& key, const std::string& name) {
+  if (name == "softplus") return Nonlinearity::softplus;
+  if (name == "elu") return Nonlinearity::elu;
+  if (name == "none") return Nonlinearity::none;
+  r.fail(key, "expected one of {softplus, elu, none}, got \"" + name + "\"");
+}
+}  // namespace
+
+int64_t CoreConfig::output_height(int64_t h) const {
+  if (padding == "same") return h;
+  for (int k : filter_sizes) h -= k - 1;
+  return h;
+}
+int64_t CoreConfig::output_width(int64_t w) const { return output_height(w); }
+
+void CoreConfig::decode(ConfigReader& r) {
+  r.get_choice("kind", kind, {"cnn"});
+  r.get("filter_sizes", filter_sizes).get("channels", channels);
+  if (r.has("nonlinearities")) {
+    std::vector<std::string> names;
+    r.get("nonlinearities", names);
+    nonlinearities.clear();
+    for (const auto& n : names) nonlinearities.push_back(parse_nonlinearity(r, "nonlinearities", n));
+  }
+  r.get_choice("padding", padding, {"same", "valid"});
+  r.get_in_range("batchnorm_decay", batchnorm_decay, 0.0, 1.0);
+  r.get_in_range("batchnorm_eps", batchnorm_eps, 1e-12, 1.0);
+  r.get("batchnorm_scale", batchnorm_scale);
+  r.get_in_range("smooth_weight", smooth_weight, 0.0, kInf);
+  r.get_in_range("sparse_weight", sparse_weight, 0.0, kInf);
+  r.get("rel_smooth", rel_smooth).get("rel_sparse", rel_sparse);
+  // Per-layer lists must agree with the number of layers; a short list is a typo, not a request to pad.
+  const size_t n = channels.size();
+  if (n == 0) r.fail("channels", "expected at least one layer");
+  auto same_length = [&](const std::string& key, size_t len) {
+    if (len != n) r.fail(key, "expected " + std::to_string(n) + " entries (one per layer, as in channels), got " +
+                                  std::to_string(len));
+  };
+  same_length("filter_sizes", filter_sizes.size());
+  same_length("nonlinearities", nonlinearities.size());
+  same_length("batchnorm_scale", batchnorm_scale.size());
+  same_length("rel_smooth", rel_smooth.size());
+  same_length("rel_sparse", rel_sparse.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (filter_sizes[i] < 1 || filter_sizes[i] % 2 == 0)
+      r.fail("filter_sizes", "expected odd positive kernel sizes, got " + std::to_string(filter_sizes[i]));
+    if (channels[i] < 1) r.fail("channels", "expected positive channel counts, got " + std::to_string(channels[i]));
+    if (rel_smooth[i] < 0 || rel_sparse[i] < 0) r.fail("rel_smooth", "expected non-negative relative weights");
+  }
+  r.finish();
+}
+
+void ReadoutConfig::decode(ConfigReader& r) {
+  r.get_choice("kind", kind, {"factorized"});
+  r.get_choice("regularizer", regularizer, {"joint_l1", "l1_mask_l2_features", "separate_l1"});
+  r.get_in_range("weight", weight, 0.0, kInf);
+  r.get_in_range("mask_weight", mask_weight, 0.0, kInf);
+  r.get_in_range("feature_weight", feature_weight, 0.0, kInf);
+  r.get("positive_features", positive_features);
+  // A weight the chosen regulariser ignores would silently do nothing: refuse it.
+  if (regularizer == "joint_l1") {
+    if (mask_weight != 0 || feature_weight != 0)
+      r.fail("regularizer", "joint_l1 uses only 'weight'; set mask_weight/feature_weight to 0 or choose "
+                            "separate_l1 / l1_mask_l2_features");
+  } else if (weight != 0) {
+    r.fail("weight", "'weight' is the joint_l1 weight; " + regularizer + " uses mask_weight and feature_weight");
+  }
+  r.finish();
+}
+
+void TrainConfig::decode(ConfigReader& r) {
+  r.get_in_range("learning_rate", learning_rate, 1e-12, 10.0);
+  r.get_in_range("batch_size", batch_size, 1, kMaxInt);
+  r.get_in_range("val_every", val_every, 1, kMaxInt);
+  r.get_in_range("patience", patience, 1, kMaxInt);
+  r.get_in_range("lr_decay_steps", lr_decay_steps, 0, 1000);
+  r.get_in_range("lr_decay_factor", lr_decay_factor, 1.0, kInf);
+  r.get_in_range<int64_t>("max_iterations", max_iterations, 1, std::numeric_limits<int64_t>::max());
+  r.get("data_fraction", data_fraction);
+  if (!(data_fraction > 0.0 && data_fraction <= 1.0))
+    r.fail("data_fraction", "expected a fraction in (0, 1], got " + std::to_string(data_fraction));
+  r.get("seed", seed);
+  r.get("restore_best_at_max_iterations", restore_best_at_max_iterations);
+  r.get_in_range("eval_batch_size", eval_batch_size, 1, kMaxInt);
+  r.finish();
+}
+
+void ModelConfig::validate(const std::string& origin) const {
+  if (core.num_layers() != static_cast<int>(core.filter_sizes.size()))
+    throw ConfigError("core.filter_sizes and core.channels differ in length", origin, "give one entry per layer");
+}
+
+namespace {
+ModelConfig decode_model(const YAML::Node& root, const std::string& origin) {
+  ModelConfig c;
+  ConfigReader r(root, origin);
+  auto core = r.child("core");
+  c.core.decode(core);
+  auto readout = r.child("readout");
+  c.readout.decode(readout);
+  auto train = r.child("train");
+  c.train.decode(train);
+  r.finish();
+  c.validate(origin);
+  return c;
+}
+}  // namespace
+
+ModelConfig load_model_config(const std::string& path) { return decode_model(load_yaml_file(path), path); }
+
+ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin) {
+  return decode_model(load_yaml_string(yaml_text, origin), origin);
+}
+
+std::string to_yaml(const ModelConfig& c) {
+  YAML::Emitter e;
+  e.SetDoublePrecision(17);
+  e << YAML::BeginMap;
+  e << YAML::Key << "core" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "kind" << YAML::Value << c.core.kind;
+  e << YAML::Key << "filter_sizes" << YAML::Value << YAML::Flow << c.core.filter_sizes;
+  e << YAML::Key << "channels" << YAML::Value << YAML::Flow << c.core.channels;
+  std::vector<std::string> nl;
+  for (auto n : c.core.nonlinearities) nl.push_back(nonlinearity_name(n));
+  e << YAML::Key << "nonlinearities" << YAML::Value << YAML::Flow << nl;
+  e << YAML::Key << "padding" << YAML::Value << c.core.padding;
+  e << YAML::Key << "batchnorm_decay" << YAML::Value << c.core.batchnorm_decay;
+  e << YAML::Key << "batchnorm_eps" << YAML::Value << c.core.batchnorm_eps;
+  e << YAML::Key << "batchnorm_scale" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (bool b : c.core.batchnorm_scale) e << b;
+  e << YAML::EndSeq;
+  e << YAML::Key << "smooth_weight" << YAML::Value << c.core.smooth_weight;
+  e << YAML::Key << "sparse_weight" << YAML::Value << c.core.sparse_weight;
+  e << YAML::Key << "rel_smooth" << YAML::Value << YAML::Flow << c.core.rel_smooth;
+  e << YAML::Key << "rel_sparse" << YAML::Value << YAML::Flow << c.core.rel_sparse;
+  e << YAML::EndMap;
+  e << YAML::Key << "readout" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "kind" << YAML::Value << c.readout.kind;
+  e << YAML::Key << "regularizer" << YAML::Value << c.readout.regularizer;
+  e << YAML::Key << "weight" << YAML::Value << c.readout.weight;
+  e << YAML::Key << "mask_weight" << YAML::Value << c.readout.mask_weight;
+  e << YAML::Key << "feature_weight" << YAML::Value << c.readout.feature_weight;
+  e << YAML::Key << "positive_features" << YAML::Value << c.readout.positive_features;
+  e << YAML::EndMap;
+  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "learning_rate" << YAML::Value << c.train.learning_rate;
+  e << YAML::Key << "batch_size" << YAML::Value << c.train.batch_size;
+  e << YAML::Key << "val_every" << YAML::Value << c.train.val_every;
+  e << YAML::Key << "patience" << YAML::Value << c.train.patience;
+  e << YAML::Key << "lr_decay_steps" << YAML::Value << c.train.lr_decay_steps;
+  e << YAML::Key << "lr_decay_factor" << YAML::Value << c.train.lr_decay_factor;
+  e << YAML::Key << "max_iterations" << YAML::Value << c.train.max_iterations;
+  e << YAML::Key << "data_fraction" << YAML::Value << c.train.data_fraction;
+  e << YAML::Key << "seed" << YAML::Value << c.train.seed;
+  e << YAML::Key << "restore_best_at_max_iterations" << YAML::Value << c.train.restore_best_at_max_iterations;
+  e << YAML::Key << "eval_batch_size" << YAML::Value << c.train.eval_batch_size;
+  e << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace v1sysid

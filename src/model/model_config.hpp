@@ -1,0 +1,105 @@
+// Model configuration: core + readout + training schedule, decoded strictly from YAML and written back as
+// resolved YAML (every default spelled out) so that a checkpoint records exactly what was trained.
+//
+// Example (defaults shown are the reference values, reference-models.md §1.3, §2, §3.1):
+//   core:
+//     kind: cnn                        # the core family; only cnn exists for now (roteq comes later)
+//     filter_sizes: [13, 5, 5]         # odd kernel sizes, one per layer
+//     channels: [32, 32, 32]
+//     nonlinearities: [softplus, softplus, none]   # softplus | elu | none
+//     padding: same                    # same | valid
+//     batchnorm_decay: 0.98            # TF convention: running = decay * running + (1 - decay) * batch
+//     batchnorm_eps: 0.001
+//     batchnorm_scale: [true, true, false]  # gamma on all but the last layer
+//     smooth_weight: 0.0151716         # Laplacian smoothness, normalised per output filter
+//     sparse_weight: 0.0219826         # group sparsity
+//     rel_smooth: [1, 0.5, 0.5]
+//     rel_sparse: [0, 1, 1]
+//   readout:
+//     kind: factorized
+//     regularizer: joint_l1            # joint_l1 | l1_mask_l2_features | separate_l1
+//     weight: 0.0193531                # joint_l1: weight * sum_n |M_n|_1 |F_n|_1
+//     mask_weight: 0                   # l1_mask_l2_features / separate_l1: mask_weight * sum |M|
+//     feature_weight: 0                # l1_mask_l2_features: * sum F^2; separate_l1: * sum |F|
+//     positive_features: false         # F = |F~| (Table 1 control)
+//   train: {learning_rate: 0.002, batch_size: 256, val_every: 50, patience: 5, lr_decay_steps: 2,
+//           lr_decay_factor: 10, max_iterations: 10000, data_fraction: 1.0, seed: 0,
+//           restore_best_at_max_iterations: false, eval_batch_size: 256}
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace v1sysid {
+
+class ConfigReader;
+
+enum class Nonlinearity : uint8_t { none = 0, softplus = 1, elu = 2 };
+const char* nonlinearity_name(Nonlinearity n);
+
+struct CoreConfig {
+  std::string kind = "cnn";
+  std::vector<int> filter_sizes{13, 5, 5};
+  std::vector<int> channels{32, 32, 32};
+  std::vector<Nonlinearity> nonlinearities{Nonlinearity::softplus, Nonlinearity::softplus, Nonlinearity::none};
+  std::string padding = "same";
+  double batchnorm_decay = 0.98;
+  double batchnorm_eps = 1e-3;
+  std::vector<bool> batchnorm_scale{true, true, false};
+  double smooth_weight = 0.0;
+  double sparse_weight = 0.0;
+  std::vector<double> rel_smooth{1.0, 0.5, 0.5};
+  std::vector<double> rel_sparse{0.0, 1.0, 1.0};
+
+  int num_layers() const { return static_cast<int>(channels.size()); }
+  // Spatial size of the core output for an input of size h x w (SAME keeps it, VALID shrinks by k-1).
+  int64_t output_height(int64_t h) const;
+  int64_t output_width(int64_t w) const;
+  void decode(ConfigReader& r);
+};
+
+struct ReadoutConfig {
+  std::string kind = "factorized";
+  std::string regularizer = "joint_l1";
+  double weight = 0.0;
+  double mask_weight = 0.0;
+  double feature_weight = 0.0;
+  bool positive_features = false;
+  void decode(ConfigReader& r);
+};
+
+struct TrainConfig {
+  double learning_rate = 0.002;
+  int batch_size = 256;
+  int val_every = 50;
+  int patience = 5;
+  int lr_decay_steps = 2;
+  double lr_decay_factor = 10.0;
+  int64_t max_iterations = 10000;
+  double data_fraction = 1.0;
+  uint64_t seed = 0;
+  // The reference keeps the last parameters when max_iterations ends the run before the patience rule does;
+  // true restores the best snapshot instead.
+  bool restore_best_at_max_iterations = false;
+  // Batch size of evaluation-mode passes (validation loss, predictions); only memory, not results, depend on it.
+  int eval_batch_size = 256;
+  void decode(ConfigReader& r);
+};
+
+struct ModelConfig {
+  CoreConfig core;
+  ReadoutConfig readout;
+  TrainConfig train;
+  // Cross-field checks (list lengths agree, odd kernels, ...); throws ConfigError naming `origin`.
+  void validate(const std::string& origin) const;
+};
+
+// Reads and validates a model YAML file; every problem is a ConfigError with file:line:col.
+ModelConfig load_model_config(const std::string& path);
+// Same for YAML text (the config attribute of a checkpoint); `origin` names it in errors.
+ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin);
+// The resolved config as YAML text with every field; parse_model_config(to_yaml(c)) == c.
+std::string to_yaml(const ModelConfig& c);
+
+}  // namespace v1sysid

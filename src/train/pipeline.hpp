@@ -1,0 +1,71 @@
+// The train / evaluate / predict pipelines behind the commands of the same names (src/apps/cmd_*.cpp stay
+// thin: parse options, call these, print).
+//
+// Evaluation: evaluation-mode predictions for every trial of a tier (preprocessed scale) and
+// metrics::evaluate against the preprocessed responses (clipped at 0, divided by response_std; the
+// correlation-type metrics do not depend on the per-neuron scale). On a digital-V1 dataset
+// (Dataset::ground_truth present) additionally
+//   ceiling_fraction = test_correlation / mean_n(gt/ceiling_correlation[n])
+// i.e. the mean-over-neurons test correlation divided by the mean-over-neurons analytic ceiling (a ratio of
+// means, not a mean of per-neuron ratios, which would explode for neurons with a ceiling near 0).
+#pragma once
+
+#include "data/dataset.hpp"
+#include "io/checkpoint.hpp"
+#include "metrics/metrics.hpp"
+#include "model/model.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace v1sysid {
+
+struct EvaluationReport {
+  Tier tier = Tier::test;
+  metrics::EvaluationMetrics metrics;
+  double loss = 0;  // evaluation-mode Poisson loss on the tier (preprocessed scale)
+  std::optional<double> ceiling_fraction;        // digital V1 only
+  std::optional<double> mean_ceiling_correlation;  // digital V1 only
+};
+
+// Evaluates `model` on tier `tier` of `d` (preprocessed with `p`).
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier);
+
+struct TrainOptions {
+  std::string model_path, data_path, out_dir;
+  bool force = false;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> max_iterations;
+  std::optional<double> data_fraction;
+  bool show_progress = true;
+};
+
+struct TrainOutcome {
+  TrainResult training;
+  std::optional<EvaluationReport> evaluation;  // absent when the run diverged
+  std::string checkpoint_path, metrics_path;
+};
+
+// Loads config and data, trains, writes DIR/checkpoint.h5 and DIR/metrics.json. A diverged run writes only
+// metrics.json (status "diverged" and the message) and then throws DivergedError. An existing
+// DIR/checkpoint.h5 without force is an IoError before any work is done.
+TrainOutcome run_training(const TrainOptions& o);
+
+// metrics.json text of a run (keys: status, message, best_val_loss, test_correlation, feve, fraction_oracle,
+// ceiling_fraction (digital V1 only), iterations, steps, wall_seconds, ...).
+std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c);
+// JSON of an evaluation report (the evaluate command's --json output).
+std::string evaluation_json(const EvaluationReport& e);
+
+// Predictions for every trial of `tier`, in file order, in the units of the stored responses
+// (preprocessed prediction * response_std): [trials, N] row-major, with the trials' image ids.
+struct Predictions {
+  std::vector<float> values;
+  std::vector<int64_t> image_ids;
+  int64_t trials = 0, neurons = 0;
+};
+Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier);
+
+}  // namespace v1sysid

@@ -1,0 +1,198 @@
+#include "train/trainer.hpp"
+
+#include "core/error.hpp"
+#include "core/progress.hpp"
+#include "optim/adam.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+namespace v1sysid {
+
+namespace {
+
+// dst[k * row_len + j] = src[rows[k] * row_len + j] for k < count: the rows of one minibatch.
+void gather_rows(View1<const Real> src, View1<const int64_t> rows, int64_t count, int64_t row_len, View1<Real> dst) {
+  Kokkos::parallel_for(
+      "v1sysid::train::gather_rows", Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<int64_t>>(0, count * row_len),
+      KOKKOS_LAMBDA(int64_t i) {
+        const int64_t k = i / row_len;
+        dst(i) = src(rows(k) * row_len + (i - k * row_len));
+      });
+}
+
+// Copies rows[first, first + count) into the staging pair and gathers images (and responses) of those rows.
+void stage_batch(const TrainingData& data, IndexStaging& staging, const int64_t* rows, int64_t count,
+                 ModelWorkspace<Real>& ws, bool with_responses) {
+  for (int64_t k = 0; k < count; ++k) staging.host(k) = rows[k];
+  Kokkos::deep_copy(staging.device, staging.host);
+  gather_rows(data.images, staging.device, count, data.height * data.width, ws.images);
+  if (with_responses) gather_rows(data.responses, staging.device, count, data.n_neurons, ws.responses);
+}
+
+View1<Real> upload(const std::vector<float>& host, const std::string& label) {
+  View1<Real> v(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), host.size());
+  auto mirror = Kokkos::create_mirror_view(v);
+  for (size_t i = 0; i < host.size(); ++i) mirror(i) = static_cast<Real>(host[i]);
+  Kokkos::deep_copy(v, mirror);
+  return v;
+}
+
+}  // namespace
+
+IndexStaging::IndexStaging(int capacity)
+    : device(Kokkos::view_alloc(Kokkos::WithoutInitializing, "v1sysid::train::batch_rows"),
+             static_cast<size_t>(capacity)),
+      host(Kokkos::create_mirror_view(device)) {}
+
+TrainingData prepare_training_data(const Dataset& d, const Preprocessing& p) {
+  TrainingData t;
+  t.n_trials = d.n_trials;
+  t.height = d.height;
+  t.width = d.width;
+  t.n_neurons = d.n_neurons;
+  std::vector<float> images;
+  apply_preprocessing(p, d, images, t.host_responses);
+  t.images = upload(images, "v1sysid::train::images");
+  t.responses = upload(t.host_responses, "v1sysid::train::responses");
+  t.train_rows = d.indices(Tier::train);
+  t.validation_rows = d.indices(Tier::validation);
+  t.test_rows = d.indices(Tier::test);
+  return t;
+}
+
+std::vector<double> mean_response(const TrainingData& data, const std::vector<int64_t>& rows) {
+  std::vector<double> mean(static_cast<size_t>(data.n_neurons), 0.0);
+  for (int64_t r : rows)
+    for (int64_t n = 0; n < data.n_neurons; ++n)
+      mean[static_cast<size_t>(n)] += data.host_responses[static_cast<size_t>(r * data.n_neurons + n)];
+  for (auto& m : mean) m /= static_cast<double>(std::max<size_t>(rows.size(), 1));
+  return mean;
+}
+
+double evaluation_loss(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
+                       const TrainingData& data, const std::vector<int64_t>& rows) {
+  if (rows.empty()) throw DataError("the validation tier is empty", "the dataset", "give tier 'validation' rows");
+  double total = 0;  // sum over trials of the per-trial loss
+  const auto n = static_cast<int64_t>(rows.size());
+  for (int64_t first = 0; first < n; first += ws.capacity) {
+    const int64_t count = std::min<int64_t>(ws.capacity, n - first);
+    stage_batch(data, staging, rows.data() + first, count, ws, true);
+    model.forward(ws, static_cast<int>(count), false);
+    total += model.poisson_loss(ws, static_cast<int>(count)) * static_cast<double>(count);
+  }
+  return total / static_cast<double>(n);
+}
+
+std::vector<float> predict_rows(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
+                                const TrainingData& data, const std::vector<int64_t>& rows) {
+  const auto n = static_cast<int64_t>(rows.size());
+  const int64_t N = data.n_neurons;
+  std::vector<float> out(static_cast<size_t>(n * N));
+  auto host_prediction = Kokkos::create_mirror_view(ws.prediction);
+  for (int64_t first = 0; first < n; first += ws.capacity) {
+    const int64_t count = std::min<int64_t>(ws.capacity, n - first);
+    stage_batch(data, staging, rows.data() + first, count, ws, false);
+    model.forward(ws, static_cast<int>(count), false);
+    Kokkos::deep_copy(host_prediction, ws.prediction);
+    for (int64_t i = 0; i < count * N; ++i) out[static_cast<size_t>(first * N + i)] = host_prediction(i);
+  }
+  return out;
+}
+
+Trainer::Trainer(Model<Real>& model, const TrainingData& data, const Batcher& batcher)
+    : m_model(model), m_data(data), m_batcher(batcher),
+      m_train_ws(model.make_workspace(batcher.batch_size())),
+      m_eval_ws(model.make_workspace(model.config().train.eval_batch_size)),
+      m_train_index(batcher.batch_size()), m_eval_index(model.config().train.eval_batch_size) {
+  if (data.height != model.height() || data.width != model.width() || data.n_neurons != model.n_neurons())
+    throw ShapeError("the model expects " + std::to_string(model.height()) + " x " + std::to_string(model.width()) +
+                         " images and " + std::to_string(model.n_neurons()) + " neurons, the data has " +
+                         std::to_string(data.height) + " x " + std::to_string(data.width) + " and " +
+                         std::to_string(data.n_neurons),
+                     "Trainer", "build the model for this dataset");
+}
+
+double Trainer::step(double lr) {
+  ExecSpace space;
+  const auto& rows = m_batcher.next();
+  const auto b = static_cast<int>(rows.size());
+  stage_batch(m_data, m_train_index, rows.data(), b, m_train_ws, true);
+  m_model.arena().zero_grad(space);
+  m_model.forward(m_train_ws, b, true);
+  const double poisson = m_model.poisson_loss(m_train_ws, b);
+  const double reg = m_model.backward(m_train_ws, b);
+  AdamConfig adam;
+  adam.learning_rate = lr;
+  adam_step(space, m_model.arena(), adam);
+  return poisson + reg;
+}
+
+TrainResult Trainer::run(bool show_progress) {
+  const auto& tc = m_model.config().train;
+  EarlyStoppingOptions o;
+  o.learning_rate = tc.learning_rate;
+  o.max_iterations = tc.max_iterations;
+  o.val_every = tc.val_every;
+  o.patience = tc.patience;
+  o.lr_decay_steps = tc.lr_decay_steps;
+  o.lr_decay_factor = tc.lr_decay_factor;
+  o.restore_best_at_max_iterations = tc.restore_best_at_max_iterations;
+  EarlyStopping policy(o);
+  ExecSpace space;
+  TrainResult result;
+  const auto start = std::chrono::steady_clock::now();
+  Progress progress("train", tc.max_iterations);
+  double train_loss = 0, last_val = std::nan("");
+  auto diverged = [&](const std::string& what, double value) {
+    std::ostringstream m;
+    m << what << " is " << value << " at iteration " << policy.iteration() << " (step " << policy.steps()
+      << ", learning rate " << policy.learning_rate() << ")";
+    result.status = "diverged";
+    result.message = m.str();
+  };
+  while (policy.running()) {
+    const double lr = policy.learning_rate();
+    train_loss = step(lr);
+    const bool validate = policy.step_done();
+    if (!std::isfinite(train_loss)) {
+      diverged("the training loss", train_loss);
+      break;
+    }
+    if (validate) {
+      last_val = evaluation_loss(m_model, m_eval_ws, m_eval_index, m_data, m_data.validation_rows);
+      result.curve.push_back({policy.iteration(), policy.steps(), train_loss, last_val, lr});
+      if (!std::isfinite(last_val)) {
+        diverged("the validation loss", last_val);
+        break;
+      }
+      switch (policy.report_validation(last_val)) {
+        case EarlyStopping::Decision::improved: m_model.arena().snapshot(space); break;
+        case EarlyStopping::Decision::not_improved: break;
+        case EarlyStopping::Decision::restore_continue:
+        case EarlyStopping::Decision::restore_stop: m_model.arena().restore(space); break;
+      }
+    }
+    if (show_progress)
+      progress.update(policy.iteration(), {{"loss", train_loss}, {"val", last_val}, {"lr", policy.learning_rate()}});
+  }
+  if (result.status != "diverged") {
+    result.status = policy.stopped_by_patience() ? "finished" : "max_iterations";
+    result.restored_best = policy.stopped_by_patience();
+    if (policy.restore_at_end()) {
+      m_model.arena().restore(space);
+      result.restored_best = true;
+    }
+  }
+  result.best_val_loss = policy.best_loss();
+  result.best_iteration = policy.best_iteration();
+  result.iterations = policy.iteration();
+  result.steps = policy.steps();
+  result.final_learning_rate = policy.learning_rate();
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (show_progress) progress.finish(result.status + ", best validation loss " + std::to_string(result.best_val_loss));
+  return result;
+}
+
+}  // namespace v1sysid

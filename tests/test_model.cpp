@@ -1,0 +1,192 @@
+// Whole-model gradient check in double: a directional finite difference along a random unit vector over
+// every trainable parameter of the arena (conv weights, BN gamma/beta, readout mask/features/bias) of
+//   L = Poisson loss (training-mode batch norm) + core and readout regularisers
+// for several configurations (signed / positive features, each readout regulariser, softplus / ELU / none,
+// SAME / VALID), plus initialisation, slot table and workspace checks.
+#include "model/model.hpp"
+
+#include "core/error.hpp"
+#include "train/rng.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace v1sysid;
+
+struct Case {
+  std::string name;
+  std::string yaml;
+};
+
+ModelConfig config_of(const Case& c) { return parse_model_config(c.yaml, c.name); }
+
+template <class T>
+void fill_host(View1<T> v, SplitMix64& rng, double lo, double hi) {
+  auto h = Kokkos::create_mirror_view(v);
+  for (size_t i = 0; i < h.extent(0); ++i) h(i) = static_cast<T>(lo + (hi - lo) * rng.uniform());
+  Kokkos::deep_copy(v, h);
+}
+
+// Loss of the model at its current parameters on the batch in ws (training-mode BN).
+double total_loss(Model<double>& m, ModelWorkspace<double>& ws, int batch) {
+  m.forward(ws, batch, true);
+  return m.poisson_loss(ws, batch) + m.regularization();
+}
+
+void check_directional_derivative(const Case& c) {
+  SCOPED_TRACE(c.name);
+  const int H = 9, W = 8, N = 5, B = 4;
+  Model<double> m(config_of(c), H, W, N);
+  m.initialize(17, std::vector<double>(N, 0.7));
+  auto& arena = m.arena();
+  SplitMix64 rng(123);
+  // Parameters of a partly trained model (sd 0.01 leaves everything near 0, where the regularisers are
+  // dominated by their epsilons): uniform in +-0.5, biases and BN gamma near 1, away from |.|'s kink.
+  {
+    auto p = Kokkos::create_mirror_view(arena.params());
+    Kokkos::deep_copy(p, arena.params());
+    for (const auto& s : arena.slots()) {
+      if (!s.trainable) continue;
+      for (size_t i = 0; i < s.size; ++i) {
+        double x = rng.uniform() - 0.5;
+        if (std::fabs(x) < 0.05) x += x < 0 ? -0.05 : 0.05;
+        if (s.name.find("bn_gamma") != std::string::npos || s.name.find("bias") != std::string::npos) x += 1.0;
+        p(s.offset + i) = x;
+      }
+    }
+    Kokkos::deep_copy(arena.params(), p);
+  }
+  auto ws = m.make_workspace(B);
+  fill_host(ws.images, rng, -2.0, 2.0);
+  fill_host(ws.responses, rng, 0.0, 3.0);
+
+  // Analytic gradient.
+  ExecSpace space;
+  arena.zero_grad(space);
+  m.forward(ws, B, true);
+  const double poisson = m.poisson_loss(ws, B);
+  const double reg = m.backward(ws, B);
+  EXPECT_NEAR(reg, m.regularization(), 1e-12 * std::max(1.0, std::fabs(reg)));
+  EXPECT_GT(reg, 0.0);
+  ASSERT_TRUE(std::isfinite(poisson));
+
+  // Random unit direction over the trainable slots (buffers get 0: the training-mode loss ignores them).
+  const size_t n = arena.size();
+  std::vector<double> v(n, 0.0);
+  double norm = 0;
+  for (const auto& s : arena.slots()) {
+    if (!s.trainable) continue;
+    for (size_t i = 0; i < s.size; ++i) {
+      v[s.offset + i] = rng.normal();
+      norm += v[s.offset + i] * v[s.offset + i];
+    }
+  }
+  norm = std::sqrt(norm);
+  auto g = Kokkos::create_mirror_view(arena.grads());
+  Kokkos::deep_copy(g, arena.grads());
+  double analytic = 0;
+  for (size_t i = 0; i < n; ++i) {
+    v[i] /= norm;
+    analytic += g(i) * v[i];
+  }
+  auto p0 = Kokkos::create_mirror_view(arena.params());
+  Kokkos::deep_copy(p0, arena.params());
+  std::vector<double> base(p0.data(), p0.data() + n);
+  auto at = [&](double eps) {
+    auto p = Kokkos::create_mirror_view(arena.params());
+    for (size_t i = 0; i < n; ++i) p(i) = base[i] + eps * v[i];
+    Kokkos::deep_copy(arena.params(), p);
+    return total_loss(m, ws, B);
+  };
+  const double eps = 1e-5;
+  const double numeric = (at(eps) - at(-eps)) / (2 * eps);
+  const double rel = std::fabs(numeric - analytic) / std::max(1e-8, std::fabs(numeric) + std::fabs(analytic));
+  EXPECT_LT(rel, 1e-6) << "directional derivative: finite difference " << numeric << ", analytic " << analytic;
+  EXPECT_GT(std::fabs(analytic), 1e-3);  // a direction with real signal, not 0 == 0
+}
+
+const char* kBase = R"(
+core: {filter_sizes: [5, 3], channels: [3, 4], nonlinearities: [softplus, none], batchnorm_scale: [true, false],
+       smooth_weight: 0.3, sparse_weight: 0.2, rel_smooth: [1, 0.5], rel_sparse: [0, 1], batchnorm_decay: 0.9}
+)";
+
+TEST(ModelGradient, JointL1SignedFeatures) {
+  check_directional_derivative({"joint_l1", std::string(kBase) + "readout: {regularizer: joint_l1, weight: 0.05}\n"});
+}
+
+TEST(ModelGradient, SeparateL1PositiveFeaturesEluValid) {
+  check_directional_derivative(
+      {"separate_l1", R"(
+core: {filter_sizes: [3, 3, 3], channels: [2, 3, 2], nonlinearities: [elu, softplus, elu], padding: valid,
+       batchnorm_scale: [true, true, true], smooth_weight: 0.1, sparse_weight: 0.1, rel_smooth: [1, 1, 1],
+       rel_sparse: [0, 1, 1]}
+readout: {regularizer: separate_l1, mask_weight: 0.02, feature_weight: 0.03, positive_features: true}
+)"});
+}
+
+TEST(ModelGradient, L1MaskL2Features) {
+  check_directional_derivative({"l1_mask_l2_features", std::string(kBase) +
+                                                           "readout: {regularizer: l1_mask_l2_features, "
+                                                           "mask_weight: 0.02, feature_weight: 0.3}\n"});
+}
+
+TEST(Model, SlotTableInitialisationAndShapes) {
+  auto c = parse_model_config(std::string(kBase) + "readout: {weight: 0.05}\n", "m");
+  Model<float> m(c, 12, 10, 7);
+  auto& a = m.arena();
+  EXPECT_EQ(a.slot(m.layer_slots(0).weight).extents, (std::array<size_t, 4>{3, 1, 5, 5}));
+  EXPECT_EQ(a.slot(m.layer_slots(1).weight).extents, (std::array<size_t, 4>{4, 3, 3, 3}));
+  EXPECT_GE(m.layer_slots(0).gamma, 0);
+  EXPECT_EQ(m.layer_slots(1).gamma, -1);  // no BN scale on the last layer
+  EXPECT_FALSE(a.slot(m.layer_slots(0).running_var).trainable);
+  EXPECT_EQ(a.slot(m.readout_slots().mask).extents, (std::array<size_t, 4>{7, 12, 10, 1}));
+  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{7, 4, 1, 1}));
+  std::vector<double> means{0.0, 1e-9, 0.5, 1.0, 2.0, 5.0, 0.2};
+  m.initialize(5, means);
+  auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
+  const auto& bias = a.slot(m.readout_slots().bias);
+  EXPECT_NEAR(p(bias.offset + 3), 0.5 * std::log(std::exp(1.0) - 1.0), 1e-6);
+  EXPECT_NEAR(p(bias.offset + 0), 0.5 * std::log(std::exp(1e-3) - 1.0), 1e-5);  // clamped, finite
+  EXPECT_EQ(p(bias.offset + 0), p(bias.offset + 1));
+  const auto& w = a.slot(m.layer_slots(0).weight);
+  double sum2 = 0, maxabs = 0;
+  for (size_t i = 0; i < w.size; ++i) {
+    sum2 += double(p(w.offset + i)) * p(w.offset + i);
+    maxabs = std::max(maxabs, std::fabs(double(p(w.offset + i))));
+  }
+  EXPECT_LE(maxabs, 0.02 + 1e-7);  // truncated at 2 sd
+  EXPECT_GT(std::sqrt(sum2 / w.size), 0.004);
+  EXPECT_EQ(p(a.slot(m.layer_slots(0).running_var).offset), 1.0f);
+  // Same seed, same parameters; another seed, others.
+  Model<float> m2(c, 12, 10, 7), m3(c, 12, 10, 7);
+  m2.initialize(5, means);
+  m3.initialize(6, means);
+  auto p2 = Kokkos::create_mirror_view_and_copy(HostSpace(), m2.arena().params());
+  auto p3 = Kokkos::create_mirror_view_and_copy(HostSpace(), m3.arena().params());
+  bool same2 = true, same3 = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    same2 &= p(i) == p2(i);
+    same3 &= p(i) == p3(i);
+  }
+  EXPECT_TRUE(same2);
+  EXPECT_FALSE(same3);
+  EXPECT_THROW(m.initialize(1, std::vector<double>(3, 1.0)), ShapeError);
+  auto ws = m.make_workspace(4);
+  EXPECT_THROW(m.forward(ws, 5, false), ShapeError);
+}
+
+TEST(Model, ValidCoreThatEatsTheImageIsAShapeError) {
+  auto c = parse_model_config("core: {filter_sizes: [13, 5, 5], channels: [2, 2, 2], padding: valid}", "m");
+  EXPECT_THROW(Model<float>(c, 16, 40, 3), ShapeError);
+}
+
+TEST(Model, InverseSoftplus) {
+  for (double y : {1e-6, 0.01, 0.5, 1.0, 3.0, 30.0}) EXPECT_NEAR(std::log1p(std::exp(inverse_softplus(y))), y, 1e-12 * std::max(1.0, y));
+}
+
+}  // namespace

@@ -1,0 +1,535 @@
+// Training: batcher (fixed permutation, data_fraction, epochs), the early-stopping / lr-decay policy on
+// scripted validation curves, model configuration round trip, and end-to-end training on a tiny dataset.
+#include "io/checkpoint.hpp"
+#include "io/h5.hpp"
+#include "model/model_config.hpp"
+#include "train/batcher.hpp"
+#include "train/early_stopping.hpp"
+#include "train/pipeline.hpp"
+#include "train/rng.hpp"
+#include "train/trainer.hpp"
+
+#include "core/error.hpp"
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <vector>
+
+namespace {
+
+using namespace v1sysid;
+
+// The repository root. ctest's ENVIRONMENT for discovered tests currently keeps only the first variable
+// (gtest_discover_tests splits the list), so this does not rely on V1SYSID_SOURCE_DIR.
+std::string repo_dir() {
+  const char* env = std::getenv("V1SYSID_SOURCE_DIR");
+  if (env) return env;
+  return std::filesystem::path(__FILE__).parent_path().parent_path().string();
+}
+
+std::vector<int64_t> iota_rows(int64_t n, int64_t start = 0) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), start);
+  return v;
+}
+
+// ---- Batcher -------------------------------------------------------------------------------------------
+
+TEST(Batcher, EpochsCoverEveryKeptRowOnceAndSkipTheRemainder) {
+  const auto rows = iota_rows(103, 1000);
+  Batcher b(rows, 1.0, 10, 7);
+  ASSERT_EQ(b.rows().size(), 103u);
+  ASSERT_EQ(b.batch_size(), 10);
+  std::multiset<int64_t> seen;
+  for (int i = 0; i < 10; ++i) {
+    for (int64_t r : b.next()) seen.insert(r);
+  }
+  EXPECT_EQ(b.epochs_started(), 1);
+  EXPECT_EQ(seen.size(), 100u);
+  for (int64_t r : seen) {
+    EXPECT_EQ(seen.count(r), 1u);
+    EXPECT_GE(r, 1000);
+    EXPECT_LT(r, 1103);
+  }
+  b.next();  // only 3 left: a new epoch begins
+  EXPECT_EQ(b.epochs_started(), 2);
+}
+
+TEST(Batcher, DataFractionKeepsNestedPrefixesOfOneFixedPermutation) {
+  const auto rows = iota_rows(200);
+  Batcher all(rows, 1.0, 16, 3), half(rows, 0.5, 16, 3), quarter(rows, 0.25, 16, 3), other(rows, 0.5, 16, 4);
+  ASSERT_EQ(half.rows().size(), 100u);
+  ASSERT_EQ(quarter.rows().size(), 50u);
+  EXPECT_TRUE(std::equal(half.rows().begin(), half.rows().end(), all.rows().begin()));
+  EXPECT_TRUE(std::equal(quarter.rows().begin(), quarter.rows().end(), half.rows().begin()));
+  EXPECT_NE(half.rows(), other.rows());  // another seed, another subset
+  std::set<int64_t> kept(half.rows().begin(), half.rows().end());
+  for (int i = 0; i < 20; ++i)
+    for (int64_t r : half.next()) EXPECT_TRUE(kept.count(r)) << "row " << r << " is outside the kept fraction";
+}
+
+TEST(Batcher, SameSeedSameBatchesAndTinyFractionsClampTheBatch) {
+  const auto rows = iota_rows(50);
+  Batcher a(rows, 1.0, 8, 11), b(rows, 1.0, 8, 11), c(rows, 1.0, 8, 12);
+  bool differs = false;
+  for (int i = 0; i < 12; ++i) {
+    auto x = a.next();
+    EXPECT_EQ(x, b.next());
+    differs |= x != c.next();
+  }
+  EXPECT_TRUE(differs);
+  Batcher tiny(rows, 0.05, 8, 1);  // round(2.5) = 3 rows < batch size 8
+  EXPECT_EQ(tiny.rows().size(), 3u);
+  EXPECT_EQ(tiny.batch_size(), 3);
+  EXPECT_THROW(Batcher({}, 1.0, 8, 1), DataError);
+}
+
+// ---- Early stopping on scripted validation curves -------------------------------------------------------
+
+struct ScriptedRun {
+  std::vector<int64_t> validated_at;
+  std::vector<EarlyStopping::Decision> decisions;
+  std::vector<double> lrs;
+  EarlyStopping policy;
+};
+
+// Drives the policy with a validation loss given as a function of the number of checks done.
+template <class Curve>
+ScriptedRun drive(const EarlyStoppingOptions& o, Curve curve) {
+  ScriptedRun run{{}, {}, {}, EarlyStopping(o)};
+  int checks = 0;
+  while (run.policy.running()) {
+    run.lrs.push_back(run.policy.learning_rate());
+    if (run.policy.step_done()) {
+      run.validated_at.push_back(run.policy.iteration());
+      run.decisions.push_back(run.policy.report_validation(curve(checks++)));
+    }
+  }
+  return run;
+}
+
+TEST(EarlyStopping, PatienceRestoresRewindsDecaysAndStopsAfterTheRounds) {
+  EarlyStoppingOptions o;  // reference defaults: lr 0.002, val 50, patience 5, 2 rounds, /10, 10000 max
+  // Improves for 4 checks (iterations 50..200), then flat forever.
+  auto curve = [](int check) { return check < 4 ? 10.0 - check : 100.0; };
+  ScriptedRun r = drive(o, curve);
+  using D = EarlyStopping::Decision;
+  ASSERT_EQ(r.decisions.size(), 4u + 5u + 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r.decisions[i], D::improved);
+  EXPECT_EQ(r.decisions[8], D::restore_continue);
+  EXPECT_EQ(r.decisions[13], D::restore_stop);
+  // First patience stop at iteration 450 rewinds to 200 (the best snapshot), the next checks are 250..450.
+  EXPECT_EQ(r.validated_at[8], 450);
+  EXPECT_EQ(r.validated_at[9], 250);
+  EXPECT_EQ(r.validated_at[13], 450);
+  EXPECT_EQ(r.policy.iteration(), 200);
+  EXPECT_EQ(r.policy.steps(), 700);  // 450 + 250 optimiser steps actually taken
+  EXPECT_TRUE(r.policy.stopped_by_patience());
+  EXPECT_FALSE(r.policy.restore_at_end());
+  EXPECT_DOUBLE_EQ(r.policy.best_loss(), 7.0);
+  EXPECT_EQ(r.policy.best_iteration(), 200);
+  EXPECT_EQ(r.policy.round(), 2);
+  // lr 0.002 for the first 450 steps, 0.0002 for the next 250.
+  EXPECT_DOUBLE_EQ(r.lrs.front(), 0.002);
+  EXPECT_DOUBLE_EQ(r.lrs[449], 0.002);
+  EXPECT_DOUBLE_EQ(r.lrs[450], 0.0002);
+  EXPECT_DOUBLE_EQ(r.lrs.back(), 0.0002);
+}
+
+TEST(EarlyStopping, BestLossIsNotResetBetweenRoundsAndImprovementResetsPatience) {
+  EarlyStoppingOptions o;
+  o.val_every = 10;
+  o.patience = 2;
+  o.lr_decay_steps = 3;
+  o.lr_decay_factor = 3;
+  o.learning_rate = 0.9;
+  // checks: 5, 6(bad), 4(improved, patience reset), 7, 7 -> stop 1; in round 2 a loss of 4.5 is worse than
+  // the best 4 and counts as bad.
+  std::vector<double> script{5, 6, 4, 7, 7, 4.5, 4.5, 3, 9, 9};
+  ScriptedRun r = drive(o, [&](int c) { return script[static_cast<size_t>(c)]; });
+  using D = EarlyStopping::Decision;
+  std::vector<D> expected{D::improved, D::not_improved, D::improved, D::not_improved, D::restore_continue,
+                          D::not_improved, D::restore_continue, D::improved, D::not_improved, D::restore_stop};
+  EXPECT_EQ(r.decisions, expected);
+  EXPECT_DOUBLE_EQ(r.policy.best_loss(), 3.0);
+  EXPECT_NEAR(r.policy.learning_rate(), 0.9 / 27, 1e-15);
+  EXPECT_NEAR(r.lrs.back(), 0.1, 1e-15);
+  // check 3 at iteration 30 is the best of round 1; stop at 50 rewinds to 30; round 2 checks 40, 50 -> 30.
+  EXPECT_EQ(r.validated_at, (std::vector<int64_t>{10, 20, 30, 40, 50, 40, 50, 40, 50, 60}));
+  EXPECT_EQ(r.policy.iteration(), 40);
+}
+
+TEST(EarlyStopping, MaxIterationsEndsWithoutRestoreUnlessAsked) {
+  EarlyStoppingOptions o;
+  o.max_iterations = 300;
+  auto improving = [](int c) { return 100.0 - c; };
+  ScriptedRun r = drive(o, improving);
+  EXPECT_EQ(r.policy.iteration(), 300);
+  EXPECT_EQ(r.policy.steps(), 300);
+  EXPECT_EQ(r.decisions.size(), 6u);
+  EXPECT_FALSE(r.policy.stopped_by_patience());
+  EXPECT_FALSE(r.policy.restore_at_end());  // reference: last parameters kept
+  o.restore_best_at_max_iterations = true;
+  auto worse_at_end = [](int c) { return c < 3 ? 10.0 - c : 50.0; };
+  ScriptedRun r2 = drive(o, worse_at_end);
+  EXPECT_TRUE(r2.policy.restore_at_end());
+  EXPECT_EQ(r2.policy.best_iteration(), 150);
+}
+
+// ---- Model configuration -------------------------------------------------------------------------------
+
+TEST(ModelConfig, ReferenceConfigsParseAndRoundTripThroughYaml) {
+  for (const char* name : {"cnn_tiny", "cnn_32", "cnn_64", "cnn_128", "cnn_128_128_256"}) {
+    SCOPED_TRACE(name);
+    const auto c = load_model_config(repo_dir() + "/sweeps/models/" + name + ".yaml");
+    const std::string text = to_yaml(c);
+    const auto back = parse_model_config(text, "roundtrip");
+    EXPECT_EQ(to_yaml(back), text);
+    EXPECT_EQ(back.core.channels, c.core.channels);
+    EXPECT_EQ(back.readout.weight, c.readout.weight);
+    EXPECT_EQ(back.train.seed, c.train.seed);
+  }
+  const auto c32 = load_model_config(repo_dir() + "/sweeps/models/cnn_32.yaml");
+  EXPECT_DOUBLE_EQ(c32.core.smooth_weight, 0.0151716);
+  EXPECT_DOUBLE_EQ(c32.readout.weight, 0.0193531);
+  EXPECT_EQ(c32.train.batch_size, 256);
+}
+
+std::string config_error(const std::string& yaml) {
+  try {
+    parse_model_config(yaml, "m.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ModelConfig, DefaultsAreTheReferenceAndBadInputIsRejectedWithItsPosition) {
+  const auto d = parse_model_config("", "empty");
+  EXPECT_EQ(d.core.filter_sizes, (std::vector<int>{13, 5, 5}));
+  EXPECT_DOUBLE_EQ(d.core.batchnorm_decay, 0.98);
+  EXPECT_EQ(d.train.patience, 5);
+  EXPECT_EQ(d.train.max_iterations, 10000);
+  EXPECT_NE(config_error("core: {channels: [8, 8]}").find("core.filter_sizes"), std::string::npos);
+  EXPECT_NE(config_error("core: {filter_sizes: [4, 5, 5]}").find("odd"), std::string::npos);
+  EXPECT_NE(config_error("core: {kind: resnet}").find("core.kind"), std::string::npos);
+  EXPECT_NE(config_error("core: {nonlinearities: [relu, softplus, none]}").find("relu"), std::string::npos);
+  EXPECT_NE(config_error("train: {learning_rat: 0.1}").find("unknown key"), std::string::npos);
+  EXPECT_NE(config_error("train: {data_fraction: 1.5}").find("data_fraction"), std::string::npos);
+  EXPECT_NE(config_error("readout: {regularizer: joint_l1, mask_weight: 0.1}").find("joint_l1"), std::string::npos);
+  EXPECT_NE(config_error("train:\n  batch_size: -3\n").find("m.yaml:2:15"), std::string::npos);
+}
+
+
+// ---- A tiny digital population for end-to-end tests -----------------------------------------------------
+// 16 x 16 white-noise images; neuron n responds to a signed Gaussian blob (sd 1.5 px) at its own position:
+// rate = softplus(1.5 * <blob_n, z-scored image> / |blob_n| + 0.3), responses ~ Poisson(rate). Tiers: 600
+// train, 100 validation, test = 20 images x 5 repeats. A model that learns anything gets a positive test
+// correlation; a model that learns nothing gets ~0.
+
+int64_t poisson_sample(double rate, SplitMix64& rng) {
+  const double l = std::exp(-rate);
+  int64_t k = 0;
+  double p = rng.uniform();
+  while (p > l) {
+    ++k;
+    p *= rng.uniform();
+  }
+  return k;
+}
+
+struct TinySpec {
+  int height = 16, width = 16, neurons = 12, train = 600, validation = 100, test_images = 20, repeats = 5;
+  uint64_t seed = 99;
+};
+
+void write_tiny_dataset(const std::string& path, const TinySpec& s = {}) {
+  SplitMix64 rng(s.seed);
+  const int P = s.height * s.width;
+  std::vector<std::vector<double>> blob(static_cast<size_t>(s.neurons), std::vector<double>(static_cast<size_t>(P)));
+  for (int n = 0; n < s.neurons; ++n) {
+    const double cy = 3 + rng.uniform() * (s.height - 6), cx = 3 + rng.uniform() * (s.width - 6);
+    const double sign = n % 2 ? -1.0 : 1.0;
+    double norm = 0;
+    for (int y = 0; y < s.height; ++y)
+      for (int x = 0; x < s.width; ++x) {
+        const double v = sign * std::exp(-((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (2 * 1.5 * 1.5));
+        blob[static_cast<size_t>(n)][static_cast<size_t>(y * s.width + x)] = v;
+        norm += v * v;
+      }
+    for (auto& v : blob[static_cast<size_t>(n)]) v /= std::sqrt(norm);
+  }
+  const int unique = s.train + s.validation + s.test_images;
+  std::vector<std::vector<float>> pictures(static_cast<size_t>(unique), std::vector<float>(static_cast<size_t>(P)));
+  for (auto& pic : pictures)
+    for (auto& v : pic) v = static_cast<float>(128 + 40 * rng.normal());
+  std::vector<float> images, responses;
+  std::vector<std::string> tiers;
+  std::vector<int64_t> ids;
+  auto add_trial = [&](int image, const char* tier) {
+    const auto& pic = pictures[static_cast<size_t>(image)];
+    images.insert(images.end(), pic.begin(), pic.end());
+    for (int n = 0; n < s.neurons; ++n) {
+      double drive = 0;
+      for (int i = 0; i < P; ++i) drive += blob[static_cast<size_t>(n)][static_cast<size_t>(i)] * (pic[static_cast<size_t>(i)] - 128) / 40;
+      const double rate = std::log1p(std::exp(1.5 * drive + 0.3));
+      responses.push_back(static_cast<float>(poisson_sample(rate, rng)));
+    }
+    tiers.push_back(tier);
+    ids.push_back(1000 + image);
+  };
+  for (int i = 0; i < s.train; ++i) add_trial(i, "train");
+  for (int i = 0; i < s.validation; ++i) add_trial(s.train + i, "validation");
+  for (int r = 0; r < s.repeats; ++r)
+    for (int i = 0; i < s.test_images; ++i) add_trial(s.train + s.validation + i, "test");
+  const auto T = static_cast<hsize_t>(tiers.size());
+  auto f = h5::File::create(path, true);
+  f.write("images", images, {T, 1, static_cast<hsize_t>(s.height), static_cast<hsize_t>(s.width)});
+  f.write("responses", responses, {T, static_cast<hsize_t>(s.neurons)});
+  f.write_strings("tiers", tiers);
+  f.write("item_info/frame_image_id", ids, {T});
+  std::vector<int64_t> units(static_cast<size_t>(s.neurons));
+  std::iota(units.begin(), units.end(), 1);
+  f.write("neurons/unit_ids", units, {static_cast<hsize_t>(s.neurons)});
+  f.commit();
+}
+
+const char* kTinyModel = R"(
+core: {filter_sizes: [7, 3], channels: [6, 6], nonlinearities: [softplus, none], batchnorm_scale: [true, false],
+       smooth_weight: 0.01, sparse_weight: 0.01, rel_smooth: [1, 0.5], rel_sparse: [0, 1]}
+readout: {regularizer: joint_l1, weight: 0.002}
+train: {learning_rate: 0.01, batch_size: 64, val_every: 20, patience: 5, max_iterations: 400, seed: 5,
+        eval_batch_size: 64}
+)";
+
+struct TinyFixture {
+  v1sysid::testing::ScratchDir dir;
+  std::string data_path = dir / "tiny.h5";
+  Dataset dataset;
+  Preprocessing preprocessing;
+  TinyFixture() {
+    write_tiny_dataset(data_path);
+    dataset = load_dataset(data_path);
+    preprocessing = compute_preprocessing(dataset);
+  }
+};
+
+std::vector<float> params_of(const Model<Real>& m) {
+  auto h = Kokkos::create_mirror_view_and_copy(HostSpace(), m.arena().params());
+  return std::vector<float>(h.data(), h.data() + h.extent(0));
+}
+
+TEST(Training, TinyDataLowersValidationLossReachesPositiveCorrelationAndCheckpointsRoundTrip) {
+  TinyFixture fx;
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, config.train.batch_size, config.train.seed);
+  model.initialize(config.train.seed, mean_response(data, batcher.rows()));
+  auto ws = model.make_workspace(64);
+  IndexStaging staging(64);
+  const double before = evaluation_loss(model, ws, staging, data, data.validation_rows);
+  Trainer trainer(model, data, batcher);
+  const auto result = trainer.run(false);
+  ASSERT_NE(result.status, "diverged") << result.message;
+  ASSERT_FALSE(result.curve.empty());
+  const double after = evaluation_loss(model, ws, staging, data, data.validation_rows);
+  std::printf("tiny data: validation loss %.4f -> best %.4f (final %.4f), %lld iterations, %lld steps, %.2f s, %s\n",
+              before, result.best_val_loss, after, static_cast<long long>(result.iterations),
+              static_cast<long long>(result.steps), result.wall_seconds, result.status.c_str());
+  EXPECT_LT(result.best_val_loss, before - 0.05 * std::fabs(before));
+  if (result.restored_best) EXPECT_NEAR(after, result.best_val_loss, 1e-4 * std::fabs(after));
+  const auto report = evaluate_model(model, fx.dataset, fx.preprocessing, Tier::test);
+  std::printf("tiny data: test correlation %.3f, FEVE %.3f, fraction oracle %.3f\n", report.metrics.test_correlation,
+              report.metrics.feve, report.metrics.fraction_oracle);
+  EXPECT_GT(report.metrics.test_correlation, 0.3);
+
+  // Checkpoint: save -> load -> bit-identical predictions and parameters, Adam state, curve.
+  const std::string ckpt = fx.dir / "checkpoint.h5";
+  save_checkpoint(ckpt, model, fx.preprocessing, result, fx.data_path, false);
+  EXPECT_THROW(save_checkpoint(ckpt, model, fx.preprocessing, result, fx.data_path, false), IoError);
+  auto loaded = load_checkpoint(ckpt);
+  check_checkpoint_fits(loaded, fx.dataset);
+  EXPECT_EQ(params_of(*loaded.model), params_of(model));
+  EXPECT_EQ(loaded.model->arena().adam_step(), model.arena().adam_step());
+  EXPECT_EQ(to_yaml(loaded.model->config()), to_yaml(model.config()));
+  ASSERT_EQ(loaded.training.curve.size(), result.curve.size());
+  EXPECT_EQ(loaded.training.curve.back().val_loss, result.curve.back().val_loss);
+  EXPECT_EQ(loaded.preprocessing.response_std, fx.preprocessing.response_std);
+  const auto a = predict_tier(model, fx.dataset, fx.preprocessing, Tier::test);
+  const auto b = predict_tier(*loaded.model, fx.dataset, loaded.preprocessing, Tier::test);
+  EXPECT_EQ(a.values, b.values);
+  EXPECT_EQ(a.image_ids.size(), 100u);
+  // export/: |mask|, gamma of ones on the unscaled last layer.
+  auto f = h5::File::open(ckpt);
+  const auto mask = f.read<float>("export/readout/mask");
+  EXPECT_TRUE(std::all_of(mask.begin(), mask.end(), [](float x) { return x >= 0; }));
+  const auto gamma = f.read<float>("export/layer1/bn_gamma");
+  EXPECT_TRUE(std::all_of(gamma.begin(), gamma.end(), [](float x) { return x == 1.0f; }));
+  EXPECT_EQ(f.read_attribute_string("export/layer0", "nonlinearity"), "softplus");
+  EXPECT_EQ(f.read_attribute_string("export/layer1", "nonlinearity"), "none");
+  EXPECT_EQ(f.shape("export/layer1/weight"), (h5::Shape{6, 6, 3, 3}));
+}
+
+TEST(Training, SameSeedGivesIdenticalParametersAfterSteps) {
+  TinyFixture fx;
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  auto run = [&](uint64_t seed) {
+    auto config = parse_model_config(kTinyModel, "tiny model");
+    config.train.seed = seed;
+    Model<Real> model(config, 16, 16, 12);
+    Batcher batcher(data.train_rows, 0.5, 32, seed);
+    model.initialize(seed, mean_response(data, batcher.rows()));
+    Trainer trainer(model, data, batcher);
+    for (int i = 0; i < 15; ++i) trainer.step(0.01);
+    return params_of(model);
+  };
+  const auto a = run(3), b = run(3), c = run(4);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+std::atomic<long> g_allocations{0};
+void count_allocation(Kokkos::Profiling::SpaceHandle, const char*, const void*, uint64_t) { ++g_allocations; }
+
+TEST(Training, TheTrainingStepAllocatesNothing) {
+  TinyFixture fx;
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, 64, 1);
+  model.initialize(1, mean_response(data, batcher.rows()));
+  Trainer trainer(model, data, batcher);
+  trainer.step(0.01);  // warm-up (nothing should be lazy, but be fair)
+  Kokkos::Tools::Experimental::set_allocate_data_callback(count_allocation);
+  g_allocations = 0;
+  for (int i = 0; i < 10; ++i) trainer.step(0.01);
+  const long counted = g_allocations;
+  model.make_workspace(8);  // the hook does see allocations (the check above is not vacuous)
+  EXPECT_GT(g_allocations.load(), counted);
+  Kokkos::Tools::Experimental::set_allocate_data_callback(nullptr);
+  EXPECT_EQ(counted, 0) << "Kokkos allocations inside 10 training steps";
+}
+
+TEST(Training, NonFiniteLossGivesTheDivergedStatus) {
+  TinyFixture fx;
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, 64, 1);
+  model.initialize(1, mean_response(data, batcher.rows()));
+  Kokkos::deep_copy(model.arena().param_flat(model.readout_slots().bias), std::nanf(""));
+  Trainer trainer(model, data, batcher);
+  const auto r = trainer.run(false);
+  EXPECT_EQ(r.status, "diverged");
+  EXPECT_EQ(r.steps, 1);
+  EXPECT_NE(r.message.find("training loss"), std::string::npos);
+}
+
+TEST(Checkpoint, ModelsThatDoNotFitAndForeignFilesAreClearErrors) {
+  TinyFixture fx;
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  Model<Real> model(config, 16, 16, 12);
+  model.initialize(1, std::vector<double>(12, 1.0));
+  const std::string ckpt = fx.dir / "c.h5";
+  save_checkpoint(ckpt, model, fx.preprocessing, TrainResult{}, fx.data_path, false);
+  TinySpec other;
+  other.neurons = 7;
+  write_tiny_dataset(fx.dir / "other.h5", other);
+  const auto other_data = load_dataset(fx.dir / "other.h5");
+  auto c = load_checkpoint(ckpt);
+  try {
+    check_checkpoint_fits(c, other_data);
+    ADD_FAILURE() << "no error for a 12-neuron model on 7-neuron data";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("12 neurons"), std::string::npos) << e.what();
+  }
+  TinySpec wide;
+  wide.width = 20;
+  write_tiny_dataset(fx.dir / "wide.h5", wide);
+  EXPECT_THROW(check_checkpoint_fits(c, load_dataset(fx.dir / "wide.h5")), ShapeError);
+  // The dataset is not a checkpoint; a checkpoint of another format version is refused.
+  try {
+    load_checkpoint(fx.data_path);
+    ADD_FAILURE() << "a dataset loaded as a checkpoint";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a v1sysid checkpoint"), std::string::npos) << e.what();
+  }
+  {
+    auto f = h5::File::create(fx.dir / "future.h5", false);
+    f.write_attribute("/", "format_version", int64_t{99});
+    f.write_attribute("/", "kind", std::string("v1sysid checkpoint"));
+    f.commit();
+  }
+  try {
+    load_checkpoint(fx.dir / "future.h5");
+    ADD_FAILURE() << "format_version 99 accepted";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("format_version 99"), std::string::npos) << e.what();
+  }
+  // A training run on data that does not fit a model: the trainer refuses.
+  TrainingData data = prepare_training_data(other_data, compute_preprocessing(other_data));
+  Batcher batcher(data.train_rows, 1.0, 64, 1);
+  EXPECT_THROW(Trainer(model, data, batcher), ShapeError);
+}
+
+// ---- The commands ----------------------------------------------------------------------------------
+
+v1sysid::testing::CommandResult run_cli(const std::string& args) {
+  if (!std::getenv("V1SYSID_EXE")) setenv("V1SYSID_EXE", "../v1sysid", 0);  // ctest runs in build/<preset>/tests
+  return v1sysid::testing::run_v1sysid(args);
+}
+
+TEST(Commands, TrainEvaluatePredictAndRefuseToOverwrite) {
+  TinyFixture fx;
+  const std::string model = fx.dir / "model.yaml";
+  {
+    std::ofstream(model) << kTinyModel;
+  }
+  const std::string out = fx.dir / "run";
+  auto r = run_cli("train " + model + " --data " + fx.data_path + " --out " + out + " --max-iterations 100 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string metrics = v1sysid::testing::read_text(out + "/metrics.json");
+  for (const char* key : {"\"best_val_loss\"", "\"test_correlation\"", "\"feve\"", "\"fraction_oracle\"",
+                          "\"iterations\": 100", "\"wall_seconds\"", "\"status\": \"max_iterations\""})
+    EXPECT_NE(metrics.find(key), std::string::npos) << key << " missing in " << metrics;
+  EXPECT_EQ(metrics.find("ceiling_fraction"), std::string::npos);  // not a digital V1 dataset
+  r = run_cli("train " + model + " --data " + fx.data_path + " --out " + out + " --max-iterations 20 --quiet");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
+  r = run_cli("evaluate --checkpoint " + out + "/checkpoint.h5 --data " + fx.data_path + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"test_correlation\""), std::string::npos) << r.output;
+  const std::string pred = fx.dir / "pred.h5";
+  r = run_cli("predict --checkpoint " + out + "/checkpoint.h5 --data " + fx.data_path + " --tier test --out " + pred);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = h5::File::open(pred);
+  EXPECT_EQ(f.shape("predictions"), (h5::Shape{100, 12}));
+  const auto ids = f.read<int64_t>("image_ids");
+  EXPECT_EQ(ids.front(), 1000 + 700);
+  // Units of the stored responses: the mean prediction is on the scale of the mean response.
+  const auto p = f.read<float>("predictions");
+  double mp = 0, mr = 0;
+  for (float x : p) mp += x;
+  for (int64_t row : fx.dataset.indices(Tier::test))
+    for (int n = 0; n < 12; ++n) mr += fx.dataset.responses[static_cast<size_t>(row * 12 + n)];
+  EXPECT_NEAR(mp / mr, 1.0, 0.3);
+  TinySpec other;
+  other.neurons = 7;
+  write_tiny_dataset(fx.dir / "other.h5", other);
+  r = run_cli("predict --checkpoint " + out + "/checkpoint.h5 --data " + fx.dir / "other.h5" + " --out " +
+              fx.dir / "p2.h5");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("neurons"), std::string::npos) << r.output;
+}
+
+}  // namespace

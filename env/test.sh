@@ -50,10 +50,12 @@ run_ctest() {  # run_ctest <build dir>
   (cd "$1" && ctest -j "$jobs" --output-on-failure --timeout "$test_timeout" --no-tests=error)
 }
 
+configure_quiet() { cmake --preset "$1" -Wno-dev >/dev/null; }  # errors still reach stderr
+
 # One leg = configure, build, test with one preset; a failing step skips the rest of its leg only.
 leg() {  # leg <name> <preset>
   local name=$1 preset=$2
-  step "$name: configure (preset $preset)" cmake --preset "$preset" -Wno-dev >/dev/null || return 1
+  step "$name: configure (preset $preset)" configure_quiet "$preset" || return 1
   step "$name: build" cmake --build "build/$preset" -j "$jobs" || return 1
   step "$name: ctest" run_ctest "build/$preset"
 }

@@ -7,5 +7,6 @@
 namespace v1sysid::apps {
 
 void add_info_command(CLI::App& app);
+void add_simulate_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

@@ -25,15 +25,38 @@ struct ScratchDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
+// The test process is an MPI singleton; Open MPI exports variables that would make a child mpiexec or a child
+// singleton believe it was launched by this process. This shell prefix removes them for child commands.
+inline std::string clean_mpi_environment() {
+  return "for v in $(env | sed -n 's/^\\(OMPI_MCA_ess\\|OMPI_MCA_orte_[A-Za-z_]*\\|OMPI_MCA_pmix\\|OMPI_COMMAND\\|"
+         "OMPI_APP_CTX_NUM_PROCS\\|OMPI_MCA_initial_wdir\\|PMIX_[A-Z_]*\\)=.*/\\1/p'); do unset $v; done; ";
+}
+
 struct CommandResult {
   int exit_code;
   std::string output;  // stdout and stderr together
 };
 
-// Runs the built v1sysid executable (path from the V1SYSID_EXE environment variable set by ctest).
-inline CommandResult run_v1sysid(const std::string& args) {
-  const char* exe = std::getenv("V1SYSID_EXE");
-  std::string cmd = std::string(exe ? exe : "v1sysid") + " " + args + " 2>&1";
+inline std::string source_dir() {
+  return V1SYSID_TEST_SOURCE_DIR;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// The command line that runs the v1sysid executable under mpiexec with n ranks (oversubscribed).
+inline std::string mpi_command(int ranks, const std::string& args) {
+  return std::string(V1SYSID_TEST_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) +
+         " " + V1SYSID_TEST_EXE + " " + args;
+}
+
+// Runs a shell command (with the MPI singleton's variables removed) and returns its exit code and output.
+inline CommandResult run_shell(const std::string& command) {
+  std::string cmd = clean_mpi_environment() + command + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -43,16 +66,8 @@ inline CommandResult run_v1sysid(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
 }
 
-inline std::string source_dir() {
-  const char* s = std::getenv("V1SYSID_SOURCE_DIR");
-  return s ? s : ".";
-}
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+inline CommandResult run_v1sysid_mpi(int ranks, const std::string& args) { return run_shell(mpi_command(ranks, args)); }
+// Runs the built v1sysid executable as a single process.
+inline CommandResult run_v1sysid(const std::string& args) { return run_shell(std::string(V1SYSID_TEST_EXE) + " " + args); }
 
 }  // namespace v1sysid::testing

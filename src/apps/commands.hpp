@@ -7,6 +7,8 @@
 namespace v1sysid::apps {
 
 void add_info_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_select_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough(false);
     v1sysid::apps::add_info_command(app);
+    v1sysid::apps::add_sweep_command(app);
+    v1sysid::apps::add_select_command(app);
     v1sysid::apps::add_simulate_command(app);
 
     try {

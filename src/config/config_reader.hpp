@@ -57,6 +57,7 @@ class ConfigReader {
   [[noreturn]] void fail_here(const std::string& message) const;  // error about the mapping itself
 
   const std::string& file() const { return m_file; }
+  const YAML::Node& node() const { return m_node; }  // to iterate user-named keys (then mark them via raw/get)
   std::string key_path(const std::string& key) const { return m_path.empty() ? key : m_path + "." + key; }
 
  private:

@@ -27,9 +27,20 @@ struct GroundTruth {
   std::vector<float> fev;                   // [n] analytic fraction of explainable variance (single trial)
 };
 
+// Statistics shipped with the data (`statistics/` group or `meta/statistics/` folder, the `all` subset), kept
+// for reference; v1sysid's own preprocessing recomputes them from the training tier (compute_preprocessing).
+struct StoredStatistics {
+  std::optional<double> image_mean;   // 0-d in the files
+  std::optional<double> image_std;
+  std::vector<float> response_mean;   // [n] or empty
+  std::vector<float> response_std;    // [n] or empty (ddof 1 in neuro_data's files)
+};
+
 struct Dataset {
   std::string source;    // path it was read from
+  std::string format;    // "hdf5" (StaticImageSet), "filetree" (folder) or "filetree-zip"
   std::string data_key;  // e.g. "20457-5-9-0" for static20457-5-9-preproc0.h5
+  std::string image_id_source;  // field the image ids came from, or "pixel hash" when the file has none
   int64_t n_trials = 0;
   int64_t height = 0;
   int64_t width = 0;
@@ -42,6 +53,7 @@ struct Dataset {
   std::vector<int64_t> unit_ids;   // [n_neurons]
   std::vector<float> cortical_coordinates;  // [n_neurons, 3] or empty (neurons/cell_motor_coordinates)
   std::optional<GroundTruth> ground_truth;
+  std::optional<StoredStatistics> stored_statistics;
 
   // Row indices of one tier, in file order.
   std::vector<int64_t> indices(Tier t) const;
@@ -53,7 +65,21 @@ struct Dataset {
 
 // Reads a StaticImageSet .h5 file, a FileTree folder, or a zipped FileTree (.zip). Validates shapes,
 // tiers and finiteness; every problem throws a typed error naming file, field and fix.
+// Dispatch: a directory is a FileTree, a file ending in .zip (or starting with the zip magic) a zipped
+// FileTree, anything else HDF5. Readers never write anything into or next to the dataset.
 Dataset load_dataset(const std::string& path);
+// The individual readers behind load_dataset (same validation).
+Dataset read_static_image_set(const std::string& h5_path);
+Dataset read_file_tree(const std::string& folder_or_zip_path);
+
+// data_key as the SENSORIUM / Lurz loaders derive it: for names starting with "static", the text after
+// "static" up to the first '.', with "preproc" removed ("static20457-5-9-preproc0.h5" -> "20457-5-9-0");
+// otherwise the file or folder name without its extension.
+std::string data_key_from_path(const std::string& path);
+
+// Checks a Dataset built in memory (e.g. by the simulator) as the readers check theirs: consistent sizes,
+// non-empty train/validation/test tiers, finite images and responses, ground-truth shapes. Throws DataError.
+void validate_dataset(const Dataset& d);
 
 // Training-tier statistics as the reference computes them (reference-models.md §3.3).
 struct Preprocessing {
@@ -61,11 +87,15 @@ struct Preprocessing {
   double image_std = 1;                // scalar (ddof 0)
   std::vector<float> response_std;     // [n] per-neuron divisor; SD < 1% of mean SD is replaced (see .cpp)
 };
+// Throws DataError when the training images are constant (no SD to divide by).
 Preprocessing compute_preprocessing(const Dataset& d);
-// Returns images z-scored and responses divided by response_std (responses clipped at 0 first).
+// Returns images z-scored and responses divided by response_std (responses clipped at 0 first), for every
+// trial of every tier: images [n_trials, 1, H, W], responses [n_trials, n_neurons].
 void apply_preprocessing(const Preprocessing& p, const Dataset& d, std::vector<float>& images,
                          std::vector<float>& responses);
-// Area-downsamples images by an integer factor (e.g. SENSORIUM 144 x 256 -> 36 x 64 with factor 4).
+// Area-downsamples images by an integer factor (e.g. SENSORIUM 144 x 256 -> 36 x 64 with factor 4): each
+// output pixel is the mean of a factor x factor block. Ground-truth positions move to the new pixel grid.
+// A factor that does not divide height and width throws ConfigError; factor 1 changes nothing.
 void downsample_images(Dataset& d, int factor);
 
 }  // namespace v1sysid

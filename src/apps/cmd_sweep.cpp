@@ -1,0 +1,120 @@
+// `v1sysid sweep` (random searches and data-efficiency sweeps under MPI) and `v1sysid select` (Table 1).
+#include "apps/commands.hpp"
+#include "core/error.hpp"
+#include "core/stop.hpp"
+#include "sweep/checksum.hpp"
+#include "sweep/results_file.hpp"
+#include "sweep/scheduler.hpp"
+#include "sweep/select.hpp"
+#include "sweep/sweep_config.hpp"
+
+#include <mpi.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+namespace v1sysid::apps {
+
+namespace {
+
+struct SweepOptions {
+  std::string sweep_file, data, out, save_checkpoints;
+  bool list = false, force = false, dry_run = false;
+};
+
+void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
+  std::cout << "trial\tarchitecture\tdraw\tdata_fraction\tseed";
+  for (const auto& [name, d] : sweep.hyperparameters) std::cout << '\t' << name;
+  std::cout << '\n';
+  for (const auto& t : trials) {
+    std::cout << t.id << '\t' << t.architecture << '\t' << t.draw << '\t' << t.data_fraction << '\t' << t.seed;
+    for (const auto& [name, v] : t.hyperparameters) std::cout << '\t' << v;
+    std::cout << '\n';
+  }
+}
+
+void run_sweep_command(const SweepOptions& o) {
+  install_stop_handlers();
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  SweepConfig sweep = SweepConfig::load(o.sweep_file);
+  if (o.dry_run) sweep.trial_kind = "dry_run";
+  const std::vector<Trial> trials = expand_trials(sweep);
+  if (o.list) {
+    if (rank == 0) print_table(sweep, trials);
+    return;
+  }
+  if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
+
+  TrialRunner runner;
+  ResultsLayout layout;
+  layout.n_trials = static_cast<int64_t>(trials.size());
+  for (const auto& [name, d] : sweep.hyperparameters) layout.hyperparameters.push_back(name);
+  ResultsMetadata meta;
+  meta.sweep_yaml = sweep.resolved_yaml();
+  if (sweep.trial_kind == "dry_run") {
+    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
+    layout.n_neurons = sweep.dry_run.neurons;
+    meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
+    meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
+    runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
+  } else {
+    throw ConfigError("trial_kind 'train' is not available in this build yet", o.sweep_file,
+                      "use --dry-run (or trial_kind: dry_run) to exercise the scheduler");
+  }
+
+  int exists = 0;
+  if (rank == 0) exists = std::filesystem::exists(o.out) ? 1 : 0;
+  MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  ResultsFile results = (exists && !o.force)
+                            ? ResultsFile::open_for_resume(o.out, MPI_COMM_WORLD, layout, meta)
+                            : ResultsFile::create(o.out, MPI_COMM_WORLD, layout, meta, trials, o.force);
+  SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner);
+  if (rank == 0) {
+    std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed), %lld finished before, in %.1f s\n",
+                 static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
+                 static_cast<long long>(s.failed), static_cast<long long>(s.already_finished), s.wall_seconds);
+    if (s.stopped) std::fprintf(stderr, "sweep: stopped by a signal; run the same command again to resume\n");
+    std::cout << o.out << '\n';
+  }
+}
+
+}  // namespace
+
+void add_sweep_command(CLI::App& app) {
+  auto o = std::make_shared<SweepOptions>();
+  auto* cmd = app.add_subcommand("sweep", "Run a random search / data-efficiency sweep under MPI into one results.h5");
+  cmd->add_option("SWEEP", o->sweep_file, "Sweep YAML (sweeps/*.yaml)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--data", o->data, "Dataset: StaticImageSet .h5, FileTree folder or .zip");
+  cmd->add_option("--out", o->out, "Results file (parallel HDF5); an existing one is resumed");
+  cmd->add_option("--save-checkpoints", o->save_checkpoints, "Folder to keep each trial's best checkpoint");
+  cmd->add_flag("--list", o->list, "Print the trial table and exit");
+  cmd->add_flag("--force", o->force, "Start over even if --out exists");
+  cmd->add_flag("--dry-run", o->dry_run, "Synthetic trials (no training): exercises scheduling and results I/O");
+  cmd->callback([o] { run_sweep_command(*o); });
+}
+
+void add_select_command(CLI::App& app) {
+  struct Options {
+    std::string results, csv;
+    int64_t top = 5;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("select", "Table 1: best trial per architecture by validation loss, top-k test correlation");
+  cmd->add_option("RESULTS", o->results, "results.h5 written by v1sysid sweep")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--top", o->top, "How many best trials to average")->check(CLI::PositiveNumber);
+  cmd->add_option("--csv", o->csv, "Also write the table as CSV to this file");
+  cmd->callback([o] {
+    auto rows = select_best(o->results, o->top);
+    std::cout << selection_markdown(rows, o->top);
+    if (!o->csv.empty()) {
+      std::ofstream f(o->csv);
+      if (!f) throw IoError("cannot write CSV", o->csv, "check the directory");
+      f << selection_csv(rows);
+    }
+  });
+}
+
+}  // namespace v1sysid::apps

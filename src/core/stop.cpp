@@ -1,0 +1,27 @@
+#include "core/stop.hpp"
+
+#include <csignal>
+
+namespace v1sysid {
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (sig == SIGINT && g_stop) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+  }
+  g_stop = 1;
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+}
+bool stop_requested() { return g_stop != 0; }
+void request_stop() { g_stop = 1; }
+void clear_stop_request() { g_stop = 0; }
+
+}  // namespace v1sysid

@@ -1,0 +1,161 @@
+#include "sweep/scheduler.hpp"
+
+#include "core/error.hpp"
+#include "core/progress.hpp"
+#include "core/stop.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+namespace v1sysid {
+
+namespace {
+
+// A counter on rank 0 that every rank can fetch-and-increment without rank 0's participation.
+class WorkCounter {
+ public:
+  explicit WorkCounter(MPI_Comm comm) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Aint bytes = rank == 0 ? static_cast<MPI_Aint>(sizeof(int64_t)) : 0;
+    MPI_Win_allocate(bytes, sizeof(int64_t), MPI_INFO_NULL, comm, &m_base, &m_win);
+    if (rank == 0) {
+      MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, m_win);
+      *m_base = 0;
+      MPI_Win_unlock(0, m_win);
+    }
+    MPI_Barrier(comm);
+  }
+  WorkCounter(const WorkCounter&) = delete;
+  WorkCounter& operator=(const WorkCounter&) = delete;
+  ~WorkCounter() { MPI_Win_free(&m_win); }
+  int64_t next() {
+    int64_t one = 1, previous = 0;
+    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, m_win);
+    MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, 0, MPI_SUM, m_win);
+    MPI_Win_unlock(0, m_win);
+    return previous;
+  }
+
+ private:
+  int64_t* m_base = nullptr;
+  MPI_Win m_win = MPI_WIN_NULL;
+};
+
+std::string host_name() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+}  // namespace
+
+SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner) {
+  auto start = std::chrono::steady_clock::now();
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+
+  // Rank 0 reads which rows are unfinished and shares the list, so every rank sees the same work list.
+  std::vector<int64_t> todo;
+  int64_t n_todo = 0;
+  if (rank == 0) {
+    auto statuses = results.read_statuses();
+    for (size_t i = 0; i < statuses.size(); ++i) {
+      if (!is_finished_status(statuses[i])) todo.push_back(static_cast<int64_t>(i));
+    }
+    n_todo = static_cast<int64_t>(todo.size());
+  }
+  MPI_Bcast(&n_todo, 1, MPI_INT64_T, 0, comm);
+  todo.resize(static_cast<size_t>(n_todo));
+  if (n_todo > 0) MPI_Bcast(todo.data(), static_cast<int>(n_todo), MPI_INT64_T, 0, comm);
+
+  SweepSummary local;
+  local.total = static_cast<int64_t>(trials.size());
+  local.already_finished = local.total - n_todo;
+  if (rank == 0) {
+    std::fprintf(stderr, "sweep: %lld trials, %lld finished before, %lld to run on %d rank(s)\n",
+                 static_cast<long long>(local.total), static_cast<long long>(local.already_finished),
+                 static_cast<long long>(n_todo), size);
+  }
+  const std::string host = host_name();
+  {
+    WorkCounter counter(comm);
+    while (!stop_requested()) {
+      const int64_t k = counter.next();
+      if (k >= n_todo) break;
+      const Trial& trial = trials.at(static_cast<size_t>(todo[static_cast<size_t>(k)]));
+      auto t0 = std::chrono::steady_clock::now();
+      TrialResult r;
+      try {
+        r = runner(trial);
+      } catch (const DivergedError& e) {
+        r = TrialResult{};
+        r.status = "diverged";
+        r.message = e.what();
+      } catch (const std::exception& e) {
+        r = TrialResult{};
+        r.status = "failed";
+        r.message = e.what();
+      }
+      r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (stop_requested() && r.status != "ok") break;  // interrupted mid-trial: leave it pending for the rerun
+      results.write_row(trial.id, r, rank, host);
+      ++local.ran;
+      local.ok += r.status == "ok";
+      local.diverged += r.status == "diverged";
+      local.failed += r.status == "failed";
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double per_trial = elapsed / static_cast<double>(k + 1);  // k+1 trials were handed out before this finished
+      std::fprintf(stderr, "sweep [rank %d] trial %lld (%s, draw %lld, fraction %g): %s val %.6g corr %.4f in %s | %lld/%lld handed out, ETA %s\n",
+                   rank, static_cast<long long>(trial.id), trial.architecture.c_str(),
+                   static_cast<long long>(trial.draw), trial.data_fraction, r.status.c_str(), r.best_val_loss,
+                   r.test_correlation, format_duration(r.wall_seconds).c_str(), static_cast<long long>(k + 1),
+                   static_cast<long long>(n_todo), format_duration(per_trial * static_cast<double>(n_todo - k - 1)).c_str());
+    }
+  }
+  local.stopped = stop_requested();
+  results.close();  // collective
+
+  SweepSummary total = local;
+  int64_t sums[4] = {local.ran, local.ok, local.diverged, local.failed};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_INT64_T, MPI_SUM, comm);
+  total.ran = sums[0];
+  total.ok = sums[1];
+  total.diverged = sums[2];
+  total.failed = sums[3];
+  int stopped = local.stopped ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, comm);
+  total.stopped = stopped != 0;
+  total.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return total;
+}
+
+TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial) {
+  auto u = [&](const char* stream) { return unit_interval(hash_string(stream + std::to_string(trial.id), sweep.seed)); };
+  const DryRunConfig& d = sweep.dry_run;
+  std::this_thread::sleep_for(std::chrono::duration<double>(d.min_seconds + u("time") * (d.max_seconds - d.min_seconds)));
+  if (u("fail") < d.fail_fraction) throw Error("dry-run trial failed on purpose (dry_run.fail_fraction)");
+  TrialResult r;
+  r.status = "ok";
+  // A smooth synthetic landscape in the hyperparameters plus trial noise, so `select` has something to rank.
+  double landscape = 0;
+  for (const auto& [name, v] : trial.hyperparameters) landscape += std::pow(std::log10(std::fabs(v) + 1e-12) + 2.0, 2);
+  r.best_val_loss = 1.0 + 0.01 * landscape + 0.05 * u("noise") + 0.1 * (1.0 - trial.data_fraction);
+  r.test_correlation = 0.6 - 0.5 * (r.best_val_loss - 1.0);
+  r.feve = r.test_correlation * r.test_correlation;
+  r.fraction_oracle = r.test_correlation / 0.8;
+  r.iterations = 50 * (5 + static_cast<int64_t>(10 * u("iters")));
+  for (int64_t c = 0; c < r.iterations / 50; ++c) r.val_curve.push_back(r.best_val_loss + 1.0 / static_cast<double>(c + 1));
+  r.neuron_correlation.resize(static_cast<size_t>(d.neurons));
+  for (size_t i = 0; i < r.neuron_correlation.size(); ++i) {
+    r.neuron_correlation[i] = static_cast<float>(r.test_correlation + 0.1 * (u(("n" + std::to_string(i)).c_str()) - 0.5));
+  }
+  return r;
+}
+
+}  // namespace v1sysid

@@ -1,0 +1,36 @@
+// Runs a sweep's unfinished trials across the ranks of a communicator with dynamic scheduling: a shared
+// counter in an MPI window (MPI_Fetch_and_op) hands out the next unfinished trial to whichever rank is free, so
+// no rank idles while trials remain and no rank is reserved for bookkeeping. Each finished trial is written
+// to the results file at once by the rank that ran it.
+#pragma once
+
+#include "sweep/results_file.hpp"
+#include "sweep/sweep_config.hpp"
+#include "sweep/trial_result.hpp"
+
+#include <mpi.h>
+
+#include <functional>
+
+namespace v1sysid {
+
+// Runs one trial. Exceptions are recorded: DivergedError -> "diverged", any other -> "failed".
+using TrialRunner = std::function<TrialResult(const Trial&)>;
+
+struct SweepSummary {
+  int64_t total = 0;            // trials in the table
+  int64_t already_finished = 0; // finished before this run (resume)
+  int64_t ran = 0;              // finished by this run, all ranks
+  int64_t ok = 0, diverged = 0, failed = 0;  // of those run now, all ranks
+  bool stopped = false;         // a stop signal ended the run early
+  double wall_seconds = 0;
+};
+
+// Collective over comm. Closes the results file at the end.
+SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner);
+
+// A trial that trains nothing: it waits a configurable time and returns deterministic synthetic numbers, so
+// scheduling and results I/O can be exercised at any rank count (`--dry-run`).
+TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial);
+
+}  // namespace v1sysid

@@ -1,0 +1,106 @@
+#include "sweep/select.hpp"
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <sstream>
+
+namespace v1sysid {
+
+std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
+  h5::File f = h5::File::open(path);
+  auto arch = f.read_strings("trials/architecture");
+  auto status = f.read_strings("trials/status");
+  auto val = f.read<double>("trials/best_val_loss");
+  auto corr = f.read<double>("trials/test_correlation");
+  auto fraction = f.read<double>("trials/data_fraction");
+  std::map<std::string, std::vector<double>> hyper;
+  if (f.exists("trials/hyperparameters")) {
+    for (const auto& name : f.list("trials/hyperparameters")) hyper[name] = f.read<double>("trials/hyperparameters/" + name);
+  }
+  const size_t n = arch.size();
+  if (status.size() != n || val.size() != n || corr.size() != n || fraction.size() != n) {
+    throw DataError("trials/ datasets have different lengths", path, "the file is not a v1sysid results file");
+  }
+  // Groups in order of first appearance, keyed by (architecture, data fraction).
+  std::vector<SelectionRow> rows;
+  std::vector<std::vector<size_t>> members;
+  for (size_t i = 0; i < n; ++i) {
+    size_t g = 0;
+    while (g < rows.size() && !(rows[g].architecture == arch[i] && rows[g].data_fraction == fraction[i])) ++g;
+    if (g == rows.size()) {
+      rows.push_back({});
+      rows.back().architecture = arch[i];
+      rows.back().data_fraction = fraction[i];
+      members.emplace_back();
+    }
+    ++rows[g].trials_total;
+    if (status[i] == "ok" && std::isfinite(val[i])) members[g].push_back(i);
+  }
+  for (size_t g = 0; g < rows.size(); ++g) {
+    auto& m = members[g];
+    auto& row = rows[g];
+    row.trials_ok = static_cast<int64_t>(m.size());
+    if (m.empty()) continue;
+    std::stable_sort(m.begin(), m.end(), [&](size_t a, size_t b) { return val[a] < val[b]; });
+    const size_t best = m.front();
+    row.best_trial = static_cast<int64_t>(best);
+    row.best_val_loss = val[best];
+    row.best_test_correlation = corr[best];
+    for (const auto& [name, values] : hyper) row.best_hyperparameters[name] = values[best];
+    const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(top, 1)), m.size());
+    row.top_count = static_cast<int64_t>(k);
+    double mean = 0;
+    for (size_t j = 0; j < k; ++j) mean += corr[m[j]];
+    mean /= static_cast<double>(k);
+    double ss = 0;
+    for (size_t j = 0; j < k; ++j) ss += (corr[m[j]] - mean) * (corr[m[j]] - mean);
+    row.top_mean_test_correlation = mean;
+    row.top_sd_test_correlation = k > 1 ? std::sqrt(ss / static_cast<double>(k - 1)) : 0.0;
+  }
+  return rows;
+}
+
+std::string selection_markdown(const std::vector<SelectionRow>& rows, int64_t top) {
+  std::ostringstream s;
+  char buf[512];
+  s << "| architecture | data fraction | trials ok | best val loss | test corr (best) | test corr top-" << top
+    << " (mean +- SD) | best hyperparameters |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& r : rows) {
+    std::string hp;
+    for (const auto& [k, v] : r.best_hyperparameters) {
+      std::snprintf(buf, sizeof buf, "%s%s=%.4g", hp.empty() ? "" : ", ", k.c_str(), v);
+      hp += buf;
+    }
+    if (r.best_trial < 0) {
+      std::snprintf(buf, sizeof buf, "| %s | %g | 0/%lld | - | - | - | - |\n", r.architecture.c_str(), r.data_fraction,
+                    static_cast<long long>(r.trials_total));
+    } else {
+      std::snprintf(buf, sizeof buf, "| %s | %g | %lld/%lld | %.6g | %.4f | %.4f +- %.4f | %s |\n", r.architecture.c_str(),
+                    r.data_fraction, static_cast<long long>(r.trials_ok), static_cast<long long>(r.trials_total),
+                    r.best_val_loss, r.best_test_correlation, r.top_mean_test_correlation, r.top_sd_test_correlation,
+                    hp.c_str());
+    }
+    s << buf;
+  }
+  return s.str();
+}
+
+std::string selection_csv(const std::vector<SelectionRow>& rows) {
+  std::ostringstream s;
+  s << "architecture,data_fraction,trials_ok,trials_total,best_trial,best_val_loss,best_test_correlation,"
+       "top_count,top_mean_test_correlation,top_sd_test_correlation\n";
+  s.precision(10);
+  for (const auto& r : rows) {
+    s << r.architecture << ',' << r.data_fraction << ',' << r.trials_ok << ',' << r.trials_total << ',' << r.best_trial
+      << ',' << r.best_val_loss << ',' << r.best_test_correlation << ',' << r.top_count << ','
+      << r.top_mean_test_correlation << ',' << r.top_sd_test_correlation << '\n';
+  }
+  return s.str();
+}
+
+}  // namespace v1sysid

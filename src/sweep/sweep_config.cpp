@@ -1,0 +1,267 @@
+#include "sweep/sweep_config.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+namespace v1sysid {
+
+namespace fs = std::filesystem;
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t hash_string(const std::string& s, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ull ^ splitmix64(seed);
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return splitmix64(h);
+}
+
+double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
+
+double Distribution::sample(double u) const {
+  switch (kind) {
+    case Kind::fixed: return choices.at(0);
+    case Kind::log_uniform: return std::exp(std::log(lo) + u * (std::log(hi) - std::log(lo)));
+    case Kind::uniform: return lo + u * (hi - lo);
+    case Kind::choice: {
+      auto i = static_cast<size_t>(u * static_cast<double>(choices.size()));
+      return choices[std::min(i, choices.size() - 1)];
+    }
+  }
+  return 0;
+}
+
+namespace {
+
+std::string resolve(const std::string& file, const std::string& relative) {
+  fs::path p(relative);
+  if (p.is_absolute()) return p.string();
+  fs::path candidate = fs::path(file).parent_path() / p;
+  return candidate.lexically_normal().string();
+}
+
+Distribution decode_distribution(ConfigReader& parent, const std::string& key) {
+  YAML::Node n = parent.raw(key);
+  Distribution d;
+  if (n.IsScalar()) {
+    double v = 0;
+    if (!YAML::convert<double>::decode(n, v) || !std::isfinite(v)) parent.fail(key, "expected a number or a distribution");
+    d.kind = Distribution::Kind::fixed;
+    d.choices = {v};
+    return d;
+  }
+  ConfigReader r(n, parent.file(), parent.key_path(key));
+  int given = r.has("log_uniform") + r.has("uniform") + r.has("choice") + r.has("fixed");
+  if (given != 1) r.fail_here("expected exactly one of log_uniform: [lo, hi], uniform: [lo, hi], choice: [...], fixed: v");
+  std::vector<double> range;
+  if (r.has("log_uniform") || r.has("uniform")) {
+    const std::string k = r.has("log_uniform") ? "log_uniform" : "uniform";
+    r.get(k, range);
+    if (range.size() != 2 || !(range[0] <= range[1])) r.fail(k, "expected [lo, hi] with lo <= hi");
+    if (k == "log_uniform" && !(range[0] > 0)) r.fail(k, "expected a positive lower bound for log_uniform");
+    d.kind = k == "log_uniform" ? Distribution::Kind::log_uniform : Distribution::Kind::uniform;
+    d.lo = range[0];
+    d.hi = range[1];
+  } else if (r.has("choice")) {
+    r.get("choice", d.choices);
+    if (d.choices.empty()) r.fail("choice", "expected a non-empty list");
+    d.kind = Distribution::Kind::choice;
+  } else {
+    double v = 0;
+    r.get("fixed", v);
+    d.kind = Distribution::Kind::fixed;
+    d.choices = {v};
+  }
+  r.finish();
+  return d;
+}
+
+YAML::Node encode_distribution(const Distribution& d) {
+  YAML::Node n;
+  switch (d.kind) {
+    case Distribution::Kind::fixed: n["fixed"] = d.choices[0]; break;
+    case Distribution::Kind::log_uniform: n["log_uniform"].push_back(d.lo); n["log_uniform"].push_back(d.hi); break;
+    case Distribution::Kind::uniform: n["uniform"].push_back(d.lo); n["uniform"].push_back(d.hi); break;
+    case Distribution::Kind::choice: for (double c : d.choices) n["choice"].push_back(c); break;
+  }
+  return n;
+}
+
+}  // namespace
+
+SweepConfig SweepConfig::load(const std::string& path) {
+  SweepConfig s;
+  s.file = path;
+  ConfigReader r(load_yaml_file(path), path);
+  r.require("name", s.name);
+  int64_t seed = 0;
+  r.get_in_range("seed", seed, int64_t{0}, std::numeric_limits<int64_t>::max());
+  s.seed = static_cast<uint64_t>(seed);
+  r.get_choice("trial_kind", s.trial_kind, {"train", "dry_run"});
+  if (r.has("base_model")) {
+    r.get("base_model", s.base_model);
+    s.base_model = resolve(path, s.base_model);
+  }
+  YAML::Node archs = r.raw("architectures");
+  if (!archs.IsDefined() || !archs.IsSequence() || archs.size() == 0) {
+    r.fail("architectures", "expected a non-empty list of {name, model?, overrides?}");
+  }
+  for (size_t i = 0; i < archs.size(); ++i) {
+    ConfigReader a(archs[i], path, "architectures[" + std::to_string(i) + "]");
+    ArchitectureSpec spec;
+    a.require("name", spec.name);
+    if (a.has("model")) {
+      a.get("model", spec.model_file);
+      spec.model_file = resolve(path, spec.model_file);
+    }
+    spec.overrides = YAML::Clone(a.raw("overrides"));
+    if (spec.overrides.IsDefined() && !spec.overrides.IsNull() && !spec.overrides.IsMap()) {
+      a.fail("overrides", "expected a mapping merged into the model config");
+    }
+    a.finish();
+    if (spec.model_file.empty() && s.base_model.empty() && s.trial_kind == "train") {
+      a.fail_here("has no model and the sweep has no base_model");
+    }
+    for (const auto& other : s.architectures) {
+      if (other.name == spec.name) a.fail("name", "duplicate architecture name \"" + spec.name + "\"");
+    }
+    s.architectures.push_back(std::move(spec));
+  }
+  {
+    ConfigReader search = r.child("search");
+    search.get_in_range("draws", s.draws, int64_t{1}, int64_t{1000000});
+    ConfigReader hp = search.child("hyperparameters");
+    for (auto it = hp.node().begin(); it != hp.node().end(); ++it) {
+      const std::string name = it->first.as<std::string>();
+      s.hyperparameters[name] = decode_distribution(hp, name);
+    }
+    hp.finish();
+    search.finish();
+  }
+  {
+    ConfigReader grid = r.child("grid");
+    grid.get("data_fraction", s.data_fractions).get("seed", s.seeds);
+    if (s.data_fractions.empty()) grid.fail("data_fraction", "expected a non-empty list");
+    for (double f : s.data_fractions) {
+      if (!(f > 0 && f <= 1)) grid.fail("data_fraction", "expected fractions in (0, 1]");
+    }
+    if (s.seeds.empty()) grid.fail("seed", "expected a non-empty list");
+    grid.finish();
+  }
+  r.get_in_range("max_checks", s.max_checks, int64_t{0}, int64_t{100000});
+  {
+    ConfigReader dr = r.child("dry_run");
+    dr.get_in_range("min_seconds", s.dry_run.min_seconds, 0.0, 3600.0)
+        .get_in_range("max_seconds", s.dry_run.max_seconds, 0.0, 3600.0)
+        .get_in_range("neurons", s.dry_run.neurons, int64_t{1}, int64_t{1000000})
+        .get_in_range("fail_fraction", s.dry_run.fail_fraction, 0.0, 1.0);
+    if (s.dry_run.max_seconds < s.dry_run.min_seconds) dr.fail("max_seconds", "expected max_seconds >= min_seconds");
+    dr.finish();
+  }
+  r.finish();
+  return s;
+}
+
+std::string SweepConfig::resolved_yaml() const {
+  YAML::Node n;
+  n["name"] = name;
+  n["seed"] = seed;
+  n["trial_kind"] = trial_kind;
+  if (!base_model.empty()) n["base_model"] = base_model;
+  for (const auto& a : architectures) {
+    YAML::Node an;
+    an["name"] = a.name;
+    if (!a.model_file.empty()) an["model"] = a.model_file;
+    if (a.overrides.IsDefined() && !a.overrides.IsNull()) an["overrides"] = a.overrides;
+    n["architectures"].push_back(an);
+  }
+  n["search"]["draws"] = draws;
+  for (const auto& [k, d] : hyperparameters) n["search"]["hyperparameters"][k] = encode_distribution(d);
+  for (double f : data_fractions) n["grid"]["data_fraction"].push_back(f);
+  for (int64_t v : seeds) n["grid"]["seed"].push_back(v);
+  n["max_checks"] = max_checks;
+  n["dry_run"]["min_seconds"] = dry_run.min_seconds;
+  n["dry_run"]["max_seconds"] = dry_run.max_seconds;
+  n["dry_run"]["neurons"] = dry_run.neurons;
+  n["dry_run"]["fail_fraction"] = dry_run.fail_fraction;
+  YAML::Emitter e;
+  e << n;
+  return e.c_str();
+}
+
+std::vector<Trial> expand_trials(const SweepConfig& sweep) {
+  std::vector<Trial> trials;
+  for (size_t a = 0; a < sweep.architectures.size(); ++a) {
+    const std::string& arch = sweep.architectures[a].name;
+    for (double fraction : sweep.data_fractions) {
+      for (int64_t seed : sweep.seeds) {
+        for (int64_t d = 0; d < sweep.draws; ++d) {
+          Trial t;
+          t.id = static_cast<int64_t>(trials.size());
+          t.architecture_index = static_cast<int64_t>(a);
+          t.architecture = arch;
+          t.draw = d;
+          t.data_fraction = fraction;
+          t.seed = seed;
+          for (const auto& [name, dist] : sweep.hyperparameters) {
+            uint64_t bits = hash_string(arch + '\x1f' + name + '\x1f' + std::to_string(d), sweep.seed);
+            t.hyperparameters[name] = dist.sample(unit_interval(bits));
+          }
+          trials.push_back(std::move(t));
+        }
+      }
+    }
+  }
+  return trials;
+}
+
+void set_yaml_path(YAML::Node& root, const std::string& dotted, const YAML::Node& value) {
+  std::vector<std::string> parts;
+  std::stringstream ss(dotted);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  // yaml-cpp nodes are references: walk with explicit re-assignment so the tree is modified in place.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (!next.IsDefined() || !next.IsMap()) {
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[parts[i]];
+    }
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = value;
+}
+
+void merge_yaml(YAML::Node& base, const YAML::Node& overrides) {
+  if (!overrides.IsDefined() || overrides.IsNull()) return;
+  for (auto it = overrides.begin(); it != overrides.end(); ++it) {
+    const std::string key = it->first.as<std::string>();
+    YAML::Node target = base[key];
+    if (it->second.IsMap() && target.IsDefined() && target.IsMap()) {
+      merge_yaml(target, it->second);
+    } else {
+      base[key] = YAML::Clone(it->second);
+    }
+  }
+}
+
+YAML::Node trial_model_yaml(const SweepConfig& sweep, const Trial& trial) {
+  const ArchitectureSpec& arch = sweep.architectures.at(static_cast<size_t>(trial.architecture_index));
+  const std::string& file = arch.model_file.empty() ? sweep.base_model : arch.model_file;
+  YAML::Node model = file.empty() ? YAML::Node(YAML::NodeType::Map) : YAML::Clone(load_yaml_file(file));
+  merge_yaml(model, arch.overrides);
+  for (const auto& [name, value] : trial.hyperparameters) set_yaml_path(model, name, YAML::Node(value));
+  set_yaml_path(model, "train.data_fraction", YAML::Node(trial.data_fraction));
+  set_yaml_path(model, "train.seed", YAML::Node(trial.seed));
+  return model;
+}
+
+}  // namespace v1sysid

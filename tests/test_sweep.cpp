@@ -1,0 +1,223 @@
+// Sweep files, the trial table, the MPI scheduler with its results file, resume after SIGKILL, and select.
+#include "io/h5.hpp"
+#include "sweep/select.hpp"
+#include "sweep/sweep_config.hpp"
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+
+namespace {
+
+using v1sysid::testing::run_v1sysid_mpi;
+using v1sysid::testing::ScratchDir;
+
+std::string write_sweep(const ScratchDir& dir, const std::string& name, const std::string& body) {
+  std::string path = dir / name;
+  std::ofstream(path) << body;
+  return path;
+}
+
+const char* kDrySweep = R"(name: t
+seed: 11
+trial_kind: dry_run
+architectures: [{name: a}, {name: b}]
+search:
+  draws: 6
+  hyperparameters:
+    core.smooth_weight: {log_uniform: [0.001, 0.03]}
+    train.batch_size: {choice: [64, 128, 256]}
+    readout.sparsity: 0.02
+grid: {data_fraction: [0.5, 1.0]}
+dry_run: {min_seconds: 0.15, max_seconds: 0.25, neurons: 7, fail_fraction: FAIL}
+)";
+
+std::string dry_sweep(double fail_fraction) {
+  std::string s = kDrySweep;
+  s.replace(s.find("FAIL"), 4, std::to_string(fail_fraction));
+  return s;
+}
+
+TEST(SweepTable, ExpansionIsDeterministicAndInRange) {
+  ScratchDir dir;
+  auto sweep = v1sysid::SweepConfig::load(write_sweep(dir, "s.yaml", dry_sweep(0)));
+  auto a = v1sysid::expand_trials(sweep);
+  auto b = v1sysid::expand_trials(v1sysid::SweepConfig::load(write_sweep(dir, "s2.yaml", dry_sweep(0))));
+  ASSERT_EQ(a.size(), 2u * 2u * 6u);
+  std::set<double> smooth_values;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].id, static_cast<int64_t>(i));
+    EXPECT_EQ(a[i].hyperparameters, b[i].hyperparameters);
+    double s = a[i].hyperparameters.at("core.smooth_weight");
+    EXPECT_GE(s, 0.001);
+    EXPECT_LE(s, 0.03);
+    double bs = a[i].hyperparameters.at("train.batch_size");
+    EXPECT_TRUE(bs == 64 || bs == 128 || bs == 256);
+    EXPECT_EQ(a[i].hyperparameters.at("readout.sparsity"), 0.02);
+    smooth_values.insert(s);
+  }
+  // Draw d of an architecture has the same values at every data fraction; architectures differ.
+  EXPECT_EQ(a[0].hyperparameters, a[6].hyperparameters);  // a, fraction 0.5 vs 1.0, draw 0
+  EXPECT_NE(a[0].hyperparameters, a[12].hyperparameters); // architecture b, draw 0
+  EXPECT_EQ(smooth_values.size(), 12u);                   // 2 architectures x 6 draws, all distinct
+}
+
+TEST(SweepTable, LogUniformCoversTheRangeOnALogScale) {
+  v1sysid::Distribution d;
+  d.kind = v1sysid::Distribution::Kind::log_uniform;
+  d.lo = 1e-3;
+  d.hi = 1e-1;
+  EXPECT_NEAR(d.sample(0.0), 1e-3, 1e-15);
+  EXPECT_NEAR(d.sample(0.5), 1e-2, 1e-12);  // geometric mean
+  EXPECT_NEAR(d.sample(1.0), 1e-1, 1e-12);
+}
+
+TEST(SweepTable, BadSweepFilesNameTheKey) {
+  ScratchDir dir;
+  auto expect_error = [&](const std::string& body, const std::string& needle) {
+    try {
+      v1sysid::SweepConfig::load(write_sweep(dir, "bad.yaml", body));
+      ADD_FAILURE() << "no error for: " << body;
+    } catch (const v1sysid::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\nserch: {draws: 2}\n", "serch: unknown key");
+  expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {hyperparameters: {w: {log_uniform: [0, 1]}}}\n",
+               "positive lower bound");
+  expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {hyperparameters: {w: {between: [1, 2]}}}\n",
+               "exactly one of");
+  expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}, {name: a}]\n", "duplicate architecture");
+  expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\ngrid: {data_fraction: [0]}\n", "fractions in (0, 1]");
+  expect_error("name: x\narchitectures: [{name: a}]\n", "no base_model");
+}
+
+TEST(SweepTable, TrialModelGetsDrawnValuesAndOverrides) {
+  ScratchDir dir;
+  write_sweep(dir, "base.yaml", "core: {channels: [8, 8], smooth_weight: 0.5}\ntrain: {learning_rate: 0.002}\n");
+  auto path = write_sweep(dir, "s.yaml",
+                          "name: m\nbase_model: base.yaml\narchitectures:\n  - {name: wide, overrides: {core: {channels: [16, 16]}}}\n"
+                          "search: {draws: 2, hyperparameters: {core.smooth_weight: {uniform: [1, 2]}}}\ngrid: {data_fraction: [0.25]}\n");
+  auto sweep = v1sysid::SweepConfig::load(path);
+  auto trials = v1sysid::expand_trials(sweep);
+  YAML::Node m = v1sysid::trial_model_yaml(sweep, trials[1]);
+  EXPECT_EQ(m["core"]["channels"][0].as<int>(), 16);
+  EXPECT_DOUBLE_EQ(m["core"]["smooth_weight"].as<double>(), trials[1].hyperparameters.at("core.smooth_weight"));
+  EXPECT_DOUBLE_EQ(m["train"]["learning_rate"].as<double>(), 0.002);
+  EXPECT_DOUBLE_EQ(m["train"]["data_fraction"].as<double>(), 0.25);
+}
+
+struct ResultsReadback {
+  std::vector<std::string> status, message;
+  std::vector<int64_t> trial_id;
+  std::vector<int32_t> rank;
+};
+
+ResultsReadback read_results(const std::string& path) {
+  v1sysid::h5::File f = v1sysid::h5::File::open(path);
+  return {f.read_strings("trials/status"), f.read_strings("trials/message"), f.read<int64_t>("trials/trial_id"),
+          f.read<int32_t>("trials/rank")};
+}
+
+class SweepMpi : public ::testing::TestWithParam<int> {};
+
+TEST_P(SweepMpi, EveryTrialIsWrittenOnceAndTheFileReadsBack) {
+  const int ranks = GetParam();
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  auto r = run_v1sysid_mpi(ranks, "sweep " + sweep + " --out " + (dir / "r.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto res = read_results(dir / "r.h5");
+  ASSERT_EQ(res.status.size(), 24u);
+  std::set<int32_t> ranks_seen;
+  for (size_t i = 0; i < res.status.size(); ++i) {
+    EXPECT_EQ(res.status[i], "ok") << i;
+    EXPECT_EQ(res.trial_id[i], static_cast<int64_t>(i));
+    ranks_seen.insert(res.rank[i]);
+  }
+  EXPECT_EQ(static_cast<int>(ranks_seen.size()), ranks) << "dynamic scheduling left a rank idle";
+  // Running again finds nothing to do and keeps the file.
+  auto again = run_v1sysid_mpi(ranks, "sweep " + sweep + " --out " + (dir / "r.h5"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("24 finished before, 0 to run"), std::string::npos) << again.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, SweepMpi, ::testing::Values(2, 4));
+
+TEST(SweepResume, SigkillThenRerunCompletesEveryTrialExactlyOnce) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  // SIGKILL the whole job (mpiexec and both ranks, whose command lines all name the unique output path), as a
+  // scheduler would, once the log shows that three trials have finished: 24 trials of 0.15-0.25 s on 2 ranks
+  // leave most of them pending.
+  const std::string log = dir / "log";
+  v1sysid::testing::run_shell("(" + v1sysid::testing::mpi_command(2, "sweep " + sweep + " --out " + out) + " >" +
+                              log + " 2>&1 &) ; for i in $(seq 300); do [ $(grep -c ': ok val' " + log +
+                              " 2>/dev/null || echo 0) -ge 3 ] && break; sleep 0.1; done; pkill -KILL -f '" + out +
+                              "'; sleep 0.3");
+  auto partial = read_results(out);  // readable after SIGKILL
+  int64_t done = 0;
+  for (const auto& s : partial.status) done += s == "ok";
+  EXPECT_GT(done, 0) << "killed before any trial finished; the test did not exercise resume";
+  EXPECT_LT(done, 24) << "the job finished before the kill; the test did not exercise resume";
+  auto resumed = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find(std::to_string(done) + " finished before"), std::string::npos) << resumed.output;
+  auto full = read_results(out);
+  for (size_t i = 0; i < full.status.size(); ++i) {
+    EXPECT_EQ(full.status[i], "ok") << i;
+    EXPECT_EQ(full.trial_id[i], static_cast<int64_t>(i));
+  }
+  // A changed sweep refuses to resume into the same file.
+  auto other = write_sweep(dir, "other.yaml", dry_sweep(0.5));
+  auto refused = run_v1sysid_mpi(1, "sweep " + other + " --out " + out);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("the sweep changed"), std::string::npos) << refused.output;
+}
+
+TEST(SweepFaults, FailingTrialsAreRecordedAndTheSweepGoesOn) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0.4));
+  auto r = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + (dir / "r.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto res = read_results(dir / "r.h5");
+  int failed = 0, ok = 0;
+  for (size_t i = 0; i < res.status.size(); ++i) {
+    if (res.status[i] == "failed") {
+      ++failed;
+      EXPECT_NE(res.message[i].find("failed on purpose"), std::string::npos);
+    }
+    ok += res.status[i] == "ok";
+  }
+  EXPECT_GT(failed, 0);
+  EXPECT_GT(ok, 0);
+  EXPECT_EQ(failed + ok, 24);
+}
+
+TEST(SweepSelect, BestByValidationLossAndTopKStatistics) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  ASSERT_EQ(run_v1sysid_mpi(2, "sweep " + sweep + " --out " + (dir / "r.h5")).exit_code, 0);
+  v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
+  auto val = f.read<double>("trials/best_val_loss");
+  auto corr = f.read<double>("trials/test_correlation");
+  auto rows = v1sysid::select_best(dir / "r.h5", 3);
+  ASSERT_EQ(rows.size(), 4u);  // 2 architectures x 2 fractions, in table order
+  // Group (a, 0.5) is trials 0..5.
+  std::vector<size_t> order{0, 1, 2, 3, 4, 5};
+  std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return val[x] < val[y]; });
+  EXPECT_EQ(rows[0].architecture, "a");
+  EXPECT_EQ(rows[0].best_trial, static_cast<int64_t>(order[0]));
+  double mean = (corr[order[0]] + corr[order[1]] + corr[order[2]]) / 3;
+  double var = 0;
+  for (int j = 0; j < 3; ++j) var += std::pow(corr[order[j]] - mean, 2) / 2;
+  EXPECT_NEAR(rows[0].top_mean_test_correlation, mean, 1e-12);
+  EXPECT_NEAR(rows[0].top_sd_test_correlation, std::sqrt(var), 1e-12);
+  EXPECT_NE(v1sysid::selection_markdown(rows, 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
+}
+
+}  // namespace

@@ -182,7 +182,7 @@ void write_static_image_set(const SimulatedDataset& sim, const std::string& path
   f.write_attribute("/", "stimuli", sim.stimuli_file);
   f.write_attribute("/", "stimuli_generator", sim.stimuli_generator);
   f.write_attribute("/", "animal", int64_t{sim.animal + 1});
-  f.write_attribute("/", "data_key", std::filesystem::path(path).stem().string());
+  f.write_attribute("/", "data_key", data_key_from_path(path));
   f.commit();
 }
 

@@ -89,7 +89,7 @@ Ceiling analytic_ceiling(const NoiseParameters& p, const double* test_rates, int
     c.signal_variance += d * d;
     c.noise_variance += trial_variance(p, test_rates[i]);
   }
-  c.signal_variance /= static_cast<double>(m);
+  c.signal_variance /= static_cast<double>(m > 1 ? m - 1 : 1);  // ddof 1, see noise.hpp
   c.noise_variance /= static_cast<double>(m);
   const double s = c.signal_variance, nv = c.noise_variance;
   c.fev = s + nv > 0 ? s / (s + nv) : 0;

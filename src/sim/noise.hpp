@@ -54,10 +54,14 @@ void simulate_trial(const NoiseParameters& p, uint64_t seed, uint64_t animal, ui
                     int64_t n, float* responses);
 
 // Analytic ceilings of one neuron from its noise-free rates on the test images (test_rates, length m):
-//   S = (1/m) sum_i (lambda_i - mean lambda)^2      signal variance over the test images
+//   S = 1/(m-1) sum_i (lambda_i - mean lambda)^2    signal variance over the test images (ddof 1)
 //   N = (1/m) sum_i V(lambda_i)                     mean trial-to-trial variance
 //   fev                 = S / (S + N)               fraction of explainable variance of a single trial
 //   ceiling_correlation = sqrt(S / (S + N / R))     expected corr(lambda, mean of R repeats) over the images
+// ddof 1 because the sample correlation over the m images removes the mean of the noise too: the noise
+// part of the variance of the repeat means across images is (m-1)/m N/R in expectation, and
+// S_ddof1 / (S_ddof1 + N/R) = S_ddof0 / (S_ddof0 + (m-1)/m N/R). What is left is the O(1/m) bias of a sample
+// correlation (E[1/sqrt(var)] > 1/sqrt(E[var])), a few thousandths for 100 images (tests/test_sim.cpp).
 struct Ceiling {
   double signal_variance = 0;
   double noise_variance = 0;

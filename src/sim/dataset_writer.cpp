@@ -13,17 +13,6 @@ namespace v1sysid::sim {
 
 namespace {
 
-// The byte strings of the StaticImageSet tiers.
-const char* tier_label(Tier t) {
-  switch (t) {
-    case Tier::train: return "train";
-    case Tier::validation: return "validation";
-    case Tier::test: return "test";
-    case Tier::final_test: return "final_test";
-  }
-  return "?";
-}
-
 // Median as numpy computes it (mean of the two middle values for even counts).
 float median_in_place(std::vector<float>& v) {
   if (v.empty()) return std::numeric_limits<float>::quiet_NaN();
@@ -93,7 +82,7 @@ void write_static_image_set(const SimulatedDataset& sim, const std::string& path
   f.write("images", d.images, {N, 1, static_cast<hsize_t>(d.height), static_cast<hsize_t>(d.width)});
   f.write("responses", d.responses, {N, n});
   std::vector<std::string> tiers, types(N, "stimulus.Frame");
-  for (Tier t : d.tiers) tiers.push_back(tier_label(t));
+  for (Tier t : d.tiers) tiers.push_back(tier_name(t));
   f.write_strings("tiers", tiers);
   f.write_strings("types", types);
   f.write("trial_idx", sim.trial_idx, {N});

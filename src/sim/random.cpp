@@ -54,17 +54,12 @@ double Rng::uniform_open0() { return (static_cast<double>(next() >> 11) + 1.0) *
 double Rng::log_uniform(double lo, double hi) { return std::exp(uniform(std::log(lo), std::log(hi))); }
 
 uint64_t Rng::below(uint64_t n) {
-  // Lemire 2019: the high word of x * n is uniform once the low word passes the rejection threshold.
-  unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
-  uint64_t low = static_cast<uint64_t>(m);
-  if (low < n) {
-    const uint64_t threshold = (0 - n) % n;
-    while (low < threshold) {
-      m = static_cast<unsigned __int128>(next()) * n;
-      low = static_cast<uint64_t>(m);
-    }
+  // Rejection of the top partial block keeps x % n exactly uniform (plain 64-bit arithmetic, no __int128).
+  const uint64_t threshold = (0 - n) % n;  // 2^64 mod n
+  while (true) {
+    const uint64_t x = next();
+    if (x >= threshold) return x % n;
   }
-  return static_cast<uint64_t>(m >> 64);
 }
 
 double Rng::normal() {

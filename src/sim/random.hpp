@@ -42,7 +42,7 @@ class Rng {
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
   // exp(uniform(log lo, log hi)); lo, hi > 0.
   double log_uniform(double lo, double hi);
-  // Uniform integer in [0, n), n > 0 (Lemire's unbiased multiply-shift rejection).
+  // Uniform integer in [0, n), n > 0 (unbiased: rejection below 2^64 mod n, then modulo).
   uint64_t below(uint64_t n);
   // Standard normal (Box-Muller, one value per call so that the stream position is simple).
   double normal();

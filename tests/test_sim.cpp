@@ -586,6 +586,30 @@ TEST_F(SimTest, SameSeedGivesIdenticalDatasetsAndAnotherSeedDoesNot) {
   EXPECT_NE(a["gt/orientation"], c["gt/orientation"]);
 }
 
+TEST_F(SimTest, FileTreeOutputHoldsTheSameDatasetAsTheHdf5File) {
+  const std::string cfg = write_config("ft.yaml", tiny_config());
+  const std::string h5_out = *dir / "ft.h5", tree_out = *dir / "ft_tree";
+  auto r = run_v1sysid("simulate " + cfg + " --out " + h5_out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + cfg + " --out " + tree_out + " --format filetree");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(tree_out + "/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(tree_out + "/data/images/0.npy"));
+  const v1sysid::Dataset a = v1sysid::load_dataset(h5_out), b = v1sysid::load_dataset(tree_out);
+  EXPECT_EQ(a.images, b.images);
+  EXPECT_EQ(a.responses, b.responses);
+  EXPECT_EQ(a.tiers, b.tiers);
+  EXPECT_EQ(a.image_ids, b.image_ids);
+  EXPECT_EQ(a.unit_ids, b.unit_ids);
+  EXPECT_EQ(a.cortical_coordinates, b.cortical_coordinates);
+  ASSERT_TRUE(a.ground_truth && b.ground_truth);
+  EXPECT_EQ(a.ground_truth->cell_type, b.ground_truth->cell_type);
+  EXPECT_EQ(a.ground_truth->ceiling_correlation, b.ground_truth->ceiling_correlation);
+  EXPECT_EQ(a.ground_truth->test_rates, b.ground_truth->test_rates);
+  r = run_v1sysid("simulate " + cfg + " --out " + tree_out + " --format filetree");
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // an existing folder is not replaced without --force
+}
+
 TEST_F(SimTest, SimulateWritesTheStaticImageSetLayout) {
   const std::string cfg = write_config("layout.yaml", tiny_config("noise: {model: negative_binomial, nb_r: 3}\n"));
   const std::string out = *dir / "layout.h5";
@@ -594,9 +618,6 @@ TEST_F(SimTest, SimulateWritesTheStaticImageSetLayout) {
   r = run_v1sysid("simulate " + cfg + " --out " + out);
   EXPECT_EQ(r.exit_code, 3) << r.output;  // IoError: exists, no --force
   EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
-  r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "ft") + " --format filetree");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("not yet available"), std::string::npos) << r.output;
 
   const int N = 300 + 30 + 30 * 10, n = 40, H = 20, W = 36;
   h5::File f = h5::File::open(out);

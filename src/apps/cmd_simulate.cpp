@@ -30,10 +30,6 @@ double median(std::vector<double> v) {
 }
 
 void run_simulate(const SimulateOptions& o) {
-  if (o.format == "filetree") {
-    throw ConfigError("--format filetree is not yet available", "v1sysid simulate",
-                      "write the HDF5 layout with --format h5 (the default) for now");
-  }
   sim::SimulationConfig config = sim::load_simulation_config(o.config);
   if (!o.stimuli.empty()) config.stimuli = o.stimuli;
 
@@ -51,7 +47,11 @@ void run_simulate(const SimulateOptions& o) {
             << ", " << stimuli.size() << " crops " << stimuli.height << " x " << stimuli.width << ")\n";
   for (int a = 0; a < config.n_animals; ++a) {
     const sim::SimulatedDataset d = sim::simulate_animal(config, stimuli, a);
-    sim::write_static_image_set(d, outputs[static_cast<size_t>(a)], o.force);
+    if (o.format == "filetree") {
+      sim::write_file_tree(d, outputs[static_cast<size_t>(a)], o.force);
+    } else {
+      sim::write_static_image_set(d, outputs[static_cast<size_t>(a)], o.force);
+    }
     std::vector<double> ceiling, fev;
     double mean_rate = 0;
     for (const auto& c : d.ceilings) {
@@ -79,7 +79,7 @@ void add_simulate_command(CLI::App& app) {
   cmd->add_option("--stimuli", opts->stimuli,
                   "Stimulus file of 'v1sysid images' (overrides the config's stimuli key; relative to the current "
                   "directory)");
-  cmd->add_option("--format", opts->format, "Output layout: h5 (StaticImageSet) or filetree (not yet available)")
+  cmd->add_option("--format", opts->format, "Output layout: h5 (StaticImageSet file) or filetree (FileTree folder of .npy files)")
       ->check(CLI::IsMember({"h5", "filetree"}));
   cmd->add_flag("--force", opts->force, "Overwrite existing output files");
   cmd->callback([opts] { run_simulate(*opts); });

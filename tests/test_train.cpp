@@ -532,4 +532,139 @@ TEST(Commands, TrainEvaluatePredictAndRefuseToOverwrite) {
   EXPECT_NE(r.output.find("neurons"), std::string::npos) << r.output;
 }
 
+
+// ---- Lurz: stacked2d core, Gaussian readout, several datasets, transfer ----------------------------------
+
+const char* kLurzModel = R"(
+core: {kind: stacked2d, filter_sizes: [5, 3], channels: [6, 6], nonlinearities: [elu, elu],
+       batchnorm_scale: [true, true], rel_smooth: [0, 0], rel_sparse: [0, 0], laplace_weight: 0.1}
+readout: {kind: gaussian, feature_weight: 0.01}
+train: {schedule: lurz, batch_size: 32, max_epochs: 4, seed: 3, eval_batch_size: 64}
+)";
+
+std::vector<float> read_floats(const std::string& path, const std::string& name) {
+  return h5::File::open(path).read<float>(name);
+}
+
+TEST(Training, GaussianStacked2dCheckpointRoundTripAndExport) {
+  TinyFixture fx;
+  const auto config = parse_model_config(kLurzModel, "lurz model");
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, config.train.batch_size, config.train.seed);
+  model.initialize(config.train.seed, mean_response(data, batcher.rows()));
+  Trainer trainer(model, data, batcher);
+  const auto result = trainer.run(false);
+  ASSERT_NE(result.status, "diverged") << result.message;
+  EXPECT_EQ(result.curve.size(), 4u);  // one point per epoch
+  EXPECT_TRUE(result.restored_best);
+  EXPECT_GT(result.best_val_correlation, 0.05);
+  const std::string ckpt = fx.dir / "gauss.h5";
+  save_checkpoint(ckpt, model, fx.preprocessing, result, fx.data_path, false);
+  auto loaded = load_checkpoint(ckpt);
+  EXPECT_EQ(params_of(*loaded.model), params_of(model));
+  const auto a = predict_tier(model, fx.dataset, fx.preprocessing, Tier::test);
+  const auto b = predict_tier(*loaded.model, fx.dataset, loaded.preprocessing, Tier::test);
+  EXPECT_EQ(a.values, b.values);
+  auto f = h5::File::open(ckpt);
+  EXPECT_EQ(f.read_attribute_int("export", "num_layers"), 4);  // dense, then 1x1 / depthwise / 1x1
+  EXPECT_EQ(f.read_attribute_int("export/layer2", "groups"), 6);
+  EXPECT_EQ(f.read_attribute_int("export/layer1", "groups"), 1);
+  EXPECT_FALSE(f.exists("export/layer1/bn_mean"));
+  EXPECT_FALSE(f.exists("export/layer2/bn_mean"));
+  EXPECT_TRUE(f.exists("export/layer3/bn_mean"));
+  EXPECT_EQ(f.read_attribute_string("export/layer0", "padding"), "valid");
+  EXPECT_EQ(f.read_attribute_string("export/layer2", "padding"), "same");
+  EXPECT_EQ(f.shape("export/layer2/weight"), (h5::Shape{6, 1, 3, 3}));
+  EXPECT_EQ(f.read_attribute_string("export/readout", "kind"), "gaussian");
+  EXPECT_EQ(f.read_attribute_string("export/readout", "output_nonlinearity"), "elu_plus_one");
+  EXPECT_EQ(f.shape("export/readout/mu"), (h5::Shape{12, 2}));
+  EXPECT_EQ(f.shape("export/readout/sigma"), (h5::Shape{12, 2, 2}));
+  const auto mu = f.read<float>("export/readout/mu");
+  EXPECT_TRUE(std::all_of(mu.begin(), mu.end(), [](float x) { return x >= -1 && x <= 1; }));
+}
+
+TEST(Training, SeveralDatasetsOneStepPerCycle) {
+  TinyFixture fx;
+  TinySpec other;
+  other.neurons = 9;
+  other.seed = 7;
+  write_tiny_dataset(fx.dir / "b.h5", other);
+  const Dataset db = load_dataset(fx.dir / "b.h5");
+  const auto pb = compute_preprocessing(db);
+  TrainingData da = prepare_training_data(fx.dataset, fx.preprocessing), dtb = prepare_training_data(db, pb);
+  auto config = parse_model_config(kLurzModel, "lurz model");
+  Model<Real> model(config, 16, 16, std::vector<ReadoutSpec>{{"a", 12}, {"b", 9}});
+  std::vector<Batcher> batchers{Batcher(da.train_rows, 1.0, 32, 1), Batcher(dtb.train_rows, 1.0, 16, 2)};
+  model.initialize(1, std::vector<ReadoutInit>{ReadoutInit{mean_response(da, batchers[0].rows()), {}},
+                                                ReadoutInit{mean_response(dtb, batchers[1].rows()), {}}});
+  Trainer trainer(model, std::vector<const TrainingData*>{&da, &dtb}, batchers);
+  const auto before = params_of(model);
+  trainer.step(0.005);
+  // One Adam step for the whole cycle, every readout and the core moved.
+  EXPECT_EQ(model.arena().adam_step(), 1);
+  const auto after = params_of(model);
+  for (const auto& sl : model.arena().slots()) {
+    if (!sl.trainable) continue;
+    bool moved = false;
+    for (size_t i = 0; i < sl.size; ++i) moved = moved || before[sl.offset + i] != after[sl.offset + i];
+    EXPECT_TRUE(moved) << sl.name;
+  }
+  // A trainer needs one dataset per readout.
+  EXPECT_THROW(Trainer(model, std::vector<const TrainingData*>{&da}, std::vector<Batcher>{batchers[0]}), ShapeError);
+}
+
+TEST(Commands, SeveralDatasetsThenTransferWithAFrozenCore) {
+  TinyFixture fx;
+  TinySpec sb, sc;
+  sb.neurons = 9;
+  sb.seed = 7;
+  sc.neurons = 7;
+  sc.seed = 11;
+  write_tiny_dataset(fx.dir / "b.h5", sb);
+  write_tiny_dataset(fx.dir / "c.h5", sc);
+  const std::string model = fx.dir / "lurz.yaml";
+  {
+    std::ofstream(model) << kLurzModel;
+  }
+  const std::string multi = fx.dir / "multi";
+  auto r = run_cli("train " + model + " --data " + fx.data_path + " --data " + fx.dir / "b.h5" + " --out " + multi +
+                   " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string metrics = v1sysid::testing::read_text(multi + "/metrics.json");
+  for (const char* key : {"\"datasets\"", "\"tiny\": {", "\"b\": {", "\"best_val_correlation\""})
+    EXPECT_NE(metrics.find(key), std::string::npos) << key << " missing in " << metrics;
+  {
+    auto f = h5::File::open(multi + "/checkpoint.h5");
+    EXPECT_EQ(f.shape("export/readouts/tiny/mu"), (h5::Shape{12, 2}));
+    EXPECT_EQ(f.shape("export/readouts/b/features"), (h5::Shape{9, 6}));
+    EXPECT_EQ(f.read_strings("readouts/data_keys"), (std::vector<std::string>{"tiny", "b"}));
+  }
+  // evaluate picks the readout by the dataset's data_key.
+  r = run_cli("evaluate --checkpoint " + multi + "/checkpoint.h5 --data " + fx.dir / "b.h5" + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Transfer to a new "animal": only its new readout trains; the core is bitwise the source core.
+  const std::string transfer = fx.dir / "transfer";
+  r = run_cli("train " + model + " --data " + fx.dir / "c.h5" + " --out " + transfer + " --init-core " + multi +
+              "/checkpoint.h5 --freeze-core --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto src = h5::File::open(multi + "/checkpoint.h5");
+  auto dst = h5::File::open(transfer + "/checkpoint.h5");
+  int compared = 0;
+  for (const std::string name : {"weight", "pointwise_in", "depthwise", "bn_gamma", "bn_beta", "bn_running_mean",
+                                 "bn_running_var"})
+    for (int l = 0; l < 2; ++l) {
+      const std::string path = "params/core/layer" + std::to_string(l) + "/" + name;
+      if (!src.exists(path)) continue;
+      EXPECT_EQ(src.read<float>(path), dst.read<float>(path)) << path;
+      ++compared;
+    }
+  EXPECT_EQ(compared, 12);
+  EXPECT_NE(read_floats(transfer + "/checkpoint.h5", "params/readout/features"),
+            std::vector<float>(7 * 6, 0.0f));
+  r = run_cli("train " + model + " --data " + fx.dir / "c.h5" + " --out " + fx.dir / "t2" + " --freeze-core --quiet");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--init-core"), std::string::npos) << r.output;
+}
+
 }  // namespace

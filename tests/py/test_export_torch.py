@@ -90,9 +90,10 @@ def torch_forward(export, images):
         padding = text(g.attrs["padding"])
         pad = w.shape[-1] // 2 if padding == "same" else (0 if padding == "valid" else int(padding))
         x = F.conv2d(x, w, padding=pad, groups=int(g.attrs["groups"]))
-        t = {k: torch.from_numpy(g[k][...]).double() for k in ("bn_mean", "bn_var", "bn_gamma", "bn_beta")}
-        x = F.batch_norm(x, t["bn_mean"], t["bn_var"], weight=t["bn_gamma"], bias=t["bn_beta"], training=False,
-                         eps=float(g.attrs["bn_eps"]))
+        if "bn_mean" in g:  # depth-separable parts without a batch norm have none
+            t = {k: torch.from_numpy(g[k][...]).double() for k in ("bn_mean", "bn_var", "bn_gamma", "bn_beta")}
+            x = F.batch_norm(x, t["bn_mean"], t["bn_var"], weight=t["bn_gamma"], bias=t["bn_beta"], training=False,
+                             eps=float(g.attrs["bn_eps"]))
         nonlinearity = text(g.attrs["nonlinearity"])
         if nonlinearity == "softplus":
             x = F.softplus(x)
@@ -101,6 +102,16 @@ def torch_forward(export, images):
         else:
             assert nonlinearity == "none", nonlinearity
     r = export["readout"]
+    if text(r.attrs["kind"]) == "gaussian":
+        mu = torch.from_numpy(r["mu"][...]).double()                # [N, 2], (x, y) in [-1, 1]
+        features = torch.from_numpy(r["features"][...]).double()  # [N, C]
+        bias = torch.from_numpy(r["bias"][...]).double()
+        grid = mu[None, :, None, :].expand(x.shape[0], -1, -1, -1)  # [B, N, 1, 2]
+        sample = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[..., 0]
+        h = torch.einsum("bcn,nc->bn", sample, features) + bias
+        assert text(r.attrs["output_nonlinearity"]) == "elu_plus_one"
+        y = F.elu(h) + 1
+        return (y * torch.from_numpy(pre["response_std"][...]).double()).numpy()
     assert text(r.attrs["kind"]) == "factorized"
     mask = torch.from_numpy(r["mask"][...]).double()          # [N, H, W], already |M|
     features = torch.from_numpy(r["features"][...]).double()  # [N, C]
@@ -111,6 +122,16 @@ def torch_forward(export, images):
     return (y * torch.from_numpy(pre["response_std"][...]).double()).numpy()
 
 
+# Lurz et al. 2021: stacked2d core (depth-separable layers exported as 1x1 / depthwise / 1x1) and the Gaussian
+# readout (grid_sample at mu, ELU + 1).
+LURZ_MODEL = """
+core: {kind: stacked2d, filter_sizes: [5, 3, 3], channels: [4, 5, 3], nonlinearities: [elu, elu, elu],
+       batchnorm_scale: [true, true, true], rel_smooth: [0, 0, 0], rel_sparse: [0, 0, 0], laplace_weight: 0.1}
+readout: {kind: gaussian, feature_weight: 0.01}
+train: {schedule: lurz, batch_size: 32, max_epochs: 3, seed: 2}
+"""
+
+
 @unittest.skipIf(MISSING is not None, f"PyTorch / h5py / numpy not available: {MISSING}")
 class ExportTorch(unittest.TestCase):
     def test_torch_forward_from_export_matches_predict(self):
@@ -118,6 +139,9 @@ class ExportTorch(unittest.TestCase):
 
     def test_roteq_export_holds_the_expanded_filters(self):
         self.check_export(MODEL_ROTEQ, expected_weight_shapes=[(16, 1, 5, 5), (16, 16, 3, 3)])
+
+    def test_stacked2d_gaussian_export_matches_predict(self):
+        self.check_export(LURZ_MODEL)
 
     def check_export(self, model_text, expected_weight_shapes=None):
         with tempfile.TemporaryDirectory() as tmp:

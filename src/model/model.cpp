@@ -1,6 +1,7 @@
 #include "model/model.hpp"
 
 #include "core/error.hpp"
+#include "core/kmath.hpp"
 #include "optim/regularizers.hpp"
 #include "train/rng.hpp"
 
@@ -50,6 +51,22 @@ void fill_truncated_normal(ParamArena<T>& arena, int slot, SplitMix64& rng) {
 template <class T>
 void fill_constant(ParamArena<T>& arena, int slot, T value) {
   if (slot >= 0) Kokkos::deep_copy(arena.param_flat(slot), value);
+}
+
+// d_h = d_yhat * f'(h) for the output nonlinearity f, written over h (input-gradient path only; training
+// fuses this step into the Poisson loss backward).
+template <class T>
+void output_nonlinearity_backward_in_place(ExecSpace const& space, layers::OutputNonlinearity f,
+                                           U1<const T> d_yhat,  // (B * N)
+                                           U1<T> h_to_d_h) {    // (B * N), h in, d_h out
+  const bool softplus = f == layers::OutputNonlinearity::softplus;
+  Kokkos::parallel_for(
+      "v1sysid::model::output_nonlinearity_backward", Kokkos::RangePolicy<ExecSpace>(space, 0, h_to_d_h.extent(0)),
+      KOKKOS_LAMBDA(const size_t i) {
+        const T h = h_to_d_h(i);
+        const T slope = softplus ? kmath::sigmoid(h) : (h > T(0) ? T(1) : kmath::exp(h));
+        h_to_d_h(i) = d_yhat(i) * slope;
+      });
 }
 
 }  // namespace
@@ -352,6 +369,64 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
     total += readout_l1_mask_l2_features_grad(space, mask, features, r.mask_weight, r.feature_weight, d_mask,
                                               d_features);
   return total;
+}
+
+template <class T>
+void Model<T>::input_gradient(ModelWorkspace<T>& ws, int batch, View1<const T> d_prediction, View1<T> d_images) {
+  if (batch < 1 || batch > ws.capacity)
+    throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
+                         std::to_string(ws.capacity),
+                     "Model::input_gradient", "make a workspace with a capacity of at least the batch size");
+  const auto n_out = static_cast<size_t>(batch) * static_cast<size_t>(m_neurons);
+  const auto n_in = static_cast<size_t>(batch) * static_cast<size_t>(m_height * m_width);
+  if (d_prediction.extent(0) < n_out || d_images.extent(0) < n_in)
+    throw ShapeError("d_prediction holds " + std::to_string(d_prediction.extent(0)) + " and d_images " +
+                         std::to_string(d_images.extent(0)) + " values; batch x neurons = " + std::to_string(n_out) +
+                         " and batch x H x W = " + std::to_string(n_in) + " are needed",
+                     "Model::input_gradient", "size them for the batch");
+  ExecSpace space;
+  U1<T> d_h(ws.readout_h.data(), n_out);
+  output_nonlinearity_backward_in_place<T>(space, layers::OutputNonlinearity::softplus,
+                                           U1<const T>(d_prediction.data(), n_out), d_h);
+  const int L = num_layers();
+  const auto& last = m_geometry.back();
+  layers::FactorizedReadoutOptions ro;
+  ro.positive_features = m_config.readout.positive_features;
+  layers::factorized_readout_backward<T>(
+      space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
+      m_arena.template param<2>(m_readout.features),
+      U4<const T>(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out),
+      U2<const T>(ws.readout_h.data(), batch, m_neurons), ws.readout_cache,
+      U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out), m_arena.template grad<3>(m_readout.mask),
+      m_arena.template grad<2>(m_readout.features), m_arena.grad_flat(m_readout.bias), ws.readout_scratch);
+  T* d_cur = ws.grad_a.data();
+  T* d_other = ws.grad_b.data();
+  for (int l = L - 1; l >= 0; --l) {
+    const auto& g = m_geometry[static_cast<size_t>(l)];
+    const auto& s = m_layers[static_cast<size_t>(l)];
+    U4<T> d_act(d_cur, batch, g.c_out, g.h_out, g.w_out);
+    U1<const T> gamma;
+    U1<T> d_gamma;
+    if (s.gamma >= 0) {
+      gamma = m_arena.param_flat(s.gamma);
+      d_gamma = m_arena.grad_flat(s.gamma);
+    }
+    const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
+    layers::batchnorm_backward_eval<T>(
+        space, bn_shape(l, batch), bn_options(l), act, gamma, m_arena.param_flat(s.running_mean),
+        m_arena.param_flat(s.running_var),
+        U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
+        U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out), d_act, d_act,
+        d_gamma, m_arena.grad_flat(s.beta));
+    const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
+    U4<T> d_in = l == 0 ? U4<T>(d_images.data(), batch, g.c_in, g.h_in, g.w_in)
+                        : U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
+    layers::conv2d_backward<T>(space, conv_shape(l, batch), m_arena.template param<4>(s.weight),
+                               U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in,
+                               m_arena.template grad<4>(s.weight), ws.conv_scratch);
+    std::swap(d_cur, d_other);
+  }
+  m_arena.zero_grad(space);
 }
 
 template class Model<float>;

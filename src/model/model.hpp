@@ -95,6 +95,14 @@ class Model {
   // Gradients of poisson_loss + regularization accumulated into the arena's grads (zero them first);
   // requires a training-mode forward of the same batch. Returns the regularisation value.
   double backward(ModelWorkspace<T>& ws, int batch);
+  // Gradient of sum_{b,n} d_prediction[b,n] * prediction[b,n] with respect to the model input (preprocessed
+  // images), through evaluation-mode batch norm: the linear receptive fields of `v1sysid rf` (one-hot rows of
+  // d_prediction give one neuron per image). Requires an evaluation-mode forward of the same batch and
+  // consumes its caches (run forward again before the next call). The arena's parameter gradients serve as
+  // scratch and are zero on return.
+  void input_gradient(ModelWorkspace<T>& ws, int batch,
+                      View1<const T> d_prediction,  // (batch * N), d loss / d prediction
+                      View1<T> d_images);           // (batch * H * W), assigned
 
  private:
   layers::Conv2dShape conv_shape(int layer, int batch) const;

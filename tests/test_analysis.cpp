@@ -54,6 +54,17 @@ core: {filter_sizes: [3, 3, 3], channels: [2, 3, 2], nonlinearities: [elu, softp
 readout: {regularizer: separate_l1, mask_weight: 0.02, feature_weight: 0.03, positive_features: true}
 )";
 
+const char* kRoteqShared = R"(
+core: {kind: roteq, filter_sizes: [5, 3], features: [2, 2], rotations: 8, batchnorm_shared_rotations: true,
+       nonlinearities: [softplus, none], batchnorm_scale: [true, false], rel_smooth: [1, 0.5], rel_sparse: [0, 1]}
+readout: {regularizer: joint_l1, weight: 0.05}
+)";
+const char* kRoteqPerChannel = R"(
+core: {kind: roteq, filter_sizes: [3, 3], features: [1, 2], rotations: 4, batchnorm_shared_rotations: false,
+       nonlinearities: [elu, softplus], batchnorm_scale: [true, true], rel_smooth: [1, 0.5], rel_sparse: [0, 1]}
+readout: {regularizer: joint_l1, weight: 0.05}
+)";
+
 // sum_{b,n} w[b,n] * prediction[b,n] at images x (evaluation mode).
 double weighted_prediction(Model<double>& m, ModelWorkspace<double>& ws, int B, const std::vector<double>& x,
                            const std::vector<double>& w) {
@@ -109,6 +120,14 @@ TEST(InputGradient, MatchesFiniteDifferencesSoftplusSame) { check_input_gradient
 
 TEST(InputGradient, MatchesFiniteDifferencesEluValidPositiveFeatures) {
   check_input_gradient(kEluValidPositive, "elu_valid_positive");
+}
+
+TEST(InputGradient, MatchesFiniteDifferencesRoteqSharedBatchNorm) {
+  check_input_gradient(kRoteqShared, "roteq_shared_bn");
+}
+
+TEST(InputGradient, MatchesFiniteDifferencesRoteqPerChannelBatchNorm) {
+  check_input_gradient(kRoteqPerChannel, "roteq_per_channel_bn");
 }
 
 TEST(InputGradient, WrongSizesAreShapeErrors) {

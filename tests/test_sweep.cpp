@@ -221,3 +221,45 @@ TEST(SweepSelect, BestByValidationLossAndTopKStatistics) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = v1sysid::testing::run_v1sysid("simulate " + src + "/data/tiny.yaml --stimuli " + (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: train_test\nseed: 3\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
+                           "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 20, val_every: 10, batch_size: 32}}}\n"
+                           "search:\n  draws: 2\n  hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}\n"
+                           "grid: {data_fraction: [0.5, 1.0]}\n");
+  r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5") +
+                             " --save-checkpoints " + (dir / "ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
+  auto status = f.read_strings("trials/status");
+  auto corr = f.read<double>("trials/test_correlation");
+  v1sysid::h5::Shape curve_shape, neuron_shape;
+  auto curve = f.read<double>("trials/val_curve", &curve_shape);
+  auto neurons = f.read<float>("trials/neuron_correlation", &neuron_shape);
+  ASSERT_EQ(status.size(), 4u);
+  EXPECT_EQ(neuron_shape[1], 60u);  // data/tiny.yaml has 60 neurons
+  for (size_t i = 0; i < status.size(); ++i) {
+    EXPECT_EQ(status[i], "ok") << i;
+    EXPECT_TRUE(std::isfinite(corr[i])) << i;
+    EXPECT_TRUE(std::isfinite(curve[i * curve_shape[1]])) << "no validation check recorded for trial " << i;
+    EXPECT_TRUE(std::isfinite(neurons[i * neuron_shape[1]])) << i;
+    EXPECT_TRUE(std::filesystem::exists(dir / ("ckpt/trial_" + std::to_string(i) + ".h5"))) << i;
+  }
+  // The same trial trained again alone gives the same validation loss: a trial is a pure function of its config.
+  auto again = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r1.h5"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  auto val2 = v1sysid::h5::File::open(dir / "r1.h5").read<double>("trials/best_val_loss");
+  auto val1 = f.read<double>("trials/best_val_loss");
+  for (size_t i = 0; i < val1.size(); ++i) EXPECT_EQ(val1[i], val2[i]) << "trial " << i << " differs between runs";
+}
+
+}  // namespace

@@ -7,6 +7,7 @@
 #include "sweep/scheduler.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
+#include "sweep/training_trial.hpp"
 
 #include <mpi.h>
 
@@ -49,6 +50,7 @@ void run_sweep_command(const SweepOptions& o) {
   if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
 
   TrialRunner runner;
+  std::unique_ptr<TrainingTrialRunner> training;
   ResultsLayout layout;
   layout.n_trials = static_cast<int64_t>(trials.size());
   for (const auto& [name, d] : sweep.hyperparameters) layout.hyperparameters.push_back(name);
@@ -61,8 +63,13 @@ void run_sweep_command(const SweepOptions& o) {
     meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
     runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
   } else {
-    throw ConfigError("trial_kind 'train' is not available in this build yet", o.sweep_file,
-                      "use --dry-run (or trial_kind: dry_run) to exercise the scheduler");
+    if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
+    meta.dataset_path = o.data;
+    meta.dataset_checksum = dataset_checksum(o.data);
+    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+    training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+    layout.n_neurons = training->n_neurons();
+    runner = [&training](const Trial& t) { return (*training)(t); };
   }
 
   int exists = 0;

@@ -224,6 +224,7 @@ def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
     counts = va.features_above(energy, 0.05)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     axes[0].imshow(energy[order].T, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+    axes[0].set_yticks(range(n_feat) if n_feat <= 16 else range(0, n_feat, max(1, n_feat // 8)))
     axes[0].set(xlabel="neurons (grouped by strongest feature)", ylabel="feature",
                 title="feature energy (sum of squares over rotations, sums to 1)")
     bins = np.arange(0, n_feat + 2) - 0.5

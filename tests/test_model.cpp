@@ -37,6 +37,7 @@ void fill_host(View1<T> v, SplitMix64& rng, double lo, double hi) {
 
 // Loss of the model at its current parameters on the batch in ws (training-mode BN).
 double total_loss(Model<double>& m, ModelWorkspace<double>& ws, int batch) {
+  m.set_sample_counter(0);  // the Gaussian readout's position noise: the same draw in every evaluation
   m.forward(ws, batch, true);
   return m.poisson_loss(ws, batch) + m.regularization();
 }
@@ -45,9 +46,13 @@ void check_directional_derivative(const Case& c) {
   SCOPED_TRACE(c.name);
   const int H = 9, W = 8, N = 5, B = 4;
   Model<double> m(config_of(c), H, W, N);
-  m.initialize(17, std::vector<double>(N, 0.7));
-  auto& arena = m.arena();
   SplitMix64 rng(123);
+  {
+    std::vector<float> coords(N * 3);
+    for (auto& x : coords) x = static_cast<float>(100 * rng.uniform());
+    m.initialize(17, std::vector<ReadoutInit>{ReadoutInit{std::vector<double>(N, 0.7), coords}});
+  }
+  auto& arena = m.arena();
   // Parameters of a partly trained model (sd 0.01 leaves everything near 0, where the regularisers are
   // dominated by their epsilons): uniform in +-0.5, biases and BN gamma near 1, away from |.|'s kink.
   {
@@ -71,6 +76,7 @@ void check_directional_derivative(const Case& c) {
   // Analytic gradient.
   ExecSpace space;
   arena.zero_grad(space);
+  m.set_sample_counter(0);
   m.forward(ws, B, true);
   const double poisson = m.poisson_loss(ws, B);
   const double reg = m.backward(ws, B);
@@ -136,6 +142,124 @@ TEST(ModelGradient, L1MaskL2Features) {
   check_directional_derivative({"l1_mask_l2_features", std::string(kBase) +
                                                            "readout: {regularizer: l1_mask_l2_features, "
                                                            "mask_weight: 0.02, feature_weight: 0.3}\n"});
+}
+
+// Lurz et al. 2021: stacked2d core (VALID input layer, depth-separable hidden layers, Laplace-L2) with the
+// Gaussian readout (training-mode position sampling with a fixed noise draw), with and without the cortex
+// grid predictor.
+const char* kStacked = R"(
+core: {kind: stacked2d, filter_sizes: [3, 3, 3], channels: [3, 4, 3], nonlinearities: [elu, elu, elu],
+       batchnorm_scale: [true, true, true], rel_smooth: [0, 0, 0], rel_sparse: [0, 0, 0], laplace_weight: 0.3}
+)";
+
+TEST(ModelGradient, Stacked2dCoreGaussianReadout) {
+  check_directional_derivative({"stacked2d_gaussian", std::string(kStacked) +
+                                                          "readout: {kind: gaussian, feature_weight: 0.05}\n"});
+}
+
+TEST(ModelGradient, CnnCoreGaussianReadoutCortexGridPredictor) {
+  check_directional_derivative({"cnn_gaussian_cortex", std::string(kBase) +
+                                                           "readout: {kind: gaussian, feature_weight: 0.05, "
+                                                           "grid_predictor: cortex}\n"});
+}
+
+TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
+  auto c = parse_model_config("core: {kind: stacked2d}\nreadout: {kind: gaussian}\ntrain: {schedule: lurz}\n", "m");
+  EXPECT_EQ(c.core.filter_sizes, (std::vector<int>{15, 13, 13, 13}));
+  EXPECT_EQ(c.core.channels, (std::vector<int>{64, 64, 64, 64}));
+  EXPECT_DOUBLE_EQ(c.core.batchnorm_decay, 0.9);
+  EXPECT_DOUBLE_EQ(c.core.batchnorm_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(c.core.laplace_weight, 1.0);
+  EXPECT_DOUBLE_EQ(c.readout.feature_weight, 2.439);
+  EXPECT_DOUBLE_EQ(c.train.learning_rate, 0.005);
+  EXPECT_EQ(c.train.batch_size, 64);
+  EXPECT_EQ(c.train.max_epochs, 200);
+  EXPECT_EQ(parse_model_config(to_yaml(c), "round trip").core.kind, "stacked2d");
+  EXPECT_EQ(to_yaml(parse_model_config(to_yaml(c), "round trip")), to_yaml(c));
+  // 36 x 64 -> 22 x 50 (Lurz's pad_input=False), hidden layers SAME.
+  Model<float> m(c, 36, 64, 7);
+  EXPECT_EQ(m.geometry(3).h_out, 22);
+  EXPECT_EQ(m.geometry(3).w_out, 50);
+  const auto& a = m.arena();
+  EXPECT_EQ(a.slot(m.layer_slots(0).weight).extents, (std::array<size_t, 4>{64, 1, 15, 15}));
+  EXPECT_EQ(a.slot(m.layer_slots(1).pointwise_in).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
+  EXPECT_EQ(a.slot(m.layer_slots(1).depthwise).extents, (std::array<size_t, 4>{64, 1, 13, 13}));
+  EXPECT_EQ(a.slot(m.layer_slots(1).weight).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slots().mu).extents, (std::array<size_t, 4>{7, 2, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slots().sigma).extents, (std::array<size_t, 4>{7, 2, 2, 1}));
+  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{7, 64, 1, 1}));
+  EXPECT_EQ(m.output_nonlinearity(), layers::OutputNonlinearity::elu_plus_one);
+  std::vector<double> means{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7};
+  m.initialize(3, means);
+  auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
+  auto slot_values = [&](int slot) {
+    const auto& s = a.slot(slot);
+    return std::vector<double>(p.data() + s.offset, p.data() + s.offset + s.size);
+  };
+  for (double x : slot_values(m.readout_slots().mu)) EXPECT_LE(std::fabs(x), 0.55);
+  for (double x : slot_values(m.readout_slots().sigma)) EXPECT_LE(std::fabs(x), 0.4);
+  const auto bias = slot_values(m.readout_slots().bias);
+  for (size_t n = 0; n < means.size(); ++n) EXPECT_FLOAT_EQ(bias[n], means[n]);  // mean training response
+  // Xavier normal: sd sqrt(2 / (fan_in + fan_out)), here 1x1 64 -> 64: sqrt(2 / 128) = 0.125.
+  const auto w = slot_values(m.layer_slots(2).pointwise_in);
+  double ss = 0;
+  for (double x : w) ss += x * x;
+  EXPECT_NEAR(std::sqrt(ss / w.size()), 0.125, 0.01);
+  // The cortex predictor refuses a dataset without coordinates.
+  auto cortex = c;
+  cortex.readout.grid_predictor = "cortex";
+  Model<float> mc(cortex, 36, 64, 7);
+  EXPECT_THROW(mc.initialize(3, means), ConfigError);
+  EXPECT_THROW(parse_model_config("core: {}\nreadout: {kind: gaussian, weight: 0.1}\ntrain: {}\n", "m"), ConfigError);
+  EXPECT_THROW(parse_model_config("core: {}\nreadout: {grid_predictor: cortex}\ntrain: {}\n", "m"), ConfigError);
+}
+
+TEST(Model, SeveralReadoutsShareOneCore) {
+  auto c = parse_model_config(std::string(kStacked) + "readout: {kind: gaussian}\n", "m");
+  Model<double> m(c, 9, 8, std::vector<ReadoutSpec>{{"a", 3}, {"b", 5}});
+  EXPECT_EQ(m.num_readouts(), 2);
+  EXPECT_EQ(m.readout_index("b"), 1);
+  EXPECT_THROW(m.readout_index("c"), ShapeError);
+  const auto& a = m.arena();
+  EXPECT_EQ(a.slot(m.readout_slots(0).features).name, "readout/a/features");
+  EXPECT_EQ(a.slot(m.readout_slots(1).mu).name, "readout/b/mu");
+  EXPECT_EQ(a.slot(m.readout_slots(1).bias).size, 5u);
+  EXPECT_THROW(Model<double>(c, 9, 8, std::vector<ReadoutSpec>{{"a", 3}, {"a", 5}}), ShapeError);
+  m.initialize(1, std::vector<ReadoutInit>{ReadoutInit{std::vector<double>(3, 0.5), {}},
+                                            ReadoutInit{std::vector<double>(5, 0.5), {}}});
+  // Readout 1's backward touches readout 1's and the core's gradients only.
+  auto ws = m.make_workspace(2);
+  SplitMix64 rng(4);
+  fill_host(ws.images, rng, -1.0, 1.0);
+  fill_host(ws.responses, rng, 0.0, 2.0);
+  ExecSpace space;
+  a.zero_grad(space);
+  m.forward(ws, 2, true, 1);
+  m.backward(ws, 2, 1);
+  auto g = Kokkos::create_mirror_view_and_copy(HostSpace(), a.grads());
+  auto any_nonzero = [&](const std::string& prefix) {
+    bool any = false;
+    for (const auto& s : a.slots())
+      if (s.name.rfind(prefix, 0) == 0)
+        for (size_t i = 0; i < s.size; ++i) any = any || g(s.offset + i) != 0.0;
+    return any;
+  };
+  EXPECT_FALSE(any_nonzero("readout/a/"));
+  EXPECT_TRUE(any_nonzero("readout/b/"));
+  EXPECT_TRUE(any_nonzero("core/"));
+  // Frozen core: no core gradient, and the forward leaves the BN running statistics alone.
+  m.set_core_frozen(true);
+  a.zero_grad(space);
+  auto before = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
+  m.forward(ws, 2, true, 0);
+  m.backward(ws, 2, 0);
+  g = Kokkos::create_mirror_view_and_copy(HostSpace(), a.grads());
+  EXPECT_FALSE(any_nonzero("core/"));
+  EXPECT_TRUE(any_nonzero("readout/a/"));
+  auto after = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
+  for (const auto& s : a.slots())
+    if (s.name.rfind("core/", 0) == 0)
+      for (size_t i = 0; i < s.size; ++i) ASSERT_EQ(before(s.offset + i), after(s.offset + i)) << s.name;
 }
 
 // Rotation-equivariant core: the gradient reaches the Hermite coefficients through synthesis, conv and the

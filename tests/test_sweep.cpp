@@ -2,6 +2,7 @@
 #include "io/h5.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
+#include "sweep/training_trial.hpp"
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -93,6 +94,22 @@ TEST(SweepTable, BadSweepFilesNameTheKey) {
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}, {name: a}]\n", "duplicate architecture");
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\ngrid: {data_fraction: [0]}\n", "fractions in (0, 1]");
   expect_error("name: x\narchitectures: [{name: a}]\n", "no base_model");
+}
+
+TEST(SweepTable, AnArchitectureMayDrawItsOwnHyperparameters) {
+  ScratchDir dir;
+  auto sweep = v1sysid::SweepConfig::load(write_sweep(dir, "s.yaml",
+      "name: h\ntrial_kind: dry_run\narchitectures:\n  - {name: joint}\n"
+      "  - name: l2\n    hyperparameters: {readout.mask_weight: {log_uniform: [0.01, 0.1]}, readout.feature_weight: {log_uniform: [0.1, 1.0]}}\n"
+      "search: {draws: 3, hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}}\n"));
+  auto trials = v1sysid::expand_trials(sweep);
+  ASSERT_EQ(trials.size(), 6u);
+  EXPECT_EQ(trials[0].hyperparameters.count("readout.weight"), 1u);
+  EXPECT_EQ(trials[0].hyperparameters.size(), 1u);
+  EXPECT_EQ(trials[3].hyperparameters.count("readout.weight"), 0u);
+  EXPECT_GE(trials[3].hyperparameters.at("readout.feature_weight"), 0.1);
+  EXPECT_EQ(v1sysid::all_hyperparameter_names(sweep),
+            (std::vector<std::string>{"readout.feature_weight", "readout.mask_weight", "readout.weight"}));
 }
 
 TEST(SweepTable, TrialModelGetsDrawnValuesAndOverrides) {
@@ -260,6 +277,29 @@ TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
   auto val2 = v1sysid::h5::File::open(dir / "r1.h5").read<double>("trials/best_val_loss");
   auto val1 = f.read<double>("trials/best_val_loss");
   for (size_t i = 0; i < val1.size(); ++i) EXPECT_EQ(val1[i], val2[i]) << "trial " << i << " differs between runs";
+}
+
+}  // namespace
+
+namespace {
+
+// Every sweep file shipped in sweeps/ expands, and every trial's model config (base + overrides + drawn
+// values) passes the strict model-config decoder, so a typo in a hyperparameter name fails here, not on a
+// cluster after hours in the queue.
+TEST(SweepFiles, EveryShippedSweepGivesValidModelConfigs) {
+  namespace fs = std::filesystem;
+  int sweeps = 0;
+  for (const auto& entry : fs::directory_iterator(v1sysid::testing::source_dir() + "/sweeps")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    auto sweep = v1sysid::SweepConfig::load(entry.path().string());
+    auto trials = v1sysid::expand_trials(sweep);
+    ASSERT_FALSE(trials.empty());
+    ++sweeps;
+    if (sweep.trial_kind != "train") continue;
+    EXPECT_GT(v1sysid::max_validation_checks(sweep, trials), 1);  // parses every trial's model config
+  }
+  EXPECT_GE(sweeps, 4);
 }
 
 }  // namespace

@@ -22,8 +22,8 @@ void add_evaluate_command(CLI::App& app) {
     const Tier tier = parse_tier(o->tier, "--tier");
     auto c = load_checkpoint(o->checkpoint);
     const Dataset d = load_dataset(o->data);
-    check_checkpoint_fits(c, d);
-    const auto r = evaluate_model(*c.model, d, c.preprocessing, tier);
+    const int readout = check_checkpoint_fits(c, d);
+    const auto r = evaluate_model(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout);
     if (o->json) {
       std::cout << evaluation_json(r) << "\n";
       return;

@@ -25,8 +25,8 @@ void add_predict_command(CLI::App& app) {
     const Tier tier = parse_tier(o->tier, "--tier");
     auto c = load_checkpoint(o->checkpoint);
     const Dataset d = load_dataset(o->data);
-    check_checkpoint_fits(c, d);
-    const auto p = predict_tier(*c.model, d, c.preprocessing, tier);
+    const int readout = check_checkpoint_fits(c, d);
+    const auto p = predict_tier(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout);
     auto f = h5::File::create(o->out, o->force);
     f.write("predictions", p.values, {static_cast<hsize_t>(p.trials), static_cast<hsize_t>(p.neurons)});
     f.write("image_ids", p.image_ids, {static_cast<hsize_t>(p.trials)});

@@ -27,11 +27,16 @@ struct SweepOptions {
 
 void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
   std::cout << "trial\tarchitecture\tdraw\tdata_fraction\tseed";
-  for (const auto& [name, d] : sweep.hyperparameters) std::cout << '\t' << name;
+  const auto names = all_hyperparameter_names(sweep);
+  for (const auto& name : names) std::cout << '\t' << name;
   std::cout << '\n';
   for (const auto& t : trials) {
     std::cout << t.id << '\t' << t.architecture << '\t' << t.draw << '\t' << t.data_fraction << '\t' << t.seed;
-    for (const auto& [name, v] : t.hyperparameters) std::cout << '\t' << v;
+    for (const auto& name : names) {
+      auto it = t.hyperparameters.find(name);
+      std::cout << '\t';
+      if (it != t.hyperparameters.end()) std::cout << it->second; else std::cout << '-';
+    }
     std::cout << '\n';
   }
 }
@@ -53,7 +58,7 @@ void run_sweep_command(const SweepOptions& o) {
   std::unique_ptr<TrainingTrialRunner> training;
   ResultsLayout layout;
   layout.n_trials = static_cast<int64_t>(trials.size());
-  for (const auto& [name, d] : sweep.hyperparameters) layout.hyperparameters.push_back(name);
+  layout.hyperparameters = all_hyperparameter_names(sweep);
   ResultsMetadata meta;
   meta.sweep_yaml = sweep.resolved_yaml();
   if (sweep.trial_kind == "dry_run") {

@@ -14,7 +14,13 @@ void add_train_command(CLI::App& app) {
   auto data_fraction = std::make_shared<double>(1.0);
   auto* cmd = app.add_subcommand("train", "Train a model (Ecker et al. 2019 schedule) and evaluate it on the test tier");
   cmd->add_option("model", o->model_path, "Model YAML (e.g. sweeps/models/cnn_32.yaml)")->required();
-  cmd->add_option("--data", o->data_path, "Dataset: StaticImageSet .h5, FileTree folder or .zip")->required();
+  cmd->add_option("--data", o->data_paths,
+                  "Dataset: StaticImageSet .h5, FileTree folder or .zip; repeat for several datasets on one core "
+                  "(one readout per data_key)")
+      ->required();
+  cmd->add_option("--init-core", o->init_core, "Checkpoint whose core (parameters and BN statistics) starts training");
+  cmd->add_flag("--freeze-core", o->freeze_core,
+                "Train only the readouts; the core of --init-core stays fixed, its batch norm in evaluation mode");
   cmd->add_option("--out", o->out_dir, "Output folder for checkpoint.h5 and metrics.json")->required();
   cmd->add_flag("--force", o->force, "Overwrite an existing DIR/checkpoint.h5");
   auto* s = cmd->add_option("--seed", *seed, "Override train.seed");

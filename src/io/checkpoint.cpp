@@ -59,6 +59,18 @@ void read_into(const h5::File& f, const std::string& name, const View1<Real>& fl
 
 void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
                      const TrainResult& training, const std::string& dataset_source, bool force) {
+  save_checkpoint(path, model, std::vector<Preprocessing>{preprocessing}, training, dataset_source, force);
+}
+
+void save_checkpoint(const std::string& path, const Model<Real>& model,
+                     const std::vector<Preprocessing>& all_preprocessing, const TrainResult& training,
+                     const std::string& dataset_source, bool force) {
+  if (all_preprocessing.size() != static_cast<size_t>(model.num_readouts()))
+    throw ShapeError(std::to_string(all_preprocessing.size()) + " preprocessings for " +
+                         std::to_string(model.num_readouts()) + " readouts",
+                     path, "pass one preprocessing per dataset");
+  const Preprocessing& preprocessing = all_preprocessing.front();
+  const bool multi = model.num_readouts() > 1;
   auto f = h5::File::create(path, force);
   const auto& arena = model.arena();
   f.write_attribute("/", "format_version", kCheckpointFormatVersion);
@@ -103,14 +115,46 @@ void save_checkpoint(const std::string& path, const Model<Real>& model, const Pr
     f.write(g + "/response_std", preprocessing.response_std, {static_cast<hsize_t>(preprocessing.response_std.size())});
   };
   write_preprocessing("preprocessing");
+  if (multi) {
+    std::vector<std::string> keys;
+    std::vector<int64_t> counts;
+    for (int r = 0; r < model.num_readouts(); ++r) {
+      keys.push_back(model.readout_spec(r).key);
+      counts.push_back(model.readout_spec(r).n_neurons);
+    }
+    f.write_strings("readouts/data_keys", keys);
+    f.write("readouts/n_neurons", counts, {static_cast<hsize_t>(counts.size())});
+    for (int r = 0; r < model.num_readouts(); ++r) {
+      const auto& pr = all_preprocessing[static_cast<size_t>(r)];
+      const std::string g = "readouts/" + keys[static_cast<size_t>(r)] + "/preprocessing";
+      f.write_scalar<double>(g + "/image_mean", pr.image_mean);
+      f.write_scalar<double>(g + "/image_std", pr.image_std);
+      f.write(g + "/response_std", pr.response_std, {static_cast<hsize_t>(pr.response_std.size())});
+    }
+  }
 
   // export/: a framework-neutral description (PyTorch conventions).
   const auto& cfg = model.config();
   f.create_group("export");
-  f.write_attribute("export", "num_layers", static_cast<int64_t>(model.num_layers()));
+  // Depth-separable layers become three consecutive entries (1x1, depthwise with groups = C, 1x1); only
+  // the last carries the batch norm and the nonlinearity, the others have no bn_* datasets.
+  int entry = 0;
+  auto write_conv = [&](int slot, const std::string& padding, int64_t groups) {
+    const std::string g = "export/layer" + std::to_string(entry++);
+    const auto& w = arena.slot(slot);
+    f.write(g + "/weight", slot_values(arena.params(), w), slot_shape(w));  // (C_out, C_in/groups, k, k)
+    f.write_attribute(g, "padding", padding);
+    f.write_attribute(g, "groups", groups);
+    return g;
+  };
   for (int l = 0; l < model.num_layers(); ++l) {
-    const std::string g = "export/layer" + std::to_string(l);
     const auto& ls = model.layer_slots(l);
+    const auto& geo = model.geometry(l);
+    if (geo.separable) {
+      f.write_attribute(write_conv(ls.pointwise_in, "same", 1), "nonlinearity", std::string("none"));
+      f.write_attribute(write_conv(ls.depthwise, "same", geo.c_out), "nonlinearity", std::string("none"));
+    }
+    const std::string g = "export/layer" + std::to_string(entry++);
     // (C_out, C_in, k, k), cross-correlation: the weight slot, or the expanded filters of all rotations.
     const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), model.conv_filters(l));
     f.write(g + "/weight", std::vector<float>(w.data(), w.data() + w.size()),
@@ -125,21 +169,38 @@ void save_checkpoint(const std::string& path, const Model<Real>& model, const Pr
     std::vector<float> gamma(c_out, 1.0f);
     if (ls.gamma >= 0) gamma = per_channel(slot_values(arena.params(), arena.slot(ls.gamma)), c_out);
     f.write(g + "/bn_gamma", gamma, bn_shape);
-    f.write_attribute(g, "padding", cfg.core.padding);
+    f.write_attribute(g, "padding", cfg.core.layer_padding(l));
+    f.write_attribute(g, "groups", int64_t{1});
     f.write_attribute(g, "nonlinearity", std::string(nonlinearity_name(cfg.core.nonlinearities[static_cast<size_t>(l)])));
     f.write_attribute(g, "bn_eps", cfg.core.batchnorm_eps);
-    f.write_attribute(g, "groups", int64_t{1});
   }
-  const auto& rs = model.readout_slots();
-  const auto& mask = arena.slot(rs.mask);
-  const auto& features = arena.slot(rs.features);
-  f.write("export/readout/mask", abs_of(slot_values(arena.params(), mask)), slot_shape(mask));
-  auto fv = slot_values(arena.params(), features);
-  if (cfg.readout.positive_features) fv = abs_of(fv);
-  f.write("export/readout/features", fv, slot_shape(features));
-  f.write("export/readout/bias", slot_values(arena.params(), arena.slot(rs.bias)), slot_shape(arena.slot(rs.bias)));
-  f.write_attribute("export/readout", "kind", std::string("factorized"));
-  f.write_attribute("export/readout", "output_nonlinearity", std::string("softplus"));
+  f.write_attribute("export", "num_layers", static_cast<int64_t>(entry));
+  for (int r = 0; r < model.num_readouts(); ++r) {
+    const std::string g = multi ? "export/readouts/" + model.readout_spec(r).key : std::string("export/readout");
+    const auto& rs = model.readout_slots(r);
+    const auto& features = arena.slot(rs.features);
+    auto fv = slot_values(arena.params(), features);
+    if (cfg.readout.gaussian()) {
+      const auto N = static_cast<hsize_t>(model.readout_spec(r).n_neurons);
+      f.write(g + "/mu", model.gaussian_mu(r), {N, 2});  // (x, y) in [-1, 1], grid_sample convention
+      f.write(g + "/sigma", slot_values(arena.params(), arena.slot(rs.sigma)), {N, 2, 2});
+      f.write_attribute(g, "kind", std::string("gaussian"));
+      f.write_attribute(g, "align_corners", int64_t{1});
+    } else {
+      const auto& mask = arena.slot(rs.mask);
+      f.write(g + "/mask", abs_of(slot_values(arena.params(), mask)), slot_shape(mask));
+      if (cfg.readout.positive_features) fv = abs_of(fv);
+      f.write_attribute(g, "kind", std::string("factorized"));
+    }
+    f.write(g + "/features", fv, slot_shape(features));
+    f.write(g + "/bias", slot_values(arena.params(), arena.slot(rs.bias)), slot_shape(arena.slot(rs.bias)));
+    f.write_attribute(g, "output_nonlinearity", std::string(layers::to_string(model.output_nonlinearity())));
+  }
+  if (multi) {
+    std::string keys;
+    for (int r = 0; r < model.num_readouts(); ++r) keys += (r ? "," : "") + model.readout_spec(r).key;
+    f.write_attribute("export", "data_keys", keys);
+  }
   write_preprocessing("export/preprocessing");
   f.commit();
 }
@@ -162,7 +223,16 @@ Checkpoint load_checkpoint(const std::string& path) {
   const auto width = static_cast<int>(f.read_attribute_int("/", "width"));
   const auto neurons = static_cast<int>(f.read_attribute_int("/", "n_neurons"));
   c.dataset_source = f.read_attribute_string("/", "dataset");
-  c.model = std::make_unique<Model<Real>>(config, height, width, neurons);
+  std::vector<ReadoutSpec> specs{ReadoutSpec{"", neurons}};
+  if (f.exists("readouts/data_keys")) {
+    const auto keys = f.read_strings("readouts/data_keys");
+    const auto counts = f.read<int64_t>("readouts/n_neurons");
+    if (keys.size() != counts.size() || keys.empty())
+      throw ShapeError("readouts/data_keys and readouts/n_neurons differ in length", path, "the checkpoint is corrupt");
+    specs.clear();
+    for (size_t r = 0; r < keys.size(); ++r) specs.push_back(ReadoutSpec{keys[r], static_cast<int>(counts[r])});
+  }
+  c.model = std::make_unique<Model<Real>>(config, height, width, specs);
   auto& arena = c.model->arena();
   for (const auto& s : arena.slots()) {
     read_into(f, "params/" + s.name, arena.params(), s);
@@ -179,6 +249,15 @@ Checkpoint load_checkpoint(const std::string& path) {
     throw ShapeError("preprocessing/response_std has " + std::to_string(c.preprocessing.response_std.size()) +
                          " entries for " + std::to_string(neurons) + " neurons",
                      path, "the checkpoint is corrupt; retrain");
+  if (specs.size() == 1) c.readout_preprocessing.push_back(c.preprocessing);
+  for (size_t r = 0; specs.size() > 1 && r < specs.size(); ++r) {
+    const std::string g = "readouts/" + specs[r].key + "/preprocessing";
+    Preprocessing p;
+    p.image_mean = f.read_scalar<double>(g + "/image_mean");
+    p.image_std = f.read_scalar<double>(g + "/image_std");
+    p.response_std = f.read<float>(g + "/response_std");
+    c.readout_preprocessing.push_back(std::move(p));
+  }
 
   auto& t = c.training;
   t.status = f.read_attribute_string("training", "status");
@@ -199,16 +278,19 @@ Checkpoint load_checkpoint(const std::string& path) {
   return c;
 }
 
-void check_checkpoint_fits(const Checkpoint& c, const Dataset& d) {
+int check_checkpoint_fits(const Checkpoint& c, const Dataset& d) {
   const auto& m = *c.model;
+  const int r = m.num_readouts() == 1 ? 0 : m.readout_index(d.data_key);
+  const int neurons = m.readout_spec(r).n_neurons;
   if (d.height != m.height() || d.width != m.width())
     throw ShapeError("the checkpoint's model takes " + std::to_string(m.height()) + " x " + std::to_string(m.width()) +
                          " images, the dataset has " + std::to_string(d.height) + " x " + std::to_string(d.width),
                      c.path + " with " + d.source, "use the dataset the model was trained on (" + c.dataset_source + ")");
-  if (d.n_neurons != m.n_neurons())
-    throw ShapeError("the checkpoint's model predicts " + std::to_string(m.n_neurons()) + " neurons, the dataset has " +
+  if (d.n_neurons != neurons)
+    throw ShapeError("the checkpoint's model predicts " + std::to_string(neurons) + " neurons, the dataset has " +
                          std::to_string(d.n_neurons),
                      c.path + " with " + d.source, "use the dataset the model was trained on (" + c.dataset_source + ")");
+  return r;
 }
 
 }  // namespace v1sysid

@@ -20,11 +20,19 @@ constexpr int64_t kCheckpointFormatVersion = 1;
 // the training record (curve, status) and export/. An existing file is an IoError unless force.
 void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
                      const TrainResult& training, const std::string& dataset_source, bool force);
+// A model with several readouts: one preprocessing per readout (readout order). Besides the single-readout
+// layout it writes readouts/data_keys, readouts/n_neurons and readouts/<key>/preprocessing/, and the export
+// has one export/readouts/<key>/ group per readout instead of export/readout/ (attribute data_keys on
+// export/). preprocessing/ holds readout 0's statistics.
+void save_checkpoint(const std::string& path, const Model<Real>& model,
+                     const std::vector<Preprocessing>& preprocessing, const TrainResult& training,
+                     const std::string& dataset_source, bool force);
 
 struct Checkpoint {
   std::string path;
   std::unique_ptr<Model<Real>> model;  // parameters and Adam state loaded
-  Preprocessing preprocessing;
+  Preprocessing preprocessing;                       // readout 0
+  std::vector<Preprocessing> readout_preprocessing;  // one per readout
   TrainResult training;  // status, counters and the validation curve as recorded
   std::string dataset_source;
 };
@@ -33,7 +41,8 @@ struct Checkpoint {
 // differ from what the stored config builds: IoError / ShapeError naming the file and the object.
 Checkpoint load_checkpoint(const std::string& path);
 
-// Throws ShapeError unless the checkpoint's model fits `d` (image height and width, neuron count).
-void check_checkpoint_fits(const Checkpoint& c, const Dataset& d);
+// The readout of the checkpoint's model that belongs to `d`: 0 for a one-readout model, else the readout
+// whose data_key is d.data_key. Throws ShapeError unless that readout fits `d` (image size, neuron count).
+int check_checkpoint_fits(const Checkpoint& c, const Dataset& d);
 
 }  // namespace v1sysid

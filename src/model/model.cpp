@@ -1,7 +1,6 @@
 #include "model/model.hpp"
 
 #include "core/error.hpp"
-#include "core/kmath.hpp"
 #include "optim/regularizers.hpp"
 #include "train/rng.hpp"
 
@@ -53,20 +52,35 @@ void fill_constant(ParamArena<T>& arena, int slot, T value) {
   if (slot >= 0) Kokkos::deep_copy(arena.param_flat(slot), value);
 }
 
-// d_h = d_yhat * f'(h) for the output nonlinearity f, written over h (input-gradient path only; training
-// fuses this step into the Poisson loss backward).
+// Fills a slot on the host with draw(i) for every element i.
+template <class T, class Draw>
+void fill_with(ParamArena<T>& arena, int slot, Draw draw) {
+  auto flat = arena.param_flat(slot);
+  auto host = Kokkos::create_mirror_view(flat);
+  for (size_t i = 0; i < host.extent(0); ++i) host(i) = static_cast<T>(draw(i));
+  Kokkos::deep_copy(flat, host);
+}
+
+// PyTorch's xavier_normal_: sd = sqrt(2 / (fan_in + fan_out)), fan_in = size(1) k k, fan_out = size(0) k k.
 template <class T>
-void output_nonlinearity_backward_in_place(ExecSpace const& space, layers::OutputNonlinearity f,
-                                           U1<const T> d_yhat,  // (B * N)
-                                           U1<T> h_to_d_h) {    // (B * N), h in, d_h out
-  const bool softplus = f == layers::OutputNonlinearity::softplus;
-  Kokkos::parallel_for(
-      "v1sysid::model::output_nonlinearity_backward", Kokkos::RangePolicy<ExecSpace>(space, 0, h_to_d_h.extent(0)),
-      KOKKOS_LAMBDA(const size_t i) {
-        const T h = h_to_d_h(i);
-        const T slope = softplus ? kmath::sigmoid(h) : (h > T(0) ? T(1) : kmath::exp(h));
-        h_to_d_h(i) = d_yhat(i) * slope;
-      });
+void fill_xavier_normal(ParamArena<T>& arena, int slot, SplitMix64& rng) {
+  const auto& e = arena.slot(slot).extents;
+  const double receptive = double(e[2] * e[3]);
+  const double sd = std::sqrt(2.0 / (double(e[1]) * receptive + double(e[0]) * receptive));
+  fill_with(arena, slot, [&](size_t) { return rng.normal() * sd; });
+}
+
+template <class T>
+void zero_adam_slot(ParamArena<T>& arena, int slot) {
+  if (slot < 0 || !arena.slot(slot).trainable) return;
+  const auto& s = arena.slot(slot);
+  Kokkos::deep_copy(Kokkos::subview(arena.adam_m(), std::make_pair(s.offset, s.offset + s.size)), T(0));
+  Kokkos::deep_copy(Kokkos::subview(arena.adam_v(), std::make_pair(s.offset, s.offset + s.size)), T(0));
+}
+
+uint64_t mix_seed(uint64_t seed, uint64_t counter) {
+  SplitMix64 r(seed, 0x5A4D50ull + counter);
+  return r.next();
 }
 
 }  // namespace
@@ -75,13 +89,34 @@ double inverse_softplus(double y) { return y + std::log(-std::expm1(-y)); }
 
 template <class T>
 Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
-    : m_config(std::move(config)), m_height(height), m_width(width), m_neurons(n_neurons),
-      m_arena("v1sysid::model::arena") {
+    : Model(std::move(config), height, width, std::vector<ReadoutSpec>{ReadoutSpec{"", n_neurons}}) {}
+
+template <class T>
+Model<T>::Model(ModelConfig config, int height, int width, std::vector<ReadoutSpec> readouts)
+    : m_config(std::move(config)), m_height(height), m_width(width),
+      m_neurons(readouts.empty() ? 0 : readouts.front().n_neurons), m_arena("v1sysid::model::arena") {
+  build(readouts);
+}
+
+template <class T>
+void Model<T>::build(const std::vector<ReadoutSpec>& readouts) {
   const auto& core = m_config.core;
-  if (height < 1 || width < 1 || n_neurons < 1)
+  const int height = m_height, width = m_width;
+  if (readouts.empty())
+    throw ShapeError("the model needs at least one readout", "Model", "pass one dataset");
+  for (size_t r = 0; r < readouts.size(); ++r) {
+    if (readouts.size() > 1 && readouts[r].key.empty())
+      throw ShapeError("readout " + std::to_string(r) + " has an empty data_key", "Model",
+                       "give every dataset of a multi-dataset model a distinct data_key");
+    for (size_t q = 0; q < r; ++q)
+      if (readouts[q].key == readouts[r].key)
+        throw ShapeError("two datasets share the data_key '" + readouts[r].key + "'", "Model",
+                         "pass each dataset once, or rename one file (the key is the file name stem)");
+  }
+  if (height < 1 || width < 1 || m_neurons < 1)
     throw ShapeError("the model needs images of at least 1 x 1 pixel and at least one neuron, got " +
                          std::to_string(height) + " x " + std::to_string(width) + " and " +
-                         std::to_string(n_neurons) + " neurons",
+                         std::to_string(m_neurons) + " neurons",
                      "the dataset", "check the dataset");
   int c_in = 1, h = height, w = width;
   for (int l = 0; l < core.num_layers(); ++l) {
@@ -91,7 +126,9 @@ Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
     g.k = core.filter_sizes[static_cast<size_t>(l)];
     g.h_in = h;
     g.w_in = w;
-    const int shrink = core.padding == "valid" ? g.k - 1 : 0;
+    g.separable = core.depth_separable() && l > 0;
+    g.valid = core.layer_padding(l) == "valid";
+    const int shrink = g.valid ? g.k - 1 : 0;
     g.h_out = h - shrink;
     g.w_out = w - shrink;
     if (g.h_out < 1 || g.w_out < 1)
@@ -114,6 +151,10 @@ Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
       m_hermite.push_back(hs);
       s.coeffs = m_arena.add(p + "coeffs", hs.Q(), hs.C_in, hs.F);
       if (core.batchnorm_shared_rotations) bn_groups = hs.F;
+    } else if (g.separable) {
+      s.pointwise_in = m_arena.add(p + "pointwise_in", g.c_out, g.c_in, 1, 1);
+      s.depthwise = m_arena.add(p + "depthwise", g.c_out, 1, g.k, g.k);
+      s.weight = m_arena.add(p + "weight", g.c_out, g.c_out, 1, 1);
     } else {
       s.weight = m_arena.add(p + "weight", g.c_out, g.c_in, g.k, g.k);
     }
@@ -126,9 +167,28 @@ Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
     h = g.h_out;
     w = g.w_out;
   }
-  m_readout.mask = m_arena.add("readout/mask", n_neurons, h, w);
-  m_readout.features = m_arena.add("readout/features", n_neurons, c_in);
-  m_readout.bias = m_arena.add("readout/bias", n_neurons);
+  for (const auto& spec : readouts) {
+    if (spec.n_neurons < 1)
+      throw ShapeError("readout '" + spec.key + "' has no neurons", "Model", "check the dataset");
+    const std::string p = spec.key.empty() ? "readout/" : "readout/" + spec.key + "/";
+    ReadoutSlots rs;
+    if (m_config.readout.gaussian()) {
+      if (m_config.readout.grid_predictor == "cortex") {
+        rs.grid_A = m_arena.add(p + "grid_A", 2, 2);
+        rs.grid_a = m_arena.add(p + "grid_a", 2);
+        rs.grid_coords = m_arena.add_buffer(p + "grid_coords", spec.n_neurons, 2);
+      } else {
+        rs.mu = m_arena.add(p + "mu", spec.n_neurons, 2);
+      }
+      rs.sigma = m_arena.add(p + "sigma", spec.n_neurons, 2, 2);
+    } else {
+      rs.mask = m_arena.add(p + "mask", spec.n_neurons, h, w);
+    }
+    rs.features = m_arena.add(p + "features", spec.n_neurons, c_in);
+    rs.bias = m_arena.add(p + "bias", spec.n_neurons);
+    m_readouts.push_back(rs);
+  }
+  m_readout_specs = readouts;
   m_arena.allocate();
   if (core.rotation_equivariant()) {
     size_t scratch = 1;
@@ -189,32 +249,127 @@ View4<T> Model<T>::conv_filters(int l) const {
 }
 
 template <class T>
+int Model<T>::readout_index(const std::string& key) const {
+  for (size_t r = 0; r < m_readout_specs.size(); ++r)
+    if (m_readout_specs[r].key == key) return static_cast<int>(r);
+  throw ShapeError("the model has no readout for data_key '" + key + "'", "Model",
+                   "pass a dataset the model was trained on");
+}
+
+template <class T>
+layers::OutputNonlinearity Model<T>::output_nonlinearity() const {
+  return m_config.readout.gaussian() ? layers::OutputNonlinearity::elu_plus_one : layers::OutputNonlinearity::softplus;
+}
+
+template <class T>
 void Model<T>::initialize(uint64_t seed, const std::vector<double>& mean_response) {
-  if (static_cast<int>(mean_response.size()) != m_neurons)
-    throw ShapeError("mean_response has " + std::to_string(mean_response.size()) + " entries for " +
-                         std::to_string(m_neurons) + " neurons",
-                     "Model::initialize", "pass one mean training response per neuron");
+  initialize(seed, std::vector<ReadoutInit>{ReadoutInit{mean_response, {}}});
+}
+
+template <class T>
+void Model<T>::initialize(uint64_t seed, const std::vector<ReadoutInit>& readouts) {
+  if (readouts.size() != m_readouts.size())
+    throw ShapeError(std::to_string(readouts.size()) + " readout initialisations for " +
+                         std::to_string(m_readouts.size()) + " readouts",
+                     "Model::initialize", "pass one entry per dataset");
   SplitMix64 rng(seed, kStreamInit);
+  const bool xavier = m_config.core.kind == "stacked2d";
   for (const auto& s : m_layers) {
-    if (s.coeffs >= 0) fill_truncated_normal(m_arena, s.coeffs, rng, m_config.core.coeff_init_sd);
-    else fill_truncated_normal(m_arena, s.weight, rng);
+    if (s.coeffs >= 0) {
+      fill_truncated_normal(m_arena, s.coeffs, rng, m_config.core.coeff_init_sd);
+    } else {
+      for (int slot : {s.pointwise_in, s.depthwise, s.weight}) {
+        if (slot < 0) continue;
+        if (xavier) fill_xavier_normal(m_arena, slot, rng);
+        else fill_truncated_normal(m_arena, slot, rng);
+      }
+    }
     fill_constant(m_arena, s.gamma, T(1));
     fill_constant(m_arena, s.beta, T(0));
     fill_constant(m_arena, s.running_mean, T(0));
     fill_constant(m_arena, s.running_var, T(1));
   }
-  fill_truncated_normal(m_arena, m_readout.mask, rng);
-  fill_truncated_normal(m_arena, m_readout.features, rng);
-  auto bias = m_arena.param_flat(m_readout.bias);
-  auto host = Kokkos::create_mirror_view(bias);
-  for (int n = 0; n < m_neurons; ++n)
-    host(n) = static_cast<T>(0.5 * inverse_softplus(std::max(mean_response[static_cast<size_t>(n)], kMinMeanResponse)));
-  Kokkos::deep_copy(bias, host);
+  for (size_t r = 0; r < m_readouts.size(); ++r) init_readout(rng, static_cast<int>(r), readouts[r]);
   // Adam starts fresh.
   Kokkos::deep_copy(m_arena.adam_m(), T(0));
   Kokkos::deep_copy(m_arena.adam_v(), T(0));
   Kokkos::deep_copy(m_arena.grads(), T(0));
   m_arena.set_adam_step(0);
+  m_sample_counter = 0;
+}
+
+template <class T>
+void Model<T>::initialize_readout(uint64_t seed, int r, const ReadoutInit& init) {
+  if (r < 0 || r >= num_readouts()) throw ShapeError("no readout " + std::to_string(r), "Model::initialize_readout", "");
+  SplitMix64 rng(seed, kStreamInit + 1000 + static_cast<uint64_t>(r));
+  init_readout(rng, r, init);
+  const auto& rs = m_readouts[static_cast<size_t>(r)];
+  for (int slot : {rs.mask, rs.mu, rs.sigma, rs.grid_A, rs.grid_a, rs.features, rs.bias}) zero_adam_slot(m_arena, slot);
+}
+
+template <class T>
+void Model<T>::init_readout(SplitMix64& rng, int r, const ReadoutInit& init) {
+  const auto& rs = m_readouts[static_cast<size_t>(r)];
+  const auto& spec = m_readout_specs[static_cast<size_t>(r)];
+  const auto& mean_response = init.mean_response;
+  const int N = spec.n_neurons;
+  if (static_cast<int>(mean_response.size()) != N)
+    throw ShapeError("mean_response has " + std::to_string(mean_response.size()) + " entries for " +
+                         std::to_string(N) + " neurons",
+                     "Model::initialize", "pass one mean training response per neuron");
+  const auto& ro = m_config.readout;
+  if (!ro.gaussian()) {
+    fill_truncated_normal(m_arena, rs.mask, rng);
+    fill_truncated_normal(m_arena, rs.features, rng);
+    fill_with(m_arena, rs.bias, [&](size_t n) {
+      return 0.5 * inverse_softplus(std::max(mean_response[n], kMinMeanResponse));
+    });
+    return;
+  }
+  if (rs.grid_coords >= 0) {
+    const auto& xyz = init.cortical_coordinates;
+    if (xyz.size() != static_cast<size_t>(N) * 3)
+      throw ConfigError("readout.grid_predictor cortex needs neurons/cell_motor_coordinates [" + std::to_string(N) +
+                            ", 3], the dataset has " + std::to_string(xyz.size()) + " values",
+                        "dataset '" + spec.key + "'", "use grid_predictor: none for data without cortical coordinates");
+    // s = coordinates[:, :2] - mean, divided by max |.| (neuralpredictors' cortex source grid).
+    double mean[2] = {0, 0}, max_abs = 0;
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < 2; ++i) mean[i] += xyz[size_t(n) * 3 + size_t(i)] / double(N);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < 2; ++i) max_abs = std::max(max_abs, std::fabs(xyz[size_t(n) * 3 + size_t(i)] - mean[i]));
+    if (max_abs <= 0) max_abs = 1;
+    fill_with(m_arena, rs.grid_coords, [&](size_t k) { return (xyz[(k / 2) * 3 + k % 2] - mean[k % 2]) / max_abs; });
+    const double angle = 6.283185307179586 * rng.uniform();
+    const double reflect = rng.uniform() < 0.5 ? -1.0 : 1.0;
+    const double c = std::cos(angle), sn = std::sin(angle);
+    const double A[4] = {0.2 * c, -0.2 * sn * reflect, 0.2 * sn, 0.2 * c * reflect};  // 0.2 x orthogonal
+    fill_with(m_arena, rs.grid_A, [&](size_t k) { return A[k]; });
+    fill_with(m_arena, rs.grid_a, [&](size_t) { return rng.normal() * 1e-3; });
+  } else {
+    fill_with(m_arena, rs.mu, [&](size_t) { return (2 * rng.uniform() - 1) * ro.init_mu_range; });
+  }
+  fill_with(m_arena, rs.sigma, [&](size_t) { return (2 * rng.uniform() - 1) * ro.init_sigma; });
+  fill_with(m_arena, rs.features, [&](size_t) { return rng.normal() * 1e-3; });
+  fill_with(m_arena, rs.bias, [&](size_t n) { return mean_response[n]; });
+}
+
+template <class T>
+std::vector<float> Model<T>::gaussian_mu(int r) const {
+  const auto& rs = m_readouts[static_cast<size_t>(r)];
+  const int N = m_readout_specs[static_cast<size_t>(r)].n_neurons;
+  auto host = [&](int slot) { return Kokkos::create_mirror_view_and_copy(HostSpace(), m_arena.param_flat(slot)); };
+  std::vector<float> mu(static_cast<size_t>(N) * 2);
+  if (rs.mu >= 0) {
+    auto m = host(rs.mu);
+    for (size_t i = 0; i < mu.size(); ++i) mu[i] = static_cast<float>(m(i));
+  } else if (rs.grid_A >= 0) {
+    auto A = host(rs.grid_A), a = host(rs.grid_a), s = host(rs.grid_coords);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < 2; ++i)
+        mu[size_t(n) * 2 + size_t(i)] = static_cast<float>(A(2 * i) * s(2 * n) + A(2 * i + 1) * s(2 * n + 1) + a(i));
+  }
+  return mu;
 }
 
 template <class T>
@@ -227,7 +382,7 @@ layers::Conv2dShape Model<T>::conv_shape(int l, int batch) const {
   s.H = g.h_in;
   s.W = g.w_in;
   s.K = g.k;
-  s.padding = m_config.core.padding == "valid" ? layers::Padding::valid : layers::Padding::same;
+  s.padding = g.valid ? layers::Padding::valid : layers::Padding::same;
   return s;
 }
 
@@ -254,15 +409,21 @@ layers::BatchNormOptions Model<T>::bn_options(int l) const {
 }
 
 template <class T>
-layers::FactorizedReadoutShape Model<T>::readout_shape(int batch) const {
+layers::FactorizedReadoutShape Model<T>::readout_shape(int batch, int r) const {
   const auto& g = m_geometry.back();
   layers::FactorizedReadoutShape s;
   s.B = batch;
   s.C = g.c_out;
   s.H = g.h_out;
   s.W = g.w_out;
-  s.N = m_neurons;
+  s.N = m_readout_specs[static_cast<size_t>(r)].n_neurons;
   return s;
+}
+
+template <class T>
+layers::GaussianReadoutShape Model<T>::gaussian_shape(int batch, int r) const {
+  const auto& g = m_geometry.back();
+  return layers::GaussianReadoutShape{batch, g.c_out, g.h_out, g.w_out, m_readout_specs[static_cast<size_t>(r)].n_neurons};
 }
 
 template <class T>
@@ -271,9 +432,14 @@ ModelWorkspace<T> Model<T>::make_workspace(int capacity) const {
   ModelWorkspace<T> ws;
   ws.capacity = capacity;
   const auto B = static_cast<size_t>(capacity);
+  int max_n = 0;
+  for (const auto& r : m_readout_specs) max_n = std::max(max_n, r.n_neurons);
+  ws.max_neurons = max_n;
+  const auto N = static_cast<size_t>(max_n);
   ws.images = alloc<T>("images", B * static_cast<size_t>(m_height * m_width));
-  ws.responses = alloc<T>("responses", B * static_cast<size_t>(m_neurons));
+  ws.responses = alloc<T>("responses", B * N);
   size_t max_act = 0, conv_scratch = 0;
+  bool any_separable = false;
   for (int l = 0; l < num_layers(); ++l) {
     const auto& g = m_geometry[static_cast<size_t>(l)];
     const size_t act = B * static_cast<size_t>(g.c_out) * static_cast<size_t>(g.h_out * g.w_out);
@@ -284,40 +450,102 @@ ModelWorkspace<T> Model<T>::make_workspace(int capacity) const {
     const auto groups = static_cast<size_t>(layers::batchnorm_groups(bn_shape(l, capacity), bn_options(l)));
     ws.bn_mean.push_back(alloc<T>(p + "bn_mean", groups));
     ws.bn_rstd.push_back(alloc<T>(p + "bn_rstd", groups));
-    conv_scratch = std::max(conv_scratch, layers::conv2d_workspace_size(conv_shape(l, capacity)));
+    ws.sep_a.push_back(g.separable ? alloc<T>(p + "sep_a", act) : View1<T>());
+    ws.sep_b.push_back(g.separable ? alloc<T>(p + "sep_b", act) : View1<T>());
+    any_separable = any_separable || g.separable;
+    if (!g.separable) conv_scratch = std::max(conv_scratch, layers::conv2d_workspace_size(conv_shape(l, capacity)));
   }
-  const auto rs = readout_shape(capacity);
-  ws.readout_h = alloc<T>("readout_h", B * static_cast<size_t>(m_neurons));
-  ws.prediction = alloc<T>("prediction", B * static_cast<size_t>(m_neurons));
-  ws.readout_cache = alloc<T>("readout_cache", layers::factorized_readout_cache_size(rs));
-  ws.readout_scratch = alloc<T>("readout_scratch", layers::factorized_readout_workspace_size(rs));
+  ws.readout_h = alloc<T>("readout_h", B * N);
+  ws.prediction = alloc<T>("prediction", B * N);
+  if (m_config.readout.gaussian()) {
+    ws.noise = alloc<T>("noise", B * N * 2);
+    ws.grid = alloc<T>("grid", B * N * 2);
+    ws.mu = alloc<T>("mu", N * 2);
+    ws.d_mu = alloc<T>("d_mu", N * 2);
+    ws.readout_cache = alloc<T>("readout_cache", 1);
+    ws.readout_scratch = alloc<T>("readout_scratch", 1);
+  } else {
+    size_t cache = 0, scratch = 0;
+    for (int r = 0; r < num_readouts(); ++r) {
+      cache = std::max(cache, layers::factorized_readout_cache_size(readout_shape(capacity, r)));
+      scratch = std::max(scratch, layers::factorized_readout_workspace_size(readout_shape(capacity, r)));
+    }
+    ws.readout_cache = alloc<T>("readout_cache", cache);
+    ws.readout_scratch = alloc<T>("readout_scratch", scratch);
+  }
   ws.conv_scratch = alloc<T>("conv_scratch", std::max<size_t>(conv_scratch, 1));
   ws.grad_a = alloc<T>("grad_a", max_act);
   ws.grad_b = alloc<T>("grad_b", max_act);
+  if (any_separable) {
+    ws.grad_c = alloc<T>("grad_c", max_act);
+    ws.grad_d = alloc<T>("grad_d", max_act);
+  }
   return ws;
 }
 
+namespace {
+// Shapes of the three convolutions of a depth-separable layer.
+layers::Conv2dShape pointwise_shape(int batch, int c_in, int c_out, int h, int w) {
+  layers::Conv2dShape s;
+  s.B = batch;
+  s.C_in = c_in;
+  s.C_out = c_out;
+  s.H = h;
+  s.W = w;
+  s.K = 1;
+  s.padding = layers::Padding::same;
+  return s;
+}
+layers::DepthwiseConv2dShape depthwise_shape(int batch, int c, int h, int w, int k) {
+  layers::DepthwiseConv2dShape s;
+  s.B = batch;
+  s.C = c;
+  s.H = h;
+  s.W = w;
+  s.K = k;
+  s.padding = layers::Padding::same;
+  return s;
+}
+
+// mu <- clamp(mu, -1, 1) in place (the reference's projection of mu at every forward).
 template <class T>
-void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
-  if (batch < 1 || batch > ws.capacity)
-    throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
-                         std::to_string(ws.capacity),
-                     "Model::forward", "make a workspace with a capacity of at least the batch size");
+void clamp_unit_in_place(View1<T> v) {
+  Kokkos::parallel_for(
+      "v1sysid::model::clamp_mu", Kokkos::RangePolicy<ExecSpace>(0, v.extent(0)), KOKKOS_LAMBDA(const size_t i) {
+        const T x = v(i);
+        v(i) = x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
+      });
+}
+}  // namespace
+
+template <class T>
+void Model<T>::core_forward(ModelWorkspace<T>& ws, int batch, bool training) {
   ExecSpace space;
+  const bool bn_train = training && !m_core_frozen;
   synthesize_filters();  // roteq: once per forward (= per step), for the whole batch
   const T* in = ws.images.data();
   for (int l = 0; l < num_layers(); ++l) {
     const auto& g = m_geometry[static_cast<size_t>(l)];
     const auto& s = m_layers[static_cast<size_t>(l)];
-    const auto cs = conv_shape(l, batch);
     U4<const T> conv_in(in, batch, g.c_in, g.h_in, g.w_in);
     U4<T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
     U4<T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-    layers::conv2d_forward<T>(space, cs, filter_view(l), conv_in, conv_out, ws.conv_scratch);
+    if (g.separable) {
+      U4<T> a(ws.sep_a[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      U4<T> b(ws.sep_b[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_in, g.c_out, g.h_in, g.w_in),
+                                m_arena.template param<4>(s.pointwise_in), conv_in, a, ws.conv_scratch);
+      layers::depthwise_conv2d_forward<T>(space, depthwise_shape(batch, g.c_out, g.h_out, g.w_out, g.k),
+                                          m_arena.template param<4>(s.depthwise), U4<const T>(a), b);
+      layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_out, g.c_out, g.h_out, g.w_out),
+                                m_arena.template param<4>(s.weight), U4<const T>(b), conv_out, ws.conv_scratch);
+    } else {
+      layers::conv2d_forward<T>(space, conv_shape(l, batch), filter_view(l), conv_in, conv_out, ws.conv_scratch);
+    }
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     U1<const T> gamma;
     if (s.gamma >= 0) gamma = m_arena.param_flat(s.gamma);
-    if (training) {
+    if (bn_train) {
       layers::batchnorm_forward_train<T>(space, bn_shape(l, batch), bn_options(l), act, gamma,
                                          m_arena.param_flat(s.beta), conv_out, act_out,
                                          ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)],
@@ -329,70 +557,144 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
     }
     in = act_out.data();
   }
-  const auto& g = m_geometry.back();
-  layers::FactorizedReadoutOptions ro;
-  ro.positive_features = m_config.readout.positive_features;
-  U4<const T> core_out(in, batch, g.c_out, g.h_out, g.w_out);
-  U2<T> h(ws.readout_h.data(), batch, m_neurons);
-  layers::factorized_readout_forward<T>(space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
-                                        m_arena.template param<2>(m_readout.features),
-                                        m_arena.param_flat(m_readout.bias), core_out, h, ws.readout_cache,
-                                        ws.readout_scratch);
-  U2<T> yhat(ws.prediction.data(), batch, m_neurons);
-  layers::output_nonlinearity_forward<T>(space, layers::OutputNonlinearity::softplus, h, yhat);
 }
 
 template <class T>
-double Model<T>::poisson_loss(ModelWorkspace<T>& ws, int batch) const {
+layers::UView2<const T, ExecSpace> Model<T>::gaussian_mu_view(ModelWorkspace<T>& ws, int r, int n) {
+  const auto& rs = m_readouts[static_cast<size_t>(r)];
+  if (rs.mu >= 0) return m_arena.template param<2>(rs.mu);
+  return U2<const T>(ws.mu.data(), n, 2);
+}
+
+template <class T>
+void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training, int readout) {
+  if (batch < 1 || batch > ws.capacity)
+    throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
+                         std::to_string(ws.capacity),
+                     "Model::forward", "make a workspace with a capacity of at least the batch size");
+  if (readout < 0 || readout >= num_readouts())
+    throw ShapeError("readout " + std::to_string(readout) + " of " + std::to_string(num_readouts()), "Model::forward",
+                     "");
   ExecSpace space;
-  U2<const T> h(ws.readout_h.data(), batch, m_neurons);
-  U2<const T> y(ws.responses.data(), batch, m_neurons);
-  U2<T> yhat(ws.prediction.data(), batch, m_neurons);
-  return layers::poisson_loss_forward<T>(space, layers::OutputNonlinearity::softplus, layers::PoissonLossOptions{},
-                                         h, y, yhat);
+  core_forward(ws, batch, training);
+  const T* in = ws.act_out.back().data();
+  const auto& g = m_geometry.back();
+  const auto& rs = m_readouts[static_cast<size_t>(readout)];
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  U4<const T> core_out(in, batch, g.c_out, g.h_out, g.w_out);
+  U2<T> h(ws.readout_h.data(), batch, N);
+  if (m_config.readout.gaussian()) {
+    if (rs.mu >= 0 && training) clamp_unit_in_place(m_arena.param_flat(rs.mu));
+    if (rs.grid_A >= 0)
+      layers::grid_predictor_forward<T>(space, m_arena.template param<2>(rs.grid_A), m_arena.param_flat(rs.grid_a),
+                                        m_arena.template param<2>(rs.grid_coords), U2<T>(ws.mu.data(), N, 2));
+    const auto gs = gaussian_shape(batch, readout);
+    U3<T> z;
+    if (training) {
+      z = U3<T>(ws.noise.data(), batch, N, 2);
+      layers::gaussian_readout_draw_noise<T>(space, gs, mix_seed(m_config.train.seed, m_sample_counter++), z);
+    }
+    layers::gaussian_readout_forward<T>(space, gs, gaussian_mu_view(ws, readout, N),
+                                        m_arena.template param<3>(rs.sigma), m_arena.template param<2>(rs.features),
+                                        m_arena.param_flat(rs.bias), core_out, z, U3<T>(ws.grid.data(), batch, N, 2), h);
+  } else {
+    layers::FactorizedReadoutOptions ro;
+    ro.positive_features = m_config.readout.positive_features;
+    layers::factorized_readout_forward<T>(space, readout_shape(batch, readout), ro,
+                                          m_arena.template param<3>(rs.mask), m_arena.template param<2>(rs.features),
+                                          m_arena.param_flat(rs.bias), core_out, h, ws.readout_cache,
+                                          ws.readout_scratch);
+  }
+  U2<T> yhat(ws.prediction.data(), batch, N);
+  layers::output_nonlinearity_forward<T>(space, output_nonlinearity(), h, yhat);
+}
+
+namespace {
+layers::PoissonLossOptions loss_options(const ModelConfig& c) {
+  layers::PoissonLossOptions o;
+  if (c.train.lurz()) o.eps = 1e-12;  // neuralpredictors' PoissonLoss
+  return o;
+}
+}  // namespace
+
+template <class T>
+double Model<T>::poisson_loss(ModelWorkspace<T>& ws, int batch, int readout) const {
+  ExecSpace space;
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  U2<const T> h(ws.readout_h.data(), batch, N);
+  U2<const T> y(ws.responses.data(), batch, N);
+  U2<T> yhat(ws.prediction.data(), batch, N);
+  return layers::poisson_loss_forward<T>(space, output_nonlinearity(), loss_options(m_config), h, y, yhat);
 }
 
 template <class T>
-double Model<T>::regularization() const {
+double Model<T>::core_regularization(bool with_grad) const {
   ExecSpace space;
   const auto& core = m_config.core;
   double total = 0;
   synthesize_filters();  // roteq: the regularisers act on the synthesised filters of all rotations
   for (int l = 0; l < num_layers(); ++l) {
     const auto w = filter_view(l);
-    total += conv_smoothness_value(space, w, core.smooth_weight * core.rel_smooth[static_cast<size_t>(l)]);
-    total += conv_group_sparsity_value(space, w, core.sparse_weight * core.rel_sparse[static_cast<size_t>(l)]);
+    const double ws = core.smooth_weight * core.rel_smooth[static_cast<size_t>(l)];
+    const double wg = core.sparse_weight * core.rel_sparse[static_cast<size_t>(l)];
+    const double wl = l == 0 ? core.laplace_weight : 0.0;
+    if (with_grad) {
+      const auto d_w = d_filter_view(l);
+      total += conv_smoothness_grad(space, w, ws, d_w);
+      total += conv_group_sparsity_grad(space, w, wg, d_w);
+      total += laplace_l2_grad(space, w, wl, d_w);
+      if (roteq()) {  // the filter gradient (conv + regularisers) into the Hermite coefficients
+        const auto& s = m_layers[static_cast<size_t>(l)];
+        layers::hermite_synthesize_backward<T>(space, m_hermite[static_cast<size_t>(l)],
+                                               U2<const T>(m_pooled_basis[static_cast<size_t>(l)]), U4<const T>(d_w),
+                                               U3<T>(m_arena.template grad<3>(s.coeffs)), U1<T>(m_synth_scratch));
+      }
+    } else {
+      total += conv_smoothness_value(space, w, ws);
+      total += conv_group_sparsity_value(space, w, wg);
+      total += laplace_l2_value(space, w, wl);
+    }
   }
-  const auto mask = m_arena.template param<3>(m_readout.mask);
-  const auto features = m_arena.template param<2>(m_readout.features);
-  const auto& r = m_config.readout;
-  if (r.regularizer == "joint_l1") total += readout_joint_l1_value(space, mask, features, r.weight);
-  else if (r.regularizer == "separate_l1")
-    total += readout_separate_l1_value(space, mask, features, r.mask_weight, r.feature_weight);
-  else total += readout_l1_mask_l2_features_value(space, mask, features, r.mask_weight, r.feature_weight);
   return total;
 }
 
 template <class T>
-double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
+double Model<T>::readout_regularization(int r, bool with_grad) const {
   ExecSpace space;
-  // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
-  U2<T> d_h(ws.readout_h.data(), batch, m_neurons);
-  layers::poisson_loss_backward<T>(space, layers::OutputNonlinearity::softplus, layers::PoissonLossOptions{}, d_h,
-                                   U2<const T>(ws.responses.data(), batch, m_neurons), d_h);
-  // Readout: gradient into the last core layer's output (grad_a).
+  const auto& rs = m_readouts[static_cast<size_t>(r)];
+  const auto& ro = m_config.readout;
+  if (ro.gaussian()) {
+    if (with_grad)
+      return l1_grad(space, m_arena.param_flat(rs.features), ro.feature_weight, m_arena.grad_flat(rs.features));
+    return l1_value(space, m_arena.param_flat(rs.features), ro.feature_weight);
+  }
+  const auto mask = m_arena.template param<3>(rs.mask);
+  const auto features = m_arena.template param<2>(rs.features);
+  if (!with_grad) {
+    if (ro.regularizer == "joint_l1") return readout_joint_l1_value(space, mask, features, ro.weight);
+    if (ro.regularizer == "separate_l1")
+      return readout_separate_l1_value(space, mask, features, ro.mask_weight, ro.feature_weight);
+    return readout_l1_mask_l2_features_value(space, mask, features, ro.mask_weight, ro.feature_weight);
+  }
+  const auto d_mask = m_arena.template grad<3>(rs.mask);
+  const auto d_features = m_arena.template grad<2>(rs.features);
+  if (ro.regularizer == "joint_l1") return readout_joint_l1_grad(space, mask, features, ro.weight, d_mask, d_features);
+  if (ro.regularizer == "separate_l1")
+    return readout_separate_l1_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask, d_features);
+  return readout_l1_mask_l2_features_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask,
+                                          d_features);
+}
+
+template <class T>
+double Model<T>::regularization(int readout) const {
+  return (m_core_frozen ? 0.0 : core_regularization(false)) + readout_regularization(readout, false);
+}
+
+template <class T>
+void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchnorm, U4<T> d_images) {
+  ExecSpace space;
   const int L = num_layers();
-  const auto& last = m_geometry.back();
-  layers::FactorizedReadoutOptions ro;
-  ro.positive_features = m_config.readout.positive_features;
-  U4<T> d_core(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
-  layers::factorized_readout_backward<T>(
-      space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
-      m_arena.template param<2>(m_readout.features),
-      U4<const T>(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out), d_h,
-      ws.readout_cache, d_core, m_arena.template grad<3>(m_readout.mask), m_arena.template grad<2>(m_readout.features),
-      m_arena.grad_flat(m_readout.bias), ws.readout_scratch);
-  // Core, last layer first; the activation gradient alternates between grad_a and grad_b.
+  // The activation gradient alternates between grad_a and grad_b; it starts in grad_a.
   T* d_cur = ws.grad_a.data();
   T* d_other = ws.grad_b.data();
   // roteq: the filter gradients are collected in model buffers and carried into the coefficients at the end.
@@ -409,105 +711,124 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
     }
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     // BN backward in place: d_act becomes the gradient of the conv output.
-    layers::batchnorm_backward_train<T>(
-        space, bn_shape(l, batch), bn_options(l), act, gamma,
-        U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)], d_act, d_act, d_gamma,
-        m_arena.grad_flat(s.beta));
+    U4<const T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+    U4<const T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+    if (eval_batchnorm)
+      layers::batchnorm_backward_eval<T>(space, bn_shape(l, batch), bn_options(l), act, gamma,
+                                         m_arena.param_flat(s.running_mean), m_arena.param_flat(s.running_var),
+                                         conv_out, act_out, d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
+    else
+      layers::batchnorm_backward_train<T>(space, bn_shape(l, batch), bn_options(l), act, gamma, conv_out, act_out,
+                                          ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)],
+                                          d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
     const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
-    U4<T> d_in;  // the input image needs no gradient
+    // Layer 0's input is the image: a gradient only where d_images is asked for.
+    U4<T> d_in = d_images;
     if (l > 0) d_in = U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
-    layers::conv2d_backward<T>(space, conv_shape(l, batch), filter_view(l),
-                               U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in, d_filter_view(l),
-                               ws.conv_scratch);
+    if (g.separable) {
+      U4<T> d_b(ws.grad_c.data(), batch, g.c_out, g.h_out, g.w_out);
+      U4<T> d_a(ws.grad_d.data(), batch, g.c_out, g.h_out, g.w_out);
+      U4<const T> a(ws.sep_a[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      U4<const T> b(ws.sep_b[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      layers::conv2d_backward<T>(space, pointwise_shape(batch, g.c_out, g.c_out, g.h_out, g.w_out),
+                                 m_arena.template param<4>(s.weight), b, d_act, d_b,
+                                 m_arena.template grad<4>(s.weight), ws.conv_scratch);
+      layers::depthwise_conv2d_backward<T>(space, depthwise_shape(batch, g.c_out, g.h_out, g.w_out, g.k),
+                                           m_arena.template param<4>(s.depthwise), a, U4<const T>(d_b), d_a,
+                                           m_arena.template grad<4>(s.depthwise));
+      layers::conv2d_backward<T>(space, pointwise_shape(batch, g.c_in, g.c_out, g.h_in, g.w_in),
+                                 m_arena.template param<4>(s.pointwise_in),
+                                 U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), U4<const T>(d_a), d_in,
+                                 m_arena.template grad<4>(s.pointwise_in), ws.conv_scratch);
+    } else {
+      layers::conv2d_backward<T>(space, conv_shape(l, batch), filter_view(l),
+                                 U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in, d_filter_view(l),
+                                 ws.conv_scratch);
+    }
     std::swap(d_cur, d_other);
   }
-  // Regularisers: value and gradient together.
-  const auto& core = m_config.core;
-  double total = 0;
-  for (int l = 0; l < L; ++l) {
-    const auto w = filter_view(l);
-    const auto d_w = d_filter_view(l);
-    total += conv_smoothness_grad(space, w, core.smooth_weight * core.rel_smooth[static_cast<size_t>(l)], d_w);
-    total += conv_group_sparsity_grad(space, w, core.sparse_weight * core.rel_sparse[static_cast<size_t>(l)], d_w);
-    if (roteq()) {
-      const auto& s = m_layers[static_cast<size_t>(l)];
-      layers::hermite_synthesize_backward<T>(space, m_hermite[static_cast<size_t>(l)],
-                                             U2<const T>(m_pooled_basis[static_cast<size_t>(l)]), U4<const T>(d_w),
-                                             U3<T>(m_arena.template grad<3>(s.coeffs)), U1<T>(m_synth_scratch));
+}
+
+template <class T>
+void Model<T>::readout_backward(ModelWorkspace<T>& ws, int batch, int readout, bool training, bool force_d_core) {
+  ExecSpace space;
+  const auto& rs = m_readouts[static_cast<size_t>(readout)];
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  U2<const T> d_h(ws.readout_h.data(), batch, N);
+  // The gradient into the last core layer's output (grad_a), unless the core is frozen.
+  const auto& last = m_geometry.back();
+  U4<const T> core_out(ws.act_out.back().data(), batch, last.c_out, last.h_out, last.w_out);
+  U4<T> d_core;
+  if (!m_core_frozen || force_d_core) d_core = U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
+  if (m_config.readout.gaussian()) {
+    U2<T> d_mu;
+    if (rs.mu >= 0) d_mu = m_arena.template grad<2>(rs.mu);
+    else {
+      d_mu = U2<T>(ws.d_mu.data(), N, 2);
+      Kokkos::deep_copy(space, d_mu, T(0));
     }
+    U3<const T> z;  // evaluation: positions at mu
+    if (training) z = U3<const T>(ws.noise.data(), batch, N, 2);
+    layers::gaussian_readout_backward<T>(
+        space, gaussian_shape(batch, readout), gaussian_mu_view(ws, readout, N), m_arena.template param<3>(rs.sigma),
+        m_arena.template param<2>(rs.features), core_out, z, U3<const T>(ws.grid.data(), batch, N, 2), d_h, d_core,
+        d_mu, m_arena.template grad<3>(rs.sigma), m_arena.template grad<2>(rs.features), m_arena.grad_flat(rs.bias));
+    if (rs.grid_A >= 0)
+      layers::grid_predictor_backward<T>(space, m_arena.template param<2>(rs.grid_coords), U2<const T>(d_mu),
+                                         m_arena.template grad<2>(rs.grid_A), m_arena.grad_flat(rs.grid_a));
+  } else {
+    layers::FactorizedReadoutOptions ro;
+    ro.positive_features = m_config.readout.positive_features;
+    layers::factorized_readout_backward<T>(space, readout_shape(batch, readout), ro,
+                                           m_arena.template param<3>(rs.mask), m_arena.template param<2>(rs.features),
+                                           core_out, d_h, ws.readout_cache, d_core,
+                                           m_arena.template grad<3>(rs.mask), m_arena.template grad<2>(rs.features),
+                                           m_arena.grad_flat(rs.bias), ws.readout_scratch);
   }
-  const auto mask = m_arena.template param<3>(m_readout.mask);
-  const auto features = m_arena.template param<2>(m_readout.features);
-  const auto d_mask = m_arena.template grad<3>(m_readout.mask);
-  const auto d_features = m_arena.template grad<2>(m_readout.features);
-  const auto& r = m_config.readout;
-  if (r.regularizer == "joint_l1") total += readout_joint_l1_grad(space, mask, features, r.weight, d_mask, d_features);
-  else if (r.regularizer == "separate_l1")
-    total += readout_separate_l1_grad(space, mask, features, r.mask_weight, r.feature_weight, d_mask, d_features);
-  else
-    total += readout_l1_mask_l2_features_grad(space, mask, features, r.mask_weight, r.feature_weight, d_mask,
-                                              d_features);
+}
+
+template <class T>
+double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double loss_weight) {
+  ExecSpace space;
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
+  U2<T> d_h(ws.readout_h.data(), batch, N);
+  layers::poisson_loss_backward<T>(space, output_nonlinearity(), loss_options(m_config), d_h,
+                                   U2<const T>(ws.responses.data(), batch, N), d_h, loss_weight);
+  readout_backward(ws, batch, readout, true, false);
+  double total = readout_regularization(readout, true);
+  if (!m_core_frozen) {
+    core_backward(ws, batch);
+    total += core_regularization(true);
+  }
   return total;
 }
 
 template <class T>
-void Model<T>::input_gradient(ModelWorkspace<T>& ws, int batch, View1<const T> d_prediction, View1<T> d_images) {
+void Model<T>::input_gradient(ModelWorkspace<T>& ws, int batch, View1<const T> d_prediction, View1<T> d_images,
+                              int readout) {
+  if (readout < 0 || readout >= num_readouts())
+    throw ShapeError("readout " + std::to_string(readout) + " of a model with " + std::to_string(num_readouts()) +
+                         " readouts",
+                     "Model::input_gradient", "pass a readout index in [0, num_readouts)");
   if (batch < 1 || batch > ws.capacity)
     throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
                          std::to_string(ws.capacity),
                      "Model::input_gradient", "make a workspace with a capacity of at least the batch size");
-  const auto n_out = static_cast<size_t>(batch) * static_cast<size_t>(m_neurons);
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  const auto n_out = static_cast<size_t>(batch) * static_cast<size_t>(N);
   const auto n_in = static_cast<size_t>(batch) * static_cast<size_t>(m_height * m_width);
   if (d_prediction.extent(0) < n_out || d_images.extent(0) < n_in)
     throw ShapeError("d_prediction holds " + std::to_string(d_prediction.extent(0)) + " and d_images " +
                          std::to_string(d_images.extent(0)) + " values; batch x neurons = " + std::to_string(n_out) +
                          " and batch x H x W = " + std::to_string(n_in) + " are needed",
-                     "Model::input_gradient", "size them for the batch");
+                     "Model::input_gradient", "size them for the batch and readout");
   ExecSpace space;
-  U1<T> d_h(ws.readout_h.data(), n_out);
-  output_nonlinearity_backward_in_place<T>(space, layers::OutputNonlinearity::softplus,
-                                           U1<const T>(d_prediction.data(), n_out), d_h);
-  const int L = num_layers();
-  const auto& last = m_geometry.back();
-  layers::FactorizedReadoutOptions ro;
-  ro.positive_features = m_config.readout.positive_features;
-  layers::factorized_readout_backward<T>(
-      space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
-      m_arena.template param<2>(m_readout.features),
-      U4<const T>(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out),
-      U2<const T>(ws.readout_h.data(), batch, m_neurons), ws.readout_cache,
-      U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out), m_arena.template grad<3>(m_readout.mask),
-      m_arena.template grad<2>(m_readout.features), m_arena.grad_flat(m_readout.bias), ws.readout_scratch);
-  T* d_cur = ws.grad_a.data();
-  T* d_other = ws.grad_b.data();
-  for (int l = L - 1; l >= 0; --l) {
-    const auto& g = m_geometry[static_cast<size_t>(l)];
-    const auto& s = m_layers[static_cast<size_t>(l)];
-    U4<T> d_act(d_cur, batch, g.c_out, g.h_out, g.w_out);
-    U1<const T> gamma;
-    U1<T> d_gamma;
-    if (s.gamma >= 0) {
-      gamma = m_arena.param_flat(s.gamma);
-      d_gamma = m_arena.grad_flat(s.gamma);
-    }
-    const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
-    layers::batchnorm_backward_eval<T>(
-        space, bn_shape(l, batch), bn_options(l), act, gamma, m_arena.param_flat(s.running_mean),
-        m_arena.param_flat(s.running_var),
-        U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out), d_act, d_act,
-        d_gamma, m_arena.grad_flat(s.beta));
-    const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
-    U4<T> d_in = l == 0 ? U4<T>(d_images.data(), batch, g.c_in, g.h_in, g.w_in)
-                        : U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
-    // d_filter_view: scratch here (the arena's weight grads or roteq's filter-gradient buffers).
-    layers::conv2d_backward<T>(space, conv_shape(l, batch), filter_view(l),
-                               U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in, d_filter_view(l),
-                               ws.conv_scratch);
-    std::swap(d_cur, d_other);
-  }
+  U2<T> d_h(ws.readout_h.data(), batch, N);  // h in, d_h out
+  layers::output_nonlinearity_backward<T>(space, output_nonlinearity(), d_h,
+                                          U2<const T>(d_prediction.data(), batch, N), d_h);
+  readout_backward(ws, batch, readout, false, true);
+  core_backward(ws, batch, true, U4<T>(d_images.data(), batch, 1, m_height, m_width));
   m_arena.zero_grad(space);
 }
 

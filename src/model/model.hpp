@@ -26,12 +26,30 @@
 // readout bias b_n = 0.5 * softplus^-1(max(mean_n, 1e-3)) where mean_n is the mean preprocessed training
 // response of neuron n. The clamp keeps the bias finite for silent neurons: softplus^-1(1e-3) = -6.9, so the
 // initial prediction of a silent neuron is softplus(-3.45) = 0.031 instead of -infinity in the log.
+//
+// Lurz et al. 2021 (reference-models.md §5.1), selected by core.kind = stacked2d / readout.kind = gaussian:
+//   stacked2d: layer 0 is a dense conv; each hidden layer l >= 1 is depth-separable,
+//              core/layer{l}/pointwise_in [C, C_in, 1, 1] -> core/layer{l}/depthwise [C, 1, k, k] ->
+//              core/layer{l}/weight [C, C, 1, 1], then BN + ELU. Conv weights xavier-normal
+//              (sd sqrt(2 / (fan_in + fan_out)), PyTorch's fans), BN as above. laplace_weight x LaplaceL2 on
+//              layer 0's weight.
+//   gaussian:  readout/mu [N, 2] (absent with the cortex predictor), readout/sigma [N, 2, 2],
+//              readout/features [N, C], readout/bias [N]; with grid_predictor cortex readout/grid_A [2, 2],
+//              readout/grid_a [2] and the buffer readout/grid_coords [N, 2] (normalised cortical coordinates).
+//              mu ~ U(+-init_mu_range), sigma ~ U(+-init_sigma), features ~ N(0, 1e-3), bias = mean training
+//              response, A = 0.2 x a random orthogonal matrix, a ~ N(0, 1e-3). Output ELU(h) + 1.
+//              A training forward first projects mu onto [-1, 1] (the reference clamps mu in place) and draws
+//              the position noise with the seed (train.seed, count of training forwards).
+// Several readouts (one per dataset, "data_key") share one core: their slots are readout/<key>/..., forward
+// and backward take the readout index. A frozen core (set_core_frozen) runs its batch norm in evaluation
+// mode also in training forwards, gets no gradient and no regulariser (transfer with --freeze-core).
 #pragma once
 
 #include "core/types.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
+#include "layers/gaussian_readout.hpp"
 #include "layers/hermite.hpp"
 #include "layers/poisson_loss.hpp"
 #include "model/model_config.hpp"
@@ -42,6 +60,8 @@
 #include <vector>
 
 namespace v1sysid {
+
+class SplitMix64;
 
 // Activations, caches and scratch of one Model for up to `capacity` images. Allocated once by
 // Model::make_workspace; the training step and evaluation only write into it.
@@ -60,6 +80,27 @@ struct ModelWorkspace {
   View1<T> readout_scratch;        // factorized_readout_workspace_size
   View1<T> conv_scratch;           // max conv2d_workspace_size over layers
   View1<T> grad_a, grad_b;         // ping-pong activation gradients (capacity * max_l C_l * H_l * W_l)
+  // depth-separable layers: outputs of the first 1x1 and of the depthwise conv, and their gradients
+  std::vector<View1<T>> sep_a, sep_b;
+  View1<T> grad_c, grad_d;
+  // gaussian readout (sized for the largest readout)
+  View1<T> noise;                  // (capacity * N * 2), z
+  View1<T> grid;                   // (capacity * N * 2), sampled positions
+  View1<T> mu, d_mu;               // (N * 2), mu from the grid predictor and its gradient
+  int max_neurons = 0;
+};
+
+// One readout of a model: its data_key and neuron count.
+struct ReadoutSpec {
+  std::string key;  // "" for the single readout of a one-dataset model (slot names readout/...)
+  int n_neurons = 0;
+};
+
+// What initialize() needs per readout: mean preprocessed training response [N] and, for the cortex grid
+// predictor, neurons/cell_motor_coordinates [N, 3] (row-major; only the first two columns are used).
+struct ReadoutInit {
+  std::vector<double> mean_response;
+  std::vector<float> cortical_coordinates;
 };
 
 template <class T>
@@ -67,53 +108,78 @@ class Model {
  public:
   struct LayerSlots {
     int weight = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;  // gamma -1: no scale
+    int pointwise_in = -1, depthwise = -1;  // depth-separable layers (weight is then the last 1x1)
     int coeffs = -1;  // roteq: Hermite coefficients (then weight is -1)
   };
   struct ReadoutSlots {
     int mask = -1, features = -1, bias = -1;
+    int mu = -1, sigma = -1, grid_A = -1, grid_a = -1, grid_coords = -1;  // gaussian
   };
   struct LayerGeometry {
     int c_in = 0, c_out = 0, k = 0, h_in = 0, w_in = 0, h_out = 0, w_out = 0;
+    bool separable = false;  // 1x1 -> depthwise k x k -> 1x1 (stacked2d hidden layers)
+    bool valid = false;      // VALID padding
   };
 
   // Builds the slot table for images of height x width and n_neurons neurons and allocates the arena
   // (zeroed; call initialize()). Throws ConfigError when a VALID core shrinks the image to nothing.
   Model(ModelConfig config, int height, int width, int n_neurons);
+  // Several readouts on one core (keys must be distinct and non-empty when there are several).
+  Model(ModelConfig config, int height, int width, std::vector<ReadoutSpec> readouts);
 
   const ModelConfig& config() const { return m_config; }
   int height() const { return m_height; }
   int width() const { return m_width; }
-  int n_neurons() const { return m_neurons; }
+  int n_neurons() const { return m_neurons; }  // of readout 0
+  int num_readouts() const { return static_cast<int>(m_readout_specs.size()); }
+  const ReadoutSpec& readout_spec(int r) const { return m_readout_specs[static_cast<size_t>(r)]; }
+  int readout_index(const std::string& key) const;  // ShapeError when absent
+  const ReadoutSlots& readout_slots(int r) const { return m_readouts[static_cast<size_t>(r)]; }
   int num_layers() const { return static_cast<int>(m_layers.size()); }
   const LayerGeometry& geometry(int layer) const { return m_geometry[static_cast<size_t>(layer)]; }
   const LayerSlots& layer_slots(int layer) const { return m_layers[static_cast<size_t>(layer)]; }
-  const ReadoutSlots& readout_slots() const { return m_readout; }
+  const ReadoutSlots& readout_slots() const { return m_readouts[0]; }
+  layers::OutputNonlinearity output_nonlinearity() const;
+  // Core frozen: BN in evaluation mode in every forward, no core gradients or regularisers.
+  void set_core_frozen(bool frozen) { m_core_frozen = frozen; }
+  bool core_frozen() const { return m_core_frozen; }
+  // Host copy of mu [N, 2] of gaussian readout r (from the grid predictor when there is one).
+  std::vector<float> gaussian_mu(int r) const;
   ParamArena<T>& arena() { return m_arena; }
   const ParamArena<T>& arena() const { return m_arena; }
 
   // See the header comment. mean_response: [N] mean preprocessed training response per neuron.
   void initialize(uint64_t seed, const std::vector<double>& mean_response);
+  // One entry per readout. Throws ConfigError for the cortex predictor without coordinates.
+  void initialize(uint64_t seed, const std::vector<ReadoutInit>& readouts);
+  // Initialises only readout r (new readouts on a transferred core); Adam state of its slots is zeroed.
+  void initialize_readout(uint64_t seed, int r, const ReadoutInit& init);
 
   ModelWorkspace<T> make_workspace(int capacity) const;
 
   // Runs the core and readout on the first `batch` images of ws.images and writes ws.prediction.
   // training: batch-norm batch statistics (and running statistics updated); else running statistics.
-  void forward(ModelWorkspace<T>& ws, int batch, bool training);
+  void forward(ModelWorkspace<T>& ws, int batch, bool training, int readout = 0);
   // Poisson loss of ws.prediction against ws.responses (first `batch` rows); call after forward.
-  double poisson_loss(ModelWorkspace<T>& ws, int batch) const;
+  double poisson_loss(ModelWorkspace<T>& ws, int batch, int readout = 0) const;
   // Sum of the core and readout regularisers at the current parameters.
-  double regularization() const;
-  // Gradients of poisson_loss + regularization accumulated into the arena's grads (zero them first);
-  // requires a training-mode forward of the same batch. Returns the regularisation value.
-  double backward(ModelWorkspace<T>& ws, int batch);
+  double regularization(int readout = 0) const;
+  // Gradients of loss_weight * poisson_loss + regularization accumulated into the arena's grads (zero them
+  // first); requires a training-mode forward of the same batch and readout. Returns the regularisation value.
+  double backward(ModelWorkspace<T>& ws, int batch, int readout = 0, double loss_weight = 1.0);
+  // Noise seed of the next training forward (the count of training forwards so far); settable for tests.
+  uint64_t sample_counter() const { return m_sample_counter; }
+  void set_sample_counter(uint64_t c) { m_sample_counter = c; }
   // Gradient of sum_{b,n} d_prediction[b,n] * prediction[b,n] with respect to the model input (preprocessed
-  // images), through evaluation-mode batch norm: the linear receptive fields of `v1sysid rf` (one-hot rows of
-  // d_prediction give one neuron per image). Requires an evaluation-mode forward of the same batch and
-  // consumes its caches (run forward again before the next call). The arena's parameter gradients serve as
-  // scratch and are zero on return.
+  // images) for readout `readout`, through evaluation-mode batch norm and (gaussian readout) the positions at mu:
+  // the linear receptive fields of `v1sysid rf` (one-hot rows of d_prediction give one neuron per image).
+  // Requires an evaluation-mode forward of the same batch and readout and consumes its caches (run forward
+  // again before the next call). Works for every core and readout kind, also with a frozen core. The arena's
+  // parameter gradients serve as scratch and are zero on return.
   void input_gradient(ModelWorkspace<T>& ws, int batch,
-                      View1<const T> d_prediction,  // (batch * N), d loss / d prediction
-                      View1<T> d_images);           // (batch * H * W), assigned
+                      View1<const T> d_prediction,  // (batch * N_readout), d loss / d prediction
+                      View1<T> d_images,            // (batch * H * W), assigned
+                      int readout = 0);
 
   // The convolution filters (C_out, C_in, k, k) of a core layer at the current parameters, in PyTorch order:
   // the weight slot of a cnn core, the freshly synthesised expanded filters of a roteq core (valid until the
@@ -130,14 +196,34 @@ class Model {
   layers::Conv2dShape conv_shape(int layer, int batch) const;
   layers::BatchNormShape bn_shape(int layer, int batch) const;
   layers::BatchNormOptions bn_options(int layer) const;
-  layers::FactorizedReadoutShape readout_shape(int batch) const;
+  layers::FactorizedReadoutShape readout_shape(int batch, int r = 0) const;
+  layers::GaussianReadoutShape gaussian_shape(int batch, int r) const;
+  void build(const std::vector<ReadoutSpec>& readouts);
+  void init_readout(SplitMix64& rng, int r, const ReadoutInit& init);
+  void core_forward(ModelWorkspace<T>& ws, int batch, bool training);
+  // Core backward from the last layer's output gradient in ws.grad_a. eval_batchnorm: through evaluation-mode
+  // batch norm (running statistics; input_gradient), else through the batch statistics of a training forward.
+  // d_images (batch, 1, H, W), assigned where present: the gradient with respect to the model input.
+  void core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchnorm = false,
+                     layers::UView4<T, ExecSpace> d_images = {});
+  // Readout `r` backward from d_h in ws.readout_h: parameter grads accumulated, the gradient with respect to
+  // the core output assigned to ws.grad_a unless the core is frozen and !force_d_core. training: the gaussian
+  // readout's positions were sampled with the noise in ws.noise, else they were mu.
+  void readout_backward(ModelWorkspace<T>& ws, int batch, int r, bool training, bool force_d_core);
+  double core_regularization(bool with_grad) const;
+  double readout_regularization(int r, bool with_grad) const;
+  // mu of gaussian readout r: the parameter slot, or the predictor's output in ws.mu.
+  layers::UView2<const T, ExecSpace> gaussian_mu_view(ModelWorkspace<T>& ws, int r, int n);
 
   ModelConfig m_config;
   int m_height, m_width, m_neurons;
   std::vector<LayerGeometry> m_geometry;
   std::vector<LayerSlots> m_layers;
-  ReadoutSlots m_readout;
+  std::vector<ReadoutSpec> m_readout_specs;
+  std::vector<ReadoutSlots> m_readouts;
   ParamArena<T> m_arena;
+  bool m_core_frozen = false;
+  uint64_t m_sample_counter = 0;
   // roteq only, per layer: synthesis shape, pooled rotated basis (R*k*k, Q), synthesised filters and their
   // gradient (C_out*C_in*k*k each); and the synthesis GEMM scratch (max hermite_workspace_size).
   std::vector<layers::HermiteShape> m_hermite;

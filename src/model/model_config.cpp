@@ -32,14 +32,26 @@ Nonlinearity parse_nonlinearity(ConfigReader& r, const std::string& key, const s
 }  // namespace
 
 int64_t CoreConfig::output_height(int64_t h) const {
-  if (padding == "same") return h;
-  for (int k : filter_sizes) h -= k - 1;
+  for (int l = 0; l < num_layers(); ++l)
+    if (layer_padding(l) == "valid") h -= filter_sizes[static_cast<size_t>(l)] - 1;
   return h;
 }
 int64_t CoreConfig::output_width(int64_t w) const { return output_height(w); }
 
 void CoreConfig::decode(ConfigReader& r) {
-  r.get_choice("kind", kind, {"cnn", "roteq"});
+  r.get_choice("kind", kind, {"cnn", "roteq", "stacked2d"});
+  if (kind == "stacked2d") {  // Lurz et al. 2021 SE2dCore defaults (reference-models.md §5.1)
+    filter_sizes = {15, 13, 13, 13};
+    channels = {64, 64, 64, 64};
+    nonlinearities.assign(4, Nonlinearity::elu);
+    padding = "valid";
+    batchnorm_decay = 0.9;
+    batchnorm_eps = 1e-5;
+    batchnorm_scale.assign(4, true);
+    rel_smooth.assign(4, 0.0);
+    rel_sparse.assign(4, 0.0);
+    laplace_weight = 1.0;
+  }
   r.get("filter_sizes", filter_sizes);
   if (rotation_equivariant()) {
     // Defaults of the reference's rotation-equivariant core (reference-models.md §1.2-§1.3).
@@ -74,6 +86,7 @@ void CoreConfig::decode(ConfigReader& r) {
   r.get_in_range("smooth_weight", smooth_weight, 0.0, kInf);
   r.get_in_range("sparse_weight", sparse_weight, 0.0, kInf);
   r.get("rel_smooth", rel_smooth).get("rel_sparse", rel_sparse);
+  r.get_in_range("laplace_weight", laplace_weight, 0.0, kInf);
   // Per-layer lists must agree with the number of layers; a short list is a typo, not a request to pad.
   const size_t n = channels.size();
   const std::string layers_key = rotation_equivariant() ? "features" : "channels";
@@ -97,12 +110,29 @@ void CoreConfig::decode(ConfigReader& r) {
 }
 
 void ReadoutConfig::decode(ConfigReader& r) {
-  r.get_choice("kind", kind, {"factorized"});
-  r.get_choice("regularizer", regularizer, {"joint_l1", "l1_mask_l2_features", "separate_l1"});
+  r.get_choice("kind", kind, {"factorized", "gaussian"});
+  if (kind == "gaussian") {  // Lurz et al. 2021 paper config (reference-models.md §5.1)
+    regularizer = "l1_features";
+    feature_weight = 2.439;
+  }
+  r.get_choice("regularizer", regularizer, {"joint_l1", "l1_mask_l2_features", "separate_l1", "l1_features"});
   r.get_in_range("weight", weight, 0.0, kInf);
   r.get_in_range("mask_weight", mask_weight, 0.0, kInf);
   r.get_in_range("feature_weight", feature_weight, 0.0, kInf);
   r.get("positive_features", positive_features);
+  r.get_in_range("init_sigma", init_sigma, 0.0, 10.0);
+  r.get_in_range("init_mu_range", init_mu_range, 0.0, 1.0);
+  r.get_choice("grid_predictor", grid_predictor, {"none", "cortex"});
+  if (kind == "gaussian") {
+    if (regularizer != "l1_features")
+      r.fail("regularizer", "the gaussian readout takes regularizer l1_features (feature_weight * sum |features|)");
+    if (weight != 0 || mask_weight != 0 || positive_features)
+      r.fail("kind", "the gaussian readout has no mask: weight, mask_weight and positive_features must stay 0/false");
+    r.finish();
+    return;
+  }
+  if (regularizer == "l1_features") r.fail("regularizer", "l1_features is the gaussian readout's regulariser");
+  if (grid_predictor != "none") r.fail("grid_predictor", "only the gaussian readout has a grid predictor");
   // A weight the chosen regulariser ignores would silently do nothing: refuse it.
   if (regularizer == "joint_l1") {
     if (mask_weight != 0 || feature_weight != 0)
@@ -115,6 +145,14 @@ void ReadoutConfig::decode(ConfigReader& r) {
 }
 
 void TrainConfig::decode(ConfigReader& r) {
+  r.get_choice("schedule", schedule, {"ecker", "lurz"});
+  if (schedule == "lurz") {  // L:training/trainers.py:standard_trainer (reference-models.md §5.2)
+    learning_rate = 0.005;
+    batch_size = 64;
+    patience = 5;
+    lr_decay_steps = 3;
+    lr_decay_factor = 1.0 / 0.3;
+  }
   r.get_in_range("learning_rate", learning_rate, 1e-12, 10.0);
   r.get_in_range("batch_size", batch_size, 1, kMaxInt);
   r.get_in_range("val_every", val_every, 1, kMaxInt);
@@ -128,6 +166,8 @@ void TrainConfig::decode(ConfigReader& r) {
   r.get("seed", seed);
   r.get("restore_best_at_max_iterations", restore_best_at_max_iterations);
   r.get_in_range("eval_batch_size", eval_batch_size, 1, kMaxInt);
+  r.get_in_range("max_epochs", max_epochs, 1, kMaxInt);
+  r.get_in_range("min_learning_rate", min_learning_rate, 0.0, 10.0);
   r.finish();
 }
 
@@ -206,6 +246,7 @@ std::string to_yaml(const ModelConfig& c) {
   e << YAML::Key << "sparse_weight" << YAML::Value << c.core.sparse_weight;
   e << YAML::Key << "rel_smooth" << YAML::Value << YAML::Flow << c.core.rel_smooth;
   e << YAML::Key << "rel_sparse" << YAML::Value << YAML::Flow << c.core.rel_sparse;
+  e << YAML::Key << "laplace_weight" << YAML::Value << c.core.laplace_weight;
   e << YAML::EndMap;
   e << YAML::Key << "readout" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "kind" << YAML::Value << c.readout.kind;
@@ -214,8 +255,12 @@ std::string to_yaml(const ModelConfig& c) {
   e << YAML::Key << "mask_weight" << YAML::Value << c.readout.mask_weight;
   e << YAML::Key << "feature_weight" << YAML::Value << c.readout.feature_weight;
   e << YAML::Key << "positive_features" << YAML::Value << c.readout.positive_features;
+  e << YAML::Key << "init_sigma" << YAML::Value << c.readout.init_sigma;
+  e << YAML::Key << "init_mu_range" << YAML::Value << c.readout.init_mu_range;
+  e << YAML::Key << "grid_predictor" << YAML::Value << c.readout.grid_predictor;
   e << YAML::EndMap;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "schedule" << YAML::Value << c.train.schedule;
   e << YAML::Key << "learning_rate" << YAML::Value << c.train.learning_rate;
   e << YAML::Key << "batch_size" << YAML::Value << c.train.batch_size;
   e << YAML::Key << "val_every" << YAML::Value << c.train.val_every;
@@ -227,6 +272,8 @@ std::string to_yaml(const ModelConfig& c) {
   e << YAML::Key << "seed" << YAML::Value << c.train.seed;
   e << YAML::Key << "restore_best_at_max_iterations" << YAML::Value << c.train.restore_best_at_max_iterations;
   e << YAML::Key << "eval_batch_size" << YAML::Value << c.train.eval_batch_size;
+  e << YAML::Key << "max_epochs" << YAML::Value << c.train.max_epochs;
+  e << YAML::Key << "min_learning_rate" << YAML::Value << c.train.min_learning_rate;
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

@@ -35,6 +35,21 @@
 //   train: {learning_rate: 0.002, batch_size: 256, val_every: 50, patience: 5, lr_decay_steps: 2,
 //           lr_decay_factor: 10, max_iterations: 10000, data_fraction: 1.0, seed: 0,
 //           restore_best_at_max_iterations: false, eval_batch_size: 256}
+//
+// Lurz et al. 2021 (reference-models.md §5). Giving a kind switches the defaults of the other keys of that
+// mapping to the reference values (keys given explicitly still win):
+//   core: {kind: stacked2d}   15x15 input conv (padding: valid applies to this layer), then depth-separable
+//                             13x13 hidden layers (1x1 -> depthwise 13x13 -> 1x1, always SAME), 4 x 64
+//                             channels, BN after every layer (PyTorch momentum 0.1 = batchnorm_decay 0.9, eps
+//                             1e-5, gamma everywhere), ELU after every layer, xavier-normal conv init,
+//                             laplace_weight 1.0 (gamma_input x LaplaceL2 on the first layer's weights).
+//   readout: {kind: gaussian} FullGaussian2d: init_sigma 0.4, init_mu_range 0.55, grid_predictor none|cortex,
+//                             regularizer l1_features with feature_weight 2.439 (gamma_readout), output ELU+1,
+//                             bias initialised to the mean training response.
+//   train: {schedule: lurz}   epoch-wise: Poisson loss (sum, eps 1e-12) scaled by sqrt(n_trials / batch),
+//                             Adam lr 0.005, batch 64, validation correlation every epoch, lr / lr_decay_factor
+//                             (1/0.3) after patience 5 epochs without improvement, lr_decay_steps 3 rounds,
+//                             min_learning_rate 1e-4, max_epochs 200, best model restored.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +81,11 @@ struct CoreConfig {
   int rotations = 1;
   bool batchnorm_shared_rotations = true;
   double coeff_init_sd = 0.1;
+  double laplace_weight = 0.0;  // gamma_input: LaplaceL2 (Lurz) on the first layer's weights
+
+  bool depth_separable() const { return kind == "stacked2d"; }
+  // Padding of layer l: `padding` for the first layer; stacked2d's hidden layers are always SAME.
+  std::string layer_padding(int l) const { return (l == 0 || kind != "stacked2d") ? padding : "same"; }
 
   bool rotation_equivariant() const { return kind == "roteq"; }
   int num_layers() const { return static_cast<int>(channels.size()); }
@@ -82,6 +102,11 @@ struct ReadoutConfig {
   double mask_weight = 0.0;
   double feature_weight = 0.0;
   bool positive_features = false;
+  // Gaussian readout
+  double init_sigma = 0.4;
+  double init_mu_range = 0.55;
+  std::string grid_predictor = "none";  // none | cortex (mu = A s + a from neurons/cell_motor_coordinates)
+  bool gaussian() const { return kind == "gaussian"; }
   void decode(ConfigReader& r);
 };
 
@@ -100,6 +125,10 @@ struct TrainConfig {
   bool restore_best_at_max_iterations = false;
   // Batch size of evaluation-mode passes (validation loss, predictions); only memory, not results, depend on it.
   int eval_batch_size = 256;
+  std::string schedule = "ecker";  // ecker (iterations, validation loss) | lurz (epochs, validation correlation)
+  int max_epochs = 200;            // lurz
+  double min_learning_rate = 1e-4; // lurz: ReduceLROnPlateau's min_lr
+  bool lurz() const { return schedule == "lurz"; }
   void decode(ConfigReader& r);
 };
 

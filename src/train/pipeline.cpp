@@ -44,7 +44,7 @@ void write_text(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier) {
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
   TrainingData data = prepare_training_data(d, p);
   const auto rows = d.indices(tier);
   if (rows.empty())
@@ -54,8 +54,8 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Prep
   IndexStaging staging(ws.capacity);
   EvaluationReport r;
   r.tier = tier;
-  const auto predictions = predict_rows(model, ws, staging, data, rows);
-  r.loss = evaluation_loss(model, ws, staging, data, rows);
+  const auto predictions = predict_rows(model, ws, staging, data, rows, readout);
+  r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
   const auto T = static_cast<int64_t>(rows.size());
   r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
                                 metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
@@ -70,7 +70,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Prep
   return r;
 }
 
-Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier) {
+Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
   TrainingData data = prepare_training_data(d, p);
   const auto rows = d.indices(tier);
   if (rows.empty())
@@ -79,7 +79,7 @@ Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessi
   auto ws = model.make_workspace(model.config().train.eval_batch_size);
   IndexStaging staging(ws.capacity);
   Predictions out;
-  out.values = predict_rows(model, ws, staging, data, rows);
+  out.values = predict_rows(model, ws, staging, data, rows, readout);
   out.trials = static_cast<int64_t>(rows.size());
   out.neurons = d.n_neurons;
   for (int64_t t = 0; t < out.trials; ++t) {
@@ -105,7 +105,8 @@ std::string evaluation_json(const EvaluationReport& e) {
   return s.str();
 }
 
-std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c) {
+std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c,
+                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset) {
   std::ostringstream s;
   s << "{\n  \"status\": " << json_string(t.status) << ",\n  \"message\": " << json_string(t.message)
     << ",\n  \"best_val_loss\": " << json_number(t.best_val_loss);
@@ -123,9 +124,46 @@ std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const 
     << ",\n  \"best_iteration\": " << t.best_iteration << ",\n  \"restored_best\": " << (t.restored_best ? "true" : "false")
     << ",\n  \"final_learning_rate\": " << json_number(t.final_learning_rate)
     << ",\n  \"wall_seconds\": " << json_number(t.wall_seconds) << ",\n  \"seed\": " << c.train.seed
-    << ",\n  \"data_fraction\": " << json_number(c.train.data_fraction) << "\n}\n";
+    << ",\n  \"data_fraction\": " << json_number(c.train.data_fraction);
+  if (c.train.lurz()) s << ",\n  \"best_val_correlation\": " << json_number(t.best_val_correlation);
+  if (!per_dataset.empty()) {
+    s << ",\n  \"datasets\": {";
+    for (size_t k = 0; k < per_dataset.size(); ++k)
+      s << (k ? ",\n    " : "\n    ") << json_string(per_dataset[k].first) << ": " << evaluation_json(per_dataset[k].second);
+    s << "\n  }";
+  }
+  s << "\n}\n";
   return s.str();
 }
+
+void copy_core(const Model<Real>& from, Model<Real>& to, const std::string& origin) {
+  const auto& src = from.arena();
+  auto& dst = to.arena();
+  auto host_src = Kokkos::create_mirror_view_and_copy(HostSpace(), src.params());
+  auto host_dst = Kokkos::create_mirror_view_and_copy(HostSpace(), dst.params());
+  int copied = 0;
+  for (const auto& s : dst.slots()) {
+    if (s.name.rfind("core/", 0) != 0) continue;
+    const int i = src.find(s.name);
+    if (i < 0 || src.slot(i).extents != s.extents || src.slot(i).rank != s.rank)
+      throw ShapeError("core parameter '" + s.name + "' is missing or has another shape in the checkpoint", origin,
+                       "use a checkpoint whose core section (and image size) matches the model YAML");
+    const auto& f = src.slot(i);
+    for (size_t k = 0; k < s.size; ++k) host_dst(s.offset + k) = host_src(f.offset + k);
+    ++copied;
+  }
+  if (copied == 0) throw ShapeError("the model has no core parameters", origin, "");
+  Kokkos::deep_copy(dst.params(), host_dst);
+}
+
+namespace {
+std::string core_yaml(const ModelConfig& c) {
+  ModelConfig only_core;
+  only_core.core = c.core;
+  const std::string y = to_yaml(only_core);
+  return y.substr(0, y.find("readout:"));
+}
+}  // namespace
 
 TrainOutcome run_training(const TrainOptions& o) {
   namespace fs = std::filesystem;
@@ -145,23 +183,88 @@ TrainOutcome run_training(const TrainOptions& o) {
       throw ConfigError("--data-fraction must be in (0, 1]", "the command line", "");
     config.train.data_fraction = *o.data_fraction;
   }
-  const Dataset d = load_dataset(o.data_path);
-  const Preprocessing p = compute_preprocessing(d);
-  TrainingData data = prepare_training_data(d, p);
-  Model<Real> model(config, static_cast<int>(d.height), static_cast<int>(d.width), static_cast<int>(d.n_neurons));
-  Batcher batcher(data.train_rows, config.train.data_fraction, config.train.batch_size, config.train.seed);
-  model.initialize(config.train.seed, mean_response(data, batcher.rows()));
+  if (o.freeze_core && o.init_core.empty())
+    throw ConfigError("--freeze-core without --init-core would freeze a random core", "the command line",
+                      "pass --init-core CHECKPOINT with --freeze-core");
+  const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
+  const bool multi = paths.size() > 1;
+  std::vector<Dataset> datasets;
+  std::vector<Preprocessing> preps;
+  std::vector<TrainingData> datas;
+  std::vector<ReadoutSpec> specs;
+  for (const auto& path : paths) {
+    datasets.push_back(load_dataset(path));
+    const auto& d = datasets.back();
+    if (d.height != datasets.front().height || d.width != datasets.front().width)
+      throw DataError("images are " + std::to_string(d.height) + " x " + std::to_string(d.width) + ", those of " +
+                          paths.front() + " " + std::to_string(datasets.front().height) + " x " +
+                          std::to_string(datasets.front().width),
+                      path, "one core needs datasets with one image size");
+    preps.push_back(compute_preprocessing(d));
+    specs.push_back(ReadoutSpec{multi ? d.data_key : std::string(), static_cast<int>(d.n_neurons)});
+  }
+  for (size_t k = 0; k < datasets.size(); ++k) datas.push_back(prepare_training_data(datasets[k], preps[k]));
+  const auto& d0 = datasets.front();
+  Model<Real> model(config, static_cast<int>(d0.height), static_cast<int>(d0.width), specs);
+  std::vector<Batcher> batchers;
+  std::vector<ReadoutInit> inits;
+  for (size_t k = 0; k < datasets.size(); ++k) {
+    // Dataset 0 keeps the seed of a one-dataset run; the others get their own minibatch streams.
+    batchers.emplace_back(datas[k].train_rows, config.train.data_fraction, config.train.batch_size,
+                          config.train.seed + 7919 * k);
+    inits.push_back(ReadoutInit{mean_response(datas[k], batchers.back().rows()), datasets[k].cortical_coordinates});
+  }
+  model.initialize(config.train.seed, inits);
+  if (!o.init_core.empty()) {
+    const Checkpoint source = load_checkpoint(o.init_core);
+    if (core_yaml(source.model->config()) != core_yaml(config) || source.model->height() != model.height() ||
+        source.model->width() != model.width())
+      throw ConfigError("the core of " + o.init_core + " differs from the core of " + o.model_path +
+                            " (or its images have another size)",
+                        "--init-core", "use the same core: section (the checkpoint's config attribute has it)");
+    copy_core(*source.model, model, o.init_core);
+    model.set_core_frozen(o.freeze_core);
+  }
   fs::create_directories(o.out_dir);
-  Trainer trainer(model, data, batcher);
+  std::vector<const TrainingData*> data_ptrs;
+  for (const auto& t : datas) data_ptrs.push_back(&t);
+  Trainer trainer(model, data_ptrs, batchers);
   out.training = trainer.run(o.show_progress);
+  std::string sources;
+  for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
   if (out.training.status == "diverged") {
     write_text(out.metrics_path, metrics_json(out.training, nullptr, config));
-    throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + o.data_path,
+    throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
                         "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
   }
-  out.evaluation = evaluate_model(model, d, p, Tier::test);
-  save_checkpoint(out.checkpoint_path, model, p, out.training, o.data_path, o.force);
-  write_text(out.metrics_path, metrics_json(out.training, &*out.evaluation, config));
+  for (size_t k = 0; k < datasets.size(); ++k) {
+    auto e = evaluate_model(model, datasets[k], preps[k], Tier::test, static_cast<int>(k));
+    if (multi) out.dataset_evaluations.emplace_back(datasets[k].data_key, e);
+    if (k == 0) out.evaluation = e;
+  }
+  EvaluationReport summary = *out.evaluation;
+  if (multi) {
+    // Neuron-weighted means over the datasets for the top-level numbers.
+    double n_total = 0, tc = 0, st = 0, feve = 0, fo = 0, loss = 0;
+    for (const auto& [key, e] : out.dataset_evaluations) {
+      const double n = static_cast<double>(e.metrics.test_correlation_per_neuron.size());
+      n_total += n;
+      tc += n * e.metrics.test_correlation;
+      st += n * e.metrics.single_trial_correlation;
+      feve += n * e.metrics.feve;
+      fo += n * e.metrics.fraction_oracle;
+      loss += n * e.loss;
+    }
+    summary.metrics.test_correlation = tc / n_total;
+    summary.metrics.single_trial_correlation = st / n_total;
+    summary.metrics.feve = feve / n_total;
+    summary.metrics.fraction_oracle = fo / n_total;
+    summary.loss = loss / n_total;
+    summary.ceiling_fraction.reset();
+    summary.mean_ceiling_correlation.reset();
+  }
+  save_checkpoint(out.checkpoint_path, model, preps, out.training, sources, o.force);
+  write_text(out.metrics_path, metrics_json(out.training, &summary, config, out.dataset_evaluations));
   return out;
 }
 

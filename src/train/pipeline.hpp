@@ -31,10 +31,19 @@ struct EvaluationReport {
 };
 
 // Evaluates `model` on tier `tier` of `d` (preprocessed with `p`).
-EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier);
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier,
+                                int readout = 0);
 
+// Several datasets (data_paths with more than one entry): one readout per dataset keyed by its data_key, one
+// core; metrics.json gains "datasets": {key: {...}} and its top-level metrics are neuron-weighted means.
+// Transfer: init_core copies every core/ parameter and batch-norm statistic from a checkpoint whose core
+// config and image size match; freeze_core (requires init_core) then trains only the new readouts, with the
+// core's batch norm in evaluation mode (Model::set_core_frozen).
 struct TrainOptions {
   std::string model_path, data_path, out_dir;
+  std::vector<std::string> data_paths;  // when non-empty, used instead of data_path
+  std::string init_core;
+  bool freeze_core = false;
   bool force = false;
   std::optional<uint64_t> seed;
   std::optional<int64_t> max_iterations;
@@ -44,7 +53,8 @@ struct TrainOptions {
 
 struct TrainOutcome {
   TrainResult training;
-  std::optional<EvaluationReport> evaluation;  // absent when the run diverged
+  std::optional<EvaluationReport> evaluation;  // absent when the run diverged; dataset 0
+  std::vector<std::pair<std::string, EvaluationReport>> dataset_evaluations;  // per data_key (several datasets)
   std::string checkpoint_path, metrics_path;
 };
 
@@ -55,7 +65,11 @@ TrainOutcome run_training(const TrainOptions& o);
 
 // metrics.json text of a run (keys: status, message, best_val_loss, test_correlation, feve, fraction_oracle,
 // ceiling_fraction (digital V1 only), iterations, steps, wall_seconds, ...).
-std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c);
+std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c,
+                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset = {});
+// Copies every core/ slot (parameters and BN buffers) of `from` into `to`; ShapeError naming the slot when
+// names or shapes differ.
+void copy_core(const Model<Real>& from, Model<Real>& to, const std::string& origin);
 // JSON of an evaluation report (the evaluate command's --json output).
 std::string evaluation_json(const EvaluationReport& e);
 
@@ -66,6 +80,6 @@ struct Predictions {
   std::vector<int64_t> image_ids;
   int64_t trials = 0, neurons = 0;
 };
-Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier);
+Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout = 0);
 
 }  // namespace v1sysid

@@ -4,9 +4,13 @@
 
 #include "core/error.hpp"
 #include "core/progress.hpp"
+#include "metrics/metrics.hpp"
 #include "optim/adam.hpp"
 
+#include <algorithm>
+
 #include <chrono>
+#include <limits>
 #include <cmath>
 #include <sstream>
 
@@ -74,21 +78,21 @@ std::vector<double> mean_response(const TrainingData& data, const std::vector<in
 }
 
 double evaluation_loss(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
-                       const TrainingData& data, const std::vector<int64_t>& rows) {
+                       const TrainingData& data, const std::vector<int64_t>& rows, int readout) {
   if (rows.empty()) throw DataError("the validation tier is empty", "the dataset", "give tier 'validation' rows");
   double total = 0;  // sum over trials of the per-trial loss
   const auto n = static_cast<int64_t>(rows.size());
   for (int64_t first = 0; first < n; first += ws.capacity) {
     const int64_t count = std::min<int64_t>(ws.capacity, n - first);
     stage_batch(data, staging, rows.data() + first, count, ws, true);
-    model.forward(ws, static_cast<int>(count), false);
-    total += model.poisson_loss(ws, static_cast<int>(count)) * static_cast<double>(count);
+    model.forward(ws, static_cast<int>(count), false, readout);
+    total += model.poisson_loss(ws, static_cast<int>(count), readout) * static_cast<double>(count);
   }
   return total / static_cast<double>(n);
 }
 
 std::vector<float> predict_rows(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
-                                const TrainingData& data, const std::vector<int64_t>& rows) {
+                                const TrainingData& data, const std::vector<int64_t>& rows, int readout) {
   const auto n = static_cast<int64_t>(rows.size());
   const int64_t N = data.n_neurons;
   std::vector<float> out(static_cast<size_t>(n * N));
@@ -96,42 +100,187 @@ std::vector<float> predict_rows(Model<Real>& model, ModelWorkspace<Real>& ws, In
   for (int64_t first = 0; first < n; first += ws.capacity) {
     const int64_t count = std::min<int64_t>(ws.capacity, n - first);
     stage_batch(data, staging, rows.data() + first, count, ws, false);
-    model.forward(ws, static_cast<int>(count), false);
+    model.forward(ws, static_cast<int>(count), false, readout);
     Kokkos::deep_copy(host_prediction, ws.prediction);
     for (int64_t i = 0; i < count * N; ++i) out[static_cast<size_t>(first * N + i)] = host_prediction(i);
   }
   return out;
 }
 
+double mean_correlation(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
+                        const TrainingData& data, const std::vector<int64_t>& rows, int readout, double* sum) {
+  const auto predictions = predict_rows(model, ws, staging, data, rows, readout);
+  const int64_t N = data.n_neurons, T = static_cast<int64_t>(rows.size());
+  std::vector<float> responses(static_cast<size_t>(T * N));
+  for (int64_t t = 0; t < T; ++t)
+    std::copy_n(data.host_responses.begin() + rows[static_cast<size_t>(t)] * N, N, responses.begin() + t * N);
+  const auto r = metrics::pearson_per_neuron(metrics::ConstMatrix<float>(predictions, T, N, "predictions"),
+                                             metrics::ConstMatrix<float>(responses, T, N, "responses"));
+  double total = 0;
+  for (double v : r) total += v;
+  if (sum) *sum = total;
+  return total / static_cast<double>(N);
+}
+
 Trainer::Trainer(Model<Real>& model, const TrainingData& data, const Batcher& batcher)
-    : m_model(model), m_data(data), m_batcher(batcher),
-      m_train_ws(model.make_workspace(batcher.batch_size())),
+    : Trainer(model, std::vector<const TrainingData*>{&data}, std::vector<Batcher>{batcher}) {}
+
+namespace {
+int max_batch(const std::vector<Batcher>& b) {
+  int m = 1;
+  for (const auto& x : b) m = std::max(m, x.batch_size());
+  return m;
+}
+}  // namespace
+
+Trainer::Trainer(Model<Real>& model, std::vector<const TrainingData*> datas, std::vector<Batcher> batchers)
+    : m_model(model), m_datas(std::move(datas)), m_batchers(std::move(batchers)),
+      m_data(*m_datas.at(0)),
+      m_train_ws(model.make_workspace(max_batch(m_batchers))),
       m_eval_ws(model.make_workspace(model.config().train.eval_batch_size)),
-      m_train_index(batcher.batch_size()), m_eval_index(model.config().train.eval_batch_size) {
-  if (data.height != model.height() || data.width != model.width() || data.n_neurons != model.n_neurons())
-    throw ShapeError("the model expects " + std::to_string(model.height()) + " x " + std::to_string(model.width()) +
-                         " images and " + std::to_string(model.n_neurons()) + " neurons, the data has " +
-                         std::to_string(data.height) + " x " + std::to_string(data.width) + " and " +
-                         std::to_string(data.n_neurons),
-                     "Trainer", "build the model for this dataset");
+      m_train_index(max_batch(m_batchers)), m_eval_index(model.config().train.eval_batch_size) {
+  if (m_datas.size() != static_cast<size_t>(model.num_readouts()) || m_batchers.size() != m_datas.size())
+    throw ShapeError(std::to_string(m_datas.size()) + " datasets and " + std::to_string(m_batchers.size()) +
+                         " batchers for a model with " + std::to_string(model.num_readouts()) + " readouts",
+                     "Trainer", "pass one dataset and one batcher per readout");
+  for (size_t k = 0; k < m_datas.size(); ++k) {
+    const auto& data = *m_datas[k];
+    const int n = model.readout_spec(static_cast<int>(k)).n_neurons;
+    if (data.height != model.height() || data.width != model.width() || data.n_neurons != n)
+      throw ShapeError("the model expects " + std::to_string(model.height()) + " x " + std::to_string(model.width()) +
+                           " images and " + std::to_string(n) + " neurons, the data has " +
+                           std::to_string(data.height) + " x " + std::to_string(data.width) + " and " +
+                           std::to_string(data.n_neurons),
+                       "Trainer", "build the model for this dataset");
+  }
 }
 
 double Trainer::step(double lr) {
   ExecSpace space;
-  const auto& rows = m_batcher.next();
-  const auto b = static_cast<int>(rows.size());
-  stage_batch(m_data, m_train_index, rows.data(), b, m_train_ws, true);
+  const bool lurz = m_model.config().train.lurz();
   m_model.arena().zero_grad(space);
-  m_model.forward(m_train_ws, b, true);
-  const double poisson = m_model.poisson_loss(m_train_ws, b);
-  const double reg = m_model.backward(m_train_ws, b);
+  double total = 0;
+  for (size_t k = 0; k < m_datas.size(); ++k) {
+    const auto& rows = m_batchers[k].next();
+    const auto b = static_cast<int>(rows.size());
+    const int r = static_cast<int>(k);
+    stage_batch(*m_datas[k], m_train_index, rows.data(), b, m_train_ws, true);
+    m_model.forward(m_train_ws, b, true, r);
+    // lurz: sqrt(n / B) * sum_{b,n} = sqrt(n / B) * B * (the model's batch mean)
+    const double weight = lurz ? std::sqrt(double(m_datas[k]->n_trials) / b) * b : 1.0;
+    const double poisson = m_model.poisson_loss(m_train_ws, b, r) * weight;
+    const double reg = m_model.backward(m_train_ws, b, r, weight);
+    total += poisson + reg;
+  }
   AdamConfig adam;
   adam.learning_rate = lr;
-  adam_step(space, m_model.arena(), adam);
-  return poisson + reg;
+  std::vector<bool> frozen;
+  if (m_model.core_frozen()) frozen = slot_mask_with_prefix(m_model.arena().slots(), "core/");
+  adam_step(space, m_model.arena(), adam, frozen);
+  return total;
+}
+
+double Trainer::validation_loss() {
+  double total = 0;
+  for (size_t k = 0; k < m_datas.size(); ++k)
+    total += evaluation_loss(m_model, m_eval_ws, m_eval_index, *m_datas[k], m_datas[k]->validation_rows,
+                             static_cast<int>(k));
+  return total / static_cast<double>(m_datas.size());
+}
+
+TrainResult Trainer::run_lurz(bool show_progress) {
+  const auto& tc = m_model.config().train;
+  ExecSpace space;
+  TrainResult result;
+  const auto start = std::chrono::steady_clock::now();
+  int64_t steps_per_epoch = 1;
+  for (size_t k = 0; k < m_datas.size(); ++k)
+    steps_per_epoch = std::max<int64_t>(steps_per_epoch, static_cast<int64_t>(m_batchers[k].rows().size()) /
+                                                             m_batchers[k].batch_size());
+  int64_t total_neurons = 0;
+  for (const auto* d : m_datas) total_neurons += d->n_neurons;
+  auto validation_correlation = [&] {
+    double sum_all = 0;
+    for (size_t k = 0; k < m_datas.size(); ++k) {
+      double sum = 0;
+      mean_correlation(m_model, m_eval_ws, m_eval_index, *m_datas[k], m_datas[k]->validation_rows,
+                       static_cast<int>(k), &sum);
+      sum_all += sum;
+    }
+    return sum_all / static_cast<double>(total_neurons);
+  };
+  Progress progress("train", tc.max_epochs);
+  constexpr double kTolerance = 1e-6;
+  double lr = tc.learning_rate, best = -std::numeric_limits<double>::infinity(), sched_best = best;
+  int bad = 0, sched_bad = 0, rounds = 0;
+  int64_t steps = 0, epoch = 0;
+  bool stopped = false;
+  double train_loss = 0;
+  // Epoch 0: the initial model is the first snapshot (the reference evaluates before training too).
+  {
+    const double corr = validation_correlation();
+    best = sched_best = std::isfinite(corr) ? corr : best;
+    m_model.arena().snapshot(space);
+    result.best_iteration = 0;
+  }
+  while (epoch < tc.max_epochs && !stopped) {
+    for (int64_t i = 0; i < steps_per_epoch; ++i) {
+      train_loss = step(lr);
+      ++steps;
+      if (!std::isfinite(train_loss)) break;
+    }
+    ++epoch;
+    if (!std::isfinite(train_loss)) {
+      result.status = "diverged";
+      result.message = "the training loss is " + std::to_string(train_loss) + " in epoch " + std::to_string(epoch);
+      break;
+    }
+    const double corr = validation_correlation();
+    const double val = validation_loss();
+    result.curve.push_back({epoch, steps, train_loss, val, lr, corr});
+    if (!std::isfinite(corr) || !std::isfinite(val)) {
+      result.status = "diverged";
+      result.message = "the validation objective is not finite in epoch " + std::to_string(epoch);
+      break;
+    }
+    // ReduceLROnPlateau, own counter (not reset by restores, as the reference's scheduler).
+    if (corr > sched_best + kTolerance) {
+      sched_best = corr;
+      sched_bad = 0;
+    } else if (++sched_bad > tc.patience) {
+      lr = std::max(lr / tc.lr_decay_factor, tc.min_learning_rate);
+      sched_bad = 0;
+    }
+    // Early stopping with restore.
+    if (corr > best + kTolerance) {
+      best = corr;
+      bad = 0;
+      result.best_iteration = epoch;
+      result.best_val_loss = val;
+      m_model.arena().snapshot(space);
+    } else if (++bad >= tc.patience) {
+      m_model.arena().restore(space);
+      bad = 0;
+      if (++rounds >= tc.lr_decay_steps) stopped = true;
+    }
+    if (show_progress) progress.update(epoch, {{"loss", train_loss}, {"val_corr", corr}, {"lr", lr}});
+  }
+  if (result.status != "diverged") {
+    result.status = stopped ? "finished" : "max_iterations";
+    m_model.arena().restore(space);  // the best model, also when max_epochs ended the run
+    result.restored_best = true;
+  }
+  result.best_val_correlation = best;
+  result.iterations = epoch;
+  result.steps = steps;
+  result.final_learning_rate = lr;
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (show_progress) progress.finish(result.status + ", best validation correlation " + std::to_string(best));
+  return result;
 }
 
 TrainResult Trainer::run(bool show_progress) {
+  if (m_model.config().train.lurz()) return run_lurz(show_progress);
   const auto& tc = m_model.config().train;
   EarlyStoppingOptions o;
   o.learning_rate = tc.learning_rate;
@@ -168,7 +317,7 @@ TrainResult Trainer::run(bool show_progress) {
       break;
     }
     if (validate) {
-      last_val = evaluation_loss(m_model, m_eval_ws, m_eval_index, m_data, m_data.validation_rows);
+      last_val = validation_loss();
       result.curve.push_back({policy.iteration(), policy.steps(), train_loss, last_val, lr});
       if (!std::isfinite(last_val)) {
         diverged("the validation loss", last_val);

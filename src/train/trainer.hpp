@@ -9,6 +9,22 @@
 // Trainer::run follows EarlyStopping (train/early_stopping.hpp) exactly and records the validation curve.
 // A non-finite training or validation loss ends the run with status "diverged" (TrainResult::status); the
 // caller must not write a result from such a run as if it had succeeded.
+//
+// Several datasets, one core (reference-models.md §5.2, LongCycler): the trainer takes one TrainingData and
+// one Batcher per readout of the model (same order). A step draws one minibatch from every dataset in turn,
+// accumulates the gradients of all of them (each with its own readout, and the core regulariser once per
+// dataset, as the reference's per-batch objective) and takes one Adam step. With a frozen core
+// (Model::set_core_frozen) Adam leaves every core/ slot untouched.
+//
+// train.schedule lurz (Trainer::run dispatches): epochs of max_k floor(n_train_k / batch) steps; the Poisson
+// loss of dataset k is weighted sqrt(n_k / B) * B (the reference's sqrt(len(dataset) / B) times a summed
+// PoissonLoss, n_k = all trials of dataset k); after each epoch the evaluation-mode single-trial correlation
+// on the validation tier (mean over all neurons of all datasets) drives
+//   - ReduceLROnPlateau (mode max, abs threshold 1e-6): more than `patience` epochs without improvement ->
+//     lr = max(lr / lr_decay_factor, min_learning_rate), counter reset;
+//   - early stopping (tolerance 1e-6): improvement -> snapshot; `patience` epochs without -> restore the best
+//     snapshot, next round; lr_decay_steps rounds or max_epochs end the run; the best model is restored.
+// The curve then has one point per epoch (iteration = epoch, val_correlation filled).
 #pragma once
 
 #include "core/types.hpp"
@@ -45,10 +61,14 @@ struct IndexStaging {
   explicit IndexStaging(int capacity = 0);
 };
 double evaluation_loss(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
-                       const TrainingData& data, const std::vector<int64_t>& rows);
+                       const TrainingData& data, const std::vector<int64_t>& rows, int readout = 0);
 // Evaluation-mode predictions for `rows` -> host [rows.size(), N] on the preprocessed response scale.
 std::vector<float> predict_rows(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
-                                const TrainingData& data, const std::vector<int64_t>& rows);
+                                const TrainingData& data, const std::vector<int64_t>& rows, int readout = 0);
+// Evaluation-mode mean over neurons of the single-trial correlation on `rows` (the Lurz validation objective);
+// `sum` receives the sum over neurons (for means over several datasets).
+double mean_correlation(Model<Real>& model, ModelWorkspace<Real>& ws, IndexStaging& staging,
+                        const TrainingData& data, const std::vector<int64_t>& rows, int readout, double* sum = nullptr);
 
 struct ValidationPoint {
   int64_t iteration = 0;  // the reference's counter (rewound at restores)
@@ -56,6 +76,7 @@ struct ValidationPoint {
   double train_loss = 0;  // Poisson + regularisers of the last training batch
   double val_loss = 0;    // evaluation-mode Poisson loss on the validation tier
   double learning_rate = 0;
+  double val_correlation = 0;  // lurz schedule: validation single-trial correlation (not in checkpoints)
 };
 
 struct TrainResult {
@@ -69,6 +90,7 @@ struct TrainResult {
   double wall_seconds = 0;
   double final_learning_rate = 0;
   bool restored_best = false;  // the final parameters are the best snapshot
+  double best_val_correlation = 0;  // lurz schedule
   std::vector<ValidationPoint> curve;
 };
 
@@ -76,6 +98,8 @@ class Trainer {
  public:
   // `model` must be initialised; data and model must outlive the trainer.
   Trainer(Model<Real>& model, const TrainingData& data, const Batcher& batcher);
+  // One dataset per readout of the model, in readout order.
+  Trainer(Model<Real>& model, std::vector<const TrainingData*> data, std::vector<Batcher> batchers);
   // Runs the schedule of model.config().train. show_progress prints progress lines on stderr.
   TrainResult run(bool show_progress);
   // One training step on the next minibatch at learning rate lr; returns the training loss
@@ -83,9 +107,13 @@ class Trainer {
   double step(double lr);
 
  private:
+  TrainResult run_lurz(bool show_progress);
+  double validation_loss();
+
   Model<Real>& m_model;
-  const TrainingData& m_data;
-  Batcher m_batcher;
+  std::vector<const TrainingData*> m_datas;
+  std::vector<Batcher> m_batchers;
+  const TrainingData& m_data;  // dataset 0
   ModelWorkspace<Real> m_train_ws, m_eval_ws;
   IndexStaging m_train_index, m_eval_index;
 };

@@ -1,6 +1,7 @@
 """The checkpoint's export/ group is enough to run the model in another framework.
 
-Trains a small CNN on a tiny synthetic StaticImageSet with the v1sysid executable, writes test-tier
+Trains a small CNN (and a small rotation-equivariant model, whose export/ holds the expanded filters of all
+rotations and per-channel batch-norm vectors) on a tiny synthetic StaticImageSet with the v1sysid executable, writes test-tier
 predictions with `v1sysid predict`, then rebuilds the model from export/ alone with torch.nn.functional
 (conv2d, batch_norm in evaluation mode, softplus / elu, factorised readout, softplus output) in double
 precision and compares the two to 1e-4 relative. Skipped with a message when torch or h5py is missing.
@@ -71,6 +72,14 @@ readout: {regularizer: joint_l1, weight: 0.002}
 train: {learning_rate: 0.01, batch_size: 32, val_every: 10, max_iterations: 60, seed: 2}
 """
 
+MODEL_ROTEQ = """
+core: {kind: roteq, filter_sizes: [5, 3], features: [2, 2], rotations: 8, nonlinearities: [softplus, none],
+       batchnorm_scale: [true, false], smooth_weight: 0.01, sparse_weight: 0.01, rel_smooth: [1, 0.5],
+       rel_sparse: [0, 1]}
+readout: {regularizer: joint_l1, weight: 0.002}
+train: {learning_rate: 0.01, batch_size: 32, val_every: 10, max_iterations: 40, seed: 2}
+"""
+
 
 def torch_forward(export, images):
     """The model from export/ alone; images [T, 1, H, W] as stored."""
@@ -106,12 +115,18 @@ def torch_forward(export, images):
 @unittest.skipIf(MISSING is not None, f"PyTorch / h5py / numpy not available: {MISSING}")
 class ExportTorch(unittest.TestCase):
     def test_torch_forward_from_export_matches_predict(self):
+        self.check_export(MODEL)
+
+    def test_roteq_export_holds_the_expanded_filters(self):
+        self.check_export(MODEL_ROTEQ, expected_weight_shapes=[(16, 1, 5, 5), (16, 16, 3, 3)])
+
+    def check_export(self, model_text, expected_weight_shapes=None):
         with tempfile.TemporaryDirectory() as tmp:
             data = os.path.join(tmp, "tiny.h5")
             images, tiers = write_dataset(data, np.random.default_rng(4))
             model = os.path.join(tmp, "model.yaml")
             with open(model, "w") as f:
-                f.write(MODEL)
+                f.write(model_text)
             out = os.path.join(tmp, "run")
             exe = executable()
             subprocess.run([exe, "train", model, "--data", data, "--out", out, "--quiet"], check=True)
@@ -124,6 +139,10 @@ class ExportTorch(unittest.TestCase):
             test_rows = [i for i, t in enumerate(tiers) if t == "test"]
             with h5py.File(os.path.join(out, "checkpoint.h5"), "r") as f:
                 reference = torch_forward(f["export"], images[test_rows])
+                if expected_weight_shapes:
+                    shapes = [f[f"export/layer{i}/weight"].shape for i in range(len(expected_weight_shapes))]
+                    self.assertEqual(shapes, expected_weight_shapes)
+                    self.assertEqual(f["export/layer0/bn_beta"].shape, (16,))
             self.assertEqual(predicted.shape, reference.shape)
             self.assertEqual(len(image_ids), len(test_rows))
             scale = np.abs(reference).max()

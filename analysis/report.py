@@ -2,7 +2,7 @@
 """Report of a v1sysid sweep: Table 1 and Figures 2 to 6 of Ecker et al. 2019, digital-V1 recovery, Lurz curves.
 
     /usr/bin/python3 analysis/report.py RESULTS.h5 [--checkpoint FILE] [--control FILE] [--checkpoint-dir DIR]
-                                        [--rf rf.h5] [--data PATH] [--exe v1sysid] --out DIR
+                                        [--rf rf.h5] [--data PATH] [--data-key KEY] [--exe v1sysid] --out DIR
 
 Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, and report.md says so.
   RESULTS.h5        results of `v1sysid sweep` (Table 1, Fig. 2, Fig. 3, Lurz readout comparison)
@@ -13,6 +13,8 @@ Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, a
                     number in their path
   --rf              receptive fields from `v1sysid rf` (else they are computed with --exe when possible)
   --data            the dataset (gt/ for the digital-V1 checks; test responses for per-neuron correlations)
+  --data-key        the readout to analyse of a checkpoint trained on several datasets (else Figs. 4-6 are
+                    skipped with the list of its data keys)
 Definitions: analysis/v1analysis.py.
 """
 import argparse
@@ -191,12 +193,13 @@ def neuron_correlation(results, trial, checkpoint, data, exe):
     return None, None
 
 
-def receptive_fields(rf_path, checkpoint, exe, out):
+def receptive_fields(rf_path, checkpoint, exe, out, data_key=None):
     import h5py
     if not rf_path and exe:
         rf_path = os.path.join(out, "rf.h5")
         if not os.path.exists(rf_path):
-            r = subprocess.run([exe, "rf", "--checkpoint", checkpoint, "--out", rf_path], capture_output=True,
+            key = ["--data-key", data_key] if data_key else []
+            r = subprocess.run([exe, "rf", "--checkpoint", checkpoint, "--out", rf_path] + key, capture_output=True,
                                text=True)
             if r.returncode != 0:
                 return None, "v1sysid rf failed: " + r.stdout[-300:] + r.stderr[-300:]
@@ -210,7 +213,7 @@ def receptive_fields(rf_path, checkpoint, exe, out):
 
 
 def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
-    ro = va.load_readout(checkpoint)
+    ro = va.load_readout(checkpoint, args.data_key)
     R = ro["rotations"]
     energy = va.feature_energy(ro["features"], R)
     groups = va.group_neurons(energy)
@@ -230,8 +233,13 @@ def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
     bins = np.arange(0, n_feat + 2) - 0.5
     axes[1].hist(counts[groups >= 0], bins=bins, alpha=0.7, label="model", density=True)
     summary = f"- features with > 5 % of the energy: median {np.median(counts[groups >= 0]):.0f}, mean {counts[groups >= 0].mean():.2f}"
+    c_ro, why_no_control = None, "no --control checkpoint (L2 feature-weight control) given or found"
     if control:
-        c_ro = va.load_readout(control)
+        try:
+            c_ro = va.load_readout(control, args.data_key)
+        except ValueError as e:
+            why_no_control = str(e)
+    if c_ro is not None:
         c_energy = va.feature_energy(c_ro["features"], c_ro["rotations"])
         c_counts = va.features_above(c_energy, 0.05)
         ok = va.group_neurons(c_energy) >= 0
@@ -239,7 +247,7 @@ def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
                      density=True)
         summary += f"; L2 control: median {np.median(c_counts[ok]):.0f}, mean {c_counts[ok].mean():.2f}"
     else:
-        rep.skip("Fig. 4 L2 control histogram", "no --control checkpoint (L2 feature-weight control) given or found")
+        rep.skip("Fig. 4 L2 control histogram", why_no_control)
     axes[1].set(xlabel="features with > 5 % energy", ylabel="fraction of neurons")
     axes[1].legend()
     sizes = np.bincount(groups[groups >= 0], minlength=n_feat)
@@ -266,7 +274,7 @@ def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
         rep.figure(fig, "fig5_sign_consistency.png", "Sign of the non-zero feature weights per feature.")
     # Fig. 6
     corr, corr_source = neuron_correlation(results, trial, checkpoint, args.data, exe)
-    rfs, rf_source = receptive_fields(args.rf, checkpoint, exe, args.out)
+    rfs, rf_source = receptive_fields(args.rf, checkpoint, exe, args.out, args.data_key)
     if rfs is None:
         rep.skip("Fig. 6 (receptive fields)", rf_source)
     else:
@@ -354,6 +362,7 @@ def main(argv=None):
     p.add_argument("--rf")
     p.add_argument("--data")
     p.add_argument("--exe")
+    p.add_argument("--data-key", help="readout of a checkpoint trained on several datasets (its data key)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if not os.path.isfile(args.results):
@@ -392,7 +401,11 @@ def main(argv=None):
         rep.skip("Figs. 4-6 and the digital-V1 checks", "no checkpoint: pass --checkpoint (or run the sweep with "
                  "--save-checkpoints DIR and pass --checkpoint-dir DIR)")
     else:
-        checkpoint_figures(rep, results, checkpoint, control, trial, args, exe)
+        try:
+            checkpoint_figures(rep, results, checkpoint, control, trial, args, exe)
+        except ValueError as e:  # e.g. a multi-dataset checkpoint without --data-key: say why, keep the rest
+            print(f"report: Figs. 4-6 skipped: {e}", file=sys.stderr)
+            rep.skip("Figs. 4-6 and the digital-V1 checks", str(e))
     if rep.numbers:
         rep.add("## Numbers", "", *[f"- {k}: {v:.4g}" for k, v in rep.numbers.items()], "")
     rep.write()

@@ -14,6 +14,9 @@ nonlinearity (softplus, elu or none). Readout (export/readout, attribute `kind`)
               align_corners=True, mu = (x, y) in [-1, 1]; sigma [N, 2, 2] is only used in training and kept as
               a buffer)
 Output: softplus(h) or ELU(h) + 1 (`output_nonlinearity`), times response_std unless stored_units=False.
+A model trained on several datasets exports one readout per dataset (export/readouts/<key>/, response scales
+in readouts/<key>/preprocessing/): load_model(path, data_key="...") builds the core with that readout; without
+data_key (or with an unknown one) it raises a ValueError listing the keys. Needs v1analysis.py (same folder).
 """
 import h5py
 import numpy as np
@@ -21,16 +24,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from v1analysis import export_readout
+
 
 def _text(value):
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
 class ExportedModel(nn.Module):
-    def __init__(self, export, dtype=torch.float64):
+    def __init__(self, export, readout, preprocessing, dtype=torch.float64):
         super().__init__()
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
-        pre = export["preprocessing"]
+        pre = preprocessing
         self.register_buffer("image_mean", t(pre["image_mean"][()]))
         self.register_buffer("image_std", t(pre["image_std"][()]))
         self.register_buffer("response_std", t(pre["response_std"][...]))
@@ -59,7 +64,7 @@ class ExportedModel(nn.Module):
             if nl not in ("softplus", "elu", "none"):
                 raise ValueError(f"export/layer{i}: unknown nonlinearity '{nl}'")
             self.nonlinearities.append(nl)
-        r = export["readout"]
+        r = readout
         self.kind = _text(r.attrs.get("kind", "factorized"))
         self.output_nonlinearity = _text(r.attrs.get("output_nonlinearity", "softplus"))
         if self.output_nonlinearity not in ("softplus", "elu_plus_one"):
@@ -100,9 +105,9 @@ class ExportedModel(nn.Module):
         return y * self.response_std if stored_units else y
 
 
-def load_model(path, dtype=torch.float64):
-    """The model of a checkpoint.h5 (or any HDF5 file with an export/ group), in evaluation mode."""
+def load_model(path, dtype=torch.float64, data_key=None):
+    """The model of a checkpoint.h5 (or any HDF5 file with an export/ group), in evaluation mode; data_key
+    picks the readout of a model trained on several datasets."""
     with h5py.File(path, "r") as f:
-        if "export" not in f:
-            raise ValueError(f"{path}: no export/ group; is this a checkpoint written by 'v1sysid train'?")
-        return ExportedModel(f["export"], dtype=dtype)
+        readout, preprocessing, _ = export_readout(f, data_key, path)
+        return ExportedModel(f["export"], readout, preprocessing, dtype=dtype)

@@ -3,7 +3,7 @@ digital-V1 recovery checks and the Lurz curves. Only numpy and h5py (matplotlib 
 
 Conventions (docs/formats.md):
 - results.h5 (`v1sysid sweep`): one row per trial under trials/.
-- checkpoint.h5: export/readout/features [N, C]; for a rotation-equivariant core the channels are
+- checkpoint.h5: export/readout/features [N, C] (export/readouts/<key>/ for several datasets); for a rotation-equivariant core the channels are
   rotation-major, c = r * F + f (R rotations of F features), so a neuron's weights form an [R, F] table.
 - gt/ (digital V1, `v1sysid simulate`): gt/cell_type bytes [N], gt/orientation radians in [0, pi) measured
   from +x towards +y (rows grow downwards: clockwise on the screen), NaN for non-oriented cells.
@@ -190,14 +190,46 @@ def _config_rotations(config_text):
         return kind, int(rot.group(1)) if rot else (8 if kind == "roteq" else 1)
 
 
-def load_readout(path):
-    """The readout of a checkpoint's export/ group plus what the analysis needs from its config."""
+def export_readout(f, data_key=None, where="checkpoint"):
+    """(readout group, preprocessing group, data key) of an open checkpoint's export/ (docs/formats.md).
+
+    A one-readout model has export/readout and export/preprocessing (data key None; a data_key is then an
+    error). A model trained on several datasets has export/readouts/<key>/ (attribute data_keys on export/)
+    and each readout's preprocessing in readouts/<key>/preprocessing/; data_key must name one of them.
+    Anything else is a ValueError naming the file, the data keys and the fix."""
+    export = f["export"] if "export" in f else None
+    if export is None:
+        raise ValueError(f"{where}: no export/ group; is this a checkpoint written by 'v1sysid train'?")
+    if "readout" in export:
+        if data_key is not None:
+            raise ValueError(f"{where}: the model has a single readout (export/readout); leave out the data key "
+                             f"('{data_key}' was given)")
+        return export["readout"], export["preprocessing"], None
+    if "readouts" not in export:
+        raise ValueError(f"{where}: export/ has neither readout/ nor readouts/; this export layout is not "
+                         "supported (re-export the checkpoint with this v1sysid)")
+    keys = [k for k in text(export.attrs.get("data_keys", "")).split(",") if k] or sorted(export["readouts"].keys())
+    if data_key is None:
+        raise ValueError(f"{where}: the model has one readout per dataset (data keys {', '.join(keys)}); "
+                         "choose one with data_key= (report.py / rf: --data-key)")
+    if data_key not in export["readouts"]:
+        raise ValueError(f"{where}: no readout for data key '{data_key}' (data keys {', '.join(keys)})")
+    pre = f"readouts/{data_key}/preprocessing"
+    if pre not in f:
+        raise ValueError(f"{where}: {pre} is missing (the response scales of readout '{data_key}'); "
+                         "re-save the checkpoint with this v1sysid")
+    return export["readouts"][data_key], f[pre], data_key
+
+
+def load_readout(path, data_key=None):
+    """The readout of a checkpoint's export/ group (the one of data_key for a model trained on several
+    datasets) plus what the analysis needs from its config."""
     with h5py.File(path, "r") as f:
-        r = f["export/readout"]
+        r, pre, _ = export_readout(f, data_key, path)
         out = {"kind": text(r.attrs.get("kind", "factorized")),
                "features": r["features"][...].astype(np.float64),
                "bias": r["bias"][...].astype(np.float64),
-               "response_std": f["export/preprocessing/response_std"][...].astype(np.float64)}
+               "response_std": pre["response_std"][...].astype(np.float64)}
         for name in ("mask", "mu", "sigma"):
             if name in r:
                 out[name] = r[name][...].astype(np.float64)

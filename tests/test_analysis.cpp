@@ -65,36 +65,75 @@ core: {kind: roteq, filter_sizes: [3, 3], features: [1, 2], rotations: 4, batchn
 readout: {regularizer: joint_l1, weight: 0.05}
 )";
 
-// sum_{b,n} w[b,n] * prediction[b,n] at images x (evaluation mode).
+// Lurz et al. 2021: stacked2d core (VALID 5x5 input layer, depth-separable hidden layers) with the Gaussian
+// readout, evaluated at mu (plain mu slots, or mu from the cortex grid predictor).
+const char* kStackedGaussian = R"(
+core: {kind: stacked2d, filter_sizes: [5, 3, 3], channels: [3, 4, 3], nonlinearities: [elu, elu, softplus],
+       batchnorm_scale: [true, false, true], rel_smooth: [0, 0, 0], rel_sparse: [0, 0, 0], laplace_weight: 0.3}
+readout: {kind: gaussian, feature_weight: 0.05}
+)";
+const char* kStackedGaussianCortex = R"(
+core: {kind: stacked2d, filter_sizes: [3, 3], channels: [2, 3], nonlinearities: [elu, elu],
+       batchnorm_scale: [true, true], rel_smooth: [0, 0], rel_sparse: [0, 0]}
+readout: {kind: gaussian, feature_weight: 0.05, grid_predictor: cortex}
+)";
+
+// sum_{b,n} w[b,n] * prediction[b,n] of readout r at images x (evaluation mode).
 double weighted_prediction(Model<double>& m, ModelWorkspace<double>& ws, int B, const std::vector<double>& x,
-                           const std::vector<double>& w) {
+                           const std::vector<double>& w, int r = 0) {
   auto img = Kokkos::create_mirror_view(ws.images);
   for (size_t i = 0; i < x.size(); ++i) img(i) = x[i];
   Kokkos::deep_copy(ws.images, img);
-  m.forward(ws, B, false);
+  m.forward(ws, B, false, r);
   auto y = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.prediction);
   double s = 0;
   for (size_t i = 0; i < w.size(); ++i) s += w[i] * y(i);
   return s;
 }
 
-void check_input_gradient(const char* yaml, const std::string& name) {
+// Readouts with these neuron counts on one core; "" for a single readout.
+std::vector<ReadoutSpec> readout_specs(const std::vector<int>& neurons) {
+  std::vector<ReadoutSpec> specs;
+  for (size_t r = 0; r < neurons.size(); ++r)
+    specs.push_back({neurons.size() == 1 ? std::string() : "set" + std::to_string(r), neurons[r]});
+  return specs;
+}
+
+// Initialises every readout (cortical coordinates for the cortex grid predictor) and randomises all parameters.
+void initialize_random(Model<double>& m, uint64_t seed) {
+  std::vector<ReadoutInit> init;
+  SplitMix64 rng(seed + 1);
+  for (int r = 0; r < m.num_readouts(); ++r) {
+    ReadoutInit ri;
+    const int N = m.readout_spec(r).n_neurons;
+    ri.mean_response.assign(static_cast<size_t>(N), 0.5);
+    for (int k = 0; k < 3 * N; ++k) ri.cortical_coordinates.push_back(static_cast<float>(100 * rng.uniform()));
+    init.push_back(ri);
+  }
+  m.initialize(3, init);
+  randomise(m, seed);
+}
+
+// The input gradient of readout `readout` against central differences of every pixel.
+void check_input_gradient(const char* yaml, const std::string& name, const std::vector<int>& neurons = {5},
+                          int readout = 0, bool frozen = false) {
   SCOPED_TRACE(name);
-  const int H = 9, W = 8, N = 5, B = 3;
-  Model<double> m(parse_model_config(yaml, name), H, W, N);
-  m.initialize(3, std::vector<double>(N, 0.5));
-  randomise(m, 11);
+  const int H = 9, W = 8, B = 3;
+  const int N = neurons[static_cast<size_t>(readout)];
+  Model<double> m(parse_model_config(yaml, name), H, W, readout_specs(neurons));
+  initialize_random(m, 11);
+  m.set_core_frozen(frozen);
   auto ws = m.make_workspace(B);
   SplitMix64 rng(5);
   std::vector<double> x(static_cast<size_t>(B * H * W)), w(static_cast<size_t>(B * N));
   for (auto& v : x) v = 2 * rng.uniform() - 1;
   for (auto& v : w) v = rng.normal();
-  weighted_prediction(m, ws, B, x, w);
+  weighted_prediction(m, ws, B, x, w, readout);
   View1<double> d_pred("d_pred", w.size()), d_img("d_img", x.size());
   auto dp = Kokkos::create_mirror_view(d_pred);
   for (size_t i = 0; i < w.size(); ++i) dp(i) = w[i];
   Kokkos::deep_copy(d_pred, dp);
-  m.input_gradient(ws, B, d_pred, d_img);
+  m.input_gradient(ws, B, d_pred, d_img, readout);
   auto g = Kokkos::create_mirror_view_and_copy(HostSpace(), d_img);
   // The arena's gradients are scratch and must be zero afterwards.
   auto grads = Kokkos::create_mirror_view_and_copy(HostSpace(), m.arena().grads());
@@ -108,7 +147,8 @@ void check_input_gradient(const char* yaml, const std::string& name) {
     auto xp = x, xm = x;
     xp[i] += eps;
     xm[i] -= eps;
-    const double fd = (weighted_prediction(m, ws, B, xp, w) - weighted_prediction(m, ws, B, xm, w)) / (2 * eps);
+    const double fd =
+        (weighted_prediction(m, ws, B, xp, w, readout) - weighted_prediction(m, ws, B, xm, w, readout)) / (2 * eps);
     max_err = std::max(max_err, std::fabs(fd - g(i)));
     max_g = std::max(max_g, std::fabs(fd));
   }
@@ -130,6 +170,23 @@ TEST(InputGradient, MatchesFiniteDifferencesRoteqPerChannelBatchNorm) {
   check_input_gradient(kRoteqPerChannel, "roteq_per_channel_bn");
 }
 
+// Several readouts on one core: the gradient through readout 1 (its own neuron count).
+TEST(InputGradient, MatchesFiniteDifferencesCnnFactorizedSecondReadout) {
+  check_input_gradient(kSoftplusSame, "cnn_factorized_readout1", {4, 6}, 1);
+}
+
+TEST(InputGradient, MatchesFiniteDifferencesStacked2dGaussian) {
+  check_input_gradient(kStackedGaussian, "stacked2d_gaussian");
+}
+
+TEST(InputGradient, MatchesFiniteDifferencesStacked2dGaussianSecondReadoutFrozenCore) {
+  check_input_gradient(kStackedGaussian, "stacked2d_gaussian_readout1_frozen", {3, 5}, 1, true);
+}
+
+TEST(InputGradient, MatchesFiniteDifferencesStacked2dGaussianCortexPredictor) {
+  check_input_gradient(kStackedGaussianCortex, "stacked2d_gaussian_cortex", {4, 5}, 0);
+}
+
 TEST(InputGradient, WrongSizesAreShapeErrors) {
   Model<double> m(parse_model_config(kSoftplusSame, "m"), 9, 8, 5);
   m.initialize(3, std::vector<double>(5, 0.5));
@@ -138,22 +195,24 @@ TEST(InputGradient, WrongSizesAreShapeErrors) {
   View1<double> small("small", 3), img("img", 2 * 9 * 8);
   EXPECT_THROW(m.input_gradient(ws, 2, small, img), ShapeError);
   EXPECT_THROW(m.input_gradient(ws, 3, small, img), ShapeError);
+  View1<double> pred("pred", 2 * 5);
+  EXPECT_NO_THROW(m.input_gradient(ws, 2, pred, img));
+  EXPECT_THROW(m.input_gradient(ws, 2, pred, img, 1), ShapeError);  // the model has one readout
 }
 
-// Receptive fields: finite differences of the stored-unit prediction of each neuron with respect to each
-// grey level of the raw image, at the gray image (raw = image_mean). Batches of 2 over 5 neurons exercise
-// a partial last batch; the neuron order is the one asked for.
-TEST(ReceptiveField, MatchesFiniteDifferencesOfStoredUnitPredictions) {
-  const int H = 7, W = 6, N = 5;
-  Model<double> m(parse_model_config(kSoftplusSame, "m"), H, W, N);
-  m.initialize(3, std::vector<double>(N, 0.5));
-  randomise(m, 21);
+void check_receptive_fields(const char* yaml, const std::string& name, const std::vector<int>& neurons_per_readout,
+                            int readout) {
+  SCOPED_TRACE(name);
+  const int H = 7, W = 6, N = neurons_per_readout[static_cast<size_t>(readout)];
+  ASSERT_EQ(N, 5);
+  Model<double> m(parse_model_config(yaml, name), H, W, readout_specs(neurons_per_readout));
+  initialize_random(m, 21);
   Preprocessing p;
   p.image_mean = 117.0;
   p.image_std = 41.5;
   p.response_std = {0.5f, 2.0f, 1.0f, 3.5f, 0.25f};
   const std::vector<int64_t> neurons{4, 0, 2, 1, 3};
-  const auto rf = compute_receptive_fields(m, p, neurons, 2);
+  const auto rf = compute_receptive_fields(m, p, neurons, 2, readout);
   ASSERT_EQ(rf.fields.size(), static_cast<size_t>(N * H * W));
   EXPECT_EQ(rf.neurons, neurons);
   auto ws = m.make_workspace(1);
@@ -161,7 +220,7 @@ TEST(ReceptiveField, MatchesFiniteDifferencesOfStoredUnitPredictions) {
     auto img = Kokkos::create_mirror_view(ws.images);
     for (size_t i = 0; i < raw.size(); ++i) img(i) = (raw[i] - p.image_mean) / p.image_std;
     Kokkos::deep_copy(ws.images, img);
-    m.forward(ws, 1, false);
+    m.forward(ws, 1, false, readout);
     auto y = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.prediction);
     return y(static_cast<size_t>(n)) * p.response_std[static_cast<size_t>(n)];
   };
@@ -182,8 +241,20 @@ TEST(ReceptiveField, MatchesFiniteDifferencesOfStoredUnitPredictions) {
   }
   EXPECT_GT(max_fd, 1e-4);
   EXPECT_LT(max_err, 1e-7 * max_fd) << "largest |finite difference - rf| " << max_err << " of " << max_fd;
-  EXPECT_THROW(compute_receptive_fields(m, p, {0, 5}, 2), ConfigError);
-  EXPECT_THROW(compute_receptive_fields(m, p, {1, 1}, 2), ConfigError);
+  EXPECT_THROW(compute_receptive_fields(m, p, {0, 5}, 2, readout), ConfigError);
+  EXPECT_THROW(compute_receptive_fields(m, p, {1, 1}, 2, readout), ConfigError);
+  EXPECT_THROW(compute_receptive_fields(m, p, {0}, 2, m.num_readouts()), ConfigError);
+}
+
+// Receptive fields: finite differences of the stored-unit prediction of each neuron with respect to each
+// grey level of the raw image, at the gray image (raw = image_mean). Batches of 2 over 5 neurons exercise
+// a partial last batch; the neuron order is the one asked for.
+TEST(ReceptiveField, MatchesFiniteDifferencesOfStoredUnitPredictions) {
+  check_receptive_fields(kSoftplusSame, "cnn_factorized", {5}, 0);
+}
+
+TEST(ReceptiveField, GaussianReadoutOfSecondDatasetMatchesFiniteDifferences) {
+  check_receptive_fields(kStackedGaussian, "stacked2d_gaussian", {3, 5}, 1);
 }
 
 // A checkpoint of a random float model for the command-level checks.
@@ -220,6 +291,47 @@ TEST(AnalysisCommands, RfFileMatchesLibraryAndRejectsBadNeurons) {
   EXPECT_NE(bad.output.find("--neurons"), std::string::npos) << bad.output;
   auto again = v1sysid::testing::run_v1sysid("rf --checkpoint " + ckpt + " --out " + (dir / "rf.h5"));
   EXPECT_NE(again.exit_code, 0);  // exists, no --force
+}
+
+// rf on a checkpoint of a stacked2d + gaussian model with two readouts: --data-key picks the readout and its
+// response scales; without it (or with an unknown key) the command fails naming --data-key and the keys.
+TEST(AnalysisCommands, RfOfGaussianMultiReadoutCheckpointNeedsDataKey) {
+  v1sysid::testing::ScratchDir dir;
+  const int H = 9, W = 8;
+  Model<Real> m(parse_model_config(kStackedGaussian, "m"), H, W, std::vector<ReadoutSpec>{{"left", 3}, {"right", 4}});
+  std::vector<ReadoutInit> init{{std::vector<double>(3, 0.5), {}}, {std::vector<double>(4, 0.5), {}}};
+  m.initialize(3, init);
+  randomise(m, 41);
+  std::vector<Preprocessing> pre(2);
+  for (size_t r = 0; r < 2; ++r) {
+    pre[r].image_mean = 100.0 + 10.0 * double(r);
+    pre[r].image_std = 30.0;
+    for (size_t n = 0; n < 3 + r; ++n) pre[r].response_std.push_back(0.5f + 0.25f * static_cast<float>(n + r));
+  }
+  const std::string ckpt = dir / "checkpoint.h5";
+  save_checkpoint(ckpt, m, pre, TrainResult{}, "none", false);
+  auto r = v1sysid::testing::run_v1sysid("rf --checkpoint " + ckpt + " --out " + (dir / "rf.h5") +
+                                         " --data-key right --neurons 3 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = h5::File::open(dir / "rf.h5");
+  h5::Shape shape;
+  const auto fields = f.read<float>("rf", &shape);
+  EXPECT_EQ(shape, (h5::Shape{2, H, W}));
+  auto c = load_checkpoint(ckpt);
+  const auto direct = compute_receptive_fields(*c.model, c.readout_preprocessing[1], {3, 0}, 64, 1);
+  ASSERT_EQ(fields.size(), direct.fields.size());
+  double max_abs = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    EXPECT_EQ(fields[i], direct.fields[i]);
+    max_abs = std::max(max_abs, std::fabs(double(fields[i])));
+  }
+  EXPECT_GT(max_abs, 0.0);
+  for (const std::string& bad_key : {std::string(), std::string(" --data-key middle")}) {
+    auto bad = v1sysid::testing::run_v1sysid("rf --checkpoint " + ckpt + " --out " + (dir / "bad.h5") + bad_key);
+    EXPECT_NE(bad.exit_code, 0);
+    EXPECT_NE(bad.output.find("--data-key"), std::string::npos) << bad.output;
+    EXPECT_NE(bad.output.find("left, right"), std::string::npos) << bad.output;
+  }
 }
 
 // similarity on a StaticImageSet-like file with a repeated image id: the repeat counts once, and the matrix

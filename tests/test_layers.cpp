@@ -563,7 +563,7 @@ TEST(PoissonLoss, MatchesClosedFormAndGradientsMatchFiniteDifferences) {
 
     // The output nonlinearity's own backward (the model's input gradient) for a random output gradient w,
     // also in place (d_h aliasing h).
-    const Vec w = random_vec(B * N, 103, -1.0, 1.0);
+    Vec w = random_vec(B * N, 103, -1.0, 1.0);
     Vec d_h_nl(B * N, kInputGradFill);
     output_nonlinearity_backward<double>(E(), f, u2<const double>(h, B, N), u2<const double>(w, B, N),
                                          u2<double>(d_h_nl, B, N));

@@ -24,9 +24,31 @@ void check_neurons(const std::vector<int64_t>& neurons, int64_t n_neurons) {
 }  // namespace
 
 template <class T>
+int analysis_readout(const Model<T>& model, const std::string& data_key) {
+  std::string keys;
+  for (int r = 0; r < model.num_readouts(); ++r) {
+    const std::string& k = model.readout_spec(r).key;
+    if (!k.empty() && k == data_key) return r;
+    keys += (keys.empty() ? "" : ", ") + (k.empty() ? std::string("(none)") : k);
+  }
+  if (data_key.empty() && model.num_readouts() == 1) return 0;
+  if (data_key.empty())
+    throw ConfigError("the checkpoint's model has " + std::to_string(model.num_readouts()) +
+                          " readouts (data keys " + keys + ")",
+                      "--data-key", "name the dataset whose readout to analyse");
+  throw ConfigError("the checkpoint's model has no readout for data key '" + data_key + "' (data keys " + keys + ")",
+                    "--data-key",
+                    model.num_readouts() == 1 ? "leave out --data-key for a one-readout model" : "use one of them");
+}
+
+template <class T>
 ReceptiveFields<T> compute_receptive_fields(Model<T>& model, const Preprocessing& p, std::vector<int64_t> neurons,
-                                            int batch) {
-  const int64_t N = model.n_neurons(), H = model.height(), W = model.width();
+                                            int batch, int readout) {
+  if (readout < 0 || readout >= model.num_readouts())
+    throw ConfigError("readout " + std::to_string(readout) + " does not exist (the model has " +
+                          std::to_string(model.num_readouts()) + ")",
+                      "--data-key", "name one of the checkpoint's data keys");
+  const int64_t N = model.readout_spec(readout).n_neurons, H = model.height(), W = model.width();
   if (neurons.empty())
     for (int64_t n = 0; n < N; ++n) neurons.push_back(n);
   check_neurons(neurons, N);
@@ -55,12 +77,12 @@ ReceptiveFields<T> compute_receptive_fields(Model<T>& model, const Preprocessing
     const int b = static_cast<int>(std::min<int64_t>(B, count - i0));
     // The gray image is 0 after preprocessing; forward is rerun per pass because backward consumes its caches.
     Kokkos::deep_copy(ws.images, T(0));
-    model.forward(ws, b, false);
+    model.forward(ws, b, false, readout);
     Kokkos::deep_copy(yhat_host, ws.prediction);
     Kokkos::deep_copy(d_prediction_host, T(0));
     for (int r = 0; r < b; ++r) d_prediction_host(static_cast<size_t>(r * N + neurons[static_cast<size_t>(i0 + r)])) = T(1);
     Kokkos::deep_copy(d_prediction, d_prediction_host);
-    model.input_gradient(ws, b, d_prediction, d_images);
+    model.input_gradient(ws, b, d_prediction, d_images, readout);
     Kokkos::deep_copy(d_images_host, d_images);
     for (int r = 0; r < b; ++r) {
       const int64_t n = neurons[static_cast<size_t>(i0 + r)];
@@ -74,8 +96,11 @@ ReceptiveFields<T> compute_receptive_fields(Model<T>& model, const Preprocessing
   return out;
 }
 
-template ReceptiveFields<float> compute_receptive_fields(Model<float>&, const Preprocessing&, std::vector<int64_t>, int);
+template int analysis_readout(const Model<float>&, const std::string&);
+template int analysis_readout(const Model<double>&, const std::string&);
+template ReceptiveFields<float> compute_receptive_fields(Model<float>&, const Preprocessing&, std::vector<int64_t>, int,
+                                                         int);
 template ReceptiveFields<double> compute_receptive_fields(Model<double>&, const Preprocessing&, std::vector<int64_t>,
-                                                          int);
+                                                          int, int);
 
 }  // namespace v1sysid

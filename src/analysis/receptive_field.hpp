@@ -12,6 +12,7 @@
 #include "model/model.hpp"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace v1sysid {
@@ -24,10 +25,17 @@ struct ReceptiveFields {
   int64_t height = 0, width = 0;
 };
 
-// Receptive fields of `neurons` (all neurons when empty), `batch` neurons per backward pass. Neuron indices
-// outside [0, N) or repeated are a ConfigError naming the option.
+// The readout an analysis command works on: `data_key` (the option --data-key) names one readout of a model
+// with several; empty selects the only readout of a one-readout model. Anything else is a ConfigError naming
+// --data-key and listing the model's keys.
+template <class T>
+int analysis_readout(const Model<T>& model, const std::string& data_key);
+
+// Receptive fields of `neurons` (all neurons when empty) of readout `readout` (p: that readout's
+// preprocessing), `batch` neurons per backward pass. Neuron indices outside [0, N) or repeated are a
+// ConfigError naming the option.
 template <class T>
 ReceptiveFields<T> compute_receptive_fields(Model<T>& model, const Preprocessing& p, std::vector<int64_t> neurons,
-                                            int batch = 64);
+                                            int batch = 64, int readout = 0);
 
 }  // namespace v1sysid

@@ -80,13 +80,14 @@ void check_image_size(const Model<Real>& model, const ImageSet& images) {
 
 // Predictions [b, N] (stored units) of the b images at `pixels_in` ([b, H, W], grey levels) into `out`.
 void predict_batch(Model<Real>& model, const Preprocessing& p, ModelWorkspace<Real>& ws, const float* pixels_in,
-                   int b, float* out) {
-  const int64_t N = model.n_neurons(), pixels = static_cast<int64_t>(model.height()) * model.width();
+                   int b, int readout, float* out) {
+  const int64_t N = model.readout_spec(readout).n_neurons;
+  const int64_t pixels = static_cast<int64_t>(model.height()) * model.width();
   auto in_host = Kokkos::create_mirror_view(ws.images);
   for (int64_t k = 0; k < b * pixels; ++k)
     in_host(static_cast<size_t>(k)) = static_cast<Real>((pixels_in[k] - p.image_mean) / p.image_std);
   Kokkos::deep_copy(ws.images, in_host);
-  model.forward(ws, b, false);
+  model.forward(ws, b, false, readout);
   auto out_host = Kokkos::create_mirror_view(ws.prediction);
   Kokkos::deep_copy(out_host, ws.prediction);
   for (int r = 0; r < b; ++r)
@@ -96,15 +97,16 @@ void predict_batch(Model<Real>& model, const Preprocessing& p, ModelWorkspace<Re
 
 }  // namespace
 
-std::vector<float> predict_images(Model<Real>& model, const Preprocessing& p, const ImageSet& images, int batch) {
+std::vector<float> predict_images(Model<Real>& model, const Preprocessing& p, const ImageSet& images, int batch,
+                                  int readout) {
   check_image_size(model, images);
-  const int64_t N = model.n_neurons(), pixels = images.height * images.width;
+  const int64_t N = model.readout_spec(readout).n_neurons, pixels = images.height * images.width;
   const int B = static_cast<int>(std::min<int64_t>(std::max(batch, 1), images.count));
   auto ws = model.make_workspace(B);
   std::vector<float> out(static_cast<size_t>(images.count * N));
   for (int64_t i0 = 0; i0 < images.count; i0 += B) {
     const int b = static_cast<int>(std::min<int64_t>(B, images.count - i0));
-    predict_batch(model, p, ws, images.images.data() + i0 * pixels, b, out.data() + i0 * N);
+    predict_batch(model, p, ws, images.images.data() + i0 * pixels, b, readout, out.data() + i0 * N);
   }
   return out;
 }
@@ -112,7 +114,7 @@ std::vector<float> predict_images(Model<Real>& model, const Preprocessing& p, co
 int64_t write_similarity(Model<Real>& model, const Preprocessing& p, const ImageSet& images, const std::string& out,
                          const SimilarityOptions& o) {
   if (o.block < 1) throw ConfigError("--block must be positive", "v1sysid similarity", "use e.g. 1024");
-  const int64_t I = images.count, N = model.n_neurons(), pixels = images.height * images.width;
+  const int64_t I = images.count, N = model.readout_spec(o.readout).n_neurons, pixels = images.height * images.width;
   auto file = h5::File::create(out, o.force);  // fails early on an existing file
 
   // Z [I, N]: predictions of one batch at a time, z-scored per image (double accumulation) into Z.
@@ -127,7 +129,7 @@ int64_t write_similarity(Model<Real>& model, const Preprocessing& p, const Image
   Progress progress("similarity: predictions", I);
   for (int64_t i0 = 0; i0 < I; i0 += predict_batch_size) {
     const int64_t b = std::min(predict_batch_size, I - i0);
-    predict_batch(model, p, ws, images.images.data() + i0 * pixels, static_cast<int>(b), pred.data());
+    predict_batch(model, p, ws, images.images.data() + i0 * pixels, static_cast<int>(b), o.readout, pred.data());
     for (int64_t r = 0; r < b; ++r) {
       const float* row = pred.data() + r * N;
       double sum = 0, sq = 0;

@@ -31,12 +31,15 @@ struct ImageSet {
 ImageSet read_image_set(const std::string& path);
 
 // Evaluation-mode predictions [I, N] (stored response units) of images [I, H, W], `batch` images at a time.
-std::vector<float> predict_images(Model<Real>& model, const Preprocessing& p, const ImageSet& images, int batch = 128);
+// readout: the model's readout (p: its preprocessing).
+std::vector<float> predict_images(Model<Real>& model, const Preprocessing& p, const ImageSet& images, int batch = 128,
+                                  int readout = 0);
 
 struct SimilarityOptions {
   int block = 1024;  // rows of S per GEMM and per HDF5 write
   bool force = false;
   std::string checkpoint_path;  // recorded as an attribute
+  int readout = 0;              // the model's readout (p: its preprocessing)
 };
 
 // Computes S for `images` and writes `out`: rsm float32 [I, I], image_ids int64 [I], mean_prediction

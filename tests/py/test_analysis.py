@@ -407,5 +407,71 @@ class GaussianExport(unittest.TestCase):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
+@unittest.skipIf(TORCH is not None or H5PY is not None, f"PyTorch / h5py not available: {TORCH or H5PY}")
+class MultiReadoutExport(unittest.TestCase):
+    """A model trained on several datasets exports export/readouts/<key>/ (docs/formats.md): torch_model and
+    v1analysis pick the readout by data key, with that readout's response scales, and refuse to guess."""
+
+    def write(self, path, rng, multi):
+        keys, n = ["left", "right"], {"left": 3, "right": 4}
+        with h5py.File(path, "w") as f:
+            e = f.create_group("export")
+            e.attrs["num_layers"] = 1
+            l0 = e.create_group("layer0")
+            l0["weight"] = rng.normal(size=(2, 1, 3, 3))
+            l0.attrs["padding"] = "same"
+            l0.attrs["nonlinearity"] = "elu"
+            l0.attrs["groups"] = 1
+            pre = e.create_group("preprocessing")  # readout 0's, as v1sysid writes it
+            pre["image_mean"], pre["image_std"] = 10.0, 2.0
+            pre["response_std"] = np.arange(1.0, 1.0 + n["left"])
+            for k in keys:
+                g = e.create_group(f"readouts/{k}" if multi else "readout")
+                g["mu"] = rng.uniform(-0.9, 0.9, size=(n[k], 2))
+                g["sigma"] = rng.normal(size=(n[k], 2, 2))
+                g["features"] = rng.normal(size=(n[k], 2))
+                g["bias"] = rng.normal(size=n[k])
+                g.attrs["kind"] = "gaussian"
+                g.attrs["output_nonlinearity"] = "elu_plus_one"
+                p = f.create_group(f"readouts/{k}/preprocessing")
+                p["image_mean"], p["image_std"] = 10.0, 2.0
+                p["response_std"] = np.arange(1.0, 1.0 + n[k]) * (1 if k == "left" else 10)
+                if not multi:
+                    break
+            if multi:
+                e.attrs["data_keys"] = ",".join(keys)
+        return n
+
+    def test_readout_by_data_key(self):
+        from torch_model import load_model
+        rng = np.random.default_rng(3)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "multi.h5")
+            n = self.write(path, rng, multi=True)
+            images = torch.from_numpy(rng.normal(10, 2, size=(2, 5, 6)))
+            right = load_model(path, data_key="right")
+            left = load_model(path, data_key="left")
+            y_right, y_left = right(images), left(images)
+            self.assertEqual(tuple(y_right.shape), (2, n["right"]))
+            self.assertEqual(tuple(y_left.shape), (2, n["left"]))
+            # The response scales are the readout's own: right's are 10 x 1..4.
+            np.testing.assert_allclose(right.response_std.numpy(), 10 * np.arange(1.0, 5.0))
+            np.testing.assert_allclose((right(images) / right.response_std).detach().numpy(),
+                                       right(images, stored_units=False).detach().numpy(), rtol=1e-12)
+            ro = va.load_readout(path, "right")
+            self.assertEqual(ro["features"].shape, (n["right"], 2))
+            np.testing.assert_allclose(ro["response_std"], 10 * np.arange(1.0, 5.0))
+            for call in (lambda: load_model(path), lambda: va.load_readout(path)):
+                with self.assertRaisesRegex(ValueError, "data keys left, right"):
+                    call()
+            with self.assertRaisesRegex(ValueError, "no readout for data key 'middle'"):
+                load_model(path, data_key="middle")
+            single = os.path.join(tmp, "single.h5")
+            self.write(single, rng, multi=False)
+            self.assertEqual(load_model(single)(images).shape[1], n["left"])
+            with self.assertRaisesRegex(ValueError, "single readout"):
+                va.load_readout(single, "left")
+
+
 if __name__ == "__main__":
     unittest.main()

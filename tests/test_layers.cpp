@@ -561,6 +561,23 @@ TEST(PoissonLoss, MatchesClosedFormAndGradientsMatchFiniteDifferences) {
     output_nonlinearity_forward<double>(E(), f, u2<const double>(h, B, N), u2<double>(pred, B, N));
     EXPECT_EQ(pred, yhat);
 
+    // The output nonlinearity's own backward (the model's input gradient) for a random output gradient w,
+    // also in place (d_h aliasing h).
+    Vec w = random_vec(B * N, 103, -1.0, 1.0);
+    Vec d_h_nl(B * N, kInputGradFill);
+    output_nonlinearity_backward<double>(E(), f, u2<const double>(h, B, N), u2<const double>(w, B, N),
+                                         u2<double>(d_h_nl, B, N));
+    auto nl_fn = [&]() {
+      Vec out(B * N);
+      output_nonlinearity_forward<double>(E(), f, u2<const double>(h, B, N), u2<double>(out, B, N));
+      return out;
+    };
+    check_gradients(std::string("output nonlinearity, ") + to_string(f), {{"h", &h, &d_h_nl, 0.0}}, w, nl_fn);
+    Vec in_place = h;
+    output_nonlinearity_backward<double>(E(), f, u2<const double>(in_place, B, N), u2<const double>(w, B, N),
+                                         u2<double>(in_place, B, N));
+    EXPECT_EQ(in_place, d_h_nl);
+
     Vec d_h(B * N, kInputGradFill);
     poisson_loss_backward<double>(E(), f, o, u2<const double>(h, B, N), u2<const double>(y, B, N),
                                   u2<double>(d_h, B, N), 2.0);  // d_loss = 2: L = 2 * loss

@@ -13,6 +13,8 @@ void add_images_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_rf_command(CLI::App& app);
+void add_similarity_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

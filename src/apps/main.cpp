@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_train_command(app);
     v1sysid::apps::add_evaluate_command(app);
     v1sysid::apps::add_predict_command(app);
+    v1sysid::apps::add_rf_command(app);
+    v1sysid::apps::add_similarity_command(app);
     v1sysid::apps::add_simulate_command(app);
 
     try {

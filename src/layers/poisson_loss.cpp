@@ -49,6 +49,19 @@ void output_nonlinearity_forward(ExecSpace const& space, OutputNonlinearity f, U
 }
 
 template <class T, class ExecSpace>
+void output_nonlinearity_backward(ExecSpace const& space, OutputNonlinearity f, UView2<const T, ExecSpace> h,
+                                  UView2<const T, ExecSpace> d_yhat, UView2<T, ExecSpace> d_h) {
+  check_2d(d_yhat, "output_nonlinearity_backward", "d_yhat", h.extent(0), h.extent(1));
+  check_2d(d_h, "output_nonlinearity_backward", "d_h", h.extent(0), h.extent(1));
+  const T* hp = h.data();
+  const T* gp = d_yhat.data();
+  T* dp = d_h.data();
+  Kokkos::parallel_for(
+      "v1sysid::output_nonlinearity::backward", Kokkos::RangePolicy<ExecSpace>(space, 0, h.span()),
+      KOKKOS_LAMBDA(const std::size_t i) { dp[i] = gp[i] * output_derivative(f, hp[i]); });
+}
+
+template <class T, class ExecSpace>
 double poisson_loss_forward(ExecSpace const& space, OutputNonlinearity f, PoissonLossOptions const& o,
                             UView2<const T, ExecSpace> h, UView2<const T, ExecSpace> y, UView2<T, ExecSpace> yhat) {
   const char* where = "poisson_loss_forward";
@@ -99,6 +112,8 @@ void poisson_loss_backward(ExecSpace const& space, OutputNonlinearity f, Poisson
 
 #define V1SYSID_POISSON_INSTANTIATE(T, E)                                                                        \
   template void output_nonlinearity_forward<T, E>(E const&, OutputNonlinearity, UView2<const T, E>, UView2<T, E>); \
+  template void output_nonlinearity_backward<T, E>(E const&, OutputNonlinearity, UView2<const T, E>,              \
+                                                   UView2<const T, E>, UView2<T, E>);                            \
   template double poisson_loss_forward<T, E>(E const&, OutputNonlinearity, PoissonLossOptions const&,            \
                                              UView2<const T, E>, UView2<const T, E>, UView2<T, E>);              \
   template void poisson_loss_backward<T, E>(E const&, OutputNonlinearity, PoissonLossOptions const&,             \

@@ -25,6 +25,14 @@ void output_nonlinearity_forward(ExecSpace const& space, OutputNonlinearity f,
                                  UView2<const T, ExecSpace> h,  // (B, N)
                                  UView2<T, ExecSpace> yhat);    // (B, N), assigned
 
+// d_h = d_yhat * f'(h): the backward of output_nonlinearity_forward for an arbitrary output gradient (the
+// model's input gradient; training uses poisson_loss_backward, which includes this step). d_h may alias h.
+template <class T, class ExecSpace>
+void output_nonlinearity_backward(ExecSpace const& space, OutputNonlinearity f,
+                                  UView2<const T, ExecSpace> h,       // (B, N)
+                                  UView2<const T, ExecSpace> d_yhat,  // (B, N)
+                                  UView2<T, ExecSpace> d_h);          // (B, N), assigned
+
 // Writes yhat = f(h) and returns the loss (double).
 template <class T, class ExecSpace>
 double poisson_loss_forward(ExecSpace const& space, OutputNonlinearity f, PoissonLossOptions const& o,

@@ -691,7 +691,7 @@ double Model<T>::regularization(int readout) const {
 }
 
 template <class T>
-void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch) {
+void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchnorm, U4<T> d_images) {
   ExecSpace space;
   const int L = num_layers();
   // The activation gradient alternates between grad_a and grad_b; it starts in grad_a.
@@ -711,14 +711,19 @@ void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch) {
     }
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     // BN backward in place: d_act becomes the gradient of the conv output.
-    layers::batchnorm_backward_train<T>(
-        space, bn_shape(l, batch), bn_options(l), act, gamma,
-        U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)], d_act, d_act, d_gamma,
-        m_arena.grad_flat(s.beta));
+    U4<const T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+    U4<const T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+    if (eval_batchnorm)
+      layers::batchnorm_backward_eval<T>(space, bn_shape(l, batch), bn_options(l), act, gamma,
+                                         m_arena.param_flat(s.running_mean), m_arena.param_flat(s.running_var),
+                                         conv_out, act_out, d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
+    else
+      layers::batchnorm_backward_train<T>(space, bn_shape(l, batch), bn_options(l), act, gamma, conv_out, act_out,
+                                          ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)],
+                                          d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
     const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
-    U4<T> d_in;  // the input image needs no gradient
+    // Layer 0's input is the image: a gradient only where d_images is asked for.
+    U4<T> d_in = d_images;
     if (l > 0) d_in = U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
     if (g.separable) {
       U4<T> d_b(ws.grad_c.data(), batch, g.c_out, g.h_out, g.w_out);
@@ -745,20 +750,16 @@ void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch) {
 }
 
 template <class T>
-double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double loss_weight) {
+void Model<T>::readout_backward(ModelWorkspace<T>& ws, int batch, int readout, bool training, bool force_d_core) {
   ExecSpace space;
   const auto& rs = m_readouts[static_cast<size_t>(readout)];
   const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
-  // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
-  U2<T> d_h(ws.readout_h.data(), batch, N);
-  layers::poisson_loss_backward<T>(space, output_nonlinearity(), loss_options(m_config), d_h,
-                                   U2<const T>(ws.responses.data(), batch, N), d_h, loss_weight);
-  // Readout: gradient into the last core layer's output (grad_a), unless the core is frozen.
-  const int L = num_layers();
+  U2<const T> d_h(ws.readout_h.data(), batch, N);
+  // The gradient into the last core layer's output (grad_a), unless the core is frozen.
   const auto& last = m_geometry.back();
-  U4<const T> core_out(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out);
+  U4<const T> core_out(ws.act_out.back().data(), batch, last.c_out, last.h_out, last.w_out);
   U4<T> d_core;
-  if (!m_core_frozen) d_core = U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
+  if (!m_core_frozen || force_d_core) d_core = U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
   if (m_config.readout.gaussian()) {
     U2<T> d_mu;
     if (rs.mu >= 0) d_mu = m_arena.template grad<2>(rs.mu);
@@ -766,11 +767,12 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double 
       d_mu = U2<T>(ws.d_mu.data(), N, 2);
       Kokkos::deep_copy(space, d_mu, T(0));
     }
+    U3<const T> z;  // evaluation: positions at mu
+    if (training) z = U3<const T>(ws.noise.data(), batch, N, 2);
     layers::gaussian_readout_backward<T>(
         space, gaussian_shape(batch, readout), gaussian_mu_view(ws, readout, N), m_arena.template param<3>(rs.sigma),
-        m_arena.template param<2>(rs.features), core_out, U3<const T>(ws.noise.data(), batch, N, 2),
-        U3<const T>(ws.grid.data(), batch, N, 2), d_h, d_core, d_mu, m_arena.template grad<3>(rs.sigma),
-        m_arena.template grad<2>(rs.features), m_arena.grad_flat(rs.bias));
+        m_arena.template param<2>(rs.features), core_out, z, U3<const T>(ws.grid.data(), batch, N, 2), d_h, d_core,
+        d_mu, m_arena.template grad<3>(rs.sigma), m_arena.template grad<2>(rs.features), m_arena.grad_flat(rs.bias));
     if (rs.grid_A >= 0)
       layers::grid_predictor_backward<T>(space, m_arena.template param<2>(rs.grid_coords), U2<const T>(d_mu),
                                          m_arena.template grad<2>(rs.grid_A), m_arena.grad_flat(rs.grid_a));
@@ -783,12 +785,51 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double 
                                            m_arena.template grad<3>(rs.mask), m_arena.template grad<2>(rs.features),
                                            m_arena.grad_flat(rs.bias), ws.readout_scratch);
   }
+}
+
+template <class T>
+double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double loss_weight) {
+  ExecSpace space;
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
+  U2<T> d_h(ws.readout_h.data(), batch, N);
+  layers::poisson_loss_backward<T>(space, output_nonlinearity(), loss_options(m_config), d_h,
+                                   U2<const T>(ws.responses.data(), batch, N), d_h, loss_weight);
+  readout_backward(ws, batch, readout, true, false);
   double total = readout_regularization(readout, true);
   if (!m_core_frozen) {
     core_backward(ws, batch);
     total += core_regularization(true);
   }
   return total;
+}
+
+template <class T>
+void Model<T>::input_gradient(ModelWorkspace<T>& ws, int batch, View1<const T> d_prediction, View1<T> d_images,
+                              int readout) {
+  if (readout < 0 || readout >= num_readouts())
+    throw ShapeError("readout " + std::to_string(readout) + " of a model with " + std::to_string(num_readouts()) +
+                         " readouts",
+                     "Model::input_gradient", "pass a readout index in [0, num_readouts)");
+  if (batch < 1 || batch > ws.capacity)
+    throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
+                         std::to_string(ws.capacity),
+                     "Model::input_gradient", "make a workspace with a capacity of at least the batch size");
+  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  const auto n_out = static_cast<size_t>(batch) * static_cast<size_t>(N);
+  const auto n_in = static_cast<size_t>(batch) * static_cast<size_t>(m_height * m_width);
+  if (d_prediction.extent(0) < n_out || d_images.extent(0) < n_in)
+    throw ShapeError("d_prediction holds " + std::to_string(d_prediction.extent(0)) + " and d_images " +
+                         std::to_string(d_images.extent(0)) + " values; batch x neurons = " + std::to_string(n_out) +
+                         " and batch x H x W = " + std::to_string(n_in) + " are needed",
+                     "Model::input_gradient", "size them for the batch and readout");
+  ExecSpace space;
+  U2<T> d_h(ws.readout_h.data(), batch, N);  // h in, d_h out
+  layers::output_nonlinearity_backward<T>(space, output_nonlinearity(), d_h,
+                                          U2<const T>(d_prediction.data(), batch, N), d_h);
+  readout_backward(ws, batch, readout, false, true);
+  core_backward(ws, batch, true, U4<T>(d_images.data(), batch, 1, m_height, m_width));
+  m_arena.zero_grad(space);
 }
 
 template class Model<float>;

@@ -170,6 +170,16 @@ class Model {
   // Noise seed of the next training forward (the count of training forwards so far); settable for tests.
   uint64_t sample_counter() const { return m_sample_counter; }
   void set_sample_counter(uint64_t c) { m_sample_counter = c; }
+  // Gradient of sum_{b,n} d_prediction[b,n] * prediction[b,n] with respect to the model input (preprocessed
+  // images) for readout `readout`, through evaluation-mode batch norm and (gaussian readout) the positions at mu:
+  // the linear receptive fields of `v1sysid rf` (one-hot rows of d_prediction give one neuron per image).
+  // Requires an evaluation-mode forward of the same batch and readout and consumes its caches (run forward
+  // again before the next call). Works for every core and readout kind, also with a frozen core. The arena's
+  // parameter gradients serve as scratch and are zero on return.
+  void input_gradient(ModelWorkspace<T>& ws, int batch,
+                      View1<const T> d_prediction,  // (batch * N_readout), d loss / d prediction
+                      View1<T> d_images,            // (batch * H * W), assigned
+                      int readout = 0);
 
   // The convolution filters (C_out, C_in, k, k) of a core layer at the current parameters, in PyTorch order:
   // the weight slot of a cnn core, the freshly synthesised expanded filters of a roteq core (valid until the
@@ -191,7 +201,15 @@ class Model {
   void build(const std::vector<ReadoutSpec>& readouts);
   void init_readout(SplitMix64& rng, int r, const ReadoutInit& init);
   void core_forward(ModelWorkspace<T>& ws, int batch, bool training);
-  void core_backward(ModelWorkspace<T>& ws, int batch);
+  // Core backward from the last layer's output gradient in ws.grad_a. eval_batchnorm: through evaluation-mode
+  // batch norm (running statistics; input_gradient), else through the batch statistics of a training forward.
+  // d_images (batch, 1, H, W), assigned where present: the gradient with respect to the model input.
+  void core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchnorm = false,
+                     layers::UView4<T, ExecSpace> d_images = {});
+  // Readout `r` backward from d_h in ws.readout_h: parameter grads accumulated, the gradient with respect to
+  // the core output assigned to ws.grad_a unless the core is frozen and !force_d_core. training: the gaussian
+  // readout's positions were sampled with the noise in ws.noise, else they were mu.
+  void readout_backward(ModelWorkspace<T>& ws, int batch, int r, bool training, bool force_d_core);
   double core_regularization(bool with_grad) const;
   double readout_regularization(int r, bool with_grad) const;
   // mu of gaussian readout r: the parameter slot, or the predictor's output in ws.mu.

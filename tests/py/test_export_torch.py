@@ -8,6 +8,7 @@ precision and compares the two to 1e-4 relative. Skipped with a message when tor
 """
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -173,6 +174,15 @@ class ExportTorch(unittest.TestCase):
             # Relative error per element, with a floor of 1e-3 of the largest prediction for values near 0.
             err = np.abs(predicted - reference) / np.maximum(np.abs(reference), 1e-3 * scale)
             print(f"export vs predict: max relative error {err.max():.2e} over {reference.size} predictions")
+            self.assertLess(err.max(), 1e-4)
+            # analysis/torch_model.py (the nn.Module users get) gives the same predictions.
+            sys.path.insert(0, os.path.join(HERE, "..", "..", "analysis"))
+            from torch_model import load_model
+            module = load_model(os.path.join(out, "checkpoint.h5"))
+            with torch.no_grad():
+                from_module = module(torch.from_numpy(images[test_rows])).numpy()
+            err = np.abs(predicted - from_module) / np.maximum(np.abs(from_module), 1e-3 * scale)
+            print(f"analysis/torch_model.py vs predict: max relative error {err.max():.2e}")
             self.assertLess(err.max(), 1e-4)
 
 

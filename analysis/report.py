@@ -1,0 +1,417 @@
+#!/usr/bin/python3
+"""Report of a v1sysid sweep: Table 1 and Figures 2 to 6 of Ecker et al. 2019, digital-V1 recovery, Lurz curves.
+
+    /usr/bin/python3 analysis/report.py RESULTS.h5 [--checkpoint FILE] [--control FILE] [--checkpoint-dir DIR]
+                                        [--rf rf.h5] [--data PATH] [--data-key KEY] [--exe v1sysid] --out DIR
+
+Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, and report.md says so.
+  RESULTS.h5        results of `v1sysid sweep` (Table 1, Fig. 2, Fig. 3, Lurz readout comparison)
+  --checkpoint      the model to analyse (Figs. 4-6, digital-V1 checks); default: the best trial of the
+                    best architecture, found in --checkpoint-dir
+  --control         the L2 (dense feature weights) control checkpoint for Fig. 4's histogram
+  --checkpoint-dir  the sweep's --save-checkpoints folder: checkpoints are matched to trials by the trial
+                    number in their path
+  --rf              receptive fields from `v1sysid rf` (else they are computed with --exe when possible)
+  --data            the dataset (gt/ for the digital-V1 checks; test responses for per-neuron correlations)
+  --data-key        the readout to analyse of a checkpoint trained on several datasets (else Figs. 4-6 are
+                    skipped with the list of its data keys)
+Definitions: analysis/v1analysis.py.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import v1analysis as va  # noqa: E402
+
+import matplotlib  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+TOP = 5
+
+
+def find_executable(explicit):
+    if explicit:
+        return explicit
+    env = os.environ.get("V1SYSID_EXE")
+    if env:
+        return env
+    for preset in ("cpu-release", "ci", "cpu-debug"):
+        c = os.path.join(HERE, "..", "build", preset, "v1sysid")
+        if os.path.exists(c):
+            return c
+    return None
+
+
+def checkpoints_by_trial(folder):
+    """{trial id: path} for the .h5 files under folder whose path holds a number (the last one wins)."""
+    found = {}
+    if not folder or not os.path.isdir(folder):
+        return found
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if not name.endswith(".h5"):
+                continue
+            path = os.path.join(root, name)
+            numbers = re.findall(r"\d+", os.path.relpath(path, folder).replace("checkpoint", ""))
+            if numbers:
+                found.setdefault(int(numbers[-1]), path)
+    return found
+
+
+class Report:
+    def __init__(self, out):
+        self.out = out
+        self.lines = []
+        self.skipped = []
+        self.numbers = {}
+        os.makedirs(out, exist_ok=True)
+
+    def add(self, *lines):
+        self.lines.extend(lines)
+
+    def skip(self, what, why):
+        self.skipped.append(f"- {what}: {why}")
+
+    def figure(self, fig, name, caption):
+        fig.tight_layout()
+        fig.savefig(os.path.join(self.out, name), dpi=110)
+        plt.close(fig)
+        self.add(f"![{caption}]({name})", "", f"*{caption}*", "")
+
+    def write(self):
+        text = "\n".join(self.lines)
+        if self.skipped:
+            text += "\n\n## Not in this report\n\n" + "\n".join(self.skipped) + "\n"
+        with open(os.path.join(self.out, "report.md"), "w") as f:
+            f.write(text + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+def table1(rep, results):
+    rows = va.select_table(results, TOP)
+    rep.add("## Table 1: model selection", "",
+            f"Best trial by validation loss per architecture and data fraction; mean +- SD of the test correlation "
+            f"over the {TOP} trials with the lowest validation loss (the rule of `v1sysid select`).", "",
+            va.table_markdown(rows, TOP), "")
+    return rows
+
+
+def fig2(rep, results):
+    data = va.features_vs_loss(results, TOP)
+    families = sorted(set(d["family"] for d in data))
+    if len(data) < 2:
+        rep.skip("Fig. 2 (validation loss vs last-layer features)",
+                 "needs at least two architectures whose number of features can be read from the name")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for fam, color in zip(families, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        pts = sorted((d for d in data if d["family"] == fam), key=lambda d: d["features"])
+        x = [d["features"] for d in pts]
+        axes[0].plot(x, [d["best_val_loss"] for d in pts], "o-", color=color, label=fam)
+        for d in pts:
+            axes[0].plot([d["features"]] * len(d["top_val_losses"]), d["top_val_losses"], ".", color=color,
+                         markersize=3, alpha=0.6)
+        axes[1].plot(x, [d["best_test_correlation"] for d in pts], "o-", color=color, label=fam)
+    axes[0].set(xlabel="features in the last layer", ylabel="best validation loss (Poisson)",
+                title=f"best (line) and top-{TOP} (dots)")
+    axes[1].set(xlabel="features in the last layer", ylabel="test correlation of the best model")
+    axes[0].legend()
+    rep.add("## Fig. 2: performance vs number of features", "")
+    rep.figure(fig, "fig2_features.png", "Best validation loss (left) and test correlation (right) against the "
+               "number of last-layer features; small dots: the top-5 trials by validation loss.")
+
+
+def fig3(rep, results):
+    curves = va.correlation_vs_fraction(results, TOP)
+    curves = {a: c for a, c in curves.items() if len(c) >= 2}
+    if not curves:
+        rep.skip("Fig. 3 (test correlation vs training fraction)", "no architecture was trained at two or more "
+                 "data fractions (add `grid: {data_fraction: [...]}` to the sweep)")
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for arch, c in sorted(curves.items()):
+        c = np.array(c)
+        style = "-" if va.family(arch) == "roteq" else "--"
+        ax.errorbar(c[:, 0] * 100, c[:, 2], yerr=c[:, 3], fmt="o" + style, capsize=3, label=arch)
+    ax.set(xlabel="training data (%)", ylabel=f"test correlation (top-{TOP} mean +- SD)")
+    ax.legend(fontsize=8)
+    rep.add("## Fig. 3: data efficiency", "")
+    lines = []
+    for arch, c in sorted(curves.items()):
+        lines.append(f"- {arch}: " + ", ".join(f"{f * 100:g} %: {m:.3f}" for f, _, m, _ in c))
+    rep.add(*lines, "")
+    rep.figure(fig, "fig3_data_fraction.png", "Test correlation against the fraction of training data "
+               "(solid: rotation-equivariant, dashed: CNN).")
+
+
+def lurz(rep, results):
+    rows = [r for r in va.select_table(results, TOP) if r["best_trial"] >= 0]
+    gauss = [r for r in rows if re.search(r"gauss", r["architecture"], re.I)]
+    if gauss:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        names = [f"{r['architecture']} ({r['data_fraction']:g})" for r in rows]
+        ax.barh(names, [r["top_mean"] for r in rows], xerr=[r["top_sd"] for r in rows],
+                color=["C1" if r in gauss else "C0" for r in rows])
+        ax.set(xlabel="test correlation (top-5 mean +- SD)")
+        rep.add("## Lurz et al. 2021: readout comparison", "")
+        rep.figure(fig, "lurz_readouts.png", "Gaussian (orange) against factorised readouts (blue).")
+    else:
+        rep.skip("Lurz readout comparison", "no architecture with 'gauss' in its name in the results")
+    transfer = [r for r in rows if re.search(r"transfer", r["architecture"], re.I)]
+    if not transfer:
+        rep.skip("Lurz transfer curves", "no architecture with 'transfer' in its name in the results")
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+def neuron_correlation(results, trial, checkpoint, data, exe):
+    """Per-neuron test correlation of the analysed model: from the results file when its trial is known,
+    else from `v1sysid predict` on --data."""
+    if trial is not None and "neuron_correlation" in results:
+        c = np.asarray(results["neuron_correlation"][trial], dtype=float)
+        if np.isfinite(c).any():
+            return c, f"trials/neuron_correlation of trial {trial}"
+    if data and exe and os.path.isfile(data):
+        with tempfile.TemporaryDirectory() as tmp:
+            pred = os.path.join(tmp, "pred.h5")
+            r = subprocess.run([exe, "predict", "--checkpoint", checkpoint, "--data", data, "--tier", "test",
+                                "--out", pred], capture_output=True, text=True)
+            if r.returncode == 0:
+                import h5py
+                with h5py.File(pred, "r") as f:
+                    return (va.test_correlation_per_neuron(f["predictions"][...], f["image_ids"][...], data),
+                            "v1sysid predict on the test tier of --data")
+    return None, None
+
+
+def receptive_fields(rf_path, checkpoint, exe, out, data_key=None):
+    import h5py
+    if not rf_path and exe:
+        rf_path = os.path.join(out, "rf.h5")
+        if not os.path.exists(rf_path):
+            key = ["--data-key", data_key] if data_key else []
+            r = subprocess.run([exe, "rf", "--checkpoint", checkpoint, "--out", rf_path] + key, capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                return None, "v1sysid rf failed: " + r.stdout[-300:] + r.stderr[-300:]
+    if not rf_path or not os.path.exists(rf_path):
+        return None, "no --rf file and no v1sysid executable to compute one"
+    with h5py.File(rf_path, "r") as f:
+        rf = f["rf"][...]
+        neurons = f["neurons"][...]
+    full = {int(n): rf[i] for i, n in enumerate(neurons)}
+    return full, rf_path
+
+
+def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
+    ro = va.load_readout(checkpoint, args.data_key)
+    R = ro["rotations"]
+    energy = va.feature_energy(ro["features"], R)
+    groups = va.group_neurons(energy)
+    n_feat = energy.shape[1]
+    rep.add(f"## Feature weights of `{checkpoint}`", "",
+            f"Core `{ro['core_kind']}` with {R} rotation(s) x {n_feat} features, readout `{ro['kind']}`, "
+            f"{energy.shape[0]} neurons; groups = strongest feature after marginalising over rotations.", "")
+    # Fig. 4
+    order = np.lexsort((-np.nan_to_num(energy.max(axis=1)), groups))
+    order = order[groups[order] >= 0]
+    counts = va.features_above(energy, 0.05)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    axes[0].imshow(energy[order].T, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+    axes[0].set_yticks(range(n_feat) if n_feat <= 16 else range(0, n_feat, max(1, n_feat // 8)))
+    axes[0].set(xlabel="neurons (grouped by strongest feature)", ylabel="feature",
+                title="feature energy (sum of squares over rotations, sums to 1)")
+    bins = np.arange(0, n_feat + 2) - 0.5
+    axes[1].hist(counts[groups >= 0], bins=bins, alpha=0.7, label="model", density=True)
+    summary = f"- features with > 5 % of the energy: median {np.median(counts[groups >= 0]):.0f}, mean {counts[groups >= 0].mean():.2f}"
+    c_ro, why_no_control = None, "no --control checkpoint (L2 feature-weight control) given or found"
+    if control:
+        try:
+            c_ro = va.load_readout(control, args.data_key)
+        except ValueError as e:
+            why_no_control = str(e)
+    if c_ro is not None:
+        c_energy = va.feature_energy(c_ro["features"], c_ro["rotations"])
+        c_counts = va.features_above(c_energy, 0.05)
+        ok = va.group_neurons(c_energy) >= 0
+        axes[1].hist(c_counts[ok], bins=np.arange(0, c_energy.shape[1] + 2) - 0.5, alpha=0.5, label="L2 control",
+                     density=True)
+        summary += f"; L2 control: median {np.median(c_counts[ok]):.0f}, mean {c_counts[ok].mean():.2f}"
+    else:
+        rep.skip("Fig. 4 L2 control histogram", why_no_control)
+    axes[1].set(xlabel="features with > 5 % energy", ylabel="fraction of neurons")
+    axes[1].legend()
+    sizes = np.bincount(groups[groups >= 0], minlength=n_feat)
+    rep.add("### Fig. 4: sparse feature weights", "", summary,
+            "- group sizes: " + ", ".join(f"{f}: {s}" for f, s in enumerate(sizes) if s), "")
+    rep.numbers["median_features_above_5pct"] = float(np.median(counts[groups >= 0]))
+    rep.figure(fig, "fig4_feature_weights.png", "Feature weights marginalised over orientation (left) and the "
+               "number of features with more than 5 % of a neuron's energy (right).")
+    # Fig. 5
+    consistency, positive, nz = va.sign_consistency(ro["features"], R)
+    if ro["positive_features"]:
+        rep.skip("Fig. 5 (sign consistency)", "the model has positive feature weights by construction")
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        f_idx = np.arange(n_feat)
+        ax.bar(f_idx, np.nan_to_num(positive), color="C3", label="positive")
+        ax.bar(f_idx, 1 - np.nan_to_num(positive), bottom=np.nan_to_num(positive), color="C0", label="negative")
+        ax.set(xlabel="feature", ylabel="fraction of non-zero weights", ylim=(0, 1))
+        ax.legend(fontsize=8)
+        rep.add("### Fig. 5: sign consistency", "",
+                f"- mean sign consistency over features (fraction of non-zero weights with the majority sign): "
+                f"{np.nanmean(consistency):.3f}", "")
+        rep.numbers["mean_sign_consistency"] = float(np.nanmean(consistency))
+        rep.figure(fig, "fig5_sign_consistency.png", "Sign of the non-zero feature weights per feature.")
+    # Fig. 6
+    corr, corr_source = neuron_correlation(results, trial, checkpoint, args.data, exe)
+    rfs, rf_source = receptive_fields(args.rf, checkpoint, exe, args.out, args.data_key)
+    if rfs is None:
+        rep.skip("Fig. 6 (receptive fields)", rf_source)
+    else:
+        chosen = va.sparsest_well_predicted(energy, groups, corr, 16)
+        chosen = {g: [n for n in idx if n in rfs] for g, idx in chosen.items()}
+        chosen = {g: idx for g, idx in chosen.items() if idx}
+        shown = sorted(chosen, key=lambda g: -sizes[g])[:12]
+        fig, axes = plt.subplots(len(shown), 16, figsize=(16 * 0.9, len(shown) * 0.6 + 0.4), squeeze=False)
+        for row, g in enumerate(shown):
+            for col in range(16):
+                ax = axes[row, col]
+                ax.axis("off")
+                if col < len(chosen[g]):
+                    rf = rfs[chosen[g][col]]
+                    lim = np.abs(rf).max() or 1
+                    ax.imshow(rf, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            axes[row, 0].text(-0.1, 0.5, f"f{g}", transform=axes[row, 0].transAxes, ha="right", va="center")
+        rep.add("### Fig. 6: receptive fields per group", "",
+                f"Gradient of each prediction at a gray image (`{rf_source}`); per group (rows, the "
+                f"{len(shown)} largest) the 16 neurons with the largest energy share in their strongest feature"
+                + (f" among those with test correlation at or above the median ({corr_source})." if corr is not None
+                   else " (no per-neuron correlations available: all neurons eligible)."), "")
+        rep.figure(fig, "fig6_receptive_fields.png", "Receptive fields of the sparsest well-predicted neurons "
+                   "of each group (red: excitatory, blue: suppressive).")
+    # Digital V1
+    gt = va.read_ground_truth(args.data)
+    if gt is None:
+        rep.skip("digital-V1 checks (ARI, confusion matrix, orientation)", "no --data with a gt/ group")
+        return
+    rep.add("## Digital V1: groups against the true cell types", "")
+    ok = groups >= 0
+    if "cell_type" in gt and len(gt["cell_type"]) == len(groups):
+        ari = va.adjusted_rand_index(groups[ok], gt["cell_type"][ok])
+        m, g_ids, t_names = va.confusion_matrix(groups[ok], gt["cell_type"][ok])
+        rep.numbers["ari"] = ari
+        rep.add(f"- adjusted Rand index of the groups against gt/cell_type: **{ari:.3f}** "
+                f"({ok.sum()} neurons, {len(g_ids)} groups, {len(t_names)} types; 0 = chance, 1 = identical)", "")
+        rep.add("| group | " + " | ".join(t_names) + " |", "|---|" + "---|" * len(t_names))
+        for gi, g in enumerate(g_ids):
+            rep.add(f"| f{g} | " + " | ".join(str(v) for v in m[gi]) + " |")
+        rep.add("")
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(t_names), 0.9 + 0.28 * len(g_ids)))
+        frac = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        ax.imshow(frac, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        ax.set_xticks(range(len(t_names)))
+        ax.set_xticklabels(t_names, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(g_ids)))
+        ax.set_yticklabels([f"f{g}" for g in g_ids], fontsize=7)
+        for gi in range(len(g_ids)):
+            for ti in range(len(t_names)):
+                if m[gi, ti]:
+                    ax.text(ti, gi, str(m[gi, ti]), ha="center", va="center", fontsize=6, color="w")
+        ax.set(title=f"groups vs cell types (ARI {ari:.2f})")
+        rep.figure(fig, "dv1_confusion.png", "Neurons per group (rows) and true cell type (columns); colour: "
+                   "fraction of the group.")
+    else:
+        rep.skip("ARI", "gt/cell_type missing or of another length than the model's neurons")
+    if "orientation" in gt and len(gt["orientation"]) == len(groups) and R > 1:
+        res = va.orientation_recovery(ro["features"], R, groups, gt["orientation"], direction=-1)
+        other = va.orientation_recovery(ro["features"], R, groups, gt["orientation"], direction=+1)
+        rep.numbers["orientation_mean_error_deg"] = res["mean_error_deg"]
+        rep.numbers["orientation_median_error_deg"] = res["median_error_deg"]
+        rep.add(f"- preferred orientation from the strongest rotation ({res['neurons']} oriented neurons): mean "
+                f"error **{res['mean_error_deg']:.1f} deg**, median {res['median_error_deg']:.1f} deg (chance 45 deg; "
+                f"the {360 / R:g} deg rotation steps alone give about {360 / R / 4:.1f} deg). With the opposite "
+                f"rotation direction: mean {other['mean_error_deg']:.1f} deg (a check of the sign convention).", "")
+        fig, ax = plt.subplots(figsize=(4, 3.2))
+        sel = np.isfinite(res["predicted"])
+        ax.plot(np.degrees(np.asarray(gt["orientation"])[sel]), np.degrees(res["predicted"][sel]), ".", markersize=3)
+        ax.set(xlabel="true orientation (deg)", ylabel="recovered (deg)", xlim=(0, 180), ylim=(0, 180))
+        rep.figure(fig, "dv1_orientation.png", "Preferred orientation from the strongest rotation against "
+                   "gt/orientation.")
+    elif R <= 1:
+        rep.skip("orientation recovery", "the model has no rotation channels (not a rotation-equivariant core)")
+    else:
+        rep.skip("orientation recovery", "gt/orientation missing or of another length")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("results")
+    p.add_argument("--checkpoint")
+    p.add_argument("--control")
+    p.add_argument("--checkpoint-dir")
+    p.add_argument("--rf")
+    p.add_argument("--data")
+    p.add_argument("--exe")
+    p.add_argument("--data-key", help="readout of a checkpoint trained on several datasets (its data key)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if not os.path.isfile(args.results):
+        p.error(f"{args.results}: no such results file (run v1sysid sweep first)")
+    exe = find_executable(args.exe)
+    results = va.read_results(args.results)
+    rep = Report(args.out)
+    attrs = results["attrs"]
+    rep.add("# v1sysid sweep report", "", f"- results: `{args.results}`",
+            f"- dataset: `{attrs.get('dataset_path', '?')}`", f"- trials: {len(results['architecture'])} "
+            f"({int(np.sum(results['status'] == 'ok'))} ok)", "")
+    if args.data is None and attrs.get("dataset_path", "").endswith(".h5") and os.path.isfile(attrs["dataset_path"]):
+        args.data = attrs["dataset_path"]
+    rows = table1(rep, results)
+    fig2(rep, results)
+    fig3(rep, results)
+    lurz(rep, results)
+
+    trial = None
+    checkpoint, control = args.checkpoint, args.control
+    by_trial = checkpoints_by_trial(args.checkpoint_dir or os.path.join(os.path.dirname(args.results), "checkpoints"))
+    if checkpoint is None and by_trial:
+        ranked = sorted((r for r in rows if r["best_trial"] >= 0 and r["best_trial"] in by_trial),
+                        key=lambda r: (-r["data_fraction"], r["best_val_loss"]))
+        plain = [r for r in ranked if not re.search(r"l2|dense|positive", r["architecture"], re.I)]
+        if plain:
+            trial = plain[0]["best_trial"]
+            checkpoint = by_trial[trial]
+        if control is None:
+            ctl = [r for r in ranked if re.search(r"l2|dense", r["architecture"], re.I)]
+            if ctl:
+                control = by_trial[ctl[0]["best_trial"]]
+    elif checkpoint is not None:
+        trial = next((t for t, path in by_trial.items() if os.path.samefile(path, checkpoint)), None)
+    if checkpoint is None:
+        rep.skip("Figs. 4-6 and the digital-V1 checks", "no checkpoint: pass --checkpoint (or run the sweep with "
+                 "--save-checkpoints DIR and pass --checkpoint-dir DIR)")
+    else:
+        try:
+            checkpoint_figures(rep, results, checkpoint, control, trial, args, exe)
+        except ValueError as e:  # e.g. a multi-dataset checkpoint without --data-key: say why, keep the rest
+            print(f"report: Figs. 4-6 skipped: {e}", file=sys.stderr)
+            rep.skip("Figs. 4-6 and the digital-V1 checks", str(e))
+    if rep.numbers:
+        rep.add("## Numbers", "", *[f"- {k}: {v:.4g}" for k, v in rep.numbers.items()], "")
+    rep.write()
+    print(f"wrote {os.path.join(args.out, 'report.md')}")
+    return rep
+
+
+if __name__ == "__main__":
+    main()

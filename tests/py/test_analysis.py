@@ -1,0 +1,477 @@
+"""analysis/: the functions of v1analysis.py on inputs whose answers are known in closed form, report.py on a
+dry-run sweep (Table 1 against `v1sysid select`) and on a trained tiny model, `v1sysid rf` against finite
+differences of `v1sysid predict` and against PyTorch autograd, `v1sysid similarity` against numpy, and
+analysis/torch_model.py (factorised export against `predict`; Gaussian export against a numpy bilinear
+sampler). Torch-dependent parts are skipped with a message when torch is missing.
+"""
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+try:
+    import h5py
+    H5PY = None
+except ImportError as e:  # pragma: no cover
+    H5PY = str(e)
+try:
+    import torch
+    TORCH = None
+except ImportError as e:  # pragma: no cover
+    TORCH = str(e)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ANALYSIS = os.path.join(HERE, "..", "..", "analysis")
+sys.path.insert(0, ANALYSIS)
+import v1analysis as va  # noqa: E402
+from test_export_torch import MODEL, executable, write_dataset  # noqa: E402
+
+
+def run(*args):
+    r = subprocess.run([executable(), *map(str, args)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"v1sysid {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def rotation_major(w_nrf):
+    """[N, R, F] -> [N, R*F] with c = r*F + f."""
+    n, r, f = w_nrf.shape
+    return w_nrf.reshape(n, r * f)
+
+
+class FeatureWeights(unittest.TestCase):
+    """Weights built so that energies, groups, counts and signs are known exactly."""
+
+    def setUp(self):
+        R, F = 8, 3
+        w = np.zeros((4, R, F))
+        w[0, 2, 0] = 3.0                     # only feature 0: energy (1, 0, 0)
+        w[1, 1, 1], w[1, 5, 1] = 1.0, -1.0   # feature 1, two rotations: energy 2
+        w[1, 0, 2] = 1.0                     # feature 2: energy 1 -> (0, 2/3, 1/3)
+        w[2, :, 2] = 0.5                     # all rotations of feature 2: 8 * 0.25 = 2
+        w[2, 3, 0] = -0.1                    # 0.01 of 2.01 -> below 5 %
+        # neuron 3: all zero -> no group
+        self.w, self.R, self.F = w, R, F
+        self.features = rotation_major(w)
+
+    def test_energy_groups_counts(self):
+        e = va.feature_energy(self.features, self.R)
+        np.testing.assert_allclose(e[0], [1, 0, 0])
+        np.testing.assert_allclose(e[1], [0, 2 / 3, 1 / 3])
+        np.testing.assert_allclose(e[2], [0.01 / 2.01, 0, 2 / 2.01])
+        self.assertTrue(np.isnan(e[3]).all())
+        np.testing.assert_array_equal(va.group_neurons(e), [0, 1, 2, -1])
+        np.testing.assert_array_equal(va.features_above(e, 0.05), [1, 2, 1, 0])
+
+    def test_channel_order_is_rotation_major(self):
+        # A weight at channel c = r*F + f belongs to feature f: moving it to another rotation keeps the energy.
+        f = np.zeros((1, self.R * self.F))
+        f[0, 5 * self.F + 2] = 1.0
+        np.testing.assert_allclose(va.feature_energy(f, self.R)[0], [0, 0, 1])
+
+    def test_sign_consistency(self):
+        c, pos, n = va.sign_consistency(self.features, self.R, rel_tol=0.01)
+        # feature 0: +3 (n0), -0.1 (n2: 0.2 of n2's max 0.5, non-zero) -> 1 of 2 positive
+        # feature 1: +1, -1 -> 0.5; feature 2: +1 (n1) and eight +0.5 (n2) -> all positive
+        np.testing.assert_array_equal(n, [2, 2, 9])
+        np.testing.assert_allclose(pos, [0.5, 0.5, 1.0])
+        np.testing.assert_allclose(c, [0.5, 0.5, 1.0])
+        # A tolerance above 0.2 of the neuron's largest weight drops n2's -0.1 on feature 0.
+        c, pos, n = va.sign_consistency(self.features, self.R, rel_tol=0.3)
+        self.assertEqual(n[0], 1)
+        self.assertEqual(c[0], 1.0)
+
+    def test_strongest_rotation_and_orientation(self):
+        # 40 neurons in 2 groups; rotation r_n; true orientation = theta_f - r_n * 45 deg (mod 180) + noise.
+        rng = np.random.default_rng(3)
+        R, F, N = 8, 2, 40
+        w = rng.normal(0, 0.05, (N, R, F))
+        groups = np.arange(N) % F
+        rot = rng.integers(0, R, N)
+        w[np.arange(N), rot, groups] = 2.0
+        theta_f = np.array([0.3, 1.9])
+        noise = np.radians(rng.uniform(-3, 3, N))
+        gt = (theta_f[groups] - rot * 2 * np.pi / R + noise) % np.pi
+        features = rotation_major(w)
+        g = va.group_neurons(va.feature_energy(features, R))
+        np.testing.assert_array_equal(g, groups)
+        np.testing.assert_array_equal(va.strongest_rotation(features, R, g), rot)
+        res = va.orientation_recovery(features, R, g, gt, direction=-1)
+        self.assertLess(res["error_deg"].max(), 6.0)
+        self.assertEqual(res["neurons"], N)
+        wrong = va.orientation_recovery(features, R, g, gt, direction=+1)
+        self.assertGreater(wrong["mean_error_deg"], 20.0)
+        # NaN orientations (non-oriented cells) are left out.
+        gt2 = gt.copy()
+        gt2[:5] = np.nan
+        self.assertEqual(va.orientation_recovery(features, R, g, gt2)["neurons"], N - 5)
+
+    def test_axial_error(self):
+        np.testing.assert_allclose(va.axial_error_deg([0.0, 0.1, np.pi - 0.1], [np.pi - 0.05, 0.1 + np.pi / 2, 0.1]),
+                                   [np.degrees(0.05), 90.0, np.degrees(0.2)], atol=1e-9)
+
+
+class AdjustedRandIndex(unittest.TestCase):
+    def test_known_values(self):
+        self.assertAlmostEqual(va.adjusted_rand_index([0, 0, 1, 1], [5, 5, 9, 9]), 1.0)
+        self.assertAlmostEqual(va.adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]), -0.5)
+        # contingency [[2, 0], [1, 1]]: index 1, row sums 1 + 1, columns 3 + 0, expected 2 * 3 / 6 = 1 ->
+        # (1 - 1) / (2.5 - 1) = 0
+        self.assertAlmostEqual(va.adjusted_rand_index([0, 0, 1, 1], [0, 0, 0, 1]), 0.0)
+        # [0,0,1,2] vs [0,0,1,1]: index 1, a 1, b 2, expected 2/6, max 1.5 -> (2/3) / (7/6) = 4/7
+        self.assertAlmostEqual(va.adjusted_rand_index([0, 0, 1, 2], ["a", "a", "b", "b"]), 4 / 7)
+
+    def test_chance_is_near_zero(self):
+        rng = np.random.default_rng(0)
+        values = [va.adjusted_rand_index(rng.integers(0, 5, 2000), rng.integers(0, 4, 2000)) for _ in range(5)]
+        self.assertLess(abs(np.mean(values)), 0.01)
+
+    def test_confusion_matrix(self):
+        m, g, t = va.confusion_matrix([2, 2, 0, 0, 0], ["x", "y", "y", "y", "x"])
+        self.assertEqual(g, [0, 2])
+        self.assertEqual(t, ["x", "y"])
+        np.testing.assert_array_equal(m, [[1, 2], [1, 1]])
+
+
+@unittest.skipIf(H5PY is not None, f"h5py not available: {H5PY}")
+class ResultsTables(unittest.TestCase):
+    def write_results(self, path):
+        # Two architectures x two fractions; known best trials and top-5 statistics.
+        arch = ["roteq_16x8-16x8-24x8"] * 7 + ["cnn_128_128_256"] * 3 + ["roteq_16x8-16x8-24x8"] * 2
+        frac = [1.0] * 10 + [0.5] * 2
+        val = [5, 3, np.nan, 4, 1, 2, 6, 9, 8, 7, 3, 2]
+        status = ["ok", "ok", "failed", "ok", "ok", "ok", "ok", "ok", "ok", "diverged", "ok", "ok"]
+        corr = [0.1, 0.3, np.nan, 0.2, 0.5, 0.4, 0.0, 0.25, 0.3, np.nan, 0.31, 0.33]
+        with h5py.File(path, "w") as f:
+            t = f.create_group("trials")
+            t["architecture"] = np.array(arch, dtype="S64")
+            t["status"] = np.array(status, dtype="S16")
+            t["best_val_loss"] = np.array(val, dtype=float)
+            t["test_correlation"] = np.array(corr, dtype=float)
+            t["data_fraction"] = np.array(frac)
+            t["hyperparameters/core.smooth_weight"] = np.arange(12) / 10.0
+        return corr
+
+    def test_select_rule(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "r.h5")
+            corr = self.write_results(path)
+            rows = va.select_table(va.read_results(path), 5)
+        self.assertEqual([(r["architecture"], r["data_fraction"]) for r in rows],
+                         [("roteq_16x8-16x8-24x8", 1.0), ("cnn_128_128_256", 1.0), ("roteq_16x8-16x8-24x8", 0.5)])
+        r = rows[0]
+        self.assertEqual((r["trials_ok"], r["trials_total"], r["best_trial"]), (6, 7, 4))
+        top = np.array([corr[i] for i in (4, 5, 1, 3, 0)])  # val 1, 2, 3, 4, 5
+        self.assertAlmostEqual(r["top_mean"], top.mean())
+        self.assertAlmostEqual(r["top_sd"], top.std(ddof=1))
+        self.assertAlmostEqual(r["best_hyperparameters"]["core.smooth_weight"], 0.4)
+        self.assertEqual((rows[1]["best_trial"], rows[1]["trials_ok"], rows[1]["top_count"]), (8, 2, 2))
+        self.assertEqual(rows[2]["best_trial"], 11)
+
+    def test_features_and_family(self):
+        self.assertEqual(va.last_layer_features("roteq_16x8-16x8-24x8"), 24)
+        self.assertEqual(va.last_layer_features("cnn_128_128_256"), 256)
+        self.assertEqual(va.last_layer_features("roteq_16"), 16)
+        self.assertEqual(va.last_layer_features("roteq", {"core.features": 40.0}), 40)
+        self.assertIsNone(va.last_layer_features("gaussian"))
+        self.assertEqual(va.family("roteq_16"), "roteq")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "r.h5")
+            self.write_results(path)
+            res = va.read_results(path)
+            pts = va.features_vs_loss(res, 5)
+            self.assertEqual(sorted((p["features"], p["best_val_loss"]) for p in pts), [(24, 1.0), (256, 8.0)])
+            curves = va.correlation_vs_fraction(res, 5)
+            self.assertEqual([c[0] for c in curves["roteq_16x8-16x8-24x8"]], [0.5, 1.0])
+            self.assertAlmostEqual(curves["roteq_16x8-16x8-24x8"][0][1], 0.33)
+
+    def test_report_on_dry_run_matches_select(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            results = os.path.join(tmp, "dry.h5")
+            env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+            subprocess.run([executable(), "sweep", os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml"),
+                            "--out", results], check=True, capture_output=True, env=env)
+            csv = os.path.join(tmp, "sel.csv")
+            run("select", results, "--csv", csv)
+            expected = np.genfromtxt(csv, delimiter=",", names=True, dtype=None, encoding="utf-8")
+            rows = va.select_table(va.read_results(results), 5)
+            self.assertEqual(len(rows), len(expected))
+            for r, e in zip(rows, expected):
+                self.assertEqual(r["architecture"], e["architecture"])
+                self.assertEqual(r["best_trial"], e["best_trial"])
+                self.assertAlmostEqual(r["top_mean"], e["top_mean_test_correlation"], places=8)
+                self.assertAlmostEqual(r["top_sd"], e["top_sd_test_correlation"], places=8)
+            out = os.path.join(tmp, "report")
+            subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), results, "--out", out], check=True,
+                           capture_output=True)
+            with open(os.path.join(out, "report.md")) as f:
+                text = f.read()
+            self.assertIn(f"{rows[0]['top_mean']:.3f} +- {rows[0]['top_sd']:.3f}", text)
+            for png in ("fig2_features.png", "fig3_data_fraction.png"):
+                with open(os.path.join(out, png), "rb") as f:
+                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+            self.assertIn("Figs. 4-6", text)  # said why they are missing
+
+
+@unittest.skipIf(H5PY is not None, f"h5py not available: {H5PY}")
+class TrainedModel(unittest.TestCase):
+    """One tiny model trained with the CLI, shared by the rf / similarity / report / torch checks."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cls.data = os.path.join(d, "tiny.h5")
+        cls.images, cls.tiers = write_dataset(cls.data, np.random.default_rng(4))
+        with h5py.File(cls.data, "a") as f:
+            f["gt/cell_type"] = np.array(["simple", "complex"] * 3, dtype="S")
+            f["gt/orientation"] = np.array([0.1, 0.5, 1.0, 1.5, 2.0, np.nan])
+        model = os.path.join(d, "model.yaml")
+        with open(model, "w") as f:
+            f.write(MODEL)
+        run("train", model, "--data", cls.data, "--out", os.path.join(d, "run"), "--quiet")
+        cls.checkpoint = os.path.join(d, "run", "checkpoint.h5")
+        with h5py.File(cls.checkpoint, "r") as f:
+            cls.image_mean = float(f["export/preprocessing/image_mean"][()])
+            cls.H, cls.W = int(f.attrs["height"]), int(f.attrs["width"])
+            cls.N = int(f.attrs["n_neurons"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def rf(self, *extra):
+        out = os.path.join(self.tmp.name, "rf_%d.h5" % len(extra))
+        run("rf", "--checkpoint", self.checkpoint, "--out", out, "--force", *extra)
+        with h5py.File(out, "r") as f:
+            return f["rf"][...].astype(np.float64), f["neurons"][...], f.attrs
+
+    def predict_images(self, images, name):
+        """v1sysid predict on a dataset whose test tier is `images` [T, H, W] (grey levels)."""
+        path = os.path.join(self.tmp.name, name + ".h5")
+        T = len(images)
+        filler = np.full((2, 1, self.H, self.W), self.image_mean, dtype=np.float32)
+        with h5py.File(path, "w") as f:
+            f["images"] = np.concatenate([filler, filler, images[:, None].astype(np.float32)])
+            f["responses"] = np.ones((4 + T, self.N), dtype=np.float32)
+            f["tiers"] = np.array(["train"] * 2 + ["validation"] * 2 + ["test"] * T, dtype="S")
+            f["item_info/frame_image_id"] = np.arange(4 + T, dtype=np.int64)
+            f["neurons/unit_ids"] = np.arange(self.N, dtype=np.int64)
+        pred = os.path.join(self.tmp.name, name + "_pred.h5")
+        run("predict", "--checkpoint", self.checkpoint, "--data", path, "--tier", "test", "--out", pred, "--force")
+        with h5py.File(pred, "r") as f:
+            return f["predictions"][...].astype(np.float64), path
+
+    def test_rf_matches_finite_differences_of_predict(self):
+        rf, neurons, attrs = self.rf("--neurons", 2, 0, 5, "--batch", 2)
+        np.testing.assert_array_equal(neurons, [2, 0, 5])
+        self.assertEqual(rf.shape, (3, self.H, self.W))
+        # Central differences of the stored-unit predictions at the 4 pixels with the largest |rf| per neuron.
+        eps = 1.0  # grey level; curvature error ~ eps^2 * f''' is far below the float32 predictions' noise
+        images, index = [], []
+        for k in range(3):
+            for p in np.argsort(-np.abs(rf[k]).ravel())[:4]:
+                for sign in (1, -1):
+                    img = np.full((self.H, self.W), self.image_mean)
+                    img.ravel()[p] += sign * eps
+                    images.append(img)
+                index.append((k, p))
+        pred, _ = self.predict_images(np.array(images), "fd")
+        worst = 0.0
+        for j, (k, p) in enumerate(index):
+            n = neurons[k]
+            fd = (pred[2 * j, n] - pred[2 * j + 1, n]) / (2 * eps)
+            worst = max(worst, abs(fd - rf[k].ravel()[p]) / abs(rf[k].ravel()[p]))
+        print(f"rf vs finite differences of predict: max relative error {worst:.2e}")
+        self.assertLess(worst, 0.02)
+
+    @unittest.skipIf(TORCH is not None, f"PyTorch not available: {TORCH}")
+    def test_rf_matches_torch_autograd(self):
+        from torch_model import load_model
+        rf, neurons, _ = self.rf()
+        model = load_model(self.checkpoint)
+        x = torch.full((1, 1, self.H, self.W), self.image_mean, dtype=torch.float64, requires_grad=True)
+        y = model(x)
+        worst = 0.0
+        for n in range(self.N):
+            (g,) = torch.autograd.grad(y[0, n], x, retain_graph=True)
+            g = g[0, 0].numpy()
+            worst = max(worst, np.abs(g - rf[n]).max() / np.abs(g).max())
+        print(f"rf vs torch autograd: max error {worst:.2e} of the largest |gradient|")
+        self.assertLess(worst, 1e-3)
+
+    def test_similarity_matches_numpy(self):
+        # The dataset's test tier repeats 10 images 4 times: similarity takes each image id once.
+        out = os.path.join(self.tmp.name, "rsm.h5")
+        run("similarity", "--checkpoint", self.checkpoint, "--images", self.data, "--out", out, "--block", 7,
+            "--force")
+        with h5py.File(out, "r") as f:
+            rsm = f["rsm"][...].astype(np.float64)
+            ids = f["image_ids"][...]
+        with h5py.File(self.data, "r") as f:
+            all_ids = f["item_info/frame_image_id"][...]
+            images = f["images"][...][:, 0]
+        first = [int(np.flatnonzero(all_ids == i)[0]) for i in ids]
+        self.assertEqual(len(ids), len(np.unique(all_ids)))
+        pred, _ = self.predict_images(images[first], "sim")
+        expected = np.corrcoef(pred)
+        self.assertEqual(rsm.shape, expected.shape)
+        err = np.abs(rsm - expected).max()
+        print(f"similarity vs numpy corrcoef over {len(ids)} images: max abs error {err:.2e}")
+        self.assertLess(err, 1e-4)
+        self.assertGreater(expected.std(), 0.01)  # not a degenerate all-equal matrix
+
+    def test_report_with_checkpoint_and_ground_truth(self):
+        out = os.path.join(self.tmp.name, "report")
+        results = os.path.join(self.tmp.name, "r.h5")
+        with h5py.File(results, "w") as f:  # one finished trial, so Table 1 has a row
+            t = f.create_group("trials")
+            t["architecture"] = np.array(["cnn_3"], dtype="S64")
+            t["status"] = np.array(["ok"], dtype="S16")
+            t["best_val_loss"] = np.array([1.0])
+            t["test_correlation"] = np.array([0.5])
+            t["data_fraction"] = np.array([1.0])
+        subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), results, "--checkpoint", self.checkpoint,
+                        "--data", self.data, "--exe", executable(), "--out", out], check=True, capture_output=True)
+        with open(os.path.join(out, "report.md")) as f:
+            text = f.read()
+        ro = va.load_readout(self.checkpoint)
+        groups = va.group_neurons(va.feature_energy(ro["features"], ro["rotations"]))
+        ari = va.adjusted_rand_index(groups, ["simple", "complex"] * 3)
+        self.assertIn(f"gt/cell_type: **{ari:.3f}**", text)
+        self.assertIn("not a rotation-equivariant core", text)  # orientation needs rotations
+        for png in ("fig4_feature_weights.png", "fig5_sign_consistency.png", "fig6_receptive_fields.png",
+                    "dv1_confusion.png"):
+            with open(os.path.join(out, png), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
+
+
+@unittest.skipIf(TORCH is not None or H5PY is not None, f"PyTorch / h5py not available: {TORCH or H5PY}")
+class GaussianExport(unittest.TestCase):
+    """torch_model's Gaussian readout against a numpy bilinear sampler with align_corners semantics."""
+
+    def test_gaussian_readout(self):
+        from torch_model import load_model
+        rng = np.random.default_rng(1)
+        H, W, C, N = 6, 9, 2, 4
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "g.h5")
+            with h5py.File(path, "w") as f:
+                e = f.create_group("export")
+                e.attrs["num_layers"] = 1
+                l0 = e.create_group("layer0")
+                l0["weight"] = rng.normal(size=(C, 1, 3, 3))
+                l0.attrs["padding"] = "same"
+                l0.attrs["nonlinearity"] = "elu"
+                l0.attrs["groups"] = 1  # no bn_* datasets: no batch norm after this conv
+                r = e.create_group("readout")
+                mu = np.array([[-1.0, -1.0], [1.0, 1.0], [0.3, -0.2], [-0.55, 0.8]])
+                r["mu"] = mu
+                r["sigma"] = rng.normal(size=(N, 2, 2))
+                r["features"] = rng.normal(size=(N, C))
+                r["bias"] = rng.normal(size=N)
+                r.attrs["kind"] = "gaussian"
+                r.attrs["output_nonlinearity"] = "elu_plus_one"
+                p = e.create_group("preprocessing")
+                p["image_mean"] = 10.0
+                p["image_std"] = 2.0
+                p["response_std"] = np.array([1.0, 2.0, 0.5, 3.0])
+                weight, features, bias = l0["weight"][...], r["features"][...], r["bias"][...]
+            model = load_model(path)
+            images = rng.normal(10, 2, size=(3, H, W))
+            got = model(torch.from_numpy(images)).detach().numpy()
+        # numpy reference
+        x = (images - 10.0) / 2.0
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+        core = np.zeros((3, C, H, W))
+        for c in range(C):
+            for dy in range(3):
+                for dx in range(3):
+                    core[:, c] += weight[c, 0, dy, dx] * padded[:, dy:dy + H, dx:dx + W]
+        core = np.where(core > 0, core, np.expm1(core))
+        expected = np.zeros((3, N))
+        for n in range(N):
+            px, py = (mu[n, 0] + 1) / 2 * (W - 1), (mu[n, 1] + 1) / 2 * (H - 1)
+            x0, y0 = min(int(math.floor(px)), W - 2), min(int(math.floor(py)), H - 2)
+            ax, ay = px - x0, py - y0
+            sample = ((1 - ax) * (1 - ay) * core[:, :, y0, x0] + ax * (1 - ay) * core[:, :, y0, x0 + 1] +
+                      (1 - ax) * ay * core[:, :, y0 + 1, x0] + ax * ay * core[:, :, y0 + 1, x0 + 1])
+            h = sample @ features[n] + bias[n]
+            expected[:, n] = np.where(h > 0, h, np.expm1(h)) + 1
+        expected *= np.array([1.0, 2.0, 0.5, 3.0])
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@unittest.skipIf(TORCH is not None or H5PY is not None, f"PyTorch / h5py not available: {TORCH or H5PY}")
+class MultiReadoutExport(unittest.TestCase):
+    """A model trained on several datasets exports export/readouts/<key>/ (docs/formats.md): torch_model and
+    v1analysis pick the readout by data key, with that readout's response scales, and refuse to guess."""
+
+    def write(self, path, rng, multi):
+        keys, n = ["left", "right"], {"left": 3, "right": 4}
+        with h5py.File(path, "w") as f:
+            e = f.create_group("export")
+            e.attrs["num_layers"] = 1
+            l0 = e.create_group("layer0")
+            l0["weight"] = rng.normal(size=(2, 1, 3, 3))
+            l0.attrs["padding"] = "same"
+            l0.attrs["nonlinearity"] = "elu"
+            l0.attrs["groups"] = 1
+            pre = e.create_group("preprocessing")  # readout 0's, as v1sysid writes it
+            pre["image_mean"], pre["image_std"] = 10.0, 2.0
+            pre["response_std"] = np.arange(1.0, 1.0 + n["left"])
+            for k in keys:
+                g = e.create_group(f"readouts/{k}" if multi else "readout")
+                g["mu"] = rng.uniform(-0.9, 0.9, size=(n[k], 2))
+                g["sigma"] = rng.normal(size=(n[k], 2, 2))
+                g["features"] = rng.normal(size=(n[k], 2))
+                g["bias"] = rng.normal(size=n[k])
+                g.attrs["kind"] = "gaussian"
+                g.attrs["output_nonlinearity"] = "elu_plus_one"
+                p = f.create_group(f"readouts/{k}/preprocessing")
+                p["image_mean"], p["image_std"] = 10.0, 2.0
+                p["response_std"] = np.arange(1.0, 1.0 + n[k]) * (1 if k == "left" else 10)
+                if not multi:
+                    break
+            if multi:
+                e.attrs["data_keys"] = ",".join(keys)
+        return n
+
+    def test_readout_by_data_key(self):
+        from torch_model import load_model
+        rng = np.random.default_rng(3)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "multi.h5")
+            n = self.write(path, rng, multi=True)
+            images = torch.from_numpy(rng.normal(10, 2, size=(2, 5, 6)))
+            right = load_model(path, data_key="right")
+            left = load_model(path, data_key="left")
+            y_right, y_left = right(images), left(images)
+            self.assertEqual(tuple(y_right.shape), (2, n["right"]))
+            self.assertEqual(tuple(y_left.shape), (2, n["left"]))
+            # The response scales are the readout's own: right's are 10 x 1..4.
+            np.testing.assert_allclose(right.response_std.numpy(), 10 * np.arange(1.0, 5.0))
+            np.testing.assert_allclose((right(images) / right.response_std).detach().numpy(),
+                                       right(images, stored_units=False).detach().numpy(), rtol=1e-12)
+            ro = va.load_readout(path, "right")
+            self.assertEqual(ro["features"].shape, (n["right"], 2))
+            np.testing.assert_allclose(ro["response_std"], 10 * np.arange(1.0, 5.0))
+            for call in (lambda: load_model(path), lambda: va.load_readout(path)):
+                with self.assertRaisesRegex(ValueError, "data keys left, right"):
+                    call()
+            with self.assertRaisesRegex(ValueError, "no readout for data key 'middle'"):
+                load_model(path, data_key="middle")
+            single = os.path.join(tmp, "single.h5")
+            self.write(single, rng, multi=False)
+            self.assertEqual(load_model(single)(images).shape[1], n["left"])
+            with self.assertRaisesRegex(ValueError, "single readout"):
+                va.load_readout(single, "left")
+
+
+if __name__ == "__main__":
+    unittest.main()

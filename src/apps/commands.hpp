@@ -13,5 +13,6 @@ void add_images_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_train_command(app);
     v1sysid::apps::add_evaluate_command(app);
     v1sysid::apps::add_predict_command(app);
+    v1sysid::apps::add_bench_command(app);
 
     try {
       app.parse(argc, argv);

@@ -1,6 +1,7 @@
 #include "model/model.hpp"
 
 #include "core/error.hpp"
+#include "core/profiling.hpp"
 #include "optim/regularizers.hpp"
 #include "train/rng.hpp"
 
@@ -223,7 +224,11 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
     U4<const T> conv_in(in, batch, g.c_in, g.h_in, g.w_in);
     U4<T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
     U4<T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-    layers::conv2d_forward<T>(space, cs, m_arena.template param<4>(s.weight), conv_in, conv_out, ws.conv_scratch);
+    {
+      ScopedRegion region([l] { return layer_region("forward", l, "conv"); });
+      layers::conv2d_forward<T>(space, cs, m_arena.template param<4>(s.weight), conv_in, conv_out, ws.conv_scratch);
+    }
+    ScopedRegion region([l] { return layer_region("forward", l, "batchnorm_act"); });
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     U1<const T> gamma;
     if (s.gamma >= 0) gamma = m_arena.param_flat(s.gamma);
@@ -240,6 +245,7 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
     in = act_out.data();
   }
   const auto& g = m_geometry.back();
+  ScopedRegion region("forward/readout");
   layers::FactorizedReadoutOptions ro;
   ro.positive_features = m_config.readout.positive_features;
   U4<const T> core_out(in, batch, g.c_out, g.h_out, g.w_out);
@@ -287,20 +293,26 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
   ExecSpace space;
   // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
   U2<T> d_h(ws.readout_h.data(), batch, m_neurons);
-  layers::poisson_loss_backward<T>(space, layers::OutputNonlinearity::softplus, layers::PoissonLossOptions{}, d_h,
-                                   U2<const T>(ws.responses.data(), batch, m_neurons), d_h);
+  {
+    ScopedRegion region("backward/loss");
+    layers::poisson_loss_backward<T>(space, layers::OutputNonlinearity::softplus, layers::PoissonLossOptions{}, d_h,
+                                     U2<const T>(ws.responses.data(), batch, m_neurons), d_h);
+  }
   // Readout: gradient into the last core layer's output (grad_a).
   const int L = num_layers();
   const auto& last = m_geometry.back();
   layers::FactorizedReadoutOptions ro;
   ro.positive_features = m_config.readout.positive_features;
   U4<T> d_core(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
-  layers::factorized_readout_backward<T>(
-      space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
-      m_arena.template param<2>(m_readout.features),
-      U4<const T>(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out), d_h,
-      ws.readout_cache, d_core, m_arena.template grad<3>(m_readout.mask), m_arena.template grad<2>(m_readout.features),
-      m_arena.grad_flat(m_readout.bias), ws.readout_scratch);
+  {
+    ScopedRegion region("backward/readout");
+    layers::factorized_readout_backward<T>(
+        space, readout_shape(batch), ro, m_arena.template param<3>(m_readout.mask),
+        m_arena.template param<2>(m_readout.features),
+        U4<const T>(ws.act_out[static_cast<size_t>(L - 1)].data(), batch, last.c_out, last.h_out, last.w_out), d_h,
+        ws.readout_cache, d_core, m_arena.template grad<3>(m_readout.mask),
+        m_arena.template grad<2>(m_readout.features), m_arena.grad_flat(m_readout.bias), ws.readout_scratch);
+  }
   // Core, last layer first; the activation gradient alternates between grad_a and grad_b.
   T* d_cur = ws.grad_a.data();
   T* d_other = ws.grad_b.data();
@@ -316,12 +328,16 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
     }
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     // BN backward in place: d_act becomes the gradient of the conv output.
-    layers::batchnorm_backward_train<T>(
-        space, bn_shape(l, batch), bn_options(l), act, gamma,
-        U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
-        ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)], d_act, d_act, d_gamma,
-        m_arena.grad_flat(s.beta));
+    {
+      ScopedRegion region([l] { return layer_region("backward", l, "batchnorm_act"); });
+      layers::batchnorm_backward_train<T>(
+          space, bn_shape(l, batch), bn_options(l), act, gamma,
+          U4<const T>(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
+          U4<const T>(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out),
+          ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)], d_act, d_act, d_gamma,
+          m_arena.grad_flat(s.beta));
+    }
+    ScopedRegion region([l] { return layer_region("backward", l, "conv"); });
     const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
     U4<T> d_in;  // the input image needs no gradient
     if (l > 0) d_in = U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
@@ -331,6 +347,7 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
     std::swap(d_cur, d_other);
   }
   // Regularisers: value and gradient together.
+  ScopedRegion region("backward/regularizers");
   const auto& core = m_config.core;
   double total = 0;
   for (int l = 0; l < L; ++l) {

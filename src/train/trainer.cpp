@@ -1,6 +1,7 @@
 #include "train/trainer.hpp"
 
 #include "core/error.hpp"
+#include "core/profiling.hpp"
 #include "core/progress.hpp"
 #include "optim/adam.hpp"
 
@@ -118,11 +119,25 @@ double Trainer::step(double lr) {
   ExecSpace space;
   const auto& rows = m_batcher.next();
   const auto b = static_cast<int>(rows.size());
-  stage_batch(m_data, m_train_index, rows.data(), b, m_train_ws, true);
-  m_model.arena().zero_grad(space);
-  m_model.forward(m_train_ws, b, true);
-  const double poisson = m_model.poisson_loss(m_train_ws, b);
-  const double reg = m_model.backward(m_train_ws, b);
+  {
+    ScopedRegion region("step/gather");
+    stage_batch(m_data, m_train_index, rows.data(), b, m_train_ws, true);
+    m_model.arena().zero_grad(space);
+  }
+  {
+    ScopedRegion region("step/forward");
+    m_model.forward(m_train_ws, b, true);
+  }
+  double poisson = 0, reg = 0;
+  {
+    ScopedRegion region("step/loss");
+    poisson = m_model.poisson_loss(m_train_ws, b);
+  }
+  {
+    ScopedRegion region("step/backward");
+    reg = m_model.backward(m_train_ws, b);
+  }
+  ScopedRegion region("step/adam");
   AdamConfig adam;
   adam.learning_rate = lr;
   adam_step(space, m_model.arena(), adam);

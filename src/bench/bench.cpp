@@ -195,6 +195,7 @@ BenchResult run_bench(const BenchOptions& o) {
     for (int i = 0; i < o.steps; ++i) {
       const auto s0 = Clock::now();
       const double loss = trainer.step(lr);
+      r.last_train_loss = loss;
       space.fence();
       step_seconds.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
       if (!std::isfinite(loss))
@@ -274,6 +275,7 @@ std::string to_json(const BenchResult& r) {
   j["train_cpu_s_per_step"] = round_to(r.train_cpu_seconds_per_step, 3);
   j["infer_cpu_s_per_pass"] = round_to(r.infer_cpu_seconds_per_pass, 3);
   j["peak_rss_mib"] = round_to(r.peak_rss_mib, 1);
+  j["last_train_loss"] = r.last_train_loss;
   nlohmann::ordered_json flops;
   for (const auto& lf : r.flops.layers)
     flops[lf.name] = {{"forward", round_to(lf.forward / 1e9, 4)}, {"backward", round_to(lf.backward / 1e9, 4)}};

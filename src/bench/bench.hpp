@@ -61,6 +61,7 @@ struct BenchResult {
   double infer_cpu_seconds_per_pass = 0;
   FlopCount flops;
   double peak_rss_mib = 0;
+  double last_train_loss = 0;  // of the last timed step (compare BLAS kernels: same seed, same loss to ~1e-5)
   int blas_threads = 0;        // as OpenBLAS reports it (0: unknown)
   int kokkos_concurrency = 0;  // threads of Kokkos' default execution space
   std::string blas, kokkos;

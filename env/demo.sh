@@ -109,8 +109,8 @@ step_images() {
 
 step_simulate() {
   run_step "simulate: digital V1 with ground truth" "$out/digital_v1.h5" \
-    cmd:simulate "$repo/sweeps/demo_simulate.yaml" "$out/stimuli.h5" -- \
-    "$exe" simulate "$repo/sweeps/demo_simulate.yaml" --stimuli "$out/stimuli.h5" \
+    cmd:simulate "$repo/data/demo.yaml" "$out/stimuli.h5" -- \
+    "$exe" simulate "$repo/data/demo.yaml" --stimuli "$out/stimuli.h5" \
     --out "$out/digital_v1.h5" "${force_flag[@]}"
 }
 

@@ -96,6 +96,21 @@ TEST(Bench, RunsTheRealStepAndReportsEveryLayer) {
   EXPECT_LE(r.train_gemm_seconds.at("forward/layer1/conv"), r.train_seconds.at("forward/layer1/conv"));
 }
 
+TEST(Bench, RoteqCoreCountsRotationsAsChannels) {
+  auto o = tiny();
+  o.model = "roteq";
+  o.features = 2;
+  o.rotations = 4;
+  const ModelConfig c = bench_model_config(o);
+  Model<float> model(c, o.height, o.width, o.neurons);
+  EXPECT_EQ(model.geometry(1).c_in, 8);
+  EXPECT_DOUBLE_EQ(count_flops(model).layers[1].forward, 2 * brute_force_conv_macs(8, 8, 5, o.height, o.width));
+  const BenchResult r = run_bench(o);
+  EXPECT_GT(r.train_images_per_s, 0);
+  EXPECT_EQ(r.train_seconds.count("forward/hermite_synthesis"), 1u);
+  EXPECT_EQ(r.train_seconds.count("backward/hermite_synthesis"), 1u);
+}
+
 TEST(Bench, CommandPrintsTheKeysOfThePyTorchPeer) {
   const auto res = testing::run_v1sysid(
       "bench --model cnn --channels 4 --neurons 7 --batch 3 --height 9 --width 11 --steps 1 --warmup 0 2>&1");

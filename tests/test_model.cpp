@@ -2,10 +2,13 @@
 // every trainable parameter of the arena (conv weights, BN gamma/beta, readout mask/features/bias) of
 //   L = Poisson loss (training-mode batch norm) + core and readout regularisers
 // for several configurations (signed / positive features, each readout regulariser, softplus / ELU / none,
-// SAME / VALID), plus initialisation, slot table and workspace checks.
+// SAME / VALID, the rotation-equivariant Hermite core with rotation-shared and per-channel batch norm), plus
+// initialisation, slot table and workspace checks, and the named architectures (model/architectures.hpp).
 #include "model/model.hpp"
 
 #include "core/error.hpp"
+#include "model/architectures.hpp"
+#include "test_support.hpp"
 #include "train/rng.hpp"
 
 #include <gtest/gtest.h>
@@ -133,6 +136,116 @@ TEST(ModelGradient, L1MaskL2Features) {
   check_directional_derivative({"l1_mask_l2_features", std::string(kBase) +
                                                            "readout: {regularizer: l1_mask_l2_features, "
                                                            "mask_weight: 0.02, feature_weight: 0.3}\n"});
+}
+
+// Rotation-equivariant core: the gradient reaches the Hermite coefficients through synthesis, conv and the
+// regularisers on the synthesised filters of all rotations.
+const char* kRoteq = R"(
+core: {kind: roteq, filter_sizes: [5, 3], features: [2, 2], rotations: 4, nonlinearities: [softplus, none],
+       batchnorm_scale: [true, false], smooth_weight: 0.3, sparse_weight: 0.2, rel_smooth: [1, 0.5],
+       rel_sparse: [0, 1]}
+)";
+
+TEST(ModelGradient, RoteqCoreSharedBatchNorm) {
+  check_directional_derivative({"roteq_shared", std::string(kRoteq) + "readout: {regularizer: joint_l1, weight: 0.05}\n"});
+}
+
+TEST(ModelGradient, RoteqCorePerChannelBatchNormPositiveFeatures) {
+  std::string yaml = kRoteq;
+  yaml.replace(yaml.find("rotations: 4"), 12, "rotations: 4, batchnorm_shared_rotations: false");
+  check_directional_derivative(
+      {"roteq_per_channel", yaml + "readout: {regularizer: joint_l1, weight: 0.05, positive_features: true}\n"});
+}
+
+TEST(Model, RoteqSlotsAndExpandedFilters) {
+  auto c = parse_model_config(std::string(kRoteq) + "readout: {weight: 0.05}\n", "m");
+  EXPECT_EQ(c.core.channels, (std::vector<int>{8, 8}));
+  Model<float> m(c, 10, 9, 3);
+  auto& a = m.arena();
+  EXPECT_EQ(m.layer_slots(0).weight, -1);
+  EXPECT_EQ(a.slot(m.layer_slots(0).coeffs).name, "core/layer0/coeffs");
+  EXPECT_EQ(a.slot(m.layer_slots(0).coeffs).extents, (std::array<size_t, 4>{15, 1, 2, 1}));  // (Q, C_in, F)
+  EXPECT_EQ(a.slot(m.layer_slots(1).coeffs).extents, (std::array<size_t, 4>{6, 8, 2, 1}));
+  EXPECT_EQ(a.slot(m.layer_slots(0).beta).size, 2u);  // shared across rotations: one per feature
+  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{3, 8, 1, 1}));
+  m.initialize(4, std::vector<double>(3, 0.5));
+  auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
+  const auto& cs = a.slot(m.layer_slots(0).coeffs);
+  double maxabs = 0, sum2 = 0;
+  for (size_t i = 0; i < cs.size; ++i) {
+    maxabs = std::max(maxabs, std::fabs(double(p(cs.offset + i))));
+    sum2 += double(p(cs.offset + i)) * p(cs.offset + i);
+  }
+  EXPECT_LE(maxabs, 0.2 + 1e-6);  // truncated normal, sd 0.1
+  EXPECT_GT(std::sqrt(sum2 / cs.size), 0.04);
+  const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), m.conv_filters(1));
+  EXPECT_EQ(w.extent(0), 8u);
+  EXPECT_EQ(w.extent(1), 8u);
+  EXPECT_EQ(w.extent(3), 3u);
+  EXPECT_THROW(m.conv_filters(2), ShapeError);
+  auto per_channel = c;
+  per_channel.core.batchnorm_shared_rotations = false;
+  Model<float> m2(per_channel, 10, 9, 3);
+  EXPECT_EQ(m2.arena().slot(m2.layer_slots(0).beta).size, 8u);
+  auto ws = m2.make_workspace(2);
+  m2.initialize(1, std::vector<double>(3, 0.5));
+  m2.forward(ws, 2, true);
+}
+
+TEST(ModelConfig, RoteqDefaultsRoundTripAndErrors) {
+  const auto c = parse_model_config("core: {kind: roteq}", "m");
+  EXPECT_EQ(c.core.features, (std::vector<int>{16, 16, 16}));
+  EXPECT_EQ(c.core.rotations, 8);
+  EXPECT_EQ(c.core.channels, (std::vector<int>{128, 128, 128}));
+  EXPECT_DOUBLE_EQ(c.core.batchnorm_decay, 0.9);
+  EXPECT_TRUE(c.core.batchnorm_shared_rotations);
+  EXPECT_DOUBLE_EQ(c.core.coeff_init_sd, 0.1);
+  const std::string text = to_yaml(c);
+  EXPECT_EQ(to_yaml(parse_model_config(text, "roundtrip")), text);
+  auto error_of = [](const std::string& yaml) {
+    try {
+      parse_model_config(yaml, "m.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of("core: {kind: roteq, channels: [8, 8, 8]}").find("features"), std::string::npos);
+  EXPECT_NE(error_of("core: {features: [8, 8, 8]}").find("unknown key"), std::string::npos);  // cnn has no features
+  EXPECT_NE(error_of("core: {kind: roteq, features: [8, 8]}").find("core.filter_sizes"), std::string::npos);
+  EXPECT_NE(error_of("core: {kind: roteq, features: [8, 0, 8]}").find("features"), std::string::npos);
+  EXPECT_NE(error_of("architecture: roteq_17").find("roteq_16"), std::string::npos);
+}
+
+// Every preset decodes; the file's own keys override the preset; sweeps/models/<name>.yaml spell the same
+// core and readout out in full.
+TEST(ModelConfig, ArchitecturePresetsMatchTheSweepModelFiles) {
+  const auto names = architecture_names();
+  EXPECT_EQ(names.size(), 15u);
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    const auto preset = parse_model_config("architecture: " + name + "\n", "preset");
+    EXPECT_EQ(preset.architecture, name);
+    const std::string text = to_yaml(preset);
+    EXPECT_EQ(to_yaml(parse_model_config(text, "roundtrip")), text);
+    const auto file = load_model_config(v1sysid::testing::source_dir() + "/sweeps/models/" + name + ".yaml");
+    auto core_and_readout = [](ModelConfig c) {
+      c.architecture.clear();
+      c.train = TrainConfig{};
+      return to_yaml(c);
+    };
+    EXPECT_EQ(core_and_readout(file), core_and_readout(preset));
+  }
+  const auto r16 = parse_model_config("architecture: roteq_16\ncore: {features: [16, 16, 8]}\n", "m");
+  EXPECT_EQ(r16.core.channels, (std::vector<int>{128, 128, 64}));
+  EXPECT_DOUBLE_EQ(r16.core.smooth_weight, 0.0249692);
+  EXPECT_DOUBLE_EQ(r16.readout.weight, 0.0170696);
+  const auto l2 = parse_model_config("architecture: roteq_16_l2_features", "m");
+  EXPECT_EQ(l2.readout.regularizer, "l1_mask_l2_features");
+  EXPECT_DOUBLE_EQ(l2.readout.feature_weight, 0.315181);
+  EXPECT_TRUE(parse_model_config("architecture: roteq_16_positive_features", "m").readout.positive_features);
+  EXPECT_EQ(parse_model_config("architecture: cnn_128_128_256", "m").core.channels, (std::vector<int>{128, 128, 256}));
+  EXPECT_EQ(architecture_label("roteq_48"), "rot-eq 16x8-16x8-48x8");
 }
 
 TEST(Model, SlotTableInitialisationAndShapes) {

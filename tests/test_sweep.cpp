@@ -2,6 +2,7 @@
 #include "io/h5.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
+#include "sweep/training_trial.hpp"
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -93,6 +94,22 @@ TEST(SweepTable, BadSweepFilesNameTheKey) {
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}, {name: a}]\n", "duplicate architecture");
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\ngrid: {data_fraction: [0]}\n", "fractions in (0, 1]");
   expect_error("name: x\narchitectures: [{name: a}]\n", "no base_model");
+}
+
+TEST(SweepTable, AnArchitectureMayDrawItsOwnHyperparameters) {
+  ScratchDir dir;
+  auto sweep = v1sysid::SweepConfig::load(write_sweep(dir, "s.yaml",
+      "name: h\ntrial_kind: dry_run\narchitectures:\n  - {name: joint}\n"
+      "  - name: l2\n    hyperparameters: {readout.mask_weight: {log_uniform: [0.01, 0.1]}, readout.feature_weight: {log_uniform: [0.1, 1.0]}}\n"
+      "search: {draws: 3, hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}}\n"));
+  auto trials = v1sysid::expand_trials(sweep);
+  ASSERT_EQ(trials.size(), 6u);
+  EXPECT_EQ(trials[0].hyperparameters.count("readout.weight"), 1u);
+  EXPECT_EQ(trials[0].hyperparameters.size(), 1u);
+  EXPECT_EQ(trials[3].hyperparameters.count("readout.weight"), 0u);
+  EXPECT_GE(trials[3].hyperparameters.at("readout.feature_weight"), 0.1);
+  EXPECT_EQ(v1sysid::all_hyperparameter_names(sweep),
+            (std::vector<std::string>{"readout.feature_weight", "readout.mask_weight", "readout.weight"}));
 }
 
 TEST(SweepTable, TrialModelGetsDrawnValuesAndOverrides) {
@@ -218,6 +235,71 @@ TEST(SweepSelect, BestByValidationLossAndTopKStatistics) {
   EXPECT_NEAR(rows[0].top_mean_test_correlation, mean, 1e-12);
   EXPECT_NEAR(rows[0].top_sd_test_correlation, std::sqrt(var), 1e-12);
   EXPECT_NE(v1sysid::selection_markdown(rows, 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = v1sysid::testing::run_v1sysid("simulate " + src + "/data/tiny.yaml --stimuli " + (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: train_test\nseed: 3\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
+                           "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 20, val_every: 10, batch_size: 32}}}\n"
+                           "search:\n  draws: 2\n  hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}\n"
+                           "grid: {data_fraction: [0.5, 1.0]}\n");
+  r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5") +
+                             " --save-checkpoints " + (dir / "ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
+  auto status = f.read_strings("trials/status");
+  auto corr = f.read<double>("trials/test_correlation");
+  v1sysid::h5::Shape curve_shape, neuron_shape;
+  auto curve = f.read<double>("trials/val_curve", &curve_shape);
+  auto neurons = f.read<float>("trials/neuron_correlation", &neuron_shape);
+  ASSERT_EQ(status.size(), 4u);
+  EXPECT_EQ(neuron_shape[1], 60u);  // data/tiny.yaml has 60 neurons
+  for (size_t i = 0; i < status.size(); ++i) {
+    EXPECT_EQ(status[i], "ok") << i;
+    EXPECT_TRUE(std::isfinite(corr[i])) << i;
+    EXPECT_TRUE(std::isfinite(curve[i * curve_shape[1]])) << "no validation check recorded for trial " << i;
+    EXPECT_TRUE(std::isfinite(neurons[i * neuron_shape[1]])) << i;
+    EXPECT_TRUE(std::filesystem::exists(dir / ("ckpt/trial_" + std::to_string(i) + ".h5"))) << i;
+  }
+  // The same trial trained again alone gives the same validation loss: a trial is a pure function of its config.
+  auto again = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r1.h5"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  auto val2 = v1sysid::h5::File::open(dir / "r1.h5").read<double>("trials/best_val_loss");
+  auto val1 = f.read<double>("trials/best_val_loss");
+  for (size_t i = 0; i < val1.size(); ++i) EXPECT_EQ(val1[i], val2[i]) << "trial " << i << " differs between runs";
+}
+
+}  // namespace
+
+namespace {
+
+// Every sweep file shipped in sweeps/ expands, and every trial's model config (base + overrides + drawn
+// values) passes the strict model-config decoder, so a typo in a hyperparameter name fails here, not on a
+// cluster after hours in the queue.
+TEST(SweepFiles, EveryShippedSweepGivesValidModelConfigs) {
+  namespace fs = std::filesystem;
+  int sweeps = 0;
+  for (const auto& entry : fs::directory_iterator(v1sysid::testing::source_dir() + "/sweeps")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    auto sweep = v1sysid::SweepConfig::load(entry.path().string());
+    auto trials = v1sysid::expand_trials(sweep);
+    ASSERT_FALSE(trials.empty());
+    ++sweeps;
+    if (sweep.trial_kind != "train") continue;
+    EXPECT_GT(v1sysid::max_validation_checks(sweep, trials), 1);  // parses every trial's model config
+  }
+  EXPECT_GE(sweeps, 4);
 }
 
 }  // namespace

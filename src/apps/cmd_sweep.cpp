@@ -7,6 +7,7 @@
 #include "sweep/scheduler.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
+#include "sweep/training_trial.hpp"
 
 #include <mpi.h>
 
@@ -26,11 +27,16 @@ struct SweepOptions {
 
 void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
   std::cout << "trial\tarchitecture\tdraw\tdata_fraction\tseed";
-  for (const auto& [name, d] : sweep.hyperparameters) std::cout << '\t' << name;
+  const auto names = all_hyperparameter_names(sweep);
+  for (const auto& name : names) std::cout << '\t' << name;
   std::cout << '\n';
   for (const auto& t : trials) {
     std::cout << t.id << '\t' << t.architecture << '\t' << t.draw << '\t' << t.data_fraction << '\t' << t.seed;
-    for (const auto& [name, v] : t.hyperparameters) std::cout << '\t' << v;
+    for (const auto& name : names) {
+      auto it = t.hyperparameters.find(name);
+      std::cout << '\t';
+      if (it != t.hyperparameters.end()) std::cout << it->second; else std::cout << '-';
+    }
     std::cout << '\n';
   }
 }
@@ -49,9 +55,10 @@ void run_sweep_command(const SweepOptions& o) {
   if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
 
   TrialRunner runner;
+  std::unique_ptr<TrainingTrialRunner> training;
   ResultsLayout layout;
   layout.n_trials = static_cast<int64_t>(trials.size());
-  for (const auto& [name, d] : sweep.hyperparameters) layout.hyperparameters.push_back(name);
+  layout.hyperparameters = all_hyperparameter_names(sweep);
   ResultsMetadata meta;
   meta.sweep_yaml = sweep.resolved_yaml();
   if (sweep.trial_kind == "dry_run") {
@@ -61,8 +68,13 @@ void run_sweep_command(const SweepOptions& o) {
     meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
     runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
   } else {
-    throw ConfigError("trial_kind 'train' is not available in this build yet", o.sweep_file,
-                      "use --dry-run (or trial_kind: dry_run) to exercise the scheduler");
+    if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
+    meta.dataset_path = o.data;
+    meta.dataset_checksum = dataset_checksum(o.data);
+    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+    training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+    layout.n_neurons = training->n_neurons();
+    runner = [&training](const Trial& t) { return (*training)(t); };
   }
 
   int exists = 0;

@@ -14,5 +14,6 @@ void add_train_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_simulate_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_evaluate_command(app);
     v1sysid::apps::add_predict_command(app);
     v1sysid::apps::add_bench_command(app);
+    v1sysid::apps::add_simulate_command(app);
 
     try {
       app.parse(argc, argv);

@@ -35,7 +35,7 @@ struct BenchOptions {
 
 // The model configuration `bench` builds: Ecker et al. 2019 shapes (13, 5, 5 filters, softplus, batch norm
 // with scale on all but the last layer, the paper's regulariser weights, joint L1 readout).
-// Throws ConfigError when `model` is roteq and this build has no roteq core.
+// roteq: 16 features x 8 rotations per layer by default (Hermite filters synthesised once per step).
 ModelConfig bench_model_config(const BenchOptions& o);
 
 // Multiply-add FLOPs (2 per MAC) of the GEMM-shaped work per image, counted analytically from the layer

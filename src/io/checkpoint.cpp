@@ -22,6 +22,15 @@ std::vector<float> slot_values(const View1<Real>& flat, const ParamSlot& s) {
   return std::vector<float>(host.data() + s.offset, host.data() + s.offset + s.size);
 }
 
+// Batch-norm vectors of a rotation-shared layer hold one entry per feature f; export/ has one per channel
+// c = r*F + f, so a plain framework's per-channel BatchNorm reproduces the layer.
+std::vector<float> per_channel(std::vector<float> v, size_t channels) {
+  if (v.empty() || v.size() == channels) return v;
+  std::vector<float> out(channels);
+  for (size_t c = 0; c < channels; ++c) out[c] = v[c % v.size()];
+  return out;
+}
+
 std::vector<float> abs_of(std::vector<float> v) {
   for (auto& x : v) x = std::fabs(x);
   return v;
@@ -102,15 +111,20 @@ void save_checkpoint(const std::string& path, const Model<Real>& model, const Pr
   for (int l = 0; l < model.num_layers(); ++l) {
     const std::string g = "export/layer" + std::to_string(l);
     const auto& ls = model.layer_slots(l);
-    const auto& w = arena.slot(ls.weight);
-    f.write(g + "/weight", slot_values(arena.params(), w), slot_shape(w));  // (C_out, C_in, k, k), cross-correlation
+    // (C_out, C_in, k, k), cross-correlation: the weight slot, or the expanded filters of all rotations.
+    const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), model.conv_filters(l));
+    f.write(g + "/weight", std::vector<float>(w.data(), w.data() + w.size()),
+            {static_cast<hsize_t>(w.extent(0)), static_cast<hsize_t>(w.extent(1)), static_cast<hsize_t>(w.extent(2)),
+             static_cast<hsize_t>(w.extent(3))});
+    const size_t c_out = w.extent(0);
+    const h5::Shape bn_shape{static_cast<hsize_t>(c_out)};
     const auto& rm = arena.slot(ls.running_mean);
-    f.write(g + "/bn_mean", slot_values(arena.params(), rm), slot_shape(rm));
-    f.write(g + "/bn_var", slot_values(arena.params(), arena.slot(ls.running_var)), slot_shape(rm));
-    f.write(g + "/bn_beta", slot_values(arena.params(), arena.slot(ls.beta)), slot_shape(rm));
-    std::vector<float> gamma(rm.size, 1.0f);
-    if (ls.gamma >= 0) gamma = slot_values(arena.params(), arena.slot(ls.gamma));
-    f.write(g + "/bn_gamma", gamma, slot_shape(rm));
+    f.write(g + "/bn_mean", per_channel(slot_values(arena.params(), rm), c_out), bn_shape);
+    f.write(g + "/bn_var", per_channel(slot_values(arena.params(), arena.slot(ls.running_var)), c_out), bn_shape);
+    f.write(g + "/bn_beta", per_channel(slot_values(arena.params(), arena.slot(ls.beta)), c_out), bn_shape);
+    std::vector<float> gamma(c_out, 1.0f);
+    if (ls.gamma >= 0) gamma = per_channel(slot_values(arena.params(), arena.slot(ls.gamma)), c_out);
+    f.write(g + "/bn_gamma", gamma, bn_shape);
     f.write_attribute(g, "padding", cfg.core.padding);
     f.write_attribute(g, "nonlinearity", std::string(nonlinearity_name(cfg.core.nonlinearities[static_cast<size_t>(l)])));
     f.write_attribute(g, "bn_eps", cfg.core.batchnorm_eps);

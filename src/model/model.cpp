@@ -41,10 +41,10 @@ layers::Activation to_activation(Nonlinearity n) {
 
 // Fills a slot with truncated-normal values drawn on the host, in slot element order.
 template <class T>
-void fill_truncated_normal(ParamArena<T>& arena, int slot, SplitMix64& rng) {
+void fill_truncated_normal(ParamArena<T>& arena, int slot, SplitMix64& rng, double sd = kInitSd) {
   auto flat = arena.param_flat(slot);
   auto host = Kokkos::create_mirror_view(flat);
-  for (size_t i = 0; i < host.extent(0); ++i) host(i) = static_cast<T>(rng.truncated_normal(kInitSd));
+  for (size_t i = 0; i < host.extent(0); ++i) host(i) = static_cast<T>(rng.truncated_normal(sd));
   Kokkos::deep_copy(flat, host);
 }
 
@@ -86,11 +86,25 @@ Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
     m_geometry.push_back(g);
     const std::string p = "core/layer" + std::to_string(l) + "/";
     LayerSlots s;
-    s.weight = m_arena.add(p + "weight", g.c_out, g.c_in, g.k, g.k);
-    if (core.batchnorm_scale[static_cast<size_t>(l)]) s.gamma = m_arena.add(p + "bn_gamma", g.c_out);
-    s.beta = m_arena.add(p + "bn_beta", g.c_out);
-    s.running_mean = m_arena.add_buffer(p + "bn_running_mean", g.c_out);
-    s.running_var = m_arena.add_buffer(p + "bn_running_var", g.c_out);
+    int bn_groups = g.c_out;
+    if (core.rotation_equivariant()) {
+      layers::HermiteShape hs;
+      hs.K = g.k;
+      hs.R = core.rotations;
+      hs.C_in = g.c_in;
+      hs.F = core.features[static_cast<size_t>(l)];
+      hs.roll = l == 0 ? 0 : core.features[static_cast<size_t>(l - 1)];
+      layers::validate(hs);
+      m_hermite.push_back(hs);
+      s.coeffs = m_arena.add(p + "coeffs", hs.Q(), hs.C_in, hs.F);
+      if (core.batchnorm_shared_rotations) bn_groups = hs.F;
+    } else {
+      s.weight = m_arena.add(p + "weight", g.c_out, g.c_in, g.k, g.k);
+    }
+    if (core.batchnorm_scale[static_cast<size_t>(l)]) s.gamma = m_arena.add(p + "bn_gamma", bn_groups);
+    s.beta = m_arena.add(p + "bn_beta", bn_groups);
+    s.running_mean = m_arena.add_buffer(p + "bn_running_mean", bn_groups);
+    s.running_var = m_arena.add_buffer(p + "bn_running_var", bn_groups);
     m_layers.push_back(s);
     c_in = g.c_out;
     h = g.h_out;
@@ -100,6 +114,62 @@ Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
   m_readout.features = m_arena.add("readout/features", n_neurons, c_in);
   m_readout.bias = m_arena.add("readout/bias", n_neurons);
   m_arena.allocate();
+  if (core.rotation_equivariant()) {
+    size_t scratch = 1;
+    for (int l = 0; l < core.num_layers(); ++l) {
+      const auto& hs = m_hermite[static_cast<size_t>(l)];
+      m_pooled_basis.push_back(layers::make_hermite_pooled_basis<T>(hs.K, hs.R));
+      const std::string p = "layer" + std::to_string(l) + "::";
+      m_filters.push_back(alloc<T>(p + "filters", hs.filter_size()));
+      m_d_filters.push_back(alloc<T>(p + "d_filters", hs.filter_size()));
+      scratch = std::max(scratch, layers::hermite_workspace_size(hs));
+    }
+    m_synth_scratch = alloc<T>("hermite_scratch", scratch);
+  }
+}
+
+template <class T>
+const layers::HermiteShape& Model<T>::hermite_shape(int l) const {
+  if (!roteq())
+    throw ShapeError("layer " + std::to_string(l) + " of a " + m_config.core.kind + " core has no Hermite synthesis",
+                     "Model::hermite_shape", "ask only a roteq core");
+  return m_hermite.at(static_cast<size_t>(l));
+}
+
+template <class T>
+View4<T> Model<T>::filter_view(int l) const {
+  const auto& g = m_geometry[static_cast<size_t>(l)];
+  if (!roteq()) return m_arena.template param<4>(m_layers[static_cast<size_t>(l)].weight);
+  return View4<T>(m_filters[static_cast<size_t>(l)].data(), g.c_out, g.c_in, g.k, g.k);
+}
+
+template <class T>
+View4<T> Model<T>::d_filter_view(int l) const {
+  const auto& g = m_geometry[static_cast<size_t>(l)];
+  if (!roteq()) return m_arena.template grad<4>(m_layers[static_cast<size_t>(l)].weight);
+  return View4<T>(m_d_filters[static_cast<size_t>(l)].data(), g.c_out, g.c_in, g.k, g.k);
+}
+
+template <class T>
+void Model<T>::synthesize_filters() const {
+  if (!roteq()) return;
+  ExecSpace space;
+  for (int l = 0; l < num_layers(); ++l) {
+    const auto& hs = m_hermite[static_cast<size_t>(l)];
+    layers::hermite_synthesize_forward<T>(space, hs, U2<const T>(m_pooled_basis[static_cast<size_t>(l)]),
+                                          U3<const T>(m_arena.template param<3>(m_layers[static_cast<size_t>(l)].coeffs)),
+                                          U4<T>(filter_view(l)), U1<T>(m_synth_scratch));
+  }
+}
+
+template <class T>
+View4<T> Model<T>::conv_filters(int l) const {
+  if (l < 0 || l >= num_layers())
+    throw ShapeError("core layer " + std::to_string(l) + " does not exist (the core has " +
+                         std::to_string(num_layers()) + ")",
+                     "Model::conv_filters", "ask for a layer in [0, num_layers)");
+  synthesize_filters();
+  return filter_view(l);
 }
 
 template <class T>
@@ -110,7 +180,8 @@ void Model<T>::initialize(uint64_t seed, const std::vector<double>& mean_respons
                      "Model::initialize", "pass one mean training response per neuron");
   SplitMix64 rng(seed, kStreamInit);
   for (const auto& s : m_layers) {
-    fill_truncated_normal(m_arena, s.weight, rng);
+    if (s.coeffs >= 0) fill_truncated_normal(m_arena, s.coeffs, rng, m_config.core.coeff_init_sd);
+    else fill_truncated_normal(m_arena, s.weight, rng);
     fill_constant(m_arena, s.gamma, T(1));
     fill_constant(m_arena, s.beta, T(0));
     fill_constant(m_arena, s.running_mean, T(0));
@@ -149,8 +220,8 @@ layers::BatchNormShape Model<T>::bn_shape(int l, int batch) const {
   const auto& g = m_geometry[static_cast<size_t>(l)];
   layers::BatchNormShape s;
   s.B = batch;
-  s.R = 1;
-  s.F = g.c_out;
+  s.R = roteq() ? m_config.core.rotations : 1;
+  s.F = g.c_out / s.R;
   s.H = g.h_out;
   s.W = g.w_out;
   return s;
@@ -162,7 +233,7 @@ layers::BatchNormOptions Model<T>::bn_options(int l) const {
   o.momentum = m_config.core.batchnorm_decay;
   o.eps = m_config.core.batchnorm_eps;
   o.scale = m_layers[static_cast<size_t>(l)].gamma >= 0;
-  o.shared_rotations = false;
+  o.shared_rotations = roteq() && m_config.core.batchnorm_shared_rotations;
   return o;
 }
 
@@ -194,8 +265,9 @@ ModelWorkspace<T> Model<T>::make_workspace(int capacity) const {
     const std::string p = "layer" + std::to_string(l) + "::";
     ws.conv_out.push_back(alloc<T>(p + "conv_out", act));
     ws.act_out.push_back(alloc<T>(p + "act_out", act));
-    ws.bn_mean.push_back(alloc<T>(p + "bn_mean", static_cast<size_t>(g.c_out)));
-    ws.bn_rstd.push_back(alloc<T>(p + "bn_rstd", static_cast<size_t>(g.c_out)));
+    const auto groups = static_cast<size_t>(layers::batchnorm_groups(bn_shape(l, capacity), bn_options(l)));
+    ws.bn_mean.push_back(alloc<T>(p + "bn_mean", groups));
+    ws.bn_rstd.push_back(alloc<T>(p + "bn_rstd", groups));
     conv_scratch = std::max(conv_scratch, layers::conv2d_workspace_size(conv_shape(l, capacity)));
   }
   const auto rs = readout_shape(capacity);
@@ -216,6 +288,10 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
                          std::to_string(ws.capacity),
                      "Model::forward", "make a workspace with a capacity of at least the batch size");
   ExecSpace space;
+  {
+    ScopedRegion region("forward/hermite_synthesis");
+    synthesize_filters();  // roteq: once per forward (= per step), for the whole batch
+  }
   const T* in = ws.images.data();
   for (int l = 0; l < num_layers(); ++l) {
     const auto& g = m_geometry[static_cast<size_t>(l)];
@@ -226,7 +302,7 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training) {
     U4<T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
     {
       ScopedRegion region([l] { return layer_region("forward", l, "conv"); });
-      layers::conv2d_forward<T>(space, cs, m_arena.template param<4>(s.weight), conv_in, conv_out, ws.conv_scratch);
+      layers::conv2d_forward<T>(space, cs, filter_view(l), conv_in, conv_out, ws.conv_scratch);
     }
     ScopedRegion region([l] { return layer_region("forward", l, "batchnorm_act"); });
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
@@ -273,8 +349,9 @@ double Model<T>::regularization() const {
   ExecSpace space;
   const auto& core = m_config.core;
   double total = 0;
+  synthesize_filters();  // roteq: the regularisers act on the synthesised filters of all rotations
   for (int l = 0; l < num_layers(); ++l) {
-    const auto w = m_arena.template param<4>(m_layers[static_cast<size_t>(l)].weight);
+    const auto w = filter_view(l);
     total += conv_smoothness_value(space, w, core.smooth_weight * core.rel_smooth[static_cast<size_t>(l)]);
     total += conv_group_sparsity_value(space, w, core.sparse_weight * core.rel_sparse[static_cast<size_t>(l)]);
   }
@@ -316,6 +393,8 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
   // Core, last layer first; the activation gradient alternates between grad_a and grad_b.
   T* d_cur = ws.grad_a.data();
   T* d_other = ws.grad_b.data();
+  // roteq: the filter gradients are collected in model buffers and carried into the coefficients at the end.
+  for (const auto& d : m_d_filters) Kokkos::deep_copy(space, d, T(0));
   for (int l = L - 1; l >= 0; --l) {
     const auto& g = m_geometry[static_cast<size_t>(l)];
     const auto& s = m_layers[static_cast<size_t>(l)];
@@ -341,9 +420,9 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
     const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
     U4<T> d_in;  // the input image needs no gradient
     if (l > 0) d_in = U4<T>(d_other, batch, g.c_in, g.h_in, g.w_in);
-    layers::conv2d_backward<T>(space, conv_shape(l, batch), m_arena.template param<4>(s.weight),
-                               U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in,
-                               m_arena.template grad<4>(s.weight), ws.conv_scratch);
+    layers::conv2d_backward<T>(space, conv_shape(l, batch), filter_view(l),
+                               U4<const T>(conv_in, batch, g.c_in, g.h_in, g.w_in), d_act, d_in, d_filter_view(l),
+                               ws.conv_scratch);
     std::swap(d_cur, d_other);
   }
   // Regularisers: value and gradient together.
@@ -351,11 +430,17 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch) {
   const auto& core = m_config.core;
   double total = 0;
   for (int l = 0; l < L; ++l) {
-    const auto& s = m_layers[static_cast<size_t>(l)];
-    const auto w = m_arena.template param<4>(s.weight);
-    const auto d_w = m_arena.template grad<4>(s.weight);
+    const auto w = filter_view(l);
+    const auto d_w = d_filter_view(l);
     total += conv_smoothness_grad(space, w, core.smooth_weight * core.rel_smooth[static_cast<size_t>(l)], d_w);
     total += conv_group_sparsity_grad(space, w, core.sparse_weight * core.rel_sparse[static_cast<size_t>(l)], d_w);
+    if (roteq()) {
+      ScopedRegion synthesis_region("backward/hermite_synthesis");
+      const auto& s = m_layers[static_cast<size_t>(l)];
+      layers::hermite_synthesize_backward<T>(space, m_hermite[static_cast<size_t>(l)],
+                                             U2<const T>(m_pooled_basis[static_cast<size_t>(l)]), U4<const T>(d_w),
+                                             U3<T>(m_arena.template grad<3>(s.coeffs)), U1<T>(m_synth_scratch));
+    }
   }
   const auto mask = m_arena.template param<3>(m_readout.mask);
   const auto features = m_arena.template param<2>(m_readout.features);

@@ -7,12 +7,21 @@
 // ModelWorkspace; forward/backward run on any batch b <= capacity without allocating (views of the first b
 // images of each buffer).
 //
+// Rotation-equivariant core (core.kind roteq, layers/hermite.hpp): layer i holds Hermite coefficients
+// instead of a weight; its filters [R*F, C_in, k, k] are synthesised from them once per forward (i.e. once per
+// training step, not per image) into model-owned buffers and then run through the same conv2d; the
+// regularisers act on these synthesised filters of all rotations, and the filter gradient (conv + regularisers)
+// flows back into the coefficients. Batch norm has F groups (statistics, beta, gamma per feature, shared by
+// its R rotations) when core.batchnorm_shared_rotations, else R*F (per channel).
+//
 // Slot names (also the dataset names of params/ in the checkpoint):
-//   core/layer{i}/weight [C_out, C_in, k, k]   core/layer{i}/bn_gamma [C_out] (only where batchnorm_scale)
-//   core/layer{i}/bn_beta [C_out]              core/layer{i}/bn_running_mean, bn_running_var [C_out] (buffers)
+//   core/layer{i}/weight [C_out, C_in, k, k] (cnn)   core/layer{i}/coeffs [Q, C_in, F] (roteq, Q = k(k+1)/2)
+//   core/layer{i}/bn_gamma [G] (only where batchnorm_scale; G = C_out, or F for rotation-shared batch norm)
+//   core/layer{i}/bn_beta [G]                  core/layer{i}/bn_running_mean, bn_running_var [G] (buffers)
 //   readout/mask [N, H', W'] (raw M~)          readout/features [N, C_L] (raw F~)      readout/bias [N]
 //
-// Initialisation (initialize()): conv weights, mask and features truncated normal (sd 0.01, cut at 2 sd,
+// Initialisation (initialize()): conv weights (Hermite coefficients: sd core.coeff_init_sd, 0.1 in the
+// reference), mask and features truncated normal (sd 0.01, cut at 2 sd,
 // SplitMix64 stream 3 of the seed); gamma 1, beta 0, running mean 0, running variance 1 (TF's initialisers);
 // readout bias b_n = 0.5 * softplus^-1(max(mean_n, 1e-3)) where mean_n is the mean preprocessed training
 // response of neuron n. The clamp keeps the bias finite for silent neurons: softplus^-1(1e-3) = -6.9, so the
@@ -23,6 +32,7 @@
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
+#include "layers/hermite.hpp"
 #include "layers/poisson_loss.hpp"
 #include "model/model_config.hpp"
 #include "model/param_arena.hpp"
@@ -42,7 +52,7 @@ struct ModelWorkspace {
   View1<T> responses;              // (capacity * N), targets, filled by the caller for loss/backward
   std::vector<View1<T>> conv_out;  // per layer (capacity * C_l * H_l * W_l): conv output = BN input
   std::vector<View1<T>> act_out;   // per layer: BN + nonlinearity output = next layer's input
-  std::vector<View1<T>> bn_mean;   // per layer (C_l): batch statistics cached for backward
+  std::vector<View1<T>> bn_mean;   // per layer (batch-norm groups: C_l, or F_l when shared by rotations)
   std::vector<View1<T>> bn_rstd;   // per layer (C_l)
   View1<T> readout_h;              // (capacity * N), pre-activation; overwritten by d_h in backward
   View1<T> prediction;             // (capacity * N), yhat = softplus(h)
@@ -57,6 +67,7 @@ class Model {
  public:
   struct LayerSlots {
     int weight = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;  // gamma -1: no scale
+    int coeffs = -1;  // roteq: Hermite coefficients (then weight is -1)
   };
   struct ReadoutSlots {
     int mask = -1, features = -1, bias = -1;
@@ -96,7 +107,18 @@ class Model {
   // requires a training-mode forward of the same batch. Returns the regularisation value.
   double backward(ModelWorkspace<T>& ws, int batch);
 
+  // The convolution filters (C_out, C_in, k, k) of a core layer at the current parameters, in PyTorch order:
+  // the weight slot of a cnn core, the freshly synthesised expanded filters of a roteq core (valid until the
+  // next call that synthesises: forward, regularization, conv_filters).
+  View4<T> conv_filters(int layer) const;
+  // roteq: the synthesis shape of a layer (ShapeError for a cnn core).
+  const layers::HermiteShape& hermite_shape(int layer) const;
+
  private:
+  bool roteq() const { return m_config.core.rotation_equivariant(); }
+  void synthesize_filters() const;  // roteq: every layer's filters from its coefficients; cnn: nothing
+  View4<T> filter_view(int layer) const;    // the filters as they are now (no synthesis)
+  View4<T> d_filter_view(int layer) const;  // where conv backward and the regularisers put d filters
   layers::Conv2dShape conv_shape(int layer, int batch) const;
   layers::BatchNormShape bn_shape(int layer, int batch) const;
   layers::BatchNormOptions bn_options(int layer) const;
@@ -108,6 +130,13 @@ class Model {
   std::vector<LayerSlots> m_layers;
   ReadoutSlots m_readout;
   ParamArena<T> m_arena;
+  // roteq only, per layer: synthesis shape, pooled rotated basis (R*k*k, Q), synthesised filters and their
+  // gradient (C_out*C_in*k*k each); and the synthesis GEMM scratch (max hermite_workspace_size).
+  std::vector<layers::HermiteShape> m_hermite;
+  std::vector<View2<T>> m_pooled_basis;
+  std::vector<View1<T>> m_filters;
+  std::vector<View1<T>> m_d_filters;
+  View1<T> m_synth_scratch;
 };
 
 // The inverse of softplus, log(e^y - 1), for y > 0 (computed as y + log(-expm1(-y)) without overflow).

@@ -2,6 +2,7 @@
 
 #include "config/config_reader.hpp"
 #include "core/error.hpp"
+#include "model/architectures.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -38,8 +39,28 @@ int64_t CoreConfig::output_height(int64_t h) const {
 int64_t CoreConfig::output_width(int64_t w) const { return output_height(w); }
 
 void CoreConfig::decode(ConfigReader& r) {
-  r.get_choice("kind", kind, {"cnn"});
-  r.get("filter_sizes", filter_sizes).get("channels", channels);
+  r.get_choice("kind", kind, {"cnn", "roteq"});
+  r.get("filter_sizes", filter_sizes);
+  if (rotation_equivariant()) {
+    // Defaults of the reference's rotation-equivariant core (reference-models.md §1.2-§1.3).
+    features = {16, 16, 16};
+    rotations = 8;
+    batchnorm_decay = 0.9;
+    if (r.has("channels"))
+      r.fail("channels", "a roteq core is sized by 'features' (per rotation) and 'rotations'; its channels are "
+                         "rotations * features");
+    r.get("features", features);
+    r.get_in_range("rotations", rotations, 1, 360);
+    r.get("batchnorm_shared_rotations", batchnorm_shared_rotations);
+    r.get_in_range("coeff_init_sd", coeff_init_sd, 0.0, kInf);
+    channels.clear();
+    for (int f : features) {
+      if (f < 1) r.fail("features", "expected positive feature counts, got " + std::to_string(f));
+      channels.push_back(rotations * f);
+    }
+  } else {
+    r.get("channels", channels);
+  }
   if (r.has("nonlinearities")) {
     std::vector<std::string> names;
     r.get("nonlinearities", names);
@@ -55,10 +76,11 @@ void CoreConfig::decode(ConfigReader& r) {
   r.get("rel_smooth", rel_smooth).get("rel_sparse", rel_sparse);
   // Per-layer lists must agree with the number of layers; a short list is a typo, not a request to pad.
   const size_t n = channels.size();
-  if (n == 0) r.fail("channels", "expected at least one layer");
+  const std::string layers_key = rotation_equivariant() ? "features" : "channels";
+  if (n == 0) r.fail(layers_key, "expected at least one layer");
   auto same_length = [&](const std::string& key, size_t len) {
-    if (len != n) r.fail(key, "expected " + std::to_string(n) + " entries (one per layer, as in channels), got " +
-                                  std::to_string(len));
+    if (len != n) r.fail(key, "expected " + std::to_string(n) + " entries (one per layer, as in " + layers_key +
+                                  "), got " + std::to_string(len));
   };
   same_length("filter_sizes", filter_sizes.size());
   same_length("nonlinearities", nonlinearities.size());
@@ -128,22 +150,49 @@ ModelConfig decode_model(const YAML::Node& root, const std::string& origin) {
   c.validate(origin);
   return c;
 }
+
+// A model YAML with `architecture: NAME` is the preset NAME with the file's own keys merged over it.
+ModelConfig decode_with_architecture(const YAML::Node& root, const std::string& origin) {
+  if (!root.IsMap() || !root["architecture"]) return decode_model(root, origin);
+  const YAML::Node name_node = root["architecture"];
+  if (!name_node.IsScalar())
+    throw ConfigError("architecture: expected the name of a preset", origin,
+                      "use one of: " + architecture_names_joined());
+  const std::string name = name_node.Scalar();
+  YAML::Node merged = architecture_preset_yaml(name, origin);
+  YAML::Node own = YAML::Clone(root);
+  own.remove("architecture");
+  merge_yaml_over(merged, own);
+  ModelConfig c = decode_model(merged, origin);
+  c.architecture = name;
+  return c;
+}
 }  // namespace
 
-ModelConfig load_model_config(const std::string& path) { return decode_model(load_yaml_file(path), path); }
+ModelConfig load_model_config(const std::string& path) {
+  return decode_with_architecture(load_yaml_file(path), path);
+}
 
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin) {
-  return decode_model(load_yaml_string(yaml_text, origin), origin);
+  return decode_with_architecture(load_yaml_string(yaml_text, origin), origin);
 }
 
 std::string to_yaml(const ModelConfig& c) {
   YAML::Emitter e;
   e.SetDoublePrecision(17);
   e << YAML::BeginMap;
+  if (!c.architecture.empty()) e << YAML::Key << "architecture" << YAML::Value << c.architecture;
   e << YAML::Key << "core" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "kind" << YAML::Value << c.core.kind;
   e << YAML::Key << "filter_sizes" << YAML::Value << YAML::Flow << c.core.filter_sizes;
-  e << YAML::Key << "channels" << YAML::Value << YAML::Flow << c.core.channels;
+  if (c.core.rotation_equivariant()) {
+    e << YAML::Key << "features" << YAML::Value << YAML::Flow << c.core.features;
+    e << YAML::Key << "rotations" << YAML::Value << c.core.rotations;
+    e << YAML::Key << "batchnorm_shared_rotations" << YAML::Value << c.core.batchnorm_shared_rotations;
+    e << YAML::Key << "coeff_init_sd" << YAML::Value << c.core.coeff_init_sd;
+  } else {
+    e << YAML::Key << "channels" << YAML::Value << YAML::Flow << c.core.channels;
+  }
   std::vector<std::string> nl;
   for (auto n : c.core.nonlinearities) nl.push_back(nonlinearity_name(n));
   e << YAML::Key << "nonlinearities" << YAML::Value << YAML::Flow << nl;

@@ -3,7 +3,7 @@
 //
 // Example (defaults shown are the reference values, reference-models.md §1.3, §2, §3.1):
 //   core:
-//     kind: cnn                        # the core family; only cnn exists for now (roteq comes later)
+//     kind: cnn                        # cnn | roteq (rotation-equivariant Hermite core, see below)
 //     filter_sizes: [13, 5, 5]         # odd kernel sizes, one per layer
 //     channels: [32, 32, 32]
 //     nonlinearities: [softplus, softplus, none]   # softplus | elu | none
@@ -22,6 +22,16 @@
 //     mask_weight: 0                   # l1_mask_l2_features / separate_l1: mask_weight * sum |M|
 //     feature_weight: 0                # l1_mask_l2_features: * sum F^2; separate_l1: * sum |F|
 //     positive_features: false         # F = |F~| (Table 1 control)
+//   A rotation-equivariant core (Ecker et al. 2019, layers/hermite.hpp) replaces `channels` by
+//     kind: roteq
+//     features: [16, 16, 16]           # features per rotation; the layer has rotations * features channels
+//     rotations: 8                     # orientations, 360/rotations degrees apart
+//     batchnorm_shared_rotations: true # BN statistics, beta and gamma per feature, shared by its rotations
+//                                      # (exactly equivariant); false: per channel, as the paper's runs
+//     coeff_init_sd: 0.1               # truncated-normal sd of the Hermite coefficients
+//   and its defaults differ: batchnorm_decay 0.9; the other keys are those of cnn.
+//   architecture: roteq_16             # optional: start from a named preset (model/architectures.hpp);
+//                                      # the keys given in the file override the preset's
 //   train: {learning_rate: 0.002, batch_size: 256, val_every: 50, patience: 5, lr_decay_steps: 2,
 //           lr_decay_factor: 10, max_iterations: 10000, data_fraction: 1.0, seed: 0,
 //           restore_best_at_max_iterations: false, eval_batch_size: 256}
@@ -51,7 +61,13 @@ struct CoreConfig {
   double sparse_weight = 0.0;
   std::vector<double> rel_smooth{1.0, 0.5, 0.5};
   std::vector<double> rel_sparse{0.0, 1.0, 1.0};
+  // kind roteq only (channels is then derived: channels[l] = rotations * features[l]).
+  std::vector<int> features;
+  int rotations = 1;
+  bool batchnorm_shared_rotations = true;
+  double coeff_init_sd = 0.1;
 
+  bool rotation_equivariant() const { return kind == "roteq"; }
   int num_layers() const { return static_cast<int>(channels.size()); }
   // Spatial size of the core output for an input of size h x w (SAME keeps it, VALID shrinks by k-1).
   int64_t output_height(int64_t h) const;
@@ -88,6 +104,7 @@ struct TrainConfig {
 };
 
 struct ModelConfig {
+  std::string architecture;  // the preset it started from (model/architectures.hpp); empty: none
   CoreConfig core;
   ReadoutConfig readout;
   TrainConfig train;

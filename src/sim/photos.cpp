@@ -690,7 +690,18 @@ void write_stimuli(const StimulusSet& set, const std::string& path, bool force) 
   file.commit();
 }
 
+std::vector<int64_t> StimulusSet::indices(bool test) const {
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < split.size(); ++i) {
+    if ((split[i] == "test") == test) rows.push_back(static_cast<int64_t>(i));
+  }
+  return rows;
+}
+
 StimulusSet read_stimuli(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw IoError("stimulus file not found", path, "make it with 'v1sysid images --out " + path + "'");
+  }
   h5::File file = h5::File::open(path);
   if (!file.has_attribute("/", "format_version")) {
     throw DataError("not a v1sysid stimulus file (no format_version attribute)", path,
@@ -707,6 +718,7 @@ StimulusSet read_stimuli(const std::string& path) {
       throw DataError(std::string("missing dataset '") + required + "'", path, "re-create it with 'v1sysid images'");
   }
   StimulusSet set;
+  set.path = path;
   h5::Shape shape;
   set.images = file.read<float>("images", &shape);
   if (shape.size() != 3)

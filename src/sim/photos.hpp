@@ -117,7 +117,10 @@ struct StimulusSet {
   std::string generator;
   uint64_t seed = 0;
   double min_crop_sd = 0;
+  std::string path;                  // the file it was read from (empty for a set built in memory)
   size_t size() const { return split.size(); }
+  // Rows of the test split (test = true) or the trainval split, ascending.
+  std::vector<int64_t> indices(bool test) const;
 };
 
 inline constexpr int kStimulusFormatVersion = 1;

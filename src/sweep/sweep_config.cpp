@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 namespace v1sysid {
@@ -123,6 +124,16 @@ SweepConfig SweepConfig::load(const std::string& path) {
       spec.model_file = resolve(path, spec.model_file);
     }
     spec.overrides = YAML::Clone(a.raw("overrides"));
+    if (a.has("hyperparameters")) {
+      ConfigReader hp = a.child("hyperparameters");
+      std::map<std::string, Distribution> own;
+      for (auto it = hp.node().begin(); it != hp.node().end(); ++it) {
+        const std::string name = it->first.as<std::string>();
+        own[name] = decode_distribution(hp, name);
+      }
+      hp.finish();
+      spec.hyperparameters = std::move(own);
+    }
     if (spec.overrides.IsDefined() && !spec.overrides.IsNull() && !spec.overrides.IsMap()) {
       a.fail("overrides", "expected a mapping merged into the model config");
     }
@@ -181,6 +192,10 @@ std::string SweepConfig::resolved_yaml() const {
     an["name"] = a.name;
     if (!a.model_file.empty()) an["model"] = a.model_file;
     if (a.overrides.IsDefined() && !a.overrides.IsNull()) an["overrides"] = a.overrides;
+    if (a.hyperparameters) {
+      an["hyperparameters"] = YAML::Node(YAML::NodeType::Map);
+      for (const auto& [k, d] : *a.hyperparameters) an["hyperparameters"][k] = encode_distribution(d);
+    }
     n["architectures"].push_back(an);
   }
   n["search"]["draws"] = draws;
@@ -211,7 +226,7 @@ std::vector<Trial> expand_trials(const SweepConfig& sweep) {
           t.draw = d;
           t.data_fraction = fraction;
           t.seed = seed;
-          for (const auto& [name, dist] : sweep.hyperparameters) {
+          for (const auto& [name, dist] : hyperparameters_of(sweep, sweep.architectures[a])) {
             uint64_t bits = hash_string(arch + '\x1f' + name + '\x1f' + std::to_string(d), sweep.seed);
             t.hyperparameters[name] = dist.sample(unit_interval(bits));
           }
@@ -221,6 +236,18 @@ std::vector<Trial> expand_trials(const SweepConfig& sweep) {
     }
   }
   return trials;
+}
+
+const std::map<std::string, Distribution>& hyperparameters_of(const SweepConfig& sweep, const ArchitectureSpec& a) {
+  return a.hyperparameters ? *a.hyperparameters : sweep.hyperparameters;
+}
+
+std::vector<std::string> all_hyperparameter_names(const SweepConfig& sweep) {
+  std::set<std::string> names;
+  for (const auto& a : sweep.architectures) {
+    for (const auto& [name, d] : hyperparameters_of(sweep, a)) names.insert(name);
+  }
+  return {names.begin(), names.end()};
 }
 
 void set_yaml_path(YAML::Node& root, const std::string& dotted, const YAML::Node& value) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct ArchitectureSpec {
   std::string name;
   std::string model_file;  // resolved path; empty = the sweep's base model
   YAML::Node overrides;    // merged into the model config (mapping), may be null
+  // When present, replaces the sweep's search.hyperparameters for this architecture (e.g. the "L1 mask,
+  // L2 features" control draws mask and feature weights instead of the joint readout weight).
+  std::optional<std::map<std::string, Distribution>> hyperparameters;
 };
 
 struct DryRunConfig {
@@ -67,6 +71,10 @@ struct Trial {
 };
 
 std::vector<Trial> expand_trials(const SweepConfig& sweep);
+// The hyperparameters drawn for one architecture (its own block, or the sweep's).
+const std::map<std::string, Distribution>& hyperparameters_of(const SweepConfig& sweep, const ArchitectureSpec& a);
+// Every hyperparameter name any architecture draws (the columns of results.h5).
+std::vector<std::string> all_hyperparameter_names(const SweepConfig& sweep);
 
 // The model config of one trial: the architecture's model (base + overrides) with the drawn hyperparameters,
 // data fraction and seed written into it (train.data_fraction, train.seed).

@@ -1,5 +1,7 @@
 #include "train/trainer.hpp"
 
+#include "core/stop.hpp"
+
 #include "core/error.hpp"
 #include "core/profiling.hpp"
 #include "core/progress.hpp"
@@ -168,6 +170,11 @@ TrainResult Trainer::run(bool show_progress) {
     result.message = m.str();
   };
   while (policy.running()) {
+    if (stop_requested()) {  // only the sweep driver installs the handler (SLURM preemption): leave cleanly
+      result.status = "stopped";
+      result.message = "stopped by a signal before the schedule ended";
+      break;
+    }
     const double lr = policy.learning_rate();
     train_loss = step(lr);
     const bool validate = policy.step_done();
@@ -192,7 +199,7 @@ TrainResult Trainer::run(bool show_progress) {
     if (show_progress)
       progress.update(policy.iteration(), {{"loss", train_loss}, {"val", last_val}, {"lr", policy.learning_rate()}});
   }
-  if (result.status != "diverged") {
+  if (result.status != "diverged" && result.status != "stopped") {
     result.status = policy.stopped_by_patience() ? "finished" : "max_iterations";
     result.restored_best = policy.stopped_by_patience();
     if (policy.restore_at_end()) {

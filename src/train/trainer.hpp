@@ -59,7 +59,8 @@ struct ValidationPoint {
 };
 
 struct TrainResult {
-  std::string status = "finished";  // "finished" (patience rounds done), "max_iterations", "diverged"
+  std::string status = "finished";  // "finished" (patience rounds done), "max_iterations", "diverged",
+                                    // "stopped" (a stop signal, see core/stop.hpp)
   std::string message;
   double best_val_loss = 0;
   int64_t best_iteration = -1;

@@ -1,0 +1,278 @@
+#include "sim/sim_config.hpp"
+
+#include "config/config_reader.hpp"
+#include "core/error.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <vector>
+
+namespace v1sysid::sim {
+
+namespace {
+
+constexpr double kHuge = std::numeric_limits<double>::max();
+constexpr int kMaxCount = 100000000;
+
+// A [lo, hi] list inside [min, max].
+void get_range(ConfigReader& r, const std::string& key, Range& value, double min, double max) {
+  if (!r.has(key)) return;
+  std::vector<double> v;
+  r.get(key, v);
+  if (v.size() != 2) r.fail(key, "expected a list [lo, hi] of two numbers, got " + std::to_string(v.size()));
+  if (v[0] > v[1]) r.fail(key, "expected lo <= hi in [lo, hi]");
+  if (v[0] < min || v[1] > max) {
+    r.fail(key, "expected values in [" + (min == -kHuge ? std::string("-inf") : std::to_string(min)) + ", " +
+                    (max == kHuge ? std::string("inf") : std::to_string(max)) + "]");
+  }
+  value = {v[0], v[1]};
+}
+
+void get_pair(ConfigReader& r, const std::string& key, std::array<double, 2>& value) {
+  if (!r.has(key)) return;
+  std::vector<double> v;
+  r.get(key, v);
+  if (v.size() != 2) r.fail(key, "expected a list of two numbers, got " + std::to_string(v.size()));
+  value = {v[0], v[1]};
+}
+
+// Shortest text that reads back as the same double.
+std::string format_double(double x) {
+  char buf[40];
+  for (int precision : {6, 10, 15, 17}) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  std::string s = buf;
+  // Keep numbers recognisable as floats for readers that care (e.g. "1" -> "1.0").
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+void emit_range(YAML::Emitter& out, const std::string& key, const std::array<double, 2>& v) {
+  out << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq << format_double(v[0])
+      << format_double(v[1]) << YAML::EndSeq;
+}
+
+void emit_number(YAML::Emitter& out, const std::string& key, double v) {
+  out << YAML::Key << key << YAML::Value << format_double(v);
+}
+
+}  // namespace
+
+void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
+  if (source.empty()) source = r.file();
+
+  r.get("stimuli", stimuli);
+  if (stimuli.empty()) r.fail("stimuli", "expected a path to the stimulus file of 'v1sysid images'");
+  if (std::filesystem::path(stimuli).is_relative() && !base_dir.empty()) {
+    stimuli = (std::filesystem::path(base_dir) / stimuli).lexically_normal().string();
+  }
+  r.get("seed", seed);
+  r.get_in_range("n_animals", n_animals, 1, 1000);
+  r.require("n_neurons", n_neurons);
+  r.get_in_range("n_neurons", n_neurons, 1, 1000000);
+
+  // Single trials: either n_train (+ n_validation) or n_single_trials (+ validation_fraction).
+  const bool by_count = r.has("n_train") || r.has("n_validation");
+  const bool by_fraction = r.has("n_single_trials") || r.has("validation_fraction");
+  if (by_count && by_fraction) {
+    r.fail(r.has("n_single_trials") ? "n_single_trials" : "validation_fraction",
+           "give either n_train and n_validation, or n_single_trials and validation_fraction, not both");
+  }
+  if (by_fraction) {
+    int n_single = 0;
+    double fraction = 0.1;
+    r.require("n_single_trials", n_single);
+    r.get_in_range("n_single_trials", n_single, 2, kMaxCount);
+    r.get_in_range("validation_fraction", fraction, 0.0, 0.99);
+    n_validation = static_cast<int>(std::lround(fraction * n_single));
+    n_train = n_single - n_validation;
+  } else {
+    r.require("n_train", n_train);
+    r.get_in_range("n_train", n_train, 2, kMaxCount);
+    r.get_in_range("n_validation", n_validation, 0, kMaxCount);
+  }
+  r.get_in_range("n_test_images", n_test_images, 2, kMaxCount);
+  r.get_in_range("test_repeats", test_repeats, 1, 100000);
+
+  {
+    ConfigReader img = r.child("image");
+    img.get_in_range("height", height, 4, 100000).get_in_range("width", width, 4, 100000);
+    img.finish();
+  }
+  {
+    ConfigReader c = r.child("cell_types");
+    c.get_in_range("simple", cell_types.simple, 0.0, 1.0)
+        .get_in_range("complex", cell_types.complex, 0.0, 1.0)
+        .get_in_range("normalized_complex", cell_types.normalized_complex, 0.0, 1.0)
+        .get_in_range("center_surround", cell_types.center_surround, 0.0, 1.0);
+    c.finish();
+    const double sum = cell_types.simple + cell_types.complex + cell_types.normalized_complex +
+                       cell_types.center_surround;
+    if (std::fabs(sum - 1.0) > 1e-6) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.9g", sum);
+      c.fail_here(std::string("proportions of simple, complex, normalized_complex and center_surround must sum to 1, "
+                              "they sum to ") + buf);
+    }
+  }
+  {
+    ConfigReader c = r.child("receptive_fields");
+    auto& f = receptive_fields;
+    get_range(c, "wavelength_px", f.wavelength_px, 2.0, 10000.0);
+    get_range(c, "sigma_px", f.sigma_px, 0.3, 10000.0);
+    get_range(c, "aspect_ratio", f.aspect_ratio, 0.05, 1.0);
+    c.get_in_range("position_margin_px", f.position_margin_px, 0.0, 100000.0);
+    get_range(c, "center_sigma_px", f.center_sigma_px, 0.3, 10000.0);
+    get_range(c, "surround_ratio", f.surround_ratio, 1.0, 100.0);
+    get_range(c, "surround_weight", f.surround_weight, 0.0, 1.0);
+    c.get_in_range("on_fraction", f.on_fraction, 0.0, 1.0);
+    get_range(c, "normalization_constant", f.normalization_constant, 1e-6, 1e6);
+    if (2 * f.position_margin_px > std::min(height, width) - 1) {
+      const std::string message = "a margin of " + format_double(f.position_margin_px) +
+                                  " px leaves no room for RF centres in a " + std::to_string(height) + " x " +
+                                  std::to_string(width) + " image; the margin must stay below " +
+                                  format_double((std::min(height, width) - 1) / 2.0);
+      if (c.has("position_margin_px")) c.fail("position_margin_px", message);
+      r.fail("image", message + " (set receptive_fields.position_margin_px or enlarge the image)");
+    }
+    c.finish();
+  }
+  {
+    ConfigReader c = r.child("responses");
+    auto& s = responses;
+    get_range(c, "mean_rate", s.mean_rate, 1e-6, 1e6);
+    get_range(c, "selectivity", s.selectivity, 1e-3, 100.0);
+    get_range(c, "threshold", s.threshold, -100.0, 100.0);
+    get_range(c, "baseline", s.baseline, 0.0, 1e6);
+    if (s.baseline[1] >= s.mean_rate[0]) {
+      c.fail(c.has("baseline") ? "baseline" : "mean_rate",
+             "the largest baseline must stay below the smallest mean_rate (the rate is baseline + a positive "
+             "stimulus-driven part)");
+    }
+    c.finish();
+  }
+  {
+    ConfigReader c = r.child("noise");
+    c.get_choice("model", noise.model, {"poisson", "negative_binomial", "zero_inflated_gamma"});
+    c.get_in_range("nb_r", noise.nb_r, 1e-3, 1e9);
+    ConfigReader z = c.child("zig");
+    z.get_in_range("zero_probability", noise.zig.zero_probability, 0.0, 0.99);
+    z.get_in_range("shape", noise.zig.shape, 1e-2, 1e6);
+    z.finish();
+    c.get_in_range("shared_gain_sd", noise.shared_gain_sd, 0.0, 2.0);
+    c.finish();
+  }
+  {
+    ConfigReader c = r.child("retinotopy");
+    auto& t = retinotopy;
+    if (c.has("um_per_px")) {
+      std::vector<std::vector<double>> m;
+      c.get("um_per_px", m);
+      if (m.size() != 2 || m[0].size() != 2 || m[1].size() != 2) {
+        c.fail("um_per_px", "expected a 2 x 2 matrix [[a, b], [c, d]] mapping RF (x, y) in px to cortex (x, y) in um");
+      }
+      t.um_per_px = {{{m[0][0], m[0][1]}, {m[1][0], m[1][1]}}};
+    }
+    get_pair(c, "origin_um", t.origin_um);
+    c.get_in_range("jitter_um", t.jitter_um, 0.0, 1e6);
+    get_range(c, "depth_um", t.depth_um, 0.0, 1e5);
+    c.finish();
+  }
+  r.finish();
+}
+
+std::string SimulationConfig::to_yaml() const {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "stimuli" << YAML::Value << stimuli;
+  out << YAML::Key << "seed" << YAML::Value << seed;
+  out << YAML::Key << "n_animals" << YAML::Value << n_animals;
+  out << YAML::Key << "n_neurons" << YAML::Value << n_neurons;
+  out << YAML::Key << "n_train" << YAML::Value << n_train;
+  out << YAML::Key << "n_validation" << YAML::Value << n_validation;
+  out << YAML::Key << "n_test_images" << YAML::Value << n_test_images;
+  out << YAML::Key << "test_repeats" << YAML::Value << test_repeats;
+  out << YAML::Key << "image" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "height" << YAML::Value
+      << height << YAML::Key << "width" << YAML::Value << width << YAML::EndMap;
+
+  out << YAML::Key << "cell_types" << YAML::Value << YAML::BeginMap;
+  emit_number(out, "simple", cell_types.simple);
+  emit_number(out, "complex", cell_types.complex);
+  emit_number(out, "normalized_complex", cell_types.normalized_complex);
+  emit_number(out, "center_surround", cell_types.center_surround);
+  out << YAML::EndMap;
+
+  const auto& f = receptive_fields;
+  out << YAML::Key << "receptive_fields" << YAML::Value << YAML::BeginMap;
+  emit_range(out, "wavelength_px", f.wavelength_px);
+  emit_range(out, "sigma_px", f.sigma_px);
+  emit_range(out, "aspect_ratio", f.aspect_ratio);
+  emit_number(out, "position_margin_px", f.position_margin_px);
+  emit_range(out, "center_sigma_px", f.center_sigma_px);
+  emit_range(out, "surround_ratio", f.surround_ratio);
+  emit_range(out, "surround_weight", f.surround_weight);
+  emit_number(out, "on_fraction", f.on_fraction);
+  emit_range(out, "normalization_constant", f.normalization_constant);
+  out << YAML::EndMap;
+
+  const auto& s = responses;
+  out << YAML::Key << "responses" << YAML::Value << YAML::BeginMap;
+  emit_range(out, "mean_rate", s.mean_rate);
+  emit_range(out, "selectivity", s.selectivity);
+  emit_range(out, "threshold", s.threshold);
+  emit_range(out, "baseline", s.baseline);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "noise" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "model" << YAML::Value << noise.model;
+  emit_number(out, "nb_r", noise.nb_r);
+  out << YAML::Key << "zig" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  emit_number(out, "zero_probability", noise.zig.zero_probability);
+  emit_number(out, "shape", noise.zig.shape);
+  out << YAML::EndMap;
+  emit_number(out, "shared_gain_sd", noise.shared_gain_sd);
+  out << YAML::EndMap;
+
+  const auto& t = retinotopy;
+  out << YAML::Key << "retinotopy" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "um_per_px" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (const auto& row : t.um_per_px) {
+    out << YAML::Flow << YAML::BeginSeq << format_double(row[0]) << format_double(row[1]) << YAML::EndSeq;
+  }
+  out << YAML::EndSeq;
+  emit_range(out, "origin_um", t.origin_um);
+  emit_number(out, "jitter_um", t.jitter_um);
+  emit_range(out, "depth_um", t.depth_um);
+  out << YAML::EndMap;
+
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+SimulationConfig load_simulation_config(const std::string& path) {
+  YAML::Node node = load_yaml_file(path);
+  ConfigReader reader(node, path);
+  SimulationConfig config;
+  config.source = path;
+  config.decode(reader, std::filesystem::path(path).parent_path().string());
+  return config;
+}
+
+SimulationConfig parse_simulation_config(const std::string& text, const std::string& origin,
+                                         const std::string& base_dir) {
+  ConfigReader reader(load_yaml_string(text, origin), origin);
+  SimulationConfig config;
+  config.source = origin;
+  config.decode(reader, base_dir);
+  return config;
+}
+
+}  // namespace v1sysid::sim

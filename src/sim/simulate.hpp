@@ -1,0 +1,54 @@
+// The digital V1 experiment of one animal: images, neurons, trials and ground truth, in memory.
+//
+// Design (per animal, all drawn from (seed, animal)):
+//   - n_train + n_validation distinct images from the stimulus file's "trainval" split, each shown once
+//     (tiers train / validation), and n_test_images distinct images from its "test" split, each shown
+//     test_repeats times (tier test). Stimuli larger than image.height x image.width are centre-cropped.
+//   - the presentation order of all trials is a deterministic shuffle; row t of the dataset is trial t
+//     (trial_idx = t), so tiers are interleaved as in a recording.
+//   - image ids (item_info/frame_image_id) are the row numbers of the images in the stimulus file: unique
+//     per image, equal for repeats, and the same image has the same id in every animal.
+//   - responses of trial t: simulate_trial(noise, seed, animal, t, rates of its image) (noise.hpp).
+// Animals are numbered 0.. in code and 1.. in files (neurons/animal_ids, file names).
+#pragma once
+
+#include "data/dataset.hpp"
+#include "sim/neuron_model.hpp"
+#include "sim/noise.hpp"
+#include "sim/sim_config.hpp"
+#include "sim/photos.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace v1sysid::sim {
+
+struct SimulatedDataset {
+  // images (N, 1, H, W) 0..255, responses (N, n), tiers, image_ids, unit_ids (1..n),
+  // cortical_coordinates (n, 3) um, ground_truth (cell_type, orientation (NaN for the non-oriented
+  // centre-surround cells), position, test_image_ids (ascending), test_rates, ceiling_correlation, fev).
+  Dataset data;
+  int animal = 0;                        // 0-based
+  std::vector<uint32_t> trial_idx;       // (N) presentation order, equal to the row
+  std::vector<NeuronParameters> neurons; // (n) true parameters, calibrated
+  std::vector<Ceiling> ceilings;         // (n) analytic ceilings on the test images
+  NoiseParameters noise;
+  int test_repeats = 0;
+  double image_mean = 0;                 // pixel z-scoring applied before the filters
+  double image_std = 1;
+  std::string config_yaml;               // resolved config
+  std::string stimuli_file;              // file name of the stimuli
+  std::string stimuli_generator;         // their "generator" label
+};
+
+NoiseParameters noise_parameters(const NoiseConfig& config);
+
+// Simulates one animal. Config problems that only show with the stimuli (image size larger than the crops,
+// too few trainval or test images) throw ConfigError naming the key.
+SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal);
+
+// File of animal k (0-based): `out` itself for a single animal, else "<dir>/<stem>-animal<k+1><ext>".
+std::string animal_output_path(const std::string& out, int animal, int n_animals);
+
+}  // namespace v1sysid::sim

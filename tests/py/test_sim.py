@@ -1,0 +1,134 @@
+"""`v1sysid simulate` output read with h5py the way neuralpredictors' StaticImageSet reads a file.
+
+The stimulus file is written with h5py in the layout of `v1sysid images` (smoothed noise, not photographs).
+"""
+import os
+import subprocess
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+EXE = os.environ.get("V1SYSID_EXE", "")
+H, W = 18, 32
+
+
+def write_stimuli(path, n_trainval=200, n_test=25, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_trainval + n_test
+    noise = rng.normal(size=(n, H, W))
+    kernel = np.exp(-np.arange(-4, 5) ** 2 / (2 * 1.5 ** 2))
+    for axis in (1, 2):  # separable Gaussian smoothing, circular
+        noise = sum(k * np.roll(noise, s, axis=axis) for s, k in zip(range(-4, 5), kernel))
+    noise = (noise - noise.mean(axis=(1, 2), keepdims=True)) / noise.std(axis=(1, 2), keepdims=True)
+    images = np.clip(128 + 40 * noise, 0, 255).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        f["split"] = np.array([b"trainval"] * n_trainval + [b"test"] * n_test, dtype="S8")
+        f["photo_index"] = np.concatenate([np.zeros(n_trainval), np.ones(n_test)]).astype(np.int32)
+        f["scale"] = np.ones(n, np.float32)
+        f["position"] = np.zeros((n, 2), np.int32)
+        for field, values in (("name", [b"noise-a", b"noise-b"]), ("package", [b"test"] * 2),
+                              ("author", [b"test"] * 2), ("licence", [b"CC0-1.0"] * 2)):
+            f["photos/" + field] = np.array(values)
+        f.attrs["format_version"] = 1
+        f.attrs["generator"] = "h5py test noise"
+        f.attrs["seed"] = seed
+
+
+CONFIG = """stimuli: stimuli.h5
+seed: 3
+n_neurons: 25
+n_train: 150
+n_validation: 15
+n_test_images: 20
+test_repeats: 5
+image: {height: 16, width: 30}
+noise: {model: zero_inflated_gamma, shared_gain_sd: 0.2}
+"""
+
+
+@unittest.skipUnless(EXE, "V1SYSID_EXE is not set (run through ctest)")
+class SimulateOutputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        write_stimuli(os.path.join(cls.tmp.name, "stimuli.h5"))
+        cfg = os.path.join(cls.tmp.name, "sim.yaml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG)
+        cls.out = os.path.join(cls.tmp.name, "static1-2-3-preproc0.h5")
+        run = subprocess.run([EXE, "simulate", cfg, "--out", cls.out], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(run.stdout + run.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_static_image_set_layout(self):
+        n_trials = 150 + 15 + 20 * 5
+        with h5py.File(self.out, "r") as f:
+            # H5ArraySet: every per-trial key has the same length; img_shape = (1,) + images[0].shape.
+            for key in ("images", "responses", "tiers", "trial_idx", "types"):
+                self.assertEqual(len(f[key]), n_trials, key)
+            self.assertEqual(f["images"].dtype, np.float32)
+            self.assertEqual(f["images"].shape, (n_trials, 1, 16, 30))
+            self.assertEqual(f["responses"].dtype, np.float32)
+            self.assertEqual(f["responses"].shape, (n_trials, 25))
+            self.assertEqual(f["tiers"].dtype.kind, "S")
+            tiers = f["tiers"][:].astype(str)
+            self.assertEqual({t: int((tiers == t).sum()) for t in set(tiers)},
+                             {"train": 150, "validation": 15, "test": 100})
+            ids = f["item_info/frame_image_id"][:]
+            self.assertEqual(ids.dtype, np.int64)
+            test_ids, counts = np.unique(ids[tiers == "test"], return_counts=True)
+            self.assertTrue((counts == 5).all())
+            self.assertTrue((test_ids >= 200).all())  # test stimuli are rows 200.. of the stimulus file
+            self.assertEqual(len(np.unique(ids[tiers != "test"])), 165)
+            self.assertTrue((ids[tiers != "test"] < 200).all())
+            images = f["images"][:]
+            self.assertGreaterEqual(images.min(), 0)
+            self.assertLessEqual(images.max(), 255)
+            responses = f["responses"][:]
+            self.assertTrue(np.isfinite(responses).all())
+            self.assertGreaterEqual(responses.min(), 0)
+            # Statistics as neuro_data writes them: image scalars, per-neuron responses (std ddof 1), train tier.
+            self.assertEqual(f["statistics/images/all/mean"].shape, ())
+            train = responses[tiers == "train"]
+            np.testing.assert_allclose(f["statistics/responses/all/std"][:], train.std(0, ddof=1), rtol=1e-4)
+            np.testing.assert_allclose(f["statistics/responses/all/median"][:], np.median(train, 0), rtol=1e-5)
+            np.testing.assert_allclose(f["statistics/images/all/mean"][()], images[tiers == "train"].mean(), rtol=1e-4)
+            self.assertEqual(f["neurons/unit_ids"].shape, (25,))
+            self.assertEqual(f["neurons/cell_motor_coordinates"].shape, (25, 3))
+            self.assertEqual(f.attrs["format_version"], 1)
+            self.assertIn("zero_inflated_gamma", f.attrs["config"].decode() if isinstance(f.attrs["config"], bytes)
+                          else f.attrs["config"])
+
+    def test_ground_truth(self):
+        with h5py.File(self.out, "r") as f:
+            cell_type = f["gt/cell_type"][:].astype(str)
+            self.assertEqual(len(cell_type), 25)
+            self.assertTrue(set(cell_type) <= {"simple", "complex", "normalized_complex", "center_surround"})
+            orientation = f["gt/orientation"][:]
+            oriented = cell_type != "center_surround"
+            self.assertTrue(((orientation[oriented] >= 0) & (orientation[oriented] < np.pi)).all())
+            self.assertTrue(np.isnan(orientation[~oriented]).all())
+            pos = f["gt/position"][:]
+            self.assertTrue(((pos[:, 0] >= 0) & (pos[:, 0] <= 29) & (pos[:, 1] >= 0) & (pos[:, 1] <= 15)).all())
+            rates = f["gt/test_rates"][:]
+            self.assertEqual(rates.shape, (20, 25))
+            # The ceilings follow from the stored rates and noise parameters (noise.hpp), recomputed here.
+            a = f["gt"].attrs
+            s2 = np.exp(a["shared_gain_sd"] ** 2)
+            k, p0 = a["zig_shape"], a["zig_zero_probability"]
+            noise = (rates ** 2 * s2 * (1 + 1 / k) / (1 - p0) - rates ** 2).mean(0)
+            signal = rates.var(0, ddof=1)
+            np.testing.assert_allclose(f["gt/fev"][:], signal / (signal + noise), rtol=1e-4)
+            np.testing.assert_allclose(f["gt/ceiling_correlation"][:], np.sqrt(signal / (signal + noise / 5)),
+                                       rtol=1e-4)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,5 +1,7 @@
 #include "model/model.hpp"
 
+#include "core/profiling.hpp"
+
 #include "core/error.hpp"
 #include "optim/regularizers.hpp"
 #include "train/rng.hpp"
@@ -522,7 +524,10 @@ template <class T>
 void Model<T>::core_forward(ModelWorkspace<T>& ws, int batch, bool training) {
   ExecSpace space;
   const bool bn_train = training && !m_core_frozen;
-  synthesize_filters();  // roteq: once per forward (= per step), for the whole batch
+  {
+    ScopedRegion region("forward/hermite_synthesis");
+    synthesize_filters();  // roteq: once per forward (= per step), for the whole batch
+  }
   const T* in = ws.images.data();
   for (int l = 0; l < num_layers(); ++l) {
     const auto& g = m_geometry[static_cast<size_t>(l)];
@@ -530,18 +535,22 @@ void Model<T>::core_forward(ModelWorkspace<T>& ws, int batch, bool training) {
     U4<const T> conv_in(in, batch, g.c_in, g.h_in, g.w_in);
     U4<T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
     U4<T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-    if (g.separable) {
-      U4<T> a(ws.sep_a[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-      U4<T> b(ws.sep_b[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-      layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_in, g.c_out, g.h_in, g.w_in),
-                                m_arena.template param<4>(s.pointwise_in), conv_in, a, ws.conv_scratch);
-      layers::depthwise_conv2d_forward<T>(space, depthwise_shape(batch, g.c_out, g.h_out, g.w_out, g.k),
-                                          m_arena.template param<4>(s.depthwise), U4<const T>(a), b);
-      layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_out, g.c_out, g.h_out, g.w_out),
-                                m_arena.template param<4>(s.weight), U4<const T>(b), conv_out, ws.conv_scratch);
-    } else {
-      layers::conv2d_forward<T>(space, conv_shape(l, batch), filter_view(l), conv_in, conv_out, ws.conv_scratch);
+    {
+      ScopedRegion region([l] { return layer_region("forward", l, "conv"); });
+      if (g.separable) {
+        U4<T> a(ws.sep_a[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+        U4<T> b(ws.sep_b[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+        layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_in, g.c_out, g.h_in, g.w_in),
+                                  m_arena.template param<4>(s.pointwise_in), conv_in, a, ws.conv_scratch);
+        layers::depthwise_conv2d_forward<T>(space, depthwise_shape(batch, g.c_out, g.h_out, g.w_out, g.k),
+                                            m_arena.template param<4>(s.depthwise), U4<const T>(a), b);
+        layers::conv2d_forward<T>(space, pointwise_shape(batch, g.c_out, g.c_out, g.h_out, g.w_out),
+                                  m_arena.template param<4>(s.weight), U4<const T>(b), conv_out, ws.conv_scratch);
+      } else {
+        layers::conv2d_forward<T>(space, conv_shape(l, batch), filter_view(l), conv_in, conv_out, ws.conv_scratch);
+      }
     }
+    ScopedRegion bn_region([l] { return layer_region("forward", l, "batchnorm_act"); });
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     U1<const T> gamma;
     if (s.gamma >= 0) gamma = m_arena.param_flat(s.gamma);
@@ -577,6 +586,7 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training, int read
                      "");
   ExecSpace space;
   core_forward(ws, batch, training);
+  ScopedRegion region("forward/readout");
   const T* in = ws.act_out.back().data();
   const auto& g = m_geometry.back();
   const auto& rs = m_readouts[static_cast<size_t>(readout)];
@@ -644,6 +654,7 @@ double Model<T>::core_regularization(bool with_grad) const {
       total += conv_group_sparsity_grad(space, w, wg, d_w);
       total += laplace_l2_grad(space, w, wl, d_w);
       if (roteq()) {  // the filter gradient (conv + regularisers) into the Hermite coefficients
+        ScopedRegion synthesis_region("backward/hermite_synthesis");
         const auto& s = m_layers[static_cast<size_t>(l)];
         layers::hermite_synthesize_backward<T>(space, m_hermite[static_cast<size_t>(l)],
                                                U2<const T>(m_pooled_basis[static_cast<size_t>(l)]), U4<const T>(d_w),
@@ -711,16 +722,20 @@ void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchno
     }
     const auto act = to_activation(m_config.core.nonlinearities[static_cast<size_t>(l)]);
     // BN backward in place: d_act becomes the gradient of the conv output.
-    U4<const T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-    U4<const T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
-    if (eval_batchnorm)
-      layers::batchnorm_backward_eval<T>(space, bn_shape(l, batch), bn_options(l), act, gamma,
-                                         m_arena.param_flat(s.running_mean), m_arena.param_flat(s.running_var),
-                                         conv_out, act_out, d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
-    else
-      layers::batchnorm_backward_train<T>(space, bn_shape(l, batch), bn_options(l), act, gamma, conv_out, act_out,
-                                          ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)],
-                                          d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
+    {
+      ScopedRegion region([l] { return layer_region("backward", l, "batchnorm_act"); });
+      U4<const T> conv_out(ws.conv_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      U4<const T> act_out(ws.act_out[static_cast<size_t>(l)].data(), batch, g.c_out, g.h_out, g.w_out);
+      if (eval_batchnorm)
+        layers::batchnorm_backward_eval<T>(space, bn_shape(l, batch), bn_options(l), act, gamma,
+                                           m_arena.param_flat(s.running_mean), m_arena.param_flat(s.running_var),
+                                           conv_out, act_out, d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
+      else
+        layers::batchnorm_backward_train<T>(space, bn_shape(l, batch), bn_options(l), act, gamma, conv_out, act_out,
+                                            ws.bn_mean[static_cast<size_t>(l)], ws.bn_rstd[static_cast<size_t>(l)],
+                                            d_act, d_act, d_gamma, m_arena.grad_flat(s.beta));
+    }
+    ScopedRegion conv_region([l] { return layer_region("backward", l, "conv"); });
     const T* conv_in = l == 0 ? ws.images.data() : ws.act_out[static_cast<size_t>(l - 1)].data();
     // Layer 0's input is the image: a gradient only where d_images is asked for.
     U4<T> d_in = d_images;
@@ -793,12 +808,23 @@ double Model<T>::backward(ModelWorkspace<T>& ws, int batch, int readout, double 
   const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
   // Output nonlinearity + Poisson loss: d_h overwrites h (allowed to alias).
   U2<T> d_h(ws.readout_h.data(), batch, N);
-  layers::poisson_loss_backward<T>(space, output_nonlinearity(), loss_options(m_config), d_h,
-                                   U2<const T>(ws.responses.data(), batch, N), d_h, loss_weight);
-  readout_backward(ws, batch, readout, true, false);
-  double total = readout_regularization(readout, true);
+  {
+    ScopedRegion region("backward/loss");
+    layers::poisson_loss_backward<T>(space, output_nonlinearity(), loss_options(m_config), d_h,
+                                     U2<const T>(ws.responses.data(), batch, N), d_h, loss_weight);
+  }
+  {
+    ScopedRegion region("backward/readout");
+    readout_backward(ws, batch, readout, true, false);
+  }
+  double total = 0;
+  {
+    ScopedRegion region("backward/regularizers");
+    total += readout_regularization(readout, true);
+  }
   if (!m_core_frozen) {
     core_backward(ws, batch);
+    ScopedRegion region("backward/regularizers");
     total += core_regularization(true);
   }
   return total;

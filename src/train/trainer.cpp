@@ -3,6 +3,7 @@
 #include "core/stop.hpp"
 
 #include "core/error.hpp"
+#include "core/profiling.hpp"
 #include "core/progress.hpp"
 #include "metrics/metrics.hpp"
 #include "optim/adam.hpp"
@@ -164,14 +165,25 @@ double Trainer::step(double lr) {
     const auto& rows = m_batchers[k].next();
     const auto b = static_cast<int>(rows.size());
     const int r = static_cast<int>(k);
-    stage_batch(*m_datas[k], m_train_index, rows.data(), b, m_train_ws, true);
-    m_model.forward(m_train_ws, b, true, r);
+    {
+      ScopedRegion region("step/gather");
+      stage_batch(*m_datas[k], m_train_index, rows.data(), b, m_train_ws, true);
+    }
+    {
+      ScopedRegion region("step/forward");
+      m_model.forward(m_train_ws, b, true, r);
+    }
     // lurz: sqrt(n / B) * sum_{b,n} = sqrt(n / B) * B * (the model's batch mean)
     const double weight = lurz ? std::sqrt(double(m_datas[k]->n_trials) / b) * b : 1.0;
-    const double poisson = m_model.poisson_loss(m_train_ws, b, r) * weight;
-    const double reg = m_model.backward(m_train_ws, b, r, weight);
-    total += poisson + reg;
+    double poisson = 0;
+    {
+      ScopedRegion region("step/loss");
+      poisson = m_model.poisson_loss(m_train_ws, b, r) * weight;
+    }
+    ScopedRegion region("step/backward");
+    total += poisson + m_model.backward(m_train_ws, b, r, weight);
   }
+  ScopedRegion region("step/adam");
   AdamConfig adam;
   adam.learning_rate = lr;
   std::vector<bool> frozen;

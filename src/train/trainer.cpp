@@ -139,7 +139,8 @@ Trainer::Trainer(Model<Real>& model, std::vector<const TrainingData*> datas, std
       m_data(*m_datas.at(0)),
       m_train_ws(model.make_workspace(max_batch(m_batchers))),
       m_eval_ws(model.make_workspace(model.config().train.eval_batch_size)),
-      m_train_index(max_batch(m_batchers)), m_eval_index(model.config().train.eval_batch_size) {
+      m_train_index(max_batch(m_batchers)), m_eval_index(model.config().train.eval_batch_size),
+      m_frozen_core_slots(slot_mask_with_prefix(model.arena().slots(), "core/")) {
   if (m_datas.size() != static_cast<size_t>(model.num_readouts()) || m_batchers.size() != m_datas.size())
     throw ShapeError(std::to_string(m_datas.size()) + " datasets and " + std::to_string(m_batchers.size()) +
                          " batchers for a model with " + std::to_string(model.num_readouts()) + " readouts",
@@ -186,9 +187,7 @@ double Trainer::step(double lr) {
   ScopedRegion region("step/adam");
   AdamConfig adam;
   adam.learning_rate = lr;
-  std::vector<bool> frozen;
-  if (m_model.core_frozen()) frozen = slot_mask_with_prefix(m_model.arena().slots(), "core/");
-  adam_step(space, m_model.arena(), adam, frozen);
+  adam_step(space, m_model.arena(), adam, m_model.core_frozen() ? m_frozen_core_slots : m_no_frozen_slots);
   return total;
 }
 

@@ -116,6 +116,9 @@ class Trainer {
   const TrainingData& m_data;  // dataset 0
   ModelWorkspace<Real> m_train_ws, m_eval_ws;
   IndexStaging m_train_index, m_eval_index;
+  // Adam's per-slot freeze mask: the core's slots when the core is frozen (transfer). Built once, outside the
+  // step, so that the step allocates nothing on the host either.
+  std::vector<bool> m_frozen_core_slots, m_no_frozen_slots;
 };
 
 }  // namespace v1sysid

@@ -16,6 +16,7 @@
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
 #include "layers/poisson_loss.hpp"
+#include "layer_test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -32,19 +33,7 @@ namespace {
 
 using namespace v1sysid::layers;
 using E = v1sysid::HostExecSpace;
-using Vec = std::vector<double>;
-
-constexpr double kParamGradFill = 0.25;
-constexpr double kInputGradFill = 1e30;
-
-template <class T = double>
-std::vector<T> random_vec(std::size_t n, unsigned seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<T> v(n);
-  for (auto& x : v) x = T(u(gen));
-  return v;
-}
+using namespace v1sysid::testing;
 
 // Values of random sign with |x| in [0.1, 1]: keeps parameters that go through abs() away from the kink.
 Vec away_from_zero(std::size_t n, unsigned seed) {
@@ -52,56 +41,6 @@ Vec away_from_zero(std::size_t n, unsigned seed) {
   Vec s = random_vec(n, seed + 1000);
   for (std::size_t i = 0; i < n; ++i) v[i] *= s[i] < 0 ? -1.0 : 1.0;
   return v;
-}
-
-template <class T>
-UView1<T, E> u1(std::vector<std::remove_const_t<T>>& v) { return UView1<T, E>(v.data(), v.size()); }
-template <class T>
-UView2<T, E> u2(std::vector<std::remove_const_t<T>>& v, int a, int b) { return UView2<T, E>(v.data(), a, b); }
-template <class T>
-UView3<T, E> u3(std::vector<std::remove_const_t<T>>& v, int a, int b, int c) {
-  return UView3<T, E>(v.data(), a, b, c);
-}
-template <class T>
-UView4<T, E> u4(std::vector<std::remove_const_t<T>>& v, int a, int b, int c, int d) {
-  return UView4<T, E>(v.data(), a, b, c, d);
-}
-
-struct Checked {
-  std::string name;
-  Vec* value;
-  const Vec* grad;
-  double grad_fill;  // what the gradient buffer held before backward (kParamGradFill or 0)
-};
-
-// Central differences of L = sum(w .* forward()) w.r.t. every element of every tensor in `checked`.
-void check_gradients(const std::string& context, const std::vector<Checked>& checked, const Vec& w,
-                     const std::function<Vec()>& forward, double floor = 1e-3) {
-  for (const Checked& c : checked) {
-    int failures = 0;
-    double worst = 0;
-    for (std::size_t i = 0; i < c.value->size(); ++i) {
-      double& x = (*c.value)[i];
-      const double x0 = x, step = 1e-6 * std::max(1.0, std::abs(x0));
-      x = x0 + step;
-      const Vec out_plus = forward();
-      x = x0 - step;
-      const Vec out_minus = forward();
-      x = x0;
-      double diff = 0;
-      for (std::size_t k = 0; k < w.size(); ++k) diff += w[k] * (out_plus[k] - out_minus[k]);
-      const double fd = diff / (2 * step);
-      const double an = (*c.grad)[i] - c.grad_fill;
-      const double err = std::abs(fd - an) / std::max(floor, std::abs(fd) + std::abs(an));
-      worst = std::max(worst, err);
-      if (!(err < 1e-6) && failures++ < 5)
-        ADD_FAILURE() << context << ": d" << c.name << "[" << i << "] analytic " << an << " vs finite difference "
-                      << fd << " (relative error " << err << ")";
-    }
-    if (std::getenv("V1SYSID_FD_VERBOSE")) std::printf("%s d%s worst %.3g\n", context.c_str(), c.name.c_str(), worst);
-    EXPECT_EQ(failures, 0) << context << ": " << failures << " of " << c.value->size() << " entries of d" << c.name
-                           << " wrong; worst relative error " << worst;
-  }
 }
 
 // ---- conv2d --------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
     r.status = training.status;  // "stopped" is not a finished status: the row stays pending for the rerun
     return r;
   }
-  const EvaluationReport e = evaluate_model(model, m_dataset, m_preprocessing, Tier::test);
+  const EvaluationReport e = evaluate_model(model, m_dataset, *m_data, Tier::test);
   r.status = "ok";
   r.test_correlation = e.metrics.test_correlation;
   r.feve = e.metrics.feve;

@@ -42,14 +42,24 @@ void write_text(const std::string& path, const std::string& text) {
   std::filesystem::rename(tmp, path);
 }
 
+// Rows of `tier`, which must not be empty (`what` names the command's action in the error).
+std::vector<int64_t> nonempty_tier_rows(const Dataset& d, Tier tier, const char* what) {
+  auto rows = d.indices(tier);
+  if (rows.empty())
+    throw DataError(std::string("the dataset has no '") + tier_name(tier) + "' trials", d.source,
+                    std::string(what) + " another tier");
+  return rows;
+}
+
 }  // namespace
 
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
-  TrainingData data = prepare_training_data(d, p);
-  const auto rows = d.indices(tier);
-  if (rows.empty())
-    throw DataError(std::string("the dataset has no '") + tier_name(tier) + "' trials", d.source,
-                    "evaluate another tier");
+  return evaluate_model(model, d, prepare_training_data(d, p), tier, readout);
+}
+
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const TrainingData& data, Tier tier,
+                                int readout) {
+  const auto rows = nonempty_tier_rows(d, tier, "evaluate");
   auto ws = model.make_workspace(model.config().train.eval_batch_size);
   IndexStaging staging(ws.capacity);
   EvaluationReport r;
@@ -72,10 +82,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Prep
 
 Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
   TrainingData data = prepare_training_data(d, p);
-  const auto rows = d.indices(tier);
-  if (rows.empty())
-    throw DataError(std::string("the dataset has no '") + tier_name(tier) + "' trials", d.source,
-                    "predict another tier");
+  const auto rows = nonempty_tier_rows(d, tier, "predict");
   auto ws = model.make_workspace(model.config().train.eval_batch_size);
   IndexStaging staging(ws.capacity);
   Predictions out;
@@ -238,7 +245,7 @@ TrainOutcome run_training(const TrainOptions& o) {
                         "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
   }
   for (size_t k = 0; k < datasets.size(); ++k) {
-    auto e = evaluate_model(model, datasets[k], preps[k], Tier::test, static_cast<int>(k));
+    auto e = evaluate_model(model, datasets[k], datas[k], Tier::test, static_cast<int>(k));
     if (multi) out.dataset_evaluations.emplace_back(datasets[k].data_key, e);
     if (k == 0) out.evaluation = e;
   }

@@ -33,6 +33,10 @@ struct EvaluationReport {
 // Evaluates `model` on tier `tier` of `d` (preprocessed with `p`).
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier,
                                 int readout = 0);
+// The same with `d` already preprocessed and uploaded (prepare_training_data), so that callers that trained
+// on it (train, sweep trials) do not upload the dataset a second time.
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const TrainingData& data, Tier tier,
+                                int readout = 0);
 
 // Several datasets (data_paths with more than one entry): one readout per dataset keyed by its data_key, one
 // core; metrics.json gains "datasets": {key: {...}} and its top-level metrics are neuron-weighted means.

@@ -734,6 +734,86 @@ TEST(Dataset, ValidateChecksInMemoryDatasets) {
   EXPECT_CONTAINS(expect_error<DataError>([&] { validate_dataset(wrong); }), "gt/orientation");
 }
 
+// ---- neuron subsets (--neurons) ---------------------------------------------------------------------------
+
+TEST(NeuronSelection, ParsesRangesEvenAndOddAndRejectsBadSpecsNamingTheOption) {
+  Dataset d = tiny_dataset();
+  d.n_neurons = 6;
+  d.unit_ids = {10, 11, 12, 13, 14, 15};
+  const auto indices = [&](const std::string& spec) { return parse_neuron_selection(spec, d, "--neurons").indices; };
+  EXPECT_EQ(indices("0:3"), (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(indices("3:6"), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(indices(":2"), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(indices("4:"), (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ(indices("even"), (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(indices("odd"), (std::vector<int64_t>{1, 3, 5}));
+  const auto s = parse_neuron_selection("1:3", d, "--neurons");
+  EXPECT_EQ(s.spec, "1:3");
+  EXPECT_EQ(s.dataset_neurons, 6);
+  EXPECT_EQ(s.unit_ids, (std::vector<int64_t>{11, 12}));
+  for (const char* bad : {"", "3", "a:b", "-1:3", "1:2:3", " 0:3", "0:7", "3:3", "4:2", "6:", "0x1:3"}) {
+    const auto m = expect_error<ConfigError>([&] { parse_neuron_selection(bad, d, "--neurons"); });
+    EXPECT_CONTAINS(m, "--neurons '" + std::string(bad) + "'");
+    EXPECT_CONTAINS(m, "pass A:B (0 <= A < B <= 6");  // the fix names the valid forms and the range
+    EXPECT_CONTAINS(m, "6 neurons");
+  }
+  d.n_neurons = 1;
+  EXPECT_CONTAINS(expect_error<ConfigError>([&] { parse_neuron_selection("odd", d, "--neurons"); }), "no neuron");
+}
+
+TEST(NeuronSelection, KeepsEveryPerNeuronFieldAndReappliesOnlyToAMatchingDataset) {
+  Dataset d = tiny_dataset();  // 4 trials x 3 neurons
+  d.unit_ids = {7, 8, 9};
+  d.cortical_coordinates = {0, 0, 0, 1, 1, 1, 2, 2, 2};
+  d.stored_statistics = StoredStatistics{};
+  d.stored_statistics->response_mean = {0.5f, 1.5f, 2.5f};
+  GroundTruth gt;
+  gt.cell_type = {"simple", "complex", "center_surround"};
+  gt.orientation = {0.1f, 0.2f, 0.3f};
+  gt.position = {1, 2, 3, 4, 5, 6};
+  gt.test_image_ids = {3};
+  gt.test_rates = {0.5f, 0.6f, 0.7f};
+  gt.ceiling_correlation = {0.9f, 0.8f, 0.7f};
+  gt.fev = {0.3f, 0.2f, 0.1f};
+  d.ground_truth = gt;
+  const Dataset full = d;
+  const NeuronSelection s = parse_neuron_selection("1:3", d, "--neurons");
+  keep_neurons(d, s.indices);
+  EXPECT_EQ(d.n_neurons, 2);
+  EXPECT_EQ(d.responses, (std::vector<float>{-5, 1.f, 2, 1.001f, 9, 9, -1, -1}));
+  EXPECT_EQ(d.unit_ids, (std::vector<int64_t>{8, 9}));
+  EXPECT_EQ(d.cortical_coordinates, (std::vector<float>{1, 1, 1, 2, 2, 2}));
+  EXPECT_EQ(d.stored_statistics->response_mean, (std::vector<float>{1.5f, 2.5f}));
+  EXPECT_TRUE(d.stored_statistics->response_std.empty());
+  EXPECT_EQ(d.ground_truth->cell_type, (std::vector<std::string>{"complex", "center_surround"}));
+  EXPECT_EQ(d.ground_truth->position, (std::vector<float>{3, 4, 5, 6}));
+  EXPECT_EQ(d.ground_truth->test_rates, (std::vector<float>{0.6f, 0.7f}));
+  EXPECT_EQ(d.ground_truth->ceiling_correlation, (std::vector<float>{0.8f, 0.7f}));
+  EXPECT_EQ(d.ground_truth->fev, (std::vector<float>{0.2f, 0.1f}));
+  EXPECT_NO_THROW(validate_dataset(d));
+  // Re-applying a recorded selection: the same dataset gets the same subset ...
+  Dataset again = full;
+  apply_neuron_selection(again, s, "ckpt.h5 (preprocessing/neuron_indices)");
+  EXPECT_EQ(again.responses, d.responses);
+  EXPECT_EQ(again.ground_truth->fev, d.ground_truth->fev);
+  // ... another neuron count or other unit ids are refused, naming the record and the dataset.
+  Dataset fewer = full;
+  keep_neurons(fewer, {0, 1});
+  auto m = expect_error<ShapeError>([&] { apply_neuron_selection(fewer, s, "ckpt.h5 (preprocessing/neuron_indices)"); });
+  EXPECT_CONTAINS(m, "neurons 1:3 of a dataset with 3 neurons");
+  EXPECT_CONTAINS(m, "ckpt.h5 (preprocessing/neuron_indices)");
+  EXPECT_CONTAINS(m, "use the dataset the model was trained on");
+  Dataset relabelled = full;
+  relabelled.unit_ids = {7, 8, 99};
+  m = expect_error<ShapeError>([&] { apply_neuron_selection(relabelled, s, "ckpt.h5"); });
+  EXPECT_CONTAINS(m, "unit_id 99");
+  // No selection recorded: the dataset is left alone.
+  Dataset untouched = full;
+  apply_neuron_selection(untouched, NeuronSelection{}, "ckpt.h5");
+  EXPECT_EQ(untouched.n_neurons, 3);
+  EXPECT_EQ(neuron_columns({1, 2, 3, 4, 5, 6}, 3, {0, 2}), (std::vector<float>{1, 3, 4, 6}));
+}
+
 // ---- preprocessing (reference-models.md §3.3) ------------------------------------------------------------------
 
 TEST(Preprocessing, MatchesClosedFormValues) {

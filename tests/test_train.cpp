@@ -13,6 +13,7 @@
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -665,6 +666,120 @@ TEST(Commands, SeveralDatasetsThenTransferWithAFrozenCore) {
   r = run_cli("train " + model + " --data " + fx.dir / "c.h5" + " --out " + fx.dir / "t2" + " --freeze-core --quiet");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--init-core"), std::string::npos) << r.output;
+}
+
+// ---- Neuron subsets (Ecker's half-neurons transfer) ------------------------------------------------------
+
+nlohmann::json json_of(const v1sysid::testing::CommandResult& r) {
+  const auto at = r.output.find('{');
+  if (r.exit_code != 0 || at == std::string::npos) {
+    ADD_FAILURE() << "no JSON: " << r.output;
+    return nlohmann::json::object();
+  }
+  return nlohmann::json::parse(r.output.substr(at));
+}
+
+// The error path of the CLI: non-zero exit and exactly one "v1sysid: error:" line containing `needle`.
+void expect_one_error_line(const v1sysid::testing::CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("v1sysid: error: ", 0), 0u) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << needle << " not in: " << r.output;
+}
+
+TEST(Commands, NeuronSubsetsAreTrainedRecordedAndReappliedByEvaluateAndPredict) {
+  TinyFixture fx;  // 12 neurons, unit_ids 1..12
+  const std::string model = fx.dir / "lurz.yaml";
+  {
+    std::ofstream(model) << kLurzModel;
+  }
+  const std::string full = fx.dir / "full", first = fx.dir / "first", second = fx.dir / "second";
+  const std::string data = " --data " + fx.data_path;
+  ASSERT_EQ(run_cli("train " + model + data + " --out " + full + " --quiet").exit_code, 0);
+  auto r = run_cli("train " + model + data + " --out " + first + " --neurons 0:6 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The core of the first half, frozen, with new readouts for the second half.
+  r = run_cli("train " + model + data + " --out " + second + " --neurons 6: --init-core " + first +
+              "/checkpoint.h5 --freeze-core --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(v1sysid::testing::read_text(second + "/metrics.json").find("\"neurons\": \"6:\""), std::string::npos);
+  {
+    auto f = h5::File::open(second + "/checkpoint.h5");
+    EXPECT_EQ(f.read<int64_t>("preprocessing/neuron_indices"), iota_rows(6, 6));
+    EXPECT_EQ(f.read<int64_t>("preprocessing/neuron_unit_ids"), iota_rows(6, 7));
+    EXPECT_EQ(f.read_attribute_string("preprocessing/neuron_indices", "spec"), "6:");
+    EXPECT_EQ(f.read_attribute_int("preprocessing/neuron_indices", "dataset_neurons"), 12);
+    EXPECT_EQ(f.read<int64_t>("export/preprocessing/neuron_indices"), iota_rows(6, 6));
+    EXPECT_EQ(f.shape("export/readout/mu"), (h5::Shape{6, 2}));
+    EXPECT_EQ(f.read_attribute_int("/", "n_neurons"), 6);
+    EXPECT_FALSE(h5::File::open(full + "/checkpoint.h5").exists("preprocessing/neuron_indices"));
+  }
+  // Trained on the selected responses only: the same run on a file holding just those 6 neurons gives
+  // bitwise the same parameters.
+  Dataset cut = fx.dataset;
+  keep_neurons(cut, iota_rows(6));
+  {
+    auto f = h5::File::create(fx.dir / "cut.h5", false);
+    const auto T = static_cast<hsize_t>(cut.n_trials);
+    f.write("images", cut.images, {T, 1, 16, 16});
+    f.write("responses", cut.responses, {T, 6});
+    std::vector<std::string> tiers;
+    for (Tier t : cut.tiers) tiers.push_back(tier_name(t));
+    f.write_strings("tiers", tiers);
+    f.write("item_info/frame_image_id", cut.image_ids, {T});
+    f.write("neurons/unit_ids", cut.unit_ids, {6});
+    f.commit();
+  }
+  ASSERT_EQ(run_cli("train " + model + " --data " + fx.dir / "cut.h5" + " --out " + fx.dir / "cut" + " --quiet").exit_code, 0);
+  auto c_first = load_checkpoint(first + "/checkpoint.h5");
+  EXPECT_EQ(params_of(*c_first.model), params_of(*load_checkpoint(fx.dir / "cut/checkpoint.h5").model));
+  // The recorded statistics are the subset's; evaluate re-applies the subset by itself.
+  const auto library = evaluate_model(*c_first.model, cut, c_first.preprocessing, Tier::test);
+  EXPECT_EQ(c_first.preprocessing.response_std, compute_preprocessing(cut).response_std);
+  const auto first_eval = json_of(run_cli("evaluate --checkpoint " + first + "/checkpoint.h5" + data + " --json"));
+  EXPECT_EQ(first_eval["n_neurons"], 6);
+  EXPECT_NEAR(first_eval["test_correlation"].get<double>(), library.metrics.test_correlation, 1e-9);
+  // evaluate / predict apply the recorded subset; --neurons within it is accepted.
+  const auto second_eval = json_of(run_cli("evaluate --checkpoint " + second + "/checkpoint.h5" + data + " --json"));
+  EXPECT_EQ(second_eval["n_neurons"], 6);
+  const auto second_again =
+      json_of(run_cli("evaluate --checkpoint " + second + "/checkpoint.h5" + data + " --neurons 6:12 --json"));
+  EXPECT_EQ(second_again["test_correlation"], second_eval["test_correlation"]);
+  EXPECT_EQ(json_of(run_cli("evaluate --checkpoint " + second + "/checkpoint.h5" + data + " --neurons 8:10 --json"))["n_neurons"], 2);
+  r = run_cli("predict --checkpoint " + second + "/checkpoint.h5" + data + " --out " + fx.dir / "p.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(h5::File::open(fx.dir / "p.h5").shape("predictions"), (h5::Shape{100, 6}));
+  EXPECT_EQ(h5::File::open(fx.dir / "p.h5").read<int64_t>("neuron_indices"), iota_rows(6, 6));
+  // The full model on the two halves: the halves' mean test correlations average to the whole's, and the
+  // host-side loss of a subset adds up to the device loss of all neurons.
+  const auto whole = json_of(run_cli("evaluate --checkpoint " + full + "/checkpoint.h5" + data + " --json"));
+  const auto lower = json_of(run_cli("evaluate --checkpoint " + full + "/checkpoint.h5" + data + " --neurons :6 --json"));
+  const auto upper = json_of(run_cli("evaluate --checkpoint " + full + "/checkpoint.h5" + data + " --neurons 6:12 --json"));
+  EXPECT_EQ(upper["n_neurons"], 6);
+  EXPECT_NEAR(whole["test_correlation"].get<double>(),
+              (lower["test_correlation"].get<double>() + upper["test_correlation"].get<double>()) / 2, 1e-9);
+  EXPECT_NEAR(whole["loss"].get<double>(), lower["loss"].get<double>() + upper["loss"].get<double>(),
+              1e-4 * std::abs(whole["loss"].get<double>()));
+  EXPECT_NE(upper["test_correlation"], lower["test_correlation"]);
+  // Mismatches and bad specs: one error line naming the option or the record, and the fix.
+  expect_one_error_line(run_cli("evaluate --checkpoint " + second + "/checkpoint.h5" + data + " --neurons 0:6"),
+                        "which the model does not predict (it was trained on neurons 6:");
+  TinySpec other;
+  other.neurons = 7;
+  write_tiny_dataset(fx.dir / "other.h5", other);
+  expect_one_error_line(
+      run_cli("evaluate --checkpoint " + second + "/checkpoint.h5 --data " + fx.dir / "other.h5"),
+      "preprocessing/neuron_indices); use the dataset the model was trained on");
+  expect_one_error_line(run_cli("predict --checkpoint " + second + "/checkpoint.h5 --data " + fx.dir / "other.h5" +
+                                " --out " + fx.dir / "p2.h5"),
+                        "trained on neurons 6: of a dataset with 12 neurons");
+  for (const char* bad : {"5:3", "0:13", "x", "3:3"}) {
+    expect_one_error_line(run_cli("train " + model + data + " --out " + fx.dir / "bad" + " --neurons " + bad + " --quiet"),
+                          "--neurons '" + std::string(bad) + "'");
+    expect_one_error_line(run_cli("evaluate --checkpoint " + full + "/checkpoint.h5" + data + " --neurons " + bad),
+                          "pass A:B (0 <= A < B <= 12");
+  }
+  EXPECT_FALSE(std::filesystem::exists(fx.dir / "bad"));
 }
 
 }  // namespace

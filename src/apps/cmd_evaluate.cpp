@@ -1,4 +1,5 @@
-// v1sysid evaluate --checkpoint FILE --data PATH [--tier test] [--json]: metrics of a trained model.
+// v1sysid evaluate --checkpoint FILE --data PATH [--tier test] [--neurons SPEC] [--json]: metrics of a trained
+// model (on the neurons it was trained on, or on SPEC among them).
 #include "apps/commands.hpp"
 #include "train/pipeline.hpp"
 
@@ -9,7 +10,7 @@ namespace v1sysid::apps {
 
 void add_evaluate_command(CLI::App& app) {
   struct Options {
-    std::string checkpoint, data, tier = "test";
+    std::string checkpoint, data, tier = "test", neurons;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -17,19 +18,29 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train'")->required();
   cmd->add_option("--data", o->data, "Dataset the model was trained on")->required();
   cmd->add_option("--tier", o->tier, "Tier to evaluate (train, validation, test, final_test)");
+  cmd->add_option("--neurons", o->neurons,
+                  "Metrics over these neurons of the dataset only: A:B (half-open), even or odd; they must be "
+                  "among the neurons the model predicts");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] {
     const Tier tier = parse_tier(o->tier, "--tier");
     auto c = load_checkpoint(o->checkpoint);
-    const Dataset d = load_dataset(o->data);
-    const int readout = check_checkpoint_fits(c, d);
-    const auto r = evaluate_model(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout);
+    Dataset d = load_dataset(o->data);
+    std::vector<int64_t> columns;
+    if (!o->neurons.empty()) {
+      const auto& recorded = c.readout_preprocessing[static_cast<size_t>(readout_of_dataset(c, d))].neurons;
+      columns = evaluation_columns(o->neurons, d, recorded, "--neurons");
+    }
+    const int readout = fit_dataset_to_checkpoint(c, d);
+    const auto r =
+        evaluate_model(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout, columns);
     if (o->json) {
       std::cout << evaluation_json(r) << "\n";
       return;
     }
     const auto& m = r.metrics;
-    std::cout << "tier " << tier_name(tier) << ": " << m.n_trials << " trials, " << m.n_images << " images\n"
+    std::cout << "tier " << tier_name(tier) << ": " << m.n_trials << " trials, " << m.n_images << " images, "
+              << m.test_correlation_per_neuron.size() << " neurons\n"
               << "  test correlation        " << m.test_correlation << "\n"
               << "  single-trial corr.      " << m.single_trial_correlation << "\n"
               << "  fraction oracle         " << m.fraction_oracle << "\n"

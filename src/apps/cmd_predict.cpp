@@ -1,5 +1,6 @@
 // v1sysid predict --checkpoint FILE --data PATH --tier test --out pred.h5: predictions [trials, N] in the
-// units of the stored responses, in file order of the tier, with image_ids [trials].
+// units of the stored responses, in file order of the tier, with image_ids [trials] (and neuron_indices [N]
+// for a model trained on a neuron subset, which is applied to the dataset as recorded).
 #include "apps/commands.hpp"
 #include "io/h5.hpp"
 #include "train/pipeline.hpp"
@@ -24,12 +25,15 @@ void add_predict_command(CLI::App& app) {
   cmd->callback([o] {
     const Tier tier = parse_tier(o->tier, "--tier");
     auto c = load_checkpoint(o->checkpoint);
-    const Dataset d = load_dataset(o->data);
-    const int readout = check_checkpoint_fits(c, d);
+    Dataset d = load_dataset(o->data);
+    const int readout = fit_dataset_to_checkpoint(c, d);
+    const auto& selection = c.readout_preprocessing[static_cast<size_t>(readout)].neurons;
     const auto p = predict_tier(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout);
     auto f = h5::File::create(o->out, o->force);
     f.write("predictions", p.values, {static_cast<hsize_t>(p.trials), static_cast<hsize_t>(p.neurons)});
     f.write("image_ids", p.image_ids, {static_cast<hsize_t>(p.trials)});
+    if (!selection.all())  // column k of predictions is neuron neuron_indices[k] of the dataset
+      f.write("neuron_indices", selection.indices, {static_cast<hsize_t>(selection.indices.size())});
     f.write_attribute("/", "tier", std::string(tier_name(tier)));
     f.write_attribute("/", "checkpoint", o->checkpoint);
     f.write_attribute("/", "units", std::string("stored responses (prediction * response_std)"));

@@ -18,6 +18,9 @@ void add_train_command(CLI::App& app) {
                   "Dataset: StaticImageSet .h5, FileTree folder or .zip; repeat for several datasets on one core "
                   "(one readout per data_key)")
       ->required();
+  cmd->add_option("--neurons", o->neurons,
+                  "Train on these neurons of every --data only: A:B (indices A..B-1, half-open), even or odd; "
+                  "recorded in the checkpoint, which evaluate and predict then apply");
   cmd->add_option("--init-core", o->init_core, "Checkpoint whose core (parameters and BN statistics) starts training");
   cmd->add_flag("--freeze-core", o->freeze_core,
                 "Train only the readouts; the core of --init-core stays fixed, its batch norm in evaluation mode");

@@ -81,11 +81,36 @@ std::string data_key_from_path(const std::string& path);
 // non-empty train/validation/test tiers, finite images and responses, ground-truth shapes. Throws DataError.
 void validate_dataset(const Dataset& d);
 
+// A subset of a dataset's neurons (`train --neurons SPEC`, Ecker's half-neurons experiment). SPEC is
+//   A:B   indices A, A+1, ..., B-1 (0-based, half-open as in Python; ":B" = "0:B", "A:" = "A:n")
+//   even  indices 0, 2, 4, ...        odd  indices 1, 3, 5, ...
+// Empty `indices` means every neuron (no selection).
+struct NeuronSelection {
+  std::string spec;                // as given, e.g. "0:75"
+  int64_t dataset_neurons = 0;     // n_neurons of the dataset the indices refer to
+  std::vector<int64_t> indices;    // ascending dataset neuron indices
+  std::vector<int64_t> unit_ids;   // the dataset's unit_ids of those neurons
+  bool all() const { return indices.empty(); }
+};
+// Parses SPEC against `d`; an empty, malformed or out-of-range SPEC throws ConfigError naming `option`
+// (e.g. "--neurons") and the valid forms.
+NeuronSelection parse_neuron_selection(const std::string& spec, const Dataset& d, const std::string& option);
+// Columns `indices` of a row-major [rows, cols] matrix, e.g. some neurons of responses [trials, neurons].
+std::vector<float> neuron_columns(const std::vector<float>& values, int64_t cols, const std::vector<int64_t>& indices);
+// Keeps only the neurons `indices` (ascending, in range) in every per-neuron field of `d`: responses,
+// unit_ids, cortical coordinates, stored response statistics and the ground truth.
+void keep_neurons(Dataset& d, const std::vector<int64_t>& indices);
+// Applies a selection recorded for another run (a checkpoint's) to `d`, after checking that `d` is the kind
+// of dataset it was made on: the same neuron count and, for the selected neurons, the same unit_ids.
+// ShapeError otherwise, naming `origin` (e.g. "checkpoint.h5 (preprocessing/neuron_indices)") and `d`.
+void apply_neuron_selection(Dataset& d, const NeuronSelection& s, const std::string& origin);
+
 // Training-tier statistics as the reference computes them (reference-models.md §3.3).
 struct Preprocessing {
   double image_mean = 0;               // scalar over all training pixels
   double image_std = 1;                // scalar (ddof 0)
   std::vector<float> response_std;     // [n] per-neuron divisor; SD < 1% of mean SD is replaced (see .cpp)
+  NeuronSelection neurons;             // the dataset neurons the statistics (and a model) are for
 };
 // Throws DataError when the training images are constant (no SD to divide by).
 Preprocessing compute_preprocessing(const Dataset& d);

@@ -55,6 +55,37 @@ void read_into(const h5::File& f, const std::string& name, const View1<Real>& fl
   Kokkos::deep_copy(flat, host);
 }
 
+// One preprocessing group: image_mean, image_std, response_std and, for a model of a neuron subset,
+// neuron_indices [n] (attributes spec, dataset_neurons) and neuron_unit_ids [n].
+void write_preprocessing(h5::File& f, const std::string& g, const Preprocessing& p) {
+  f.write_scalar<double>(g + "/image_mean", p.image_mean);
+  f.write_scalar<double>(g + "/image_std", p.image_std);
+  f.write(g + "/response_std", p.response_std, {static_cast<hsize_t>(p.response_std.size())});
+  const auto& s = p.neurons;
+  if (s.all()) return;
+  f.write(g + "/neuron_indices", s.indices, {static_cast<hsize_t>(s.indices.size())});
+  f.write_attribute(g + "/neuron_indices", "spec", s.spec);
+  f.write_attribute(g + "/neuron_indices", "dataset_neurons", s.dataset_neurons);
+  f.write(g + "/neuron_unit_ids", s.unit_ids, {static_cast<hsize_t>(s.unit_ids.size())});
+}
+
+Preprocessing read_preprocessing(const h5::File& f, const std::string& g) {
+  Preprocessing p;
+  p.image_mean = f.read_scalar<double>(g + "/image_mean");
+  p.image_std = f.read_scalar<double>(g + "/image_std");
+  p.response_std = f.read<float>(g + "/response_std");
+  if (!f.exists(g + "/neuron_indices")) return p;
+  auto& s = p.neurons;
+  s.indices = f.read<int64_t>(g + "/neuron_indices");
+  s.spec = f.read_attribute_string(g + "/neuron_indices", "spec");
+  s.dataset_neurons = f.read_attribute_int(g + "/neuron_indices", "dataset_neurons");
+  if (f.exists(g + "/neuron_unit_ids")) s.unit_ids = f.read<int64_t>(g + "/neuron_unit_ids");
+  if (s.indices.size() != p.response_std.size() || (!s.unit_ids.empty() && s.unit_ids.size() != s.indices.size()))
+    throw ShapeError(g + "/neuron_indices, neuron_unit_ids and response_std differ in length", f.path(),
+                     "the checkpoint is corrupt; retrain");
+  return p;
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
@@ -109,12 +140,7 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
   f.write_attribute("training/val_curve", "columns", std::string("iteration,step,train_loss,val_loss,learning_rate"));
 
   // Preprocessing (the model sees (image - mean) / std and predicts response / response_std).
-  auto write_preprocessing = [&](const std::string& g) {
-    f.write_scalar<double>(g + "/image_mean", preprocessing.image_mean);
-    f.write_scalar<double>(g + "/image_std", preprocessing.image_std);
-    f.write(g + "/response_std", preprocessing.response_std, {static_cast<hsize_t>(preprocessing.response_std.size())});
-  };
-  write_preprocessing("preprocessing");
+  write_preprocessing(f, "preprocessing", preprocessing);
   if (multi) {
     std::vector<std::string> keys;
     std::vector<int64_t> counts;
@@ -124,13 +150,9 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
     }
     f.write_strings("readouts/data_keys", keys);
     f.write("readouts/n_neurons", counts, {static_cast<hsize_t>(counts.size())});
-    for (int r = 0; r < model.num_readouts(); ++r) {
-      const auto& pr = all_preprocessing[static_cast<size_t>(r)];
-      const std::string g = "readouts/" + keys[static_cast<size_t>(r)] + "/preprocessing";
-      f.write_scalar<double>(g + "/image_mean", pr.image_mean);
-      f.write_scalar<double>(g + "/image_std", pr.image_std);
-      f.write(g + "/response_std", pr.response_std, {static_cast<hsize_t>(pr.response_std.size())});
-    }
+    for (int r = 0; r < model.num_readouts(); ++r)
+      write_preprocessing(f, "readouts/" + keys[static_cast<size_t>(r)] + "/preprocessing",
+                          all_preprocessing[static_cast<size_t>(r)]);
   }
 
   // export/: a framework-neutral description (PyTorch conventions).
@@ -201,7 +223,7 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
     for (int r = 0; r < model.num_readouts(); ++r) keys += (r ? "," : "") + model.readout_spec(r).key;
     f.write_attribute("export", "data_keys", keys);
   }
-  write_preprocessing("export/preprocessing");
+  write_preprocessing(f, "export/preprocessing", preprocessing);
   f.commit();
 }
 
@@ -242,22 +264,14 @@ Checkpoint load_checkpoint(const std::string& path) {
   }
   arena.set_adam_step(f.read_scalar<int64_t>("adam/step"));
 
-  c.preprocessing.image_mean = f.read_scalar<double>("preprocessing/image_mean");
-  c.preprocessing.image_std = f.read_scalar<double>("preprocessing/image_std");
-  c.preprocessing.response_std = f.read<float>("preprocessing/response_std");
+  c.preprocessing = read_preprocessing(f, "preprocessing");
   if (static_cast<int>(c.preprocessing.response_std.size()) != neurons)
     throw ShapeError("preprocessing/response_std has " + std::to_string(c.preprocessing.response_std.size()) +
                          " entries for " + std::to_string(neurons) + " neurons",
                      path, "the checkpoint is corrupt; retrain");
   if (specs.size() == 1) c.readout_preprocessing.push_back(c.preprocessing);
-  for (size_t r = 0; specs.size() > 1 && r < specs.size(); ++r) {
-    const std::string g = "readouts/" + specs[r].key + "/preprocessing";
-    Preprocessing p;
-    p.image_mean = f.read_scalar<double>(g + "/image_mean");
-    p.image_std = f.read_scalar<double>(g + "/image_std");
-    p.response_std = f.read<float>(g + "/response_std");
-    c.readout_preprocessing.push_back(std::move(p));
-  }
+  for (size_t r = 0; specs.size() > 1 && r < specs.size(); ++r)
+    c.readout_preprocessing.push_back(read_preprocessing(f, "readouts/" + specs[r].key + "/preprocessing"));
 
   auto& t = c.training;
   t.status = f.read_attribute_string("training", "status");
@@ -278,9 +292,13 @@ Checkpoint load_checkpoint(const std::string& path) {
   return c;
 }
 
+int readout_of_dataset(const Checkpoint& c, const Dataset& d) {
+  return c.model->num_readouts() == 1 ? 0 : c.model->readout_index(d.data_key);
+}
+
 int check_checkpoint_fits(const Checkpoint& c, const Dataset& d) {
   const auto& m = *c.model;
-  const int r = m.num_readouts() == 1 ? 0 : m.readout_index(d.data_key);
+  const int r = readout_of_dataset(c, d);
   const int neurons = m.readout_spec(r).n_neurons;
   if (d.height != m.height() || d.width != m.width())
     throw ShapeError("the checkpoint's model takes " + std::to_string(m.height()) + " x " + std::to_string(m.width()) +
@@ -291,6 +309,15 @@ int check_checkpoint_fits(const Checkpoint& c, const Dataset& d) {
                          std::to_string(d.n_neurons),
                      c.path + " with " + d.source, "use the dataset the model was trained on (" + c.dataset_source + ")");
   return r;
+}
+
+int fit_dataset_to_checkpoint(const Checkpoint& c, Dataset& d) {
+  const int r = readout_of_dataset(c, d);
+  const std::string group =
+      c.model->num_readouts() == 1 ? "preprocessing" : "readouts/" + d.data_key + "/preprocessing";
+  apply_neuron_selection(d, c.readout_preprocessing[static_cast<size_t>(r)].neurons,
+                         c.path + " (" + group + "/neuron_indices)");
+  return check_checkpoint_fits(c, d);
 }
 
 }  // namespace v1sysid

@@ -42,7 +42,13 @@ struct Checkpoint {
 Checkpoint load_checkpoint(const std::string& path);
 
 // The readout of the checkpoint's model that belongs to `d`: 0 for a one-readout model, else the readout
-// whose data_key is d.data_key. Throws ShapeError unless that readout fits `d` (image size, neuron count).
+// whose data_key is d.data_key.
+int readout_of_dataset(const Checkpoint& c, const Dataset& d);
+// That readout; throws ShapeError unless it fits `d` (image size, neuron count).
 int check_checkpoint_fits(const Checkpoint& c, const Dataset& d);
+// What evaluate and predict call: applies the neuron subset recorded for that readout (a model trained with
+// --neurons; Preprocessing::neurons) to `d`, refusing a dataset that does not match it, then
+// check_checkpoint_fits. Returns the readout index.
+int fit_dataset_to_checkpoint(const Checkpoint& c, Dataset& d);
 
 }  // namespace v1sysid

@@ -628,6 +628,11 @@ layers::PoissonLossOptions loss_options(const ModelConfig& c) {
 }  // namespace
 
 template <class T>
+double Model<T>::poisson_eps() const {
+  return loss_options(m_config).eps;
+}
+
+template <class T>
 double Model<T>::poisson_loss(ModelWorkspace<T>& ws, int batch, int readout) const {
   ExecSpace space;
   const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;

@@ -162,6 +162,8 @@ class Model {
   void forward(ModelWorkspace<T>& ws, int batch, bool training, int readout = 0);
   // Poisson loss of ws.prediction against ws.responses (first `batch` rows); call after forward.
   double poisson_loss(ModelWorkspace<T>& ws, int batch, int readout = 0) const;
+  // The eps inside that loss's log: 1e-5 (Ecker), 1e-12 under the lurz schedule (neuralpredictors).
+  double poisson_eps() const;
   // Sum of the core and readout regularisers at the current parameters.
   double regularization(int readout = 0) const;
   // Gradients of loss_weight * poisson_loss + regularization accumulated into the arena's grads (zero them

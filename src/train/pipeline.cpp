@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -53,31 +54,73 @@ std::vector<int64_t> nonempty_tier_rows(const Dataset& d, Tier tier, const char*
 
 }  // namespace
 
-EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
-  return evaluate_model(model, d, prepare_training_data(d, p), tier, readout);
+EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout,
+                                const std::vector<int64_t>& columns) {
+  return evaluate_model(model, d, prepare_training_data(d, p), tier, readout, columns);
 }
 
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const TrainingData& data, Tier tier,
-                                int readout) {
+                                int readout, const std::vector<int64_t>& columns) {
   const auto rows = nonempty_tier_rows(d, tier, "evaluate");
   auto ws = model.make_workspace(model.config().train.eval_batch_size);
   IndexStaging staging(ws.capacity);
   EvaluationReport r;
   r.tier = tier;
-  const auto predictions = predict_rows(model, ws, staging, data, rows, readout);
-  r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
+  auto predictions = predict_rows(model, ws, staging, data, rows, readout);
   const auto T = static_cast<int64_t>(rows.size());
-  r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
-                                metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
-                                rows, d.image_ids);
-  if (d.ground_truth && !d.ground_truth->ceiling_correlation.empty()) {
+  std::vector<float> ceilings = d.ground_truth ? d.ground_truth->ceiling_correlation : std::vector<float>{};
+  if (columns.empty()) {
+    r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
+    r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
+                                  metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
+                                  rows, d.image_ids);
+  } else {
+    // A subset of the model's neurons: the same metrics on those columns; the loss (a sum over neurons) on the
+    // host, from the evaluation-mode predictions.
+    const auto S = static_cast<int64_t>(columns.size());
+    predictions = neuron_columns(predictions, d.n_neurons, columns);
+    const auto responses = neuron_columns(data.host_responses, d.n_neurons, columns);
+    if (!ceilings.empty()) ceilings = neuron_columns(ceilings, d.n_neurons, columns);
+    const double eps = model.poisson_eps();
+    double loss = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < S; ++n) {
+        const double yhat = predictions[static_cast<size_t>(t * S + n)];
+        loss += yhat - responses[static_cast<size_t>(rows[static_cast<size_t>(t)] * S + n)] * std::log(yhat + eps);
+      }
+    r.loss = loss / static_cast<double>(T);
+    r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, S, "predictions"),
+                                  metrics::ConstMatrix<float>(responses, d.n_trials, S, "responses"), rows,
+                                  d.image_ids);
+  }
+  if (!ceilings.empty()) {
     double mean = 0;
-    for (float c : d.ground_truth->ceiling_correlation) mean += c;
-    mean /= static_cast<double>(d.ground_truth->ceiling_correlation.size());
+    for (float c : ceilings) mean += c;
+    mean /= static_cast<double>(ceilings.size());
     r.mean_ceiling_correlation = mean;
     if (mean > 0) r.ceiling_fraction = r.metrics.test_correlation / mean;
   }
   return r;
+}
+
+std::vector<int64_t> evaluation_columns(const std::string& spec, const Dataset& full,
+                                        const NeuronSelection& model_neurons, const std::string& option) {
+  const NeuronSelection wanted = parse_neuron_selection(spec, full, option);
+  if (model_neurons.all()) return wanted.indices;
+  const auto& have = model_neurons.indices;
+  std::vector<int64_t> columns;
+  for (int64_t k : wanted.indices) {
+    const auto it = std::lower_bound(have.begin(), have.end(), k);
+    if (it == have.end() || *it != k)
+      throw ConfigError(option + " '" + spec + "' includes neuron " + std::to_string(k) +
+                            ", which the model does not predict (it was trained on neurons " + model_neurons.spec +
+                            " of " + full.source + ")",
+                        "the command line",
+                        "choose neurons within " + model_neurons.spec +
+                            ", or evaluate a model trained on all neurons (or on these)");
+    columns.push_back(static_cast<int64_t>(it - have.begin()));
+  }
+  return columns;
 }
 
 Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout) {
@@ -105,7 +148,8 @@ std::string evaluation_json(const EvaluationReport& e) {
     << ", \"single_trial_correlation\": " << json_number(m.single_trial_correlation)
     << ", \"oracle\": " << json_number(m.oracle) << ", \"fraction_oracle\": " << json_number(m.fraction_oracle)
     << ", \"fev\": " << json_number(m.fev) << ", \"feve\": " << json_number(m.feve)
-    << ", \"correlation_upper_bound\": " << json_number(m.correlation_upper_bound);
+    << ", \"correlation_upper_bound\": " << json_number(m.correlation_upper_bound)
+    << ", \"n_neurons\": " << m.test_correlation_per_neuron.size();
   if (e.ceiling_fraction) s << ", \"ceiling_fraction\": " << json_number(*e.ceiling_fraction);
   if (e.mean_ceiling_correlation) s << ", \"mean_ceiling_correlation\": " << json_number(*e.mean_ceiling_correlation);
   s << ", \"n_trials\": " << m.n_trials << ", \"n_images\": " << m.n_images << "}";
@@ -113,7 +157,8 @@ std::string evaluation_json(const EvaluationReport& e) {
 }
 
 std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c,
-                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset) {
+                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset,
+                         const std::string& neurons) {
   std::ostringstream s;
   s << "{\n  \"status\": " << json_string(t.status) << ",\n  \"message\": " << json_string(t.message)
     << ",\n  \"best_val_loss\": " << json_number(t.best_val_loss);
@@ -133,6 +178,7 @@ std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const 
     << ",\n  \"wall_seconds\": " << json_number(t.wall_seconds) << ",\n  \"seed\": " << c.train.seed
     << ",\n  \"data_fraction\": " << json_number(c.train.data_fraction);
   if (c.train.lurz()) s << ",\n  \"best_val_correlation\": " << json_number(t.best_val_correlation);
+  if (!neurons.empty()) s << ",\n  \"neurons\": " << json_string(neurons);
   if (!per_dataset.empty()) {
     s << ",\n  \"datasets\": {";
     for (size_t k = 0; k < per_dataset.size(); ++k)
@@ -201,13 +247,19 @@ TrainOutcome run_training(const TrainOptions& o) {
   std::vector<ReadoutSpec> specs;
   for (const auto& path : paths) {
     datasets.push_back(load_dataset(path));
-    const auto& d = datasets.back();
+    auto& d = datasets.back();
+    NeuronSelection selection;
+    if (!o.neurons.empty()) {
+      selection = parse_neuron_selection(o.neurons, d, "--neurons");
+      keep_neurons(d, selection.indices);
+    }
     if (d.height != datasets.front().height || d.width != datasets.front().width)
       throw DataError("images are " + std::to_string(d.height) + " x " + std::to_string(d.width) + ", those of " +
                           paths.front() + " " + std::to_string(datasets.front().height) + " x " +
                           std::to_string(datasets.front().width),
                       path, "one core needs datasets with one image size");
     preps.push_back(compute_preprocessing(d));
+    preps.back().neurons = selection;
     specs.push_back(ReadoutSpec{multi ? d.data_key : std::string(), static_cast<int>(d.n_neurons)});
   }
   for (size_t k = 0; k < datasets.size(); ++k) datas.push_back(prepare_training_data(datasets[k], preps[k]));
@@ -240,7 +292,7 @@ TrainOutcome run_training(const TrainOptions& o) {
   std::string sources;
   for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
   if (out.training.status == "diverged") {
-    write_text(out.metrics_path, metrics_json(out.training, nullptr, config));
+    write_text(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
     throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
                         "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
   }
@@ -271,7 +323,7 @@ TrainOutcome run_training(const TrainOptions& o) {
     summary.mean_ceiling_correlation.reset();
   }
   save_checkpoint(out.checkpoint_path, model, preps, out.training, sources, o.force);
-  write_text(out.metrics_path, metrics_json(out.training, &summary, config, out.dataset_evaluations));
+  write_text(out.metrics_path, metrics_json(out.training, &summary, config, out.dataset_evaluations, o.neurons));
   return out;
 }
 

@@ -30,22 +30,33 @@ struct EvaluationReport {
   std::optional<double> mean_ceiling_correlation;  // digital V1 only
 };
 
-// Evaluates `model` on tier `tier` of `d` (preprocessed with `p`).
+// Evaluates `model` on tier `tier` of `d` (preprocessed with `p`). `columns` (positions among the model's
+// neurons, ascending) restricts every metric, the loss and the ceiling to those neurons (evaluate
+// --neurons); empty = all.
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier,
-                                int readout = 0);
+                                int readout = 0, const std::vector<int64_t>& columns = {});
 // The same with `d` already preprocessed and uploaded (prepare_training_data), so that callers that trained
 // on it (train, sweep trials) do not upload the dataset a second time.
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const TrainingData& data, Tier tier,
-                                int readout = 0);
+                                int readout = 0, const std::vector<int64_t>& columns = {});
+// The columns of evaluate_model for `evaluate --neurons SPEC`: SPEC is parsed against `full` (the dataset
+// before any selection) and each selected dataset neuron is looked up among `model_neurons` (the model's
+// recorded selection; all neurons when it has none). ConfigError naming `option` when SPEC is bad or asks
+// for a neuron the model does not predict.
+std::vector<int64_t> evaluation_columns(const std::string& spec, const Dataset& full,
+                                        const NeuronSelection& model_neurons, const std::string& option);
 
 // Several datasets (data_paths with more than one entry): one readout per dataset keyed by its data_key, one
 // core; metrics.json gains "datasets": {key: {...}} and its top-level metrics are neuron-weighted means.
 // Transfer: init_core copies every core/ parameter and batch-norm statistic from a checkpoint whose core
 // config and image size match; freeze_core (requires init_core) then trains only the new readouts, with the
 // core's batch norm in evaluation mode (Model::set_core_frozen).
+// neurons (--neurons SPEC, NeuronSelection): train on those neurons of every dataset only; the checkpoint
+// records them with the preprocessing, and metrics.json names them ("neurons": SPEC).
 struct TrainOptions {
   std::string model_path, data_path, out_dir;
   std::vector<std::string> data_paths;  // when non-empty, used instead of data_path
+  std::string neurons;                  // empty: all neurons
   std::string init_core;
   bool freeze_core = false;
   bool force = false;
@@ -70,7 +81,8 @@ TrainOutcome run_training(const TrainOptions& o);
 // metrics.json text of a run (keys: status, message, best_val_loss, test_correlation, feve, fraction_oracle,
 // ceiling_fraction (digital V1 only), iterations, steps, wall_seconds, ...).
 std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c,
-                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset = {});
+                         const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset = {},
+                         const std::string& neurons = "");
 // Copies every core/ slot (parameters and BN buffers) of `from` into `to`; ShapeError naming the slot when
 // names or shapes differ.
 void copy_core(const Model<Real>& from, Model<Real>& to, const std::string& origin);

@@ -244,6 +244,20 @@ Tiling make_tiling(const Conv2dShape& s) {
   return t;
 }
 
+// Work item r of a per-(o, group of kGroup consecutive i) filter kernel: the filters (o, i0 .. i0 + nq).
+struct FilterItem {
+  int o, i0, nq;
+};
+KOKKOS_INLINE_FUNCTION FilterItem filter_item(int r, int Ci) {
+  const int groups = (Ci + kGroup - 1) / kGroup;
+  FilterItem it;
+  it.o = r / groups;
+  it.i0 = (r % groups) * kGroup;
+  it.nq = Ci - it.i0 < kGroup ? Ci - it.i0 : kGroup;
+  return it;
+}
+inline int filter_items(int Co, int Ci) { return Co * ((Ci + kGroup - 1) / kGroup); }
+
 // U[t][o][i] (alpha^2, Co, Ci) = (G f[o,i] G^T)[t] with f[o,i] = w[o,i] (w: (Co, Ci, 5, 5)), or with flip
 // f[o,i] = w[i,o] rotated by 180 degrees (w: (Ci, Co, 5, 5)), the filter of the input gradient.
 // A work item transforms the filters of kGroup consecutive i at once (vectorised along i; contiguous stores).
@@ -251,11 +265,11 @@ template <int M, class T, class ExecSpace>
 void filter_transform(ExecSpace const& space, UView4<const T, ExecSpace> w, bool flip, int Co, int Ci, T* U) {
   constexpr int N = Tables<M>::N;
   const std::size_t plane = std::size_t(Co) * Ci;
-  const int groups = (Ci + kGroup - 1) / kGroup;
   Kokkos::parallel_for(
-      "v1sysid::winograd::filter_transform", Kokkos::RangePolicy<ExecSpace>(space, 0, Co * groups),
+      "v1sysid::winograd::filter_transform", Kokkos::RangePolicy<ExecSpace>(space, 0, filter_items(Co, Ci)),
       KOKKOS_LAMBDA(const int r) {
-        const int o = r / groups, i0 = (r % groups) * kGroup, nq = Ci - i0 < kGroup ? Ci - i0 : kGroup;
+        const FilterItem f_it = filter_item(r, Ci);
+        const int o = f_it.o, i0 = f_it.i0, nq = f_it.nq;
         T f[kR][kR * kGroup];  // f[ky][kx * kGroup + q]: filter (o, i0 + q)
         for (int ky = 0; ky < kR; ++ky)
           for (int kx = 0; kx < kR; ++kx)
@@ -278,11 +292,11 @@ template <int M, class T, class ExecSpace>
 void filter_transform_adjoint(ExecSpace const& space, const T* dU, int Co, int Ci, UView4<T, ExecSpace> d_w) {
   constexpr int N = Tables<M>::N;
   const std::size_t plane = std::size_t(Co) * Ci;
-  const int groups = (Ci + kGroup - 1) / kGroup;
   Kokkos::parallel_for(
-      "v1sysid::winograd::filter_transform_adjoint", Kokkos::RangePolicy<ExecSpace>(space, 0, Co * groups),
-      KOKKOS_LAMBDA(const int r) {
-        const int o = r / groups, i0 = (r % groups) * kGroup, nq = Ci - i0 < kGroup ? Ci - i0 : kGroup;
+      "v1sysid::winograd::filter_transform_adjoint",
+      Kokkos::RangePolicy<ExecSpace>(space, 0, filter_items(Co, Ci)), KOKKOS_LAMBDA(const int r) {
+        const FilterItem f_it = filter_item(r, Ci);
+        const int o = f_it.o, i0 = f_it.i0, nq = f_it.nq;
         T du[N][N * kGroup];  // du[a][b * kGroup + q] = dU[a * N + b][o][i0 + q]
         for (int a = 0; a < N; ++a)
           for (int b = 0; b < N; ++b)
@@ -314,33 +328,41 @@ KOKKOS_INLINE_FUNCTION TileItem tile_item(int r, int C, int tiles_y, int groups_
   return it;
 }
 
-// V[t][c][p] = (B^T d_{c,p} B)[t] for the images b0 .. b0+nb-1 of src (B, C, H, W); P = nb * tiles.
-template <int M, class T, class ExecSpace>
-void input_transform(ExecSpace const& space, const Tiling& tl, UView4<const T, ExecSpace> src, int b0, int nb,
-                     T* V) {
-  constexpr int N = Tables<M>::N, J = kGroup + (kR - 1) / M;  // a row of kGroup overlapping windows: M * J
+// dst[t = k * L::rows + l][c][p] = (L X_{c,p} L^T)[k][l] for the images b0 .. b0+nb-1 of src (B, C, H, W),
+// P = nb * tiles, where X_{c,p} is the L::cols x L::cols window of channel c at (ty*m - Pad, tx*m - Pad),
+// zero outside the image. Windows are m apart: wider than m (input tiles) they overlap.
+template <class L, int M, int Pad, class T, class ExecSpace>
+void tile_transform(ExecSpace const& space, const char* label, const Tiling& tl, UView4<const T, ExecSpace> src,
+                    int b0, int nb, T* dst) {
+  constexpr int K = L::rows, J = kGroup + (L::cols - M) / M;  // a row of kGroup windows: M * J scalars
   using Layout = PhaseLayout<M, J>;
   const int C = static_cast<int>(src.extent(1)), H = tl.H, W = tl.W, tiles_y = tl.tiles_y,
             tiles_x = tl.tiles_x, groups_x = tl.groups_x, tiles = tl.tiles;
   const std::size_t P = std::size_t(nb) * tl.tiles, plane = std::size_t(C) * P;
   Kokkos::parallel_for(
-      "v1sysid::winograd::input_transform", Kokkos::RangePolicy<ExecSpace>(space, 0, nb * C * tiles_y * groups_x),
-      KOKKOS_LAMBDA(const int r) {
+      label, Kokkos::RangePolicy<ExecSpace>(space, 0, nb * C * tiles_y * groups_x), KOKKOS_LAMBDA(const int r) {
         const TileItem it = tile_item(r, C, tiles_y, groups_x, tiles_x);
-        T d[N][Layout::len], bd[N][Layout::len], v[N][kGroup];
-        for (int k = 0; k < N; ++k) {
-          const int y = it.ty * M - kPad + k;
+        T x[L::cols][Layout::len], lx[K][Layout::len], v[K][kGroup];
+        for (int i = 0; i < L::cols; ++i) {
+          const int y = it.ty * M - Pad + i;
           load_row<M, J>(y >= 0 && y < H ? &src(b0 + it.b, it.c, y, 0) : static_cast<const T*>(nullptr),
-                                 it.tx0 * M - kPad, W, d[k]);
+                         it.tx0 * M - Pad, W, x[i]);
         }
-        vertical<InputT<M>>(d, bd);
+        vertical<L>(x, lx);
         const std::size_t p0 = std::size_t(it.b) * tiles + std::size_t(it.ty) * tiles_x + it.tx0;
-        for (int k = 0; k < N; ++k) {
-          horizontal<InputT<M>, Layout, kGroup>(bd[k], v);
-          for (int l = 0; l < N; ++l)
-            store_group(V + std::size_t(k * N + l) * plane + std::size_t(it.c) * P + p0, v[l], it.nq);
+        for (int k = 0; k < K; ++k) {
+          horizontal<L, Layout, kGroup>(lx[k], v);
+          for (int l = 0; l < K; ++l)
+            store_group(dst + std::size_t(k * K + l) * plane + std::size_t(it.c) * P + p0, v[l], it.nq);
         }
       });
+}
+
+// V[t][c][p] = (B^T d_{c,p} B)[t]: the transformed input tiles (alpha x alpha patches, 2 pixels of padding).
+template <int M, class T, class ExecSpace>
+void input_transform(ExecSpace const& space, const Tiling& tl, UView4<const T, ExecSpace> src, int b0, int nb,
+                     T* V) {
+  tile_transform<InputT<M>, M, kPad>(space, "v1sysid::winograd::input_transform", tl, src, b0, nb, V);
 }
 
 // dst[b0 + b, c, y, x] = (A^T Mb[.][c][p] A)[y - ty*m][x - tx*m]: the output tiles of one chunk, cut at H x W.
@@ -384,29 +406,7 @@ void output_transform(ExecSpace const& space, const Tiling& tl, const T* Mb, int
 template <int M, class T, class ExecSpace>
 void output_transform_adjoint(ExecSpace const& space, const Tiling& tl, UView4<const T, ExecSpace> src, int b0,
                               int nb, T* dM) {
-  constexpr int N = Tables<M>::N;
-  using Layout = PhaseLayout<M, kGroup>;  // kGroup adjacent m-wide windows
-  const int C = static_cast<int>(src.extent(1)), H = tl.H, W = tl.W, tiles_y = tl.tiles_y,
-            tiles_x = tl.tiles_x, groups_x = tl.groups_x, tiles = tl.tiles;
-  const std::size_t P = std::size_t(nb) * tl.tiles, plane = std::size_t(C) * P;
-  Kokkos::parallel_for(
-      "v1sysid::winograd::output_transform_adjoint",
-      Kokkos::RangePolicy<ExecSpace>(space, 0, nb * C * tiles_y * groups_x), KOKKOS_LAMBDA(const int r) {
-        const TileItem it = tile_item(r, C, tiles_y, groups_x, tiles_x);
-        T dy[M][Layout::len], ady[N][Layout::len], v[N][kGroup];
-        for (int i = 0; i < M; ++i) {
-          const int y = it.ty * M + i;
-          load_row<M, kGroup>(y < H ? &src(b0 + it.b, it.c, y, 0) : static_cast<const T*>(nullptr), it.tx0 * M,
-                                      W, dy[i]);
-        }
-        vertical<OutputAdj<M>>(dy, ady);
-        const std::size_t p0 = std::size_t(it.b) * tiles + std::size_t(it.ty) * tiles_x + it.tx0;
-        for (int a = 0; a < N; ++a) {
-          horizontal<OutputAdj<M>, Layout, kGroup>(ady[a], v);
-          for (int b = 0; b < N; ++b)
-            store_group(dM + std::size_t(a * N + b) * plane + std::size_t(it.c) * P + p0, v[b], it.nq);
-        }
-      });
+  tile_transform<OutputAdj<M>, M, 0>(space, "v1sysid::winograd::output_transform_adjoint", tl, src, b0, nb, dM);
 }
 
 // For each of the alpha^2 planes t: C_t = op(A_t) op(B_t) + beta * C_t, with A_t (ra, ca), B_t (rb, cb) and

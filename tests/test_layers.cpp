@@ -219,7 +219,8 @@ TEST(Conv2dWinograd, ForwardAndGradientsMatchIm2col) {
     std::vector<Conv2dShape> cases = {
         {1, 3, 5, 7, 9, 5, Padding::same},    // batch 1, C_in != C_out, sizes not multiples of the tile
         {2, 6, 2, 1, 13, 5, Padding::same},   // a single row
-        {3, 17, 9, 12, 8, 5, Padding::same},  // sizes multiples of both tiles
+        {3, 17, 9, 12, 8, 5, Padding::same},  // sizes multiples of both tiles; 17 channels: 16 + 1 per filter group
+        {1, 3, 4, 6, 70, 5, Padding::same},   // rows of more than one group of tiles, the last one partial
     };
     // More images than one chunk of this tile size holds, the last chunk partial.
     Conv2dShape many{1000, 4, 3, 23, 19, 5, Padding::same, a};

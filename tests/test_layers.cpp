@@ -16,6 +16,7 @@
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
 #include "layers/poisson_loss.hpp"
+#include "layers/winograd.hpp"
 #include "layer_test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -80,19 +81,28 @@ void expect_conv_matches_naive(const Conv2dShape& s, double tol) {
     ASSERT_NEAR(double(out[i]), ref[i], tol * (1 + std::abs(ref[i]))) << describe(s) << " out[" << i << "]";
 }
 
+// 5x5 SAME shapes also run through both Winograd tile sizes (forced), and one has enough channels for the
+// automatic choice to take Winograd (checked, so the case keeps testing that path if the threshold moves).
 std::vector<Conv2dShape> conv_cases() {
   std::vector<Conv2dShape> cases;
   for (int K : {1, 3, 5})
     for (Padding p : {Padding::same, Padding::valid}) cases.push_back(Conv2dShape{2, 3, 4, 7, 7, K, p});
   cases.push_back(Conv2dShape{2, 2, 3, 6, 9, 3, Padding::same});   // non-square image
   cases.push_back(Conv2dShape{1, 2, 2, 5, 8, 5, Padding::valid});  // non-square VALID, batch 1
+  for (ConvAlgorithm a : {ConvAlgorithm::winograd, ConvAlgorithm::winograd2})
+    cases.push_back(Conv2dShape{2, 3, 4, 7, 9, 5, Padding::same, a});  // tiles cut at both image edges
+  const Conv2dShape automatic{1, 8, 9, 6, 5, 5, Padding::same};
+  EXPECT_EQ(conv2d_resolve_algorithm(automatic), ConvAlgorithm::winograd) << describe(automatic);
+  cases.push_back(automatic);
   return cases;
 }
 
 TEST(Conv2d, ForwardMatchesNaiveConvolution) {
   for (const auto& s : conv_cases()) {
-    expect_conv_matches_naive<double>(s, 1e-12);
-    expect_conv_matches_naive<float>(s, 1e-5);
+    // Winograd's transforms cost about 20x im2col's rounding error (docs/performance.md).
+    const bool winograd = conv2d_resolve_algorithm(s) != ConvAlgorithm::im2col;
+    expect_conv_matches_naive<double>(s, winograd ? 1e-10 : 1e-12);
+    expect_conv_matches_naive<float>(s, winograd ? 1e-4 : 1e-5);
   }
 }
 
@@ -115,7 +125,10 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
                             u4<const double>(in, s.B, s.C_in, s.H, s.W), u4<const double>(w, s.B, s.C_out, Ho, Wo),
                             u4<double>(d_in, s.B, s.C_in, s.H, s.W), u4<double>(d_weight, s.C_out, s.C_in, s.K, s.K),
                             u1<double>(ws));
-    check_gradients(describe(s), {{"weight", &weight, &d_weight, kParamGradFill}, {"in", &in, &d_in, 0.0}}, w, forward);
+    // The conv is linear in weight and in, so a large step is exact and keeps the round-off of Winograd's
+    // transforms (which touch every output of a tile, not only the 5x5 that depend on x) out of the estimate.
+    check_gradients(describe(s), {{"weight", &weight, &d_weight, kParamGradFill}, {"in", &in, &d_in, 0.0}}, w, forward,
+                    1e-3, 1e-2);
 
     // Without d_in (the first layer) the weight gradient is the same.
     Vec d_weight2(weight.size(), kParamGradFill);
@@ -148,6 +161,103 @@ TEST(Conv2d, ShapeErrorsNameTheArgument) {
     EXPECT_NE(std::string(e.what()).find("odd kernel"), std::string::npos) << e.what();
   }
   EXPECT_THROW(validate(Conv2dShape{2, 3, 4, 7, 7, 9, Padding::valid}), v1sysid::ShapeError);
+}
+
+// ---- Winograd against im2col -----------------------------------------------------------------------------
+
+// max |x - ref| / max |ref| (the Winograd error scales with the magnitude of the whole output, not per element).
+template <class T>
+double max_relative_difference(const std::vector<T>& x, const std::vector<T>& ref) {
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    diff = std::max(diff, std::abs(double(x[i]) - double(ref[i])));
+    scale = std::max(scale, std::abs(double(ref[i])));
+  }
+  return diff / scale;
+}
+
+// Outputs of conv2d_forward and (d_in, d_weight) of conv2d_backward of one shape with one algorithm.
+template <class T>
+struct ConvResults {
+  std::vector<T> out, d_in, d_weight;
+};
+
+template <class T>
+ConvResults<T> run_conv(Conv2dShape s, ConvAlgorithm algorithm) {
+  s.algorithm = algorithm;
+  auto weight = random_vec<T>(std::size_t(s.C_out) * s.C_in * 25, 41);
+  auto in = random_vec<T>(std::size_t(s.B) * s.C_in * s.H * s.W, 42, 0.0, 1.0);  // positive, like activations
+  auto d_out = random_vec<T>(std::size_t(s.B) * s.C_out * s.H * s.W, 43);
+  ConvResults<T> r;
+  r.out.assign(d_out.size(), T(7));
+  r.d_in.assign(in.size(), T(kInputGradFill));
+  r.d_weight.assign(weight.size(), T(kParamGradFill));
+  std::vector<T> ws(conv2d_workspace_size(s));
+  conv2d_forward<T>(E(), s, u4<const T>(weight, s.C_out, s.C_in, 5, 5), u4<const T>(in, s.B, s.C_in, s.H, s.W),
+                    u4<T>(r.out, s.B, s.C_out, s.H, s.W), u1<T>(ws));
+  conv2d_backward<T>(E(), s, u4<const T>(weight, s.C_out, s.C_in, 5, 5), u4<const T>(in, s.B, s.C_in, s.H, s.W),
+                     u4<const T>(d_out, s.B, s.C_out, s.H, s.W), u4<T>(r.d_in, s.B, s.C_in, s.H, s.W),
+                     u4<T>(r.d_weight, s.C_out, s.C_in, 5, 5), u1<T>(ws));
+  return r;
+}
+
+template <class T>
+void expect_winograd_matches_im2col(const Conv2dShape& s, ConvAlgorithm algorithm, double tol) {
+  const auto ref = run_conv<T>(s, ConvAlgorithm::im2col);
+  const auto got = run_conv<T>(s, algorithm);
+  const std::string ctx = describe(s) + " " + to_string(algorithm) + (sizeof(T) == 4 ? " float" : " double");
+  if (std::getenv("V1SYSID_WINOGRAD_VERBOSE"))
+    std::printf("%s: out %.3g d_in %.3g d_weight %.3g\n", ctx.c_str(), max_relative_difference(got.out, ref.out),
+                max_relative_difference(got.d_in, ref.d_in), max_relative_difference(got.d_weight, ref.d_weight));
+  EXPECT_LT(max_relative_difference(got.out, ref.out), tol) << ctx << " out";
+  EXPECT_LT(max_relative_difference(got.d_in, ref.d_in), tol) << ctx << " d_in";
+  EXPECT_LT(max_relative_difference(got.d_weight, ref.d_weight), tol) << ctx << " d_weight";
+}
+
+TEST(Conv2dWinograd, ForwardAndGradientsMatchIm2col) {
+  for (ConvAlgorithm a : {ConvAlgorithm::winograd, ConvAlgorithm::winograd2}) {
+    std::vector<Conv2dShape> cases = {
+        {1, 3, 5, 7, 9, 5, Padding::same},    // batch 1, C_in != C_out, sizes not multiples of the tile
+        {2, 6, 2, 1, 13, 5, Padding::same},   // a single row
+        {3, 17, 9, 12, 8, 5, Padding::same},  // sizes multiples of both tiles; 17 channels: 16 + 1 per filter group
+        {1, 3, 4, 6, 70, 5, Padding::same},   // rows of more than one group of tiles, the last one partial
+    };
+    // More images than one chunk of this tile size holds, the last chunk partial.
+    Conv2dShape many{1000, 4, 3, 23, 19, 5, Padding::same, a};
+    const int chunk = winograd_chunk_images(many);
+    ASSERT_GT(chunk, 1) << "the chunk is a single image: use a smaller image for this case";
+    many.B = 2 * chunk + 1;
+    cases.push_back(many);
+    for (const auto& s : cases) {
+      expect_winograd_matches_im2col<double>(s, a, 1e-10);
+      expect_winograd_matches_im2col<float>(s, a, 1e-4);
+    }
+  }
+}
+
+TEST(Conv2dWinograd, WorkspaceGrowsWithTheBatchAndUnsupportedShapesThrow) {
+  Conv2dShape s{1, 32, 32, 36, 64, 5, Padding::same};
+  ASSERT_EQ(conv2d_resolve_algorithm(s), ConvAlgorithm::winograd);
+  std::size_t last = 0;
+  for (int B = 1; B <= 40; ++B) {
+    s.B = B;
+    EXPECT_GE(conv2d_workspace_size(s), last) << describe(s);
+    last = conv2d_workspace_size(s);
+  }
+  // Chunks bound the workspace: beyond one chunk of images it no longer grows with the batch.
+  s.B = winograd_chunk_images(Conv2dShape{1000, 32, 32, 36, 64, 5, Padding::same, ConvAlgorithm::winograd});
+  const std::size_t one_chunk = conv2d_workspace_size(s);
+  s.B = 1000;
+  EXPECT_EQ(conv2d_workspace_size(s), one_chunk) << describe(s);
+  // The first layer (13x13, one input channel), thin layers and VALID padding stay im2col.
+  EXPECT_EQ(conv2d_resolve_algorithm(Conv2dShape{8, 1, 128, 36, 64, 13, Padding::valid}), ConvAlgorithm::im2col);
+  EXPECT_EQ(conv2d_resolve_algorithm(Conv2dShape{8, 4, 128, 36, 64, 5, Padding::same}), ConvAlgorithm::im2col);
+  EXPECT_EQ(conv2d_resolve_algorithm(Conv2dShape{8, 128, 4, 36, 64, 5, Padding::same}), ConvAlgorithm::im2col);
+  EXPECT_EQ(conv2d_resolve_algorithm(Conv2dShape{8, 128, 128, 36, 64, 5, Padding::valid}), ConvAlgorithm::im2col);
+  EXPECT_THROW(validate(Conv2dShape{2, 3, 4, 7, 7, 3, Padding::same, ConvAlgorithm::winograd}), v1sysid::ShapeError);
+  EXPECT_THROW(validate(Conv2dShape{2, 3, 4, 9, 9, 5, Padding::valid, ConvAlgorithm::winograd2}), v1sysid::ShapeError);
+  EXPECT_EQ(parse_conv_algorithm("im2col"), ConvAlgorithm::im2col);
+  EXPECT_THROW(parse_conv_algorithm("fft"), v1sysid::ConfigError);
 }
 
 TEST(DepthwiseConv2d, ForwardMatchesNaiveAndGradientsMatchFiniteDifferences) {

@@ -2,8 +2,9 @@
 // every trainable parameter of the arena (conv weights, BN gamma/beta, readout mask/features/bias) of
 //   L = Poisson loss (training-mode batch norm) + core and readout regularisers
 // for several configurations (signed / positive features, each readout regulariser, softplus / ELU / none,
-// SAME / VALID, the rotation-equivariant Hermite core with rotation-shared and per-channel batch norm), plus
-// initialisation, slot table and workspace checks, and the named architectures (model/architectures.hpp).
+// SAME / VALID, a Winograd 5x5 layer, the rotation-equivariant Hermite core with rotation-shared and
+// per-channel batch norm), plus initialisation, slot table and workspace checks, and the named architectures
+// (model/architectures.hpp).
 #include "model/model.hpp"
 
 #include "core/error.hpp"
@@ -126,6 +127,20 @@ core: {filter_sizes: [5, 3], channels: [3, 4], nonlinearities: [softplus, none],
 
 TEST(ModelGradient, JointL1SignedFeatures) {
   check_directional_derivative({"joint_l1", std::string(kBase) + "readout: {regularizer: joint_l1, weight: 0.05}\n"});
+}
+
+// A 5x5 SAME layer with 8 channels on both sides: conv2d's automatic choice runs it through Winograd.
+TEST(ModelGradient, WinogradLayer) {
+  const Case c{"winograd", R"(
+core: {filter_sizes: [3, 5], channels: [8, 8], nonlinearities: [softplus, softplus], batchnorm_scale: [true, true],
+       smooth_weight: 0.3, sparse_weight: 0.2, rel_smooth: [1, 0.5], rel_sparse: [0, 1]}
+readout: {regularizer: joint_l1, weight: 0.05}
+)"};
+  const Model<double> m(config_of(c), 9, 8, 5);
+  const auto& g = m.geometry(1);
+  const layers::Conv2dShape s{4, g.c_in, g.c_out, g.h_in, g.w_in, g.k, layers::Padding::same};
+  ASSERT_EQ(layers::conv2d_resolve_algorithm(s), layers::ConvAlgorithm::winograd);
+  check_directional_derivative(c);
 }
 
 TEST(ModelGradient, SeparateL1PositiveFeaturesEluValid) {

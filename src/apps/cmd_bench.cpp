@@ -24,6 +24,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "BLAS threads (0: the library's default)")->capture_default_str();
   cmd->add_option("--steps", o->steps, "Timed training steps and inference passes")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Untimed steps and passes before timing")->capture_default_str();
+  cmd->add_option("--conv", o->conv, "Dense convolutions: automatic, im2col, winograd (F(4x4,5x5)) or winograd2")
+      ->check(CLI::IsMember({"automatic", "im2col", "winograd", "winograd2"}))
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the random model and data")->capture_default_str();
   cmd->callback([o] { std::cout << bench::to_json(bench::run_bench(*o)) << std::endl; });
 }

@@ -178,6 +178,7 @@ BenchResult run_bench(const BenchOptions& o) {
   r.options = o;
   const ModelConfig cfg = bench_model_config(o);
   Model<Real> model(cfg, o.height, o.width, o.neurons);
+  model.set_conv_algorithm(layers::parse_conv_algorithm(o.conv));
   model.initialize(o.seed, std::vector<double>(static_cast<size_t>(o.neurons), 0.5));
   r.flops = count_flops(model);
   const TrainingData data = random_training_data(o);
@@ -268,6 +269,7 @@ std::string to_json(const BenchResult& r) {
     j["channels"] = o.channels;
   }
   j["steps"] = o.steps;
+  j["conv"] = o.conv;
   j["train_gflop_per_image"] = round_to(r.flops.train / 1e9, 3);
   j["infer_gflop_per_image"] = round_to(r.flops.forward / 1e9, 3);
   j["train_gflop_per_s"] = round_to(r.flops.train * r.train_images_per_s / 1e9, 1);

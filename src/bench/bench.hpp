@@ -30,6 +30,7 @@ struct BenchOptions {
   int threads = 0;   // BLAS threads; 0 keeps the library's default
   int steps = 3;     // timed training steps and timed inference passes
   int warmup = 1;    // untimed steps (and passes) before
+  std::string conv = "automatic";  // algorithm of the dense convolutions: automatic | im2col | winograd | winograd2
   uint64_t seed = 0;
 };
 

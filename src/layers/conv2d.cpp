@@ -4,6 +4,8 @@
 // handled by clamping its bounds instead of branching per element.
 #include "layers/conv2d.hpp"
 
+#include "layers/winograd.hpp"
+
 #include <algorithm>
 
 namespace v1sysid::layers {
@@ -92,10 +94,38 @@ void col2im(ExecSpace const& space, const Conv2dShape& s, UView2<const T, ExecSp
       });
 }
 
+// s with `automatic` replaced by the algorithm it resolves to.
+Conv2dShape resolved(const Conv2dShape& s) {
+  Conv2dShape r = s;
+  r.algorithm = conv2d_resolve_algorithm(s);
+  return r;
+}
+
 }  // namespace
 
+const char* to_string(ConvAlgorithm a) {
+  switch (a) {
+    case ConvAlgorithm::im2col: return "im2col";
+    case ConvAlgorithm::winograd: return "winograd";
+    case ConvAlgorithm::winograd2: return "winograd2";
+    case ConvAlgorithm::automatic: break;
+  }
+  return "automatic";
+}
+
+ConvAlgorithm parse_conv_algorithm(const std::string& name) {
+  for (ConvAlgorithm a : {ConvAlgorithm::automatic, ConvAlgorithm::im2col, ConvAlgorithm::winograd,
+                          ConvAlgorithm::winograd2})
+    if (name == to_string(a)) return a;
+  throw ConfigError("unknown convolution algorithm \"" + name + "\"", "conv algorithm",
+                    "use automatic, im2col, winograd or winograd2");
+}
+
 std::string describe(const Conv2dShape& s) {
-  return describe_common("Conv2dShape", s, "C_in=" + std::to_string(s.C_in) + ", C_out=" + std::to_string(s.C_out));
+  std::string d =
+      describe_common("Conv2dShape", s, "C_in=" + std::to_string(s.C_in) + ", C_out=" + std::to_string(s.C_out));
+  if (s.algorithm != ConvAlgorithm::automatic) d.insert(d.size() - 1, std::string(", ") + to_string(s.algorithm));
+  return d;
 }
 
 void validate(const Conv2dShape& s) {
@@ -103,9 +133,23 @@ void validate(const Conv2dShape& s) {
   validate_common(s, d, "conv2d");
   detail::require(s.C_in >= 1 && s.C_out >= 1, "invalid channel counts " + d, "conv2d",
                   "a convolution needs at least one input and one output channel");
+  const bool winograd = s.algorithm == ConvAlgorithm::winograd || s.algorithm == ConvAlgorithm::winograd2;
+  detail::require(!winograd || winograd_supported(s), "Winograd needs a 5x5 kernel with SAME padding, got " + d,
+                  "conv2d", "use ConvAlgorithm::automatic or im2col for this layer");
+}
+
+ConvAlgorithm conv2d_resolve_algorithm(const Conv2dShape& s) {
+  if (s.algorithm != ConvAlgorithm::automatic) return s.algorithm;
+  // Below this many channels on either side both are cheap and Winograd's gain is lost in the noise
+  // (measured from 8 channels up, docs/performance.md).
+  constexpr int kMinChannels = 8;
+  return winograd_supported(s) && std::min(s.C_in, s.C_out) >= kMinChannels ? ConvAlgorithm::winograd
+                                                                             : ConvAlgorithm::im2col;
 }
 
 std::size_t conv2d_workspace_size(const Conv2dShape& s) {
+  const Conv2dShape r = resolved(s);
+  if (r.algorithm != ConvAlgorithm::im2col) return winograd_workspace_size(r);
   if (s.K == 1) return 0;
   return static_cast<std::size_t>(s.col_rows()) * s.H_out() * s.W_out();
 }
@@ -119,6 +163,10 @@ void conv2d_forward(ExecSpace const& space, Conv2dShape const& s, UView4<const T
   detail::require_extents(in, {B, Ci, std::size_t(s.H), std::size_t(s.W)}, "conv2d_forward", "in");
   detail::require_extents(out, {B, Co, std::size_t(s.H_out()), std::size_t(s.W_out())}, "conv2d_forward", "out");
   detail::require_workspace(workspace, conv2d_workspace_size(s), "conv2d_forward", "conv2d_workspace_size");
+  if (resolved(s).algorithm != ConvAlgorithm::im2col) {
+    winograd_conv2d_forward<T>(space, resolved(s), weight, in, out, workspace);
+    return;
+  }
 
   const std::size_t HW = std::size_t(s.H) * s.W, HW_out = std::size_t(s.H_out()) * s.W_out();
   const std::size_t rows = s.col_rows();
@@ -149,6 +197,10 @@ void conv2d_backward(ExecSpace const& space, Conv2dShape const& s, UView4<const 
   if (present(d_in)) detail::require_extents(d_in, {B, Ci, H, W}, "conv2d_backward", "d_in");
   detail::require_extents(d_weight, {Co, Ci, K, K}, "conv2d_backward", "d_weight");
   detail::require_workspace(workspace, conv2d_workspace_size(s), "conv2d_backward", "conv2d_workspace_size");
+  if (resolved(s).algorithm != ConvAlgorithm::im2col) {
+    winograd_conv2d_backward<T>(space, resolved(s), weight, in, d_out, d_in, d_weight, workspace);
+    return;
+  }
 
   const std::size_t HW = H * W, HW_out = Ho * Wo, rows = s.col_rows();
   UView2<const T, ExecSpace> w2(weight.data(), Co, rows);  // (C_out, C_in*K*K)

@@ -10,6 +10,9 @@
 // col2im is a gather over the K*K taps that reach an input pixel, so it needs no atomics. For K == 1 the
 // input is its own im2col matrix and no workspace is used.
 //
+// Winograd (winograd.hpp): 5x5 SAME convolutions with enough channels go through Winograd F(4x4, 5x5)
+// instead, forward and backward (Conv2dShape::algorithm; automatic picks it, im2col forces the reference path).
+//
 // Depthwise conv (depthwise_conv2d_*, groups = C, weight [C, 1, K, K], Lurz's depth-separable layers): a
 // direct kernel; it is K*K*H*W*C FLOPs per image, negligible next to the dense layers.
 //
@@ -22,6 +25,18 @@
 
 namespace v1sysid::layers {
 
+// How conv2d_forward / conv2d_backward compute a dense convolution.
+enum class ConvAlgorithm {
+  automatic,  // winograd where conv2d_resolve_algorithm picks it (5x5 SAME, enough channels), else im2col
+  im2col,     // im2col + GEMM for every shape: the reference path
+  winograd,   // Winograd F(4x4, 5x5) (winograd.hpp); K == 5 with SAME padding only
+  winograd2,  // Winograd F(2x2, 5x5): fewer saved FLOPs, kept for comparison; K == 5 with SAME padding only
+};
+
+const char* to_string(ConvAlgorithm a);
+// "automatic", "im2col", "winograd", "winograd2"; throws ConfigError for anything else.
+ConvAlgorithm parse_conv_algorithm(const std::string& name);
+
 struct Conv2dShape {
   int B = 0;      // batch
   int C_in = 0;   // input channels
@@ -30,6 +45,7 @@ struct Conv2dShape {
   int W = 0;      // input width
   int K = 1;      // kernel size (K x K)
   Padding padding = Padding::same;
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;
 
   int pad() const { return padding == Padding::same ? K / 2 : 0; }
   int H_out() const { return H + 2 * pad() - K + 1; }
@@ -39,10 +55,14 @@ struct Conv2dShape {
 
 // "Conv2dShape{B=2, C_in=3, C_out=4, H=7, W=7, K=3, padding=same}" for error and test messages.
 std::string describe(const Conv2dShape& s);
-// Throws ShapeError for negative sizes, K < 1, even K with SAME padding, or a VALID kernel larger than the image.
+// Throws ShapeError for negative sizes, K < 1, even K with SAME padding, a VALID kernel larger than the image,
+// or a Winograd algorithm asked for a shape it does not support.
 void validate(const Conv2dShape& s);
-// Scalars of type T the workspace of conv2d_forward / conv2d_backward must hold:
-// C_in*K*K*H_out*W_out (one image's im2col matrix), or 0 when K == 1.
+// The algorithm s runs with: s.algorithm, with automatic resolved (never returns automatic).
+ConvAlgorithm conv2d_resolve_algorithm(const Conv2dShape& s);
+// Scalars of type T the workspace of conv2d_forward / conv2d_backward must hold: im2col: C_in*K*K*H_out*W_out
+// (one image's im2col matrix), or 0 when K == 1; Winograd: winograd_workspace_size (winograd.hpp). It does not
+// decrease with B, so a workspace sized for a batch capacity serves every smaller batch.
 std::size_t conv2d_workspace_size(const Conv2dShape& s);
 
 template <class T, class ExecSpace>

@@ -3,6 +3,7 @@
 #include "core/profiling.hpp"
 
 #include "core/error.hpp"
+#include "layers/winograd.hpp"
 #include "optim/regularizers.hpp"
 #include "train/rng.hpp"
 
@@ -385,6 +386,10 @@ layers::Conv2dShape Model<T>::conv_shape(int l, int batch) const {
   s.W = g.w_in;
   s.K = g.k;
   s.padding = g.valid ? layers::Padding::valid : layers::Padding::same;
+  // A forced Winograd applies where it can; the other layers keep im2col.
+  s.algorithm = m_conv_algorithm;
+  if (s.algorithm != layers::ConvAlgorithm::im2col && !layers::winograd_supported(s))
+    s.algorithm = layers::ConvAlgorithm::im2col;
   return s;
 }
 

@@ -143,6 +143,10 @@ class Model {
   // Core frozen: BN in evaluation mode in every forward, no core gradients or regularisers.
   void set_core_frozen(bool frozen) { m_core_frozen = frozen; }
   bool core_frozen() const { return m_core_frozen; }
+  // Algorithm of the dense convolutions (automatic: Winograd for the 5x5 SAME layers with enough channels).
+  // Set it before make_workspace: workspaces are sized for the algorithm in force when they are made.
+  void set_conv_algorithm(layers::ConvAlgorithm a) { m_conv_algorithm = a; }
+  layers::ConvAlgorithm conv_algorithm() const { return m_conv_algorithm; }
   // Host copy of mu [N, 2] of gaussian readout r (from the grid predictor when there is one).
   std::vector<float> gaussian_mu(int r) const;
   ParamArena<T>& arena() { return m_arena; }
@@ -225,6 +229,7 @@ class Model {
   std::vector<ReadoutSlots> m_readouts;
   ParamArena<T> m_arena;
   bool m_core_frozen = false;
+  layers::ConvAlgorithm m_conv_algorithm = layers::ConvAlgorithm::automatic;
   uint64_t m_sample_counter = 0;
   // roteq only, per layer: synthesis shape, pooled rotated basis (R*k*k, Q), synthesised filters and their
   // gradient (C_out*C_in*k*k each); and the synthesis GEMM scratch (max hermite_workspace_size).

@@ -12,7 +12,8 @@
 #     second half the transfer model's test correlation is within 0.02 of the full model's.
 #
 #   analysis/transfer_experiments.sh --out DIR [--quick] [--resume | --force] [--stimuli FILE] [--seed S]
-#                                    [--jobs J] [--v1sysid PATH]
+#                                    [--jobs J] [--v1sysid PATH] [--data-config FILE] [--model FILE]
+#                                    [--fractions "F1 F2 ..."]
 #
 #   --out DIR       results: DIR/transfer_results.{json,md}, DIR/transfer_curve.png; runs/, evals/, logs/, data/
 #   --quick         CI size: data/transfer_quick.yaml and sweeps/models/lurz_transfer_quick.yaml, 3 fractions
@@ -20,6 +21,9 @@
 #   --force         start over in a non-empty DIR (removes this script's outputs there, nothing else)
 #   --stimuli FILE  stimulus file of `v1sysid images` (default: made in DIR/stimuli.h5)
 #   --seed S        training seed of every run (default 1); --jobs J trainings at once (default 2)
+#   --data-config FILE, --model FILE, --fractions "F..."
+#                   another simulation config (n_animals: 5), model YAML or list of fractions (1.0 last)
+#                   instead of the defaults of the chosen size
 #
 # Every training runs single-threaded (OPENBLAS_NUM_THREADS=1); OPENBLAS_CORETYPE as env/demo.sh sets it.
 # Steps write their outputs atomically (train and evaluate rename finished files), so an interrupted run
@@ -30,7 +34,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="${V1SYSID:-$here/build/cpu-release/v1sysid}"
 python=/usr/bin/python3
-out="" quick=0 resume=0 force=0 stimuli="" seed=1 max_jobs=2
+out="" quick=0 resume=0 force=0 stimuli="" seed=1 max_jobs=2 data_config_option="" model_option="" fractions_option=""
 die() { echo "transfer_experiments.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -42,7 +46,10 @@ while [[ $# -gt 0 ]]; do
     --seed) seed="${2:-}"; shift 2 ;;
     --jobs) max_jobs="${2:-}"; shift 2 ;;
     --v1sysid) v1sysid="${2:-}"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --data-config) data_config_option="${2:-}"; shift 2 ;;
+    --model) model_option="${2:-}"; shift 2 ;;
+    --fractions) fractions_option="${2:-}"; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown option '$1'; see --help" ;;
   esac
 done
@@ -59,6 +66,21 @@ if (( quick )); then
 else
   data_config="$here/data/transfer.yaml" model="$here/sweeps/models/lurz_transfer.yaml"
   fractions=(0.1 0.25 0.4 0.7 1.0)
+fi
+if [[ -n "$data_config_option" ]]; then
+  [[ -f "$data_config_option" ]] || die "--data-config $data_config_option does not exist"
+  data_config="$(cd "$(dirname "$data_config_option")" && pwd)/$(basename "$data_config_option")"
+fi
+if [[ -n "$model_option" ]]; then
+  [[ -f "$model_option" ]] || die "--model $model_option does not exist"
+  model="$(cd "$(dirname "$model_option")" && pwd)/$(basename "$model_option")"
+fi
+if [[ -n "$fractions_option" ]]; then
+  read -r -a fractions <<< "$fractions_option"
+  for f in "${fractions[@]}"; do
+    [[ "$f" =~ ^(0\.[0-9]*[1-9][0-9]*|1\.0|1)$ ]] || die "--fractions: '$f' is not a number in (0, 1]; write e.g. --fractions \"0.25 0.4 1.0\""
+  done
+  [[ "${fractions[-1]}" == 1.0 ]] || die "--fractions must end with 1.0 (direct training on all data is the reference)"
 fi
 
 # The outputs of this script in DIR (--force removes these and only these).

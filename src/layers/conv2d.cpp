@@ -163,8 +163,8 @@ void conv2d_forward(ExecSpace const& space, Conv2dShape const& s, UView4<const T
   detail::require_extents(in, {B, Ci, std::size_t(s.H), std::size_t(s.W)}, "conv2d_forward", "in");
   detail::require_extents(out, {B, Co, std::size_t(s.H_out()), std::size_t(s.W_out())}, "conv2d_forward", "out");
   detail::require_workspace(workspace, conv2d_workspace_size(s), "conv2d_forward", "conv2d_workspace_size");
-  if (resolved(s).algorithm != ConvAlgorithm::im2col) {
-    winograd_conv2d_forward<T>(space, resolved(s), weight, in, out, workspace);
+  if (const Conv2dShape r = resolved(s); r.algorithm != ConvAlgorithm::im2col) {
+    winograd_conv2d_forward<T>(space, r, weight, in, out, workspace);
     return;
   }
 
@@ -197,8 +197,8 @@ void conv2d_backward(ExecSpace const& space, Conv2dShape const& s, UView4<const 
   if (present(d_in)) detail::require_extents(d_in, {B, Ci, H, W}, "conv2d_backward", "d_in");
   detail::require_extents(d_weight, {Co, Ci, K, K}, "conv2d_backward", "d_weight");
   detail::require_workspace(workspace, conv2d_workspace_size(s), "conv2d_backward", "conv2d_workspace_size");
-  if (resolved(s).algorithm != ConvAlgorithm::im2col) {
-    winograd_conv2d_backward<T>(space, resolved(s), weight, in, d_out, d_in, d_weight, workspace);
+  if (const Conv2dShape r = resolved(s); r.algorithm != ConvAlgorithm::im2col) {
+    winograd_conv2d_backward<T>(space, r, weight, in, d_out, d_in, d_weight, workspace);
     return;
   }
 

@@ -13,7 +13,7 @@
 #
 #   analysis/transfer_experiments.sh --out DIR [--quick] [--resume | --force] [--stimuli FILE] [--seed S]
 #                                    [--jobs J] [--v1sysid PATH] [--data-config FILE] [--model FILE]
-#                                    [--fractions "F1 F2 ..."]
+#                                    [--fractions "F1 F2 ..."] [--experiments lurz|ecker|both]
 #
 #   --out DIR       results: DIR/transfer_results.{json,md}, DIR/transfer_curve.png; runs/, evals/, logs/, data/
 #   --quick         CI size: data/transfer_quick.yaml and sweeps/models/lurz_transfer_quick.yaml, 3 fractions
@@ -24,6 +24,7 @@
 #   --data-config FILE, --model FILE, --fractions "F..."
 #                   another simulation config (n_animals: 5), model YAML or list of fractions (1.0 last)
 #                   instead of the defaults of the chosen size
+#   --experiments E lurz (a. only), ecker (b. only) or both (default); the other one's trainings are skipped
 #
 # Every training runs single-threaded (OPENBLAS_NUM_THREADS=1); OPENBLAS_CORETYPE as env/demo.sh sets it.
 # Steps write their outputs atomically (train and evaluate rename finished files), so an interrupted run
@@ -35,6 +36,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="${V1SYSID:-$here/build/cpu-release/v1sysid}"
 python=/usr/bin/python3
 out="" quick=0 resume=0 force=0 stimuli="" seed=1 max_jobs=2 data_config_option="" model_option="" fractions_option=""
+experiments=both
 die() { echo "transfer_experiments.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -49,13 +51,18 @@ while [[ $# -gt 0 ]]; do
     --data-config) data_config_option="${2:-}"; shift 2 ;;
     --model) model_option="${2:-}"; shift 2 ;;
     --fractions) fractions_option="${2:-}"; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    --experiments) experiments="${2:-}"; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown option '$1'; see --help" ;;
   esac
 done
 [[ -n "$out" ]] || die "--out DIR is required; see --help"
 [[ "$seed" =~ ^[0-9]+$ ]] || die "--seed '$seed' is not a non-negative integer"
 [[ "$max_jobs" =~ ^[1-9][0-9]*$ ]] || die "--jobs '$max_jobs' is not a positive integer"
+[[ "$experiments" =~ ^(lurz|ecker|both)$ ]] || die "--experiments '$experiments' is not lurz, ecker or both"
+run_lurz=0 run_ecker=0
+[[ "$experiments" == ecker ]] || run_lurz=1
+[[ "$experiments" == lurz ]] || run_ecker=1
 (( resume && force )) && die "--resume keeps finished steps, --force removes them: pass one of them"
 [[ -x "$v1sysid" ]] || die "no v1sysid at $v1sysid; build it (cmake --preset cpu-release && cmake --build build/cpu-release -j2) or pass --v1sysid PATH"
 [[ -z "$stimuli" || -f "$stimuli" ]] || die "--stimuli $stimuli does not exist; make one with 'v1sysid images --out FILE' or leave --stimuli out"
@@ -102,7 +109,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q '^vendor_id.*AuthenticAMD' /proc/c
 fi
 start_time=$SECONDS
 say() { printf '[transfer %5ds] %s\n' $((SECONDS - start_time)) "$*"; }
-say "out $out; $( ((quick)) && echo quick || echo full) size; seed $seed; $max_jobs trainings at once; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto}"
+say "out $out; $( ((quick)) && echo quick || echo full) size; experiments $experiments; seed $seed; $max_jobs trainings at once; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-auto}"
 
 # ---- data ---------------------------------------------------------------------------------------------------
 if [[ -z "$stimuli" ]]; then
@@ -165,25 +172,36 @@ print("test correlation %.3f, fraction oracle %.3f, %d neurons" % (e["test_corre
 await() { [[ -n "${pid_of[$1]:-}" ]] && { wait "${pid_of[$1]}" 2>/dev/null || true; }; return 0; }
 
 # The longest job first (four animals), the runs that need no core next, the transfers when their core is done.
-job core "$(animal 4)" "" --data "$(animal 1)" --data "$(animal 2)" --data "$(animal 3)" --data "$(animal 4)"
-job ecker_full "$(animal 1)" "--neurons $half:" --data "$(animal 1)"
-job ecker_half_core "$(animal 1)" "" --data "$(animal 1)" --neurons ":$half"
-for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
-  f=${fractions[k]}
-  job "direct_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f"
-done
-await ecker_half_core
-job ecker_half_transfer "$(animal 1)" "" --data "$(animal 1)" --neurons "$half:" \
-  --init-core "$out/runs/ecker_half_core/checkpoint.h5" --freeze-core
-await core
-for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
-  f=${fractions[k]}
-  job "transfer_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f" \
-    --init-core "$out/runs/core/checkpoint.h5" --freeze-core
-done
+lurz_runs=() ecker_runs=()
+(( run_lurz )) && lurz_runs=(core "${fractions[@]/#/direct_f}" "${fractions[@]/#/transfer_f}")
+(( run_ecker )) && ecker_runs=(ecker_full ecker_half_core ecker_half_transfer)
+(( run_lurz )) && job core "$(animal 4)" "" --data "$(animal 1)" --data "$(animal 2)" --data "$(animal 3)" --data "$(animal 4)"
+if (( run_ecker )); then
+  job ecker_full "$(animal 1)" "--neurons $half:" --data "$(animal 1)"
+  job ecker_half_core "$(animal 1)" "" --data "$(animal 1)" --neurons ":$half"
+fi
+if (( run_lurz )); then
+  for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
+    f=${fractions[k]}
+    job "direct_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f"
+  done
+fi
+if (( run_ecker )); then
+  await ecker_half_core
+  job ecker_half_transfer "$(animal 1)" "" --data "$(animal 1)" --neurons "$half:" \
+    --init-core "$out/runs/ecker_half_core/checkpoint.h5" --freeze-core
+fi
+if (( run_lurz )); then
+  await core
+  for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
+    f=${fractions[k]}
+    job "transfer_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f" \
+      --init-core "$out/runs/core/checkpoint.h5" --freeze-core
+  done
+fi
 wait
 missing=()
-for name in core ecker_full ecker_half_core ecker_half_transfer "${fractions[@]/#/direct_f}" "${fractions[@]/#/transfer_f}"; do
+for name in "${lurz_runs[@]}" "${ecker_runs[@]}"; do
   [[ -f "$out/evals/$name.json" ]] || missing+=("$name")
 done
 (( ${#missing[@]} == 0 )) || { say "failed: ${missing[*]} (logs in $out/logs; rerun with --resume)"; exit 1; }
@@ -191,47 +209,52 @@ say "all $jobs_total trainings done ($jobs_done of them from an earlier run)"
 
 # ---- tables, JSON, figure --------------------------------------------------------------------------------------
 "$python" - "$out" "$here" "$data_config" "$model" "$seed" "$n_neurons" "$half" "$train_images" \
-  "$((SECONDS - start_time))" "$jobs_done" "$quick" "$("$v1sysid" --version | head -n 1)" "${fractions[@]}" <<'PY'
+  "$((SECONDS - start_time))" "$jobs_done" "$quick" "$("$v1sysid" --version | head -n 1)" "$experiments" \
+  "${fractions[@]}" <<'PY'
 import json, os, sys
 
-out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version = sys.argv[1:13]
-fractions = sys.argv[13:]
+out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version, experiments = sys.argv[1:14]
+fractions = sys.argv[14:]
 seed, n_neurons, half, train_images, wall, reused = map(int, (seed, n_neurons, half, train_images, wall, reused))
 quick = quick == "1"
+run_lurz, run_ecker = experiments in ("lurz", "both"), experiments in ("ecker", "both")
 ev = lambda name: json.load(open(os.path.join(out, "evals", name + ".json")))
 metrics = lambda name: json.load(open(os.path.join(out, "runs", name, "metrics.json")))
 keep = ("test_correlation", "fraction_oracle", "single_trial_correlation", "feve", "ceiling_fraction", "n_neurons")
 pick = lambda e: {k: e[k] for k in keep if k in e}
 
-curve = []
-for f in fractions:
+curve, lurz, ecker = [], None, None
+for f in (fractions if run_lurz else []):
     m_t, m_d = metrics("transfer_f" + f), metrics("direct_f" + f)
     curve.append({"fraction": float(f), "train_images": int(round(float(f) * train_images)),
                   "transfer": dict(pick(ev("transfer_f" + f)), epochs=m_t["iterations"], wall_seconds=m_t["wall_seconds"]),
                   "direct": dict(pick(ev("direct_f" + f)), epochs=m_d["iterations"], wall_seconds=m_d["wall_seconds"])})
 at = lambda f, kind: next(c[kind]["test_correlation"] for c in curve if abs(c["fraction"] - f) < 1e-9)
-lurz = {"core": {"datasets": {k: pick(v) for k, v in metrics("core")["datasets"].items()},
-                 "epochs": metrics("core")["iterations"]},
-        "curve": curve}
-if any(abs(float(f) - 0.4) < 1e-9 for f in fractions):
+if run_lurz:
+    lurz = {"core": {"datasets": {k: pick(v) for k, v in metrics("core")["datasets"].items()},
+                     "epochs": metrics("core")["iterations"]},
+            "curve": curve}
+if run_lurz and any(abs(float(f) - 0.4) < 1e-9 for f in fractions):
     t40, d100 = at(0.4, "transfer"), at(1.0, "direct")
     lurz["claim"] = {"statement": "transfer with 40 % of the data matches (within 0.01) or beats direct training on all of it",
                      "transfer_at_0.4": t40, "direct_at_1.0": d100, "difference": t40 - d100,
                      "holds": t40 >= d100 - 0.01}
-full2, tr2 = ev("ecker_full"), ev("ecker_half_transfer")
-ecker = {"dataset": "v1-animal1", "neurons": n_neurons, "core_neurons": f"0:{half}", "evaluated_neurons": f"{half}:{n_neurons}",
-         "full_model": pick(full2), "transfer_model": pick(tr2), "half_core_on_its_own_neurons": pick(ev("ecker_half_core")),
-         "difference": tr2["test_correlation"] - full2["test_correlation"]}
-ecker["claim"] = {"statement": "on the second half, transfer is within 0.02 of the full model (test correlation)",
-                  "holds": abs(ecker["difference"]) <= 0.02}
+if run_ecker:
+    full2, tr2 = ev("ecker_full"), ev("ecker_half_transfer")
+    ecker = {"dataset": "v1-animal1", "neurons": n_neurons, "core_neurons": f"0:{half}", "evaluated_neurons": f"{half}:{n_neurons}",
+             "full_model": pick(full2), "transfer_model": pick(tr2), "half_core_on_its_own_neurons": pick(ev("ecker_half_core")),
+             "difference": tr2["test_correlation"] - full2["test_correlation"]}
+    ecker["claim"] = {"statement": "on the second half, transfer is within 0.02 of the full model (test correlation)",
+                      "holds": abs(ecker["difference"]) <= 0.02}
 # Runs that the epoch cap ended while they were still improving (best epoch = last epoch).
-runs = ["core", "ecker_full", "ecker_half_core", "ecker_half_transfer"] + \
-       [kind + "_f" + f for f in fractions for kind in ("transfer", "direct")]
+runs = (["core"] + [kind + "_f" + f for f in fractions for kind in ("transfer", "direct")] if run_lurz else []) + \
+       (["ecker_full", "ecker_half_core", "ecker_half_transfer"] if run_ecker else [])
 capped = [r for r in runs if metrics(r)["status"] == "max_iterations" and metrics(r)["best_iteration"] == metrics(r)["iterations"]]
 result = {"config": {"data_config": os.path.relpath(data_config, repo), "model": os.path.relpath(model, repo),
                      "seed": seed, "fractions": [float(f) for f in fractions], "quick": quick,
                      "train_images_animal5": train_images, "neurons_per_animal": n_neurons, "v1sysid": version,
-                     "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"), "blas_threads": 1},
+                     "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"), "blas_threads": 1,
+                     "experiments": experiments},
           "lurz": lurz, "ecker": ecker, "still_improving_at_epoch_cap": capped,
           "wall_seconds": wall, "trainings_reused_from_earlier_run": reused,
           "training_wall_seconds": {r: metrics(r)["wall_seconds"] for r in runs}}
@@ -243,47 +266,51 @@ fmt = lambda x: f"{x:.3f}"
 md = [f"# Transfer experiments ({'quick' if quick else 'full'} size)", "",
       f"Data `{result['config']['data_config']}` (5 animals x {n_neurons} neurons, {train_images} training images each), "
       f"model `{result['config']['model']}`, seed {seed}, wall time {wall} s"
-      + (f" ({reused} of {len(runs)} trainings reused from an earlier run)." if reused else "."), "",
-      "## Lurz et al. 2021: core of animals 1-4, transferred to animal 5", "",
-      "| fraction | training images | transfer test corr. | direct test corr. | transfer frac. oracle | direct frac. oracle | epochs (transfer / direct) |",
-      "|---:|---:|---:|---:|---:|---:|---:|"]
-for c in curve:
-    t, d = c["transfer"], c["direct"]
-    md.append(f"| {c['fraction']:g} | {c['train_images']} | {fmt(t['test_correlation'])} | {fmt(d['test_correlation'])} | "
-              f"{fmt(t['fraction_oracle'])} | {fmt(d['fraction_oracle'])} | {t['epochs']} / {d['epochs']} |")
-core_tc = [v["test_correlation"] for v in lurz["core"]["datasets"].values()]
-md += ["", f"Core model on animals 1-4: test correlation {', '.join(fmt(x) for x in core_tc)} ({lurz['core']['epochs']} epochs)."]
-if "claim" in lurz:
-    c = lurz["claim"]
-    md += ["", f"Claim (transfer at 40 % >= direct at 100 % - 0.01): transfer {fmt(c['transfer_at_0.4'])}, direct "
-               f"{fmt(c['direct_at_1.0'])}, difference {c['difference']:+.3f}: **{'holds' if c['holds'] else 'does not hold'}**."]
-md += ["", f"## Ecker et al. 2019: core of neurons 0:{half} of animal 1, readouts for neurons {half}:{n_neurons}", "",
-       "| model | neurons evaluated | test corr. | frac. oracle | FEVE |", "|---|---|---:|---:|---:|",
-       f"| full model (all {n_neurons} neurons) | {half}:{n_neurons} | {fmt(full2['test_correlation'])} | {fmt(full2['fraction_oracle'])} | {fmt(full2['feve'])} |",
-       f"| transfer (frozen core of 0:{half}) | {half}:{n_neurons} | {fmt(tr2['test_correlation'])} | {fmt(tr2['fraction_oracle'])} | {fmt(tr2['feve'])} |",
-       f"| half core, its own neurons | 0:{half} | {fmt(ecker['half_core_on_its_own_neurons']['test_correlation'])} | "
-       f"{fmt(ecker['half_core_on_its_own_neurons']['fraction_oracle'])} | {fmt(ecker['half_core_on_its_own_neurons']['feve'])} |",
-       "", f"Claim (|transfer - full| <= 0.02): difference {ecker['difference']:+.3f}: "
-           f"**{'holds' if ecker['claim']['holds'] else 'does not hold'}**.", "",
-       "Runs still improving when the epoch cap (train.max_epochs) ended them: "
+      + (f" ({reused} of {len(runs)} trainings reused from an earlier run)." if reused else ".")]
+if run_lurz:
+    md += ["", "## Lurz et al. 2021: core of animals 1-4, transferred to animal 5", "",
+           "| fraction | training images | transfer test corr. | direct test corr. | transfer frac. oracle | direct frac. oracle | epochs (transfer / direct) |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in curve:
+        t, d = c["transfer"], c["direct"]
+        md.append(f"| {c['fraction']:g} | {c['train_images']} | {fmt(t['test_correlation'])} | {fmt(d['test_correlation'])} | "
+                  f"{fmt(t['fraction_oracle'])} | {fmt(d['fraction_oracle'])} | {t['epochs']} / {d['epochs']} |")
+    core_tc = [v["test_correlation"] for v in lurz["core"]["datasets"].values()]
+    md += ["", f"Core model on animals 1-4: test correlation {', '.join(fmt(x) for x in core_tc)} ({lurz['core']['epochs']} epochs)."]
+    if "claim" in lurz:
+        c = lurz["claim"]
+        md += ["", f"Claim (transfer at 40 % >= direct at 100 % - 0.01): transfer {fmt(c['transfer_at_0.4'])}, direct "
+                   f"{fmt(c['direct_at_1.0'])}, difference {c['difference']:+.3f}: **{'holds' if c['holds'] else 'does not hold'}**."]
+if run_ecker:
+    half_own = ecker["half_core_on_its_own_neurons"]
+    md += ["", f"## Ecker et al. 2019: core of neurons 0:{half} of animal 1, readouts for neurons {half}:{n_neurons}", "",
+           "| model | neurons evaluated | test corr. | frac. oracle | FEVE |", "|---|---|---:|---:|---:|",
+           f"| full model (all {n_neurons} neurons) | {half}:{n_neurons} | {fmt(full2['test_correlation'])} | {fmt(full2['fraction_oracle'])} | {fmt(full2['feve'])} |",
+           f"| transfer (frozen core of 0:{half}) | {half}:{n_neurons} | {fmt(tr2['test_correlation'])} | {fmt(tr2['fraction_oracle'])} | {fmt(tr2['feve'])} |",
+           f"| half core, its own neurons | 0:{half} | {fmt(half_own['test_correlation'])} | "
+           f"{fmt(half_own['fraction_oracle'])} | {fmt(half_own['feve'])} |",
+           "", f"Claim (|transfer - full| <= 0.02): difference {ecker['difference']:+.3f}: "
+               f"**{'holds' if ecker['claim']['holds'] else 'does not hold'}**."]
+md += ["", "Runs still improving when the epoch cap (train.max_epochs) ended them: "
        + (", ".join(f"`{r}`" for r in capped) if capped else "none") + ".", ""]
 with open(os.path.join(out, "transfer_results.md"), "w") as fh:
     fh.write("\n".join(md))
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-fig, ax = plt.subplots(figsize=(5, 3.6))
-xs = [c["fraction"] for c in curve]
-ax.plot(xs, [c["transfer"]["test_correlation"] for c in curve], "o-", label="transfer (frozen core of animals 1-4)")
-ax.plot(xs, [c["direct"]["test_correlation"] for c in curve], "s-", label="direct training on animal 5")
-ax.axhline(curve[-1]["direct"]["test_correlation"], color="grey", ls=":", lw=1,
-           label=f"direct training, fraction {curve[-1]['fraction']:g}")
-ax.set_xlabel("fraction of animal 5's training images")
-ax.set_ylabel("test correlation (animal 5)")
-ax.legend(frameon=False, fontsize=8)
-fig.tight_layout()
-fig.savefig(os.path.join(out, "transfer_curve.png"), dpi=120)
+if run_lurz:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    xs = [c["fraction"] for c in curve]
+    ax.plot(xs, [c["transfer"]["test_correlation"] for c in curve], "o-", label="transfer (frozen core of animals 1-4)")
+    ax.plot(xs, [c["direct"]["test_correlation"] for c in curve], "s-", label="direct training on animal 5")
+    ax.axhline(curve[-1]["direct"]["test_correlation"], color="grey", ls=":", lw=1,
+               label=f"direct training, fraction {curve[-1]['fraction']:g}")
+    ax.set_xlabel("fraction of animal 5's training images")
+    ax.set_ylabel("test correlation (animal 5)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "transfer_curve.png"), dpi=120)
 print("\n".join(md))
 PY
-say "wrote $out/transfer_results.json, transfer_results.md, transfer_curve.png"
+say "wrote $out/transfer_results.json, transfer_results.md$( ((run_lurz)) && echo ", transfer_curve.png")"

@@ -116,6 +116,27 @@ class TransferExperimentsQuickTest(unittest.TestCase):
         self.assertEqual(again["lurz"], self.results["lurz"])
         self.assertEqual(again["ecker"], self.results["ecker"])
 
+    def test_experiments_option_runs_one_experiment_only(self):
+        bad = run_script("--out", os.path.join(self.tmp.name, "bad"), "--quick", "--experiments", "lurtz")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--experiments 'lurtz' is not lurz, ecker or both", bad.stderr)
+        out = os.path.join(self.tmp.name, "ecker_only")
+        ecker = run_script("--out", out, "--quick", "--stimuli", self.stimuli, "--experiments", "ecker")
+        self.assertEqual(ecker.returncode, 0, ecker.stdout + ecker.stderr)
+        self.assertIn("all 3 trainings done", ecker.stdout)
+        self.assertEqual(sorted(os.listdir(os.path.join(out, "runs"))),
+                         ["ecker_full", "ecker_half_core", "ecker_half_transfer"])
+        with open(os.path.join(out, "transfer_results.json")) as f:
+            r = json.load(f)
+        self.assertIsNone(r["lurz"])
+        self.assertEqual(r["config"]["experiments"], "ecker")
+        self.assertEqual(r["ecker"]["core_neurons"], "0:10")
+        self.assertFalse(os.path.exists(os.path.join(out, "transfer_curve.png")))
+        with open(os.path.join(out, "transfer_results.md")) as f:
+            md = f.read()
+        self.assertNotIn("Lurz", md)
+        self.assertIn("## Ecker et al. 2019", md)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -278,6 +278,12 @@ TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
   r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5") +
                              " --save-checkpoints " + (dir / "ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Every trial reports its progress (first line at once, then a line a minute) and its end.
+  for (int i = 0; i < 4; ++i) {
+    const std::string label = "sweep trial " + std::to_string(i);
+    EXPECT_NE(r.output.find(label + " 1/"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(label + " done in "), std::string::npos) << r.output;
+  }
   v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
   auto status = f.read_strings("trials/status");
   auto corr = f.read<double>("trials/test_correlation");

@@ -34,7 +34,8 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   Batcher batcher(m_data->train_rows, config.train.data_fraction, config.train.batch_size, config.train.seed);
   model.initialize(config.train.seed, mean_response(*m_data, batcher.rows()));
   Trainer trainer(model, *m_data, batcher);
-  const TrainResult training = trainer.run(/*show_progress=*/false);
+  // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
+  const TrainResult training = trainer.run(/*show_progress=*/true, "sweep trial " + std::to_string(trial.id), 60.0);
 
   TrialResult r;
   r.message = training.message;

@@ -199,7 +199,7 @@ double Trainer::validation_loss() {
   return total / static_cast<double>(m_datas.size());
 }
 
-TrainResult Trainer::run_lurz(bool show_progress) {
+TrainResult Trainer::run_lurz(bool show_progress, const std::string& progress_label, double progress_interval_s) {
   const auto& tc = m_model.config().train;
   ExecSpace space;
   TrainResult result;
@@ -220,7 +220,7 @@ TrainResult Trainer::run_lurz(bool show_progress) {
     }
     return sum_all / static_cast<double>(total_neurons);
   };
-  Progress progress("train", tc.max_epochs);
+  Progress progress(progress_label, tc.max_epochs, progress_interval_s);
   constexpr double kTolerance = 1e-6;
   double lr = tc.learning_rate, best = -std::numeric_limits<double>::infinity(), sched_best = best;
   int bad = 0, sched_bad = 0, rounds = 0;
@@ -290,8 +290,8 @@ TrainResult Trainer::run_lurz(bool show_progress) {
   return result;
 }
 
-TrainResult Trainer::run(bool show_progress) {
-  if (m_model.config().train.lurz()) return run_lurz(show_progress);
+TrainResult Trainer::run(bool show_progress, const std::string& progress_label, double progress_interval_s) {
+  if (m_model.config().train.lurz()) return run_lurz(show_progress, progress_label, progress_interval_s);
   const auto& tc = m_model.config().train;
   EarlyStoppingOptions o;
   o.learning_rate = tc.learning_rate;
@@ -305,7 +305,7 @@ TrainResult Trainer::run(bool show_progress) {
   ExecSpace space;
   TrainResult result;
   const auto start = std::chrono::steady_clock::now();
-  Progress progress("train", tc.max_iterations);
+  Progress progress(progress_label, tc.max_iterations, progress_interval_s);
   double train_loss = 0, last_val = std::nan("");
   auto diverged = [&](const std::string& what, double value) {
     std::ostringstream m;

@@ -100,14 +100,15 @@ class Trainer {
   Trainer(Model<Real>& model, const TrainingData& data, const Batcher& batcher);
   // One dataset per readout of the model, in readout order.
   Trainer(Model<Real>& model, std::vector<const TrainingData*> data, std::vector<Batcher> batchers);
-  // Runs the schedule of model.config().train. show_progress prints progress lines on stderr.
-  TrainResult run(bool show_progress);
+  // Runs the schedule of model.config().train. show_progress prints progress lines on stderr, each starting
+  // with progress_label, at most every progress_interval_s seconds when stderr is not a terminal.
+  TrainResult run(bool show_progress, const std::string& progress_label = "train", double progress_interval_s = 10.0);
   // One training step on the next minibatch at learning rate lr; returns the training loss
   // (Poisson + regularisers). Exposed for tests and benchmarks.
   double step(double lr);
 
  private:
-  TrainResult run_lurz(bool show_progress);
+  TrainResult run_lurz(bool show_progress, const std::string& progress_label, double progress_interval_s);
   double validation_loss();
 
   Model<Real>& m_model;

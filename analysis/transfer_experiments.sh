@@ -172,8 +172,12 @@ print("test correlation %.3f, fraction oracle %.3f, %d neurons" % (e["test_corre
 await() { [[ -n "${pid_of[$1]:-}" ]] && { wait "${pid_of[$1]}" 2>/dev/null || true; }; return 0; }
 
 # The longest job first (four animals), the runs that need no core next, the transfers when their core is done.
+# The trainings of each experiment, named as in runs/, evals/ and logs/ (the tables below read this list).
 lurz_runs=() ecker_runs=()
-(( run_lurz )) && lurz_runs=(core "${fractions[@]/#/direct_f}" "${fractions[@]/#/transfer_f}")
+if (( run_lurz )); then
+  lurz_runs=(core)
+  for f in "${fractions[@]}"; do lurz_runs+=("transfer_f$f" "direct_f$f"); done
+fi
 (( run_ecker )) && ecker_runs=(ecker_full ecker_half_core ecker_half_transfer)
 (( run_lurz )) && job core "$(animal 4)" "" --data "$(animal 1)" --data "$(animal 2)" --data "$(animal 3)" --data "$(animal 4)"
 if (( run_ecker )); then
@@ -210,11 +214,12 @@ say "all $jobs_total trainings done ($jobs_done of them from an earlier run)"
 # ---- tables, JSON, figure --------------------------------------------------------------------------------------
 "$python" - "$out" "$here" "$data_config" "$model" "$seed" "$n_neurons" "$half" "$train_images" \
   "$((SECONDS - start_time))" "$jobs_done" "$quick" "$("$v1sysid" --version | head -n 1)" "$experiments" \
-  "${fractions[@]}" <<'PY'
+  "${lurz_runs[*]} ${ecker_runs[*]}" "${fractions[@]}" <<'PY'
 import json, os, sys
 
 out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version, experiments = sys.argv[1:14]
-fractions = sys.argv[14:]
+runs = sys.argv[14].split()
+fractions = sys.argv[15:]
 seed, n_neurons, half, train_images, wall, reused = map(int, (seed, n_neurons, half, train_images, wall, reused))
 quick = quick == "1"
 run_lurz, run_ecker = experiments in ("lurz", "both"), experiments in ("ecker", "both")
@@ -247,8 +252,6 @@ if run_ecker:
     ecker["claim"] = {"statement": "on the second half, transfer is within 0.02 of the full model (test correlation)",
                       "holds": abs(ecker["difference"]) <= 0.02}
 # Runs that the epoch cap ended while they were still improving (best epoch = last epoch).
-runs = (["core"] + [kind + "_f" + f for f in fractions for kind in ("transfer", "direct")] if run_lurz else []) + \
-       (["ecker_full", "ecker_half_core", "ecker_half_transfer"] if run_ecker else [])
 capped = [r for r in runs if metrics(r)["status"] == "max_iterations" and metrics(r)["best_iteration"] == metrics(r)["iterations"]]
 result = {"config": {"data_config": os.path.relpath(data_config, repo), "model": os.path.relpath(model, repo),
                      "seed": seed, "fractions": [float(f) for f in fractions], "quick": quick,

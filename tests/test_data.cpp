@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <thread>
 
 namespace v1sysid {
 namespace {
@@ -71,6 +73,28 @@ std::vector<uint8_t> raw(const std::vector<T>& v) {
   std::vector<uint8_t> out(v.size() * sizeof(T));
   std::memcpy(out.data(), v.data(), out.size());
   return out;
+}
+
+// ---- HDF5 files ------------------------------------------------------------------------------------------
+
+// HDF5 stamps object headers with their creation time (1 s resolution) unless told not to; two files with the
+// same content written more than a second apart must still be byte-identical (reproducible outputs).
+TEST(Hdf5File, EqualContentWrittenSecondsApartIsByteIdentical) {
+  ScratchDir dir;
+  auto write = [&](const std::string& name) {
+    auto f = h5::File::create(dir / name, false);
+    f.write("group/values", std::vector<float>{1, 2, 3, 4}, {2, 2});
+    f.write("group/chunked", std::vector<double>(300, 0.5), {100, 3}, 10);
+    f.write_strings("names", {"a", "bc"});
+    f.write_attribute("/group", "kind", std::string("test"));
+    f.commit();
+  };
+  write("first.h5");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  write("second.h5");
+  const auto first = file_bytes(dir / "first.h5");
+  ASSERT_GT(first.size(), 1000u);
+  EXPECT_TRUE(first == file_bytes(dir / "second.h5"));
 }
 
 // ---- .npy ------------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ int64_t write_similarity(Model<Real>& model, const Preprocessing& p, const Image
   const hsize_t dims[2] = {static_cast<hsize_t>(I), static_cast<hsize_t>(I)};
   const hsize_t chunk[2] = {static_cast<hsize_t>(block), static_cast<hsize_t>(std::min<int64_t>(I, 1024))};
   h5::Handle file_space(h5::check_id(H5Screate_simple(2, dims, nullptr), "H5Screate_simple", out, "rsm"), H5Sclose);
-  h5::Handle dcpl(h5::check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", out, "rsm"), H5Pclose);
+  h5::Handle dcpl = h5::untimed_create_plist(H5P_DATASET_CREATE);
   h5::check(H5Pset_chunk(dcpl.get(), 2, chunk), "H5Pset_chunk", out, "rsm");
   h5::Handle dset(h5::check_id(H5Dcreate2(file.id(), "rsm", H5T_IEEE_F32LE, file_space.get(), H5P_DEFAULT,
                                           dcpl.get(), H5P_DEFAULT),

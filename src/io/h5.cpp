@@ -52,6 +52,12 @@ Handle file_access_plist(MPI_Comm* comm) {
 
 }  // namespace
 
+Handle untimed_create_plist(hid_t plist_class) {
+  Handle plist(check_id(H5Pcreate(plist_class), "H5Pcreate", "", "creation property list"), H5Pclose);
+  check(H5Pset_obj_track_times(plist.get(), false), "H5Pset_obj_track_times", "", "creation property list");
+  return plist;
+}
+
 File::~File() {
   m_file.reset();
   if (!m_partial.empty()) std::remove(m_partial.c_str());  // never committed: leave nothing behind
@@ -87,7 +93,8 @@ File File::create(const std::string& path, bool force) {
   }
   if (auto parent = fs::path(path).parent_path(); !parent.empty()) fs::create_directories(parent);
   const std::string partial = path + ".partial-" + std::to_string(getpid());
-  hid_t id = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);  // for the root group's header
+  hid_t id = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
   if (id < 0) throw IoError("cannot create HDF5 file", partial, "check that the directory is writable");
   return File(Handle(id, H5Fclose), path, partial);
 }
@@ -99,7 +106,8 @@ File File::create_parallel(const std::string& path, MPI_Comm comm, bool force) {
     throw IoError("output file already exists", path, "choose another --out or pass --force to overwrite it");
   }
   Handle fapl = file_access_plist(&comm);
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (id < 0) throw IoError("cannot create HDF5 file with MPI-IO", path, "check that the directory is writable");
   return File(Handle(id, H5Fclose), path, "");
 }
@@ -157,7 +165,8 @@ void File::ensure_parents(const std::string& object) {
     if (next == std::string::npos) break;
     std::string prefix = p.substr(0, next);
     if (H5Lexists(m_file.get(), prefix.c_str(), H5P_DEFAULT) <= 0) {
-      Handle g(check_id(H5Gcreate2(m_file.get(), prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+      Handle gcpl = untimed_create_plist(H5P_GROUP_CREATE);
+      Handle g(check_id(H5Gcreate2(m_file.get(), prefix.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                         "H5Gcreate2", m_path, prefix),
                H5Gclose);
     }
@@ -294,7 +303,7 @@ void File::write(const std::string& dataset, const T* data, const Shape& dims, h
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
                             : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                H5Sclose);
-  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  Handle dcpl = untimed_create_plist(H5P_DATASET_CREATE);
   hsize_t total = 1;
   for (auto v : dims) total *= v;
   if (chunk_rows > 0 && !dims.empty() && total > 0) {
@@ -323,8 +332,9 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  Handle dcpl = untimed_create_plist(H5P_DATASET_CREATE);
   Handle d(check_id(H5Dcreate2(m_file.get(), normalise(dataset).c_str(), type.get(), space.get(), H5P_DEFAULT,
-                               H5P_DEFAULT, H5P_DEFAULT),
+                               dcpl.get(), H5P_DEFAULT),
                     "H5Dcreate2", m_path, dataset),
            H5Dclose);
   if (n > 0) check(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "H5Dwrite", m_path, dataset);

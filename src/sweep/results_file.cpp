@@ -38,7 +38,7 @@ std::string padded(const std::string& s, size_t len) {
 void create_dataset(const h5::File& f, const std::string& name, hid_t type, const std::vector<hsize_t>& dims,
                     const void* fill) {
   h5::Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  h5::Handle dcpl = h5::untimed_create_plist(H5P_DATASET_CREATE);
   H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS);       // raw writes never touch metadata (crash safety)
   H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_ALLOC);

@@ -27,6 +27,7 @@
 #   --experiments E lurz (a. only), ecker (b. only) or both (default); the other one's trainings are skipped
 #
 # Every training runs single-threaded (OPENBLAS_NUM_THREADS=1); OPENBLAS_CORETYPE as env/demo.sh sets it.
+# Each training writes its progress (epoch, losses, ETA) to DIR/logs/NAME.log; `tail -f` follows it.
 # Steps write their outputs atomically (train and evaluate rename finished files), so an interrupted run
 # continues with --resume. Test correlation is Ecker's (repeat-averaged responses of the test images);
 # the fraction oracle is Lurz's metric. Both are in the tables.
@@ -151,12 +152,13 @@ job() {
   jobs_total=$((jobs_total + 1))
   [[ -f "$out/evals/$name.json" ]] && { jobs_done=$((jobs_done + 1)); return 0; }
   while (( $(jobs -rp | wc -l) >= max_jobs )); do wait -n || true; done
-  say "start $name"
+  say "start $name (progress: $out/logs/$name.log)"
   (
     log="$out/logs/$name.log"
     t0=$SECONDS
     if [[ ! -f "$out/runs/$name/checkpoint.h5" ]]; then
-      "$v1sysid" train "$model" "$@" --seed "$seed" --out "$out/runs/$name" --force --quiet > "$log" 2>&1 ||
+      # The trainer's progress lines (epoch, loss, validation, ETA) go to the log: `tail -f` follows a run.
+      "$v1sysid" train "$model" "$@" --seed "$seed" --out "$out/runs/$name" --force > "$log" 2>&1 ||
         { say "FAILED $name (train; see $log): $(tail -n 1 "$log")"; exit 1; }
     fi
     # shellcheck disable=SC2086  # eval_options is a list of words

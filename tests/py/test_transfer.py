@@ -84,6 +84,10 @@ class TransferExperimentsQuickTest(unittest.TestCase):
         with open(os.path.join(self.out, "transfer_curve.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         self.assertIn("done  transfer_f0.4", self.first.stdout)  # progress lines
+        with open(os.path.join(self.out, "logs", "core.log")) as f:  # and each training's own, in its log
+            log = f.read()
+        self.assertRegex(log, r"train \d+/\d+ .*ETA")
+        self.assertIn("train done in", log)
 
     def test_checkpoints_hold_the_neuron_subsets_and_the_frozen_cores(self):
         runs = os.path.join(self.out, "runs")

@@ -137,8 +137,8 @@ hid_t check_id(hid_t id, const std::string& what, const std::string& file, const
 // A new creation property list of `plist_class` (H5P_FILE_CREATE, H5P_GROUP_CREATE, H5P_DATASET_CREATE) that
 // does not stamp object headers with their creation time. HDF5 records it by default, so two runs with the
 // same config and seed would write files that differ in a few bytes; without the stamps, equal results are
-// byte-identical files that `cmp` or a checksum can compare. File uses one for every file, group and dataset it
-// creates. (The sweep's results file still gets stamped intermediate groups; it records wall times anyway.)
+// byte-identical files that `cmp` or a checksum can compare. Every file, group and dataset v1sysid creates
+// uses one.
 Handle untimed_create_plist(hid_t plist_class);
 
 // Silences HDF5's default error printing; called once by the command line and test mains.

@@ -43,9 +43,7 @@ void create_dataset(const h5::File& f, const std::string& name, hid_t type, cons
   H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_ALLOC);
   if (fill) H5Pset_fill_value(dcpl.get(), type, fill);
-  h5::Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  h5::Handle d(h5::check_id(H5Dcreate2(f.id(), name.c_str(), type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+  h5::Handle d(h5::check_id(H5Dcreate2(f.id(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                             "H5Dcreate2", f.path(), name),
                H5Dclose);
 }
@@ -116,6 +114,8 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
     auto arch_t = string_type(kArchLen), status_t = string_type(kStatusLen), msg_t = string_type(kMessageLen),
          host_t = string_type(kHostLen);
     std::string pending = padded("pending", kStatusLen);
+    // Groups first, through File, so that they too are created without timestamps (as every object is).
+    f.create_group(layout.hyperparameters.empty() ? "trials" : "trials/hyperparameters");
     create_dataset(f, "trials/trial_id", H5T_NATIVE_INT64, {n}, &zero64);
     create_dataset(f, "trials/architecture", arch_t.get(), {n}, nullptr);
     create_dataset(f, "trials/status", status_t.get(), {n}, pending.data());

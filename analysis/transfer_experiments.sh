@@ -14,6 +14,7 @@
 #   analysis/transfer_experiments.sh --out DIR [--quick] [--resume | --force] [--stimuli FILE] [--seed S]
 #                                    [--jobs J] [--v1sysid PATH] [--data-config FILE] [--model FILE]
 #                                    [--fractions "F1 F2 ..."] [--experiments lurz|ecker|both]
+#                                    [--target-neurons A:B]
 #
 #   --out DIR       results: DIR/transfer_results.{json,md}, DIR/transfer_curve.png; runs/, evals/, logs/, data/
 #   --quick         CI size: data/transfer_quick.yaml and sweeps/models/lurz_transfer_quick.yaml, 3 fractions
@@ -25,6 +26,11 @@
 #                   another simulation config (n_animals: 5), model YAML or list of fractions (1.0 last)
 #                   instead of the defaults of the chosen size
 #   --experiments E lurz (a. only), ecker (b. only) or both (default); the other one's trainings are skipped
+#   --target-neurons A:B
+#                   a. only: animal 5's transfer and direct models are trained and scored on its neurons A:B
+#                   (train/evaluate --neurons), while the core learns from all neurons of animals 1-4; as in
+#                   Lurz et al. 2021 (Fig. 4: 1,000 neurons of a new scan against a core of four scans of
+#                   thousands each), the core then sees many more neurons than the new animal has
 #
 # Every training runs single-threaded (OPENBLAS_NUM_THREADS=1); OPENBLAS_CORETYPE as env/demo.sh sets it.
 # Each training writes its progress (epoch, losses, ETA) to DIR/logs/NAME.log; `tail -f` follows it.
@@ -37,7 +43,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="${V1SYSID:-$here/build/cpu-release/v1sysid}"
 python=/usr/bin/python3
 out="" quick=0 resume=0 force=0 stimuli="" seed=1 max_jobs=2 data_config_option="" model_option="" fractions_option=""
-experiments=both
+experiments=both target_neurons=""
 die() { echo "transfer_experiments.sh: $*" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -53,7 +59,8 @@ while [[ $# -gt 0 ]]; do
     --model) model_option="${2:-}"; shift 2 ;;
     --fractions) fractions_option="${2:-}"; shift 2 ;;
     --experiments) experiments="${2:-}"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --target-neurons) target_neurons="${2:-}"; shift 2 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) die "unknown option '$1'; see --help" ;;
   esac
 done
@@ -61,6 +68,8 @@ done
 [[ "$seed" =~ ^[0-9]+$ ]] || die "--seed '$seed' is not a non-negative integer"
 [[ "$max_jobs" =~ ^[1-9][0-9]*$ ]] || die "--jobs '$max_jobs' is not a positive integer"
 [[ "$experiments" =~ ^(lurz|ecker|both)$ ]] || die "--experiments '$experiments' is not lurz, ecker or both"
+[[ -z "$target_neurons" || "$target_neurons" =~ ^[0-9]*:[0-9]*$ ]] ||
+  die "--target-neurons '$target_neurons' is not a range A:B of neuron indices (e.g. 0:200)"
 run_lurz=0 run_ecker=0
 [[ "$experiments" == ecker ]] || run_lurz=1
 [[ "$experiments" == lurz ]] || run_ecker=1
@@ -186,10 +195,13 @@ if (( run_ecker )); then
   job ecker_full "$(animal 1)" "--neurons $half:" --data "$(animal 1)"
   job ecker_half_core "$(animal 1)" "" --data "$(animal 1)" --neurons ":$half"
 fi
+# Animal 5's neurons (--target-neurons): the same subset for training and scoring.
+target_train=() target_eval=""
+[[ -n "$target_neurons" ]] && target_train=(--neurons "$target_neurons") target_eval="--neurons $target_neurons"
 if (( run_lurz )); then
   for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
     f=${fractions[k]}
-    job "direct_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f"
+    job "direct_f$f" "$(animal 5)" "$target_eval" --data "$(animal 5)" --data-fraction "$f" "${target_train[@]}"
   done
 fi
 if (( run_ecker )); then
@@ -201,7 +213,7 @@ if (( run_lurz )); then
   await core
   for ((k = ${#fractions[@]} - 1; k >= 0; --k)); do
     f=${fractions[k]}
-    job "transfer_f$f" "$(animal 5)" "" --data "$(animal 5)" --data-fraction "$f" \
+    job "transfer_f$f" "$(animal 5)" "$target_eval" --data "$(animal 5)" --data-fraction "$f" "${target_train[@]}" \
       --init-core "$out/runs/core/checkpoint.h5" --freeze-core
   done
 fi
@@ -216,12 +228,13 @@ say "all $jobs_total trainings done ($jobs_done of them from an earlier run)"
 # ---- tables, JSON, figure --------------------------------------------------------------------------------------
 "$python" - "$out" "$here" "$data_config" "$model" "$seed" "$n_neurons" "$half" "$train_images" \
   "$((SECONDS - start_time))" "$jobs_done" "$quick" "$("$v1sysid" --version | head -n 1)" "$experiments" \
-  "${lurz_runs[*]} ${ecker_runs[*]}" "${fractions[@]}" <<'PY'
+  "$target_neurons" "${lurz_runs[*]} ${ecker_runs[*]}" "${fractions[@]}" <<'PY'
 import json, os, sys
 
-out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version, experiments = sys.argv[1:14]
-runs = sys.argv[14].split()
-fractions = sys.argv[15:]
+out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version, experiments, \
+    target_neurons = sys.argv[1:15]
+runs = sys.argv[15].split()
+fractions = sys.argv[16:]
 seed, n_neurons, half, train_images, wall, reused = map(int, (seed, n_neurons, half, train_images, wall, reused))
 quick = quick == "1"
 run_lurz, run_ecker = experiments in ("lurz", "both"), experiments in ("ecker", "both")
@@ -259,7 +272,7 @@ result = {"config": {"data_config": os.path.relpath(data_config, repo), "model":
                      "seed": seed, "fractions": [float(f) for f in fractions], "quick": quick,
                      "train_images_animal5": train_images, "neurons_per_animal": n_neurons, "v1sysid": version,
                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"), "blas_threads": 1,
-                     "experiments": experiments},
+                     "experiments": experiments, "target_neurons": target_neurons or None},
           "lurz": lurz, "ecker": ecker, "still_improving_at_epoch_cap": capped,
           "wall_seconds": wall, "trainings_reused_from_earlier_run": reused,
           "training_wall_seconds": {r: metrics(r)["wall_seconds"] for r in runs}}
@@ -273,7 +286,8 @@ md = [f"# Transfer experiments ({'quick' if quick else 'full'} size)", "",
       f"model `{result['config']['model']}`, seed {seed}, wall time {wall} s"
       + (f" ({reused} of {len(runs)} trainings reused from an earlier run)." if reused else ".")]
 if run_lurz:
-    md += ["", "## Lurz et al. 2021: core of animals 1-4, transferred to animal 5", "",
+    target = f" (its neurons {target_neurons}, {curve[0]['direct']['n_neurons']} of {n_neurons})" if target_neurons else ""
+    md += ["", f"## Lurz et al. 2021: core of animals 1-4, transferred to animal 5{target}", "",
            "| fraction | training images | transfer test corr. | direct test corr. | transfer frac. oracle | direct frac. oracle | epochs (transfer / direct) |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
     for c in curve:

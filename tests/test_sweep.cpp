@@ -307,6 +307,30 @@ TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
   for (size_t i = 0; i < val1.size(); ++i) EXPECT_EQ(val1[i], val2[i]) << "trial " << i << " differs between runs";
 }
 
+// A trial whose Gaussian readout predicts mu from the neurons' cortical positions gets them from the dataset
+// (the sweep once initialised every readout without them, so such a trial failed before its first step).
+TEST(SweepTrain, GaussianReadoutWithCortexGridPredictorTrains) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = v1sysid::testing::run_v1sysid("simulate " + src + "/data/tiny.yaml --stimuli " + (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: gaussian_cortex\nseed: 3\nbase_model: " + src + "/sweeps/models/lurz_transfer_quick.yaml\n"
+                           "architectures:\n  - {name: stacked2d_gaussian, overrides: {train: {max_epochs: 2}}}\n"
+                           "search: {draws: 1}\ngrid: {data_fraction: [1.0]}\n");
+  r = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
+  auto status = f.read_strings("trials/status");
+  auto message = f.read_strings("trials/message");
+  auto corr = f.read<double>("trials/test_correlation");
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0], "ok") << message[0];
+  EXPECT_TRUE(std::isfinite(corr[0]));
+}
+
 }  // namespace
 
 namespace {

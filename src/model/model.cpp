@@ -334,7 +334,8 @@ void Model<T>::init_readout(SplitMix64& rng, int r, const ReadoutInit& init) {
     if (xyz.size() != static_cast<size_t>(N) * 3)
       throw ConfigError("readout.grid_predictor cortex needs neurons/cell_motor_coordinates [" + std::to_string(N) +
                             ", 3], the dataset has " + std::to_string(xyz.size()) + " values",
-                        "dataset '" + spec.key + "'", "use grid_predictor: none for data without cortical coordinates");
+                        spec.key.empty() ? std::string("the dataset") : "dataset '" + spec.key + "'",
+                        "use grid_predictor: none for data without cortical coordinates");
     // s = coordinates[:, :2] - mean, divided by max |.| (neuralpredictors' cortex source grid).
     double mean[2] = {0, 0}, max_abs = 0;
     for (int n = 0; n < N; ++n)

@@ -32,7 +32,9 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   Model<Real> model(config, static_cast<int>(m_dataset.height), static_cast<int>(m_dataset.width),
                     static_cast<int>(m_dataset.n_neurons));
   Batcher batcher(m_data->train_rows, config.train.data_fraction, config.train.batch_size, config.train.seed);
-  model.initialize(config.train.seed, mean_response(*m_data, batcher.rows()));
+  // The cortical coordinates feed the Gaussian readout's cortex grid predictor (ignored by other readouts).
+  model.initialize(config.train.seed,
+                   {ReadoutInit{mean_response(*m_data, batcher.rows()), m_dataset.cortical_coordinates}});
   Trainer trainer(model, *m_data, batcher);
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
   const TrainResult training = trainer.run(/*show_progress=*/true, "sweep trial " + std::to_string(trial.id), 60.0);

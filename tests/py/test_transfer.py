@@ -141,6 +141,29 @@ class TransferExperimentsQuickTest(unittest.TestCase):
         self.assertNotIn("Lurz", md)
         self.assertIn("## Ecker et al. 2019", md)
 
+    def test_target_neurons_restrict_animal_5_but_not_the_core(self):
+        bad = run_script("--out", os.path.join(self.tmp.name, "bad_target"), "--quick", "--target-neurons", "8")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--target-neurons '8' is not a range A:B", bad.stderr)
+        out = os.path.join(self.tmp.name, "target")
+        lurz = run_script("--out", out, "--quick", "--stimuli", self.stimuli, "--experiments", "lurz",
+                          "--target-neurons", "0:8")
+        self.assertEqual(lurz.returncode, 0, lurz.stdout + lurz.stderr)
+        with open(os.path.join(out, "transfer_results.json")) as f:
+            r = json.load(f)
+        self.assertEqual(r["config"]["target_neurons"], "0:8")
+        self.assertEqual(self.results["config"]["target_neurons"], None)
+        for c in r["lurz"]["curve"]:
+            self.assert_metrics(c["transfer"], 8)
+            self.assert_metrics(c["direct"], 8)
+        for d in r["lurz"]["core"]["datasets"].values():  # the core still learns from every neuron
+            self.assertEqual(d["n_neurons"], 20)
+        for name in ("transfer_f0.4", "direct_f1.0"):
+            with h5py.File(os.path.join(out, "runs", name, "checkpoint.h5"), "r") as f:
+                np.testing.assert_array_equal(f["preprocessing/neuron_indices"][()], np.arange(8))
+        with open(os.path.join(out, "transfer_results.md")) as f:
+            self.assertIn("transferred to animal 5 (its neurons 0:8, 8 of 20)", f.read())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -263,19 +263,25 @@ TEST(SweepSelect, BestByValidationLossAndTopKStatistics) {
 
 namespace {
 
+// DIR/tiny.h5: data/tiny.yaml simulated on procedural stimuli (DIR/stimuli.h5).
+void simulate_tiny(const ScratchDir& dir) {
+  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = v1sysid::testing::run_v1sysid("simulate " + v1sysid::testing::source_dir() + "/data/tiny.yaml --stimuli " +
+                                    (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
   ScratchDir dir;
   const std::string src = v1sysid::testing::source_dir();
-  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = v1sysid::testing::run_v1sysid("simulate " + src + "/data/tiny.yaml --stimuli " + (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
   auto sweep = write_sweep(dir, "s.yaml",
                            "name: train_test\nseed: 3\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
                            "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 20, val_every: 10, batch_size: 32}}}\n"
                            "search:\n  draws: 2\n  hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}\n"
                            "grid: {data_fraction: [0.5, 1.0]}\n");
-  r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5") +
+  auto r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5") +
                              " --save-checkpoints " + (dir / "ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Every trial reports its progress (first line at once, then a line a minute) and its end.
@@ -312,15 +318,12 @@ TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
 TEST(SweepTrain, GaussianReadoutWithCortexGridPredictorTrains) {
   ScratchDir dir;
   const std::string src = v1sysid::testing::source_dir();
-  auto r = v1sysid::testing::run_v1sysid("images --procedural dead_leaves --count 700 --test-count 20 --out " + (dir / "stimuli.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = v1sysid::testing::run_v1sysid("simulate " + src + "/data/tiny.yaml --stimuli " + (dir / "stimuli.h5") + " --out " + (dir / "tiny.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
   auto sweep = write_sweep(dir, "s.yaml",
                            "name: gaussian_cortex\nseed: 3\nbase_model: " + src + "/sweeps/models/lurz_transfer_quick.yaml\n"
                            "architectures:\n  - {name: stacked2d_gaussian, overrides: {train: {max_epochs: 2}}}\n"
                            "search: {draws: 1}\ngrid: {data_fraction: [1.0]}\n");
-  r = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5"));
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   v1sysid::h5::File f = v1sysid::h5::File::open(dir / "r.h5");
   auto status = f.read_strings("trials/status");

@@ -113,6 +113,22 @@ TEST(SweepTable, AnArchitectureMayDrawItsOwnHyperparameters) {
             (std::vector<std::string>{"readout.feature_weight", "readout.mask_weight", "readout.weight"}));
 }
 
+// trials/val_curve holds every check of every trial: the Ecker schedule's count depends on max_iterations,
+// the Lurz schedule's (one check per epoch) on max_epochs alone.
+TEST(SweepTable, ValidationCurveWidthCoversBothSchedules) {
+  ScratchDir dir;
+  const std::string models = v1sysid::testing::source_dir() + "/sweeps/models/";
+  auto lurz = v1sysid::SweepConfig::load(write_sweep(dir, "lurz.yaml",
+      "name: l\nseed: 1\nbase_model: " + models + "lurz_transfer_quick.yaml\n"
+      "architectures:\n  - {name: long, overrides: {train: {max_epochs: 400}}}\n  - {name: short}\n"));
+  EXPECT_EQ(v1sysid::max_validation_checks(lurz, v1sysid::expand_trials(lurz)), 400);
+  auto ecker = v1sysid::SweepConfig::load(write_sweep(dir, "ecker.yaml",
+      "name: e\nseed: 1\nbase_model: " + models + "cnn_tiny.yaml\n"
+      "architectures:\n  - {name: a, overrides: {train: {max_iterations: 1000, val_every: 50}}}\n"));
+  // 1,000 iterations + 2 decay rounds x patience 5 x 50 rewound = 1,500 iterations: 30 checks and the first.
+  EXPECT_EQ(v1sysid::max_validation_checks(ecker, v1sysid::expand_trials(ecker)), 31);
+}
+
 TEST(SweepTable, TrialModelGetsDrawnValuesAndOverrides) {
   ScratchDir dir;
   write_sweep(dir, "base.yaml", "core: {channels: [8, 8], smooth_weight: 0.5}\ntrain: {learning_rate: 0.002}\n");

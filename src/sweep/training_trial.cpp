@@ -65,6 +65,10 @@ int64_t max_validation_checks(const SweepConfig& sweep, const std::vector<Trial>
   int64_t most = 1;
   for (const auto& t : trials) {
     const TrainConfig& tc = trial_config(sweep, t).train;
+    if (tc.lurz()) {  // one check per epoch
+      most = std::max<int64_t>(most, tc.max_epochs);
+      continue;
+    }
     const int64_t steps = tc.max_iterations + static_cast<int64_t>(tc.lr_decay_steps) * tc.patience * tc.val_every;
     most = std::max<int64_t>(most, steps / tc.val_every + 1);
   }

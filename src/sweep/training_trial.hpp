@@ -30,7 +30,8 @@ class TrainingTrialRunner {
 };
 
 // Width of trials/val_curve: the most validation checks any trial of the table can make (the reference's
-// schedule rewinds its counter at every restore, so it can exceed max_iterations / val_every).
+// schedule rewinds its counter at every restore, so it can exceed max_iterations / val_every; the Lurz
+// schedule checks once per epoch).
 int64_t max_validation_checks(const SweepConfig& sweep, const std::vector<Trial>& trials);
 
 }  // namespace v1sysid

@@ -1,12 +1,16 @@
 // Helpers shared by the test files: scratch folders, running the v1sysid executable, reading files.
 #pragma once
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <sys/mount.h>
 #include <unistd.h>
 
 namespace v1sysid::testing {
@@ -65,6 +69,45 @@ inline CommandResult run_shell(const std::string& command) {
   int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
 }
+
+// A small tmpfs of `bytes` for disk-full tests, mounted on a fresh folder and unmounted at scope exit. Mounting
+// needs root (CI runs as root); elsewhere `mounted` is false and `why_not` says why, for GTEST_SKIP().
+struct SmallDisk {
+  ScratchDir dir;
+  bool mounted = false;
+  std::string why_not;
+  explicit SmallDisk(size_t bytes) {
+    if (geteuid() != 0) {
+      why_not = "disk-full tests mount a small tmpfs and need root (CI runs as root)";
+      return;
+    }
+    const std::string options = "size=" + std::to_string(bytes);
+    if (mount("tmpfs", dir.path.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+      why_not = std::string("cannot mount a tmpfs (") + std::strerror(errno) + ")";
+      return;
+    }
+    mounted = true;
+  }
+  ~SmallDisk() {
+    if (mounted) umount2(dir.path.c_str(), MNT_DETACH);
+  }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  std::string operator/(const std::string& name) const { return dir / name; }
+  // Fills the disk until at most `leave` bytes are free (a file named .filler).
+  void fill(size_t leave) const {
+    std::ofstream f(dir / ".filler", std::ios::binary);
+    std::string block(512, 'x');
+    for (;;) {
+      std::error_code ec;
+      auto space = std::filesystem::space(dir.path, ec);
+      if (ec || space.available <= leave) break;
+      f.write(block.data(), static_cast<std::streamsize>(std::min<size_t>(block.size(), space.available - leave)));
+      f.flush();
+      if (!f) break;
+    }
+  }
+};
 
 inline CommandResult run_v1sysid_mpi(int ranks, const std::string& args) { return run_shell(mpi_command(ranks, args)); }
 // Runs the built v1sysid executable as a single process.

@@ -58,4 +58,17 @@ class DivergedError : public Error {
   int exit_code() const override { return 6; }
 };
 
+// The machine, not the input, failed: a full disk (ENOSPC, EDQUOT), an I/O error, a lost rank. The same command
+// can succeed later or elsewhere, so a sweep leaves such a trial pending (retried by the next run) instead of
+// recording it as failed.
+class EnvironmentError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 7; }
+};
+
+// Exit status of a command that was stopped by a signal (SIGTERM, SIGINT) before it finished and can be resumed
+// by running it again (BSD sysexits' EX_TEMPFAIL). Batch scripts requeue on it.
+inline constexpr int kExitStoppedResumable = 75;
+
 }  // namespace v1sysid

@@ -2,6 +2,8 @@
 // can print it on one line as "v1sysid: error: <message>" and exit non-zero.
 #pragma once
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -66,6 +68,29 @@ class EnvironmentError : public Error {
   using Error::Error;
   int exit_code() const override { return 7; }
 };
+
+// Throws the error that fits a failed operating-system call on `path`: a full disk or quota and an I/O error are
+// EnvironmentError (retryable), a read-only file system or missing permission an IoError that says so, anything
+// else an IoError with the system's message. `action` says what was being done ("writing the checkpoint").
+[[noreturn]] inline void throw_os_error(const std::string& action, const std::string& path, int err) {
+  const std::string cause = std::strerror(err);
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      throw EnvironmentError("disk full while " + action + " (" + cause + ")", path,
+                             "free space on that file system (df -h) or write somewhere else");
+    case EIO:
+      throw EnvironmentError("I/O error while " + action + " (" + cause + ")", path,
+                             "check the file system; the same command can be run again");
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      throw IoError("not allowed while " + action + " (" + cause + ")", path,
+                    "check the folder's permissions, or write somewhere else");
+    default:
+      throw IoError("failed while " + action + " (" + cause + ")", path, "check the path and the file system");
+  }
+}
 
 // Exit status of a command that was stopped by a signal (SIGTERM, SIGINT) before it finished and can be resumed
 // by running it again (BSD sysexits' EX_TEMPFAIL). Batch scripts requeue on it.

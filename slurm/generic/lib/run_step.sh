@@ -42,13 +42,13 @@ _on_stop_signal() {
   fi
 }
 
-# _requeue <limit> <status>: requeues this job unless it has been requeued <limit> times; exits 0 when the
-# requeue was accepted, otherwise <status>.
+# _requeue <limit> <status> [<what to fix first>]: requeues this job unless it has been requeued <limit> times;
+# exits 0 when the requeue was accepted, otherwise <status>.
 _requeue() {
-  local limit=$1 status=$2 count=${SLURM_RESTART_COUNT:-0}
+  local limit=$1 status=$2 fix=${3:-} count=${SLURM_RESTART_COUNT:-0}
   if [ "$count" -ge "$limit" ]; then
     _slurm_say "not requeued: job $SLURM_JOB_ID was requeued $count times already (limit $limit);" \
-      "submit the same command again to resume the sweep"
+      "${fix:+$fix, then }submit the same command again to resume the sweep"
     exit "$status"
   fi
   if scontrol requeue "$SLURM_JOB_ID"; then
@@ -86,7 +86,7 @@ run_sweep_step() {
       _requeue "$V1SYSID_MAX_REQUEUES" 75 ;;
     7)
       _slurm_say "the sweep failed for an environmental reason (exit 7: disk full, I/O error, lost rank)"
-      _requeue "$V1SYSID_MAX_ENV_REQUEUES" 7 ;;
+      _requeue "$V1SYSID_MAX_ENV_REQUEUES" 7 "free space or fix the cause named above" ;;
   esac
   if [ "$_stop_signals" -gt 0 ] && { [ "$status" = 0 ] || [ "$status" -gt 128 ]; }; then
     # A v1sysid older than exit status 75 exits 0 when stopped, and a step killed by a signal may have

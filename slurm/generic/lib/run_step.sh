@@ -65,9 +65,13 @@ run_sweep_step() {
   trap '_on_stop_signal TERM' TERM
   trap '_on_stop_signal INT' INT
   trap '_on_stop_signal USR1' USR1
+  if [ "$_stop_signals" -gt 0 ]; then
+    _slurm_say "stopped before the sweep started"
+    _requeue "$V1SYSID_MAX_REQUEUES" 75
+  fi
+  _step_running=1  # before the fork: a signal that comes before `$!` is read is still passed on (by scancel)
   "$@" &
   _step_pid=$!
-  _step_running=1
   local status='' seen s
   while :; do
     seen=$_stop_signals

@@ -98,6 +98,6 @@ run_sweep_step() {
     _slurm_say "the step ended with exit $status after a stop signal"
     _requeue "$V1SYSID_MAX_REQUEUES" 75
   fi
-  [ "$status" = 0 ] || _slurm_say "the sweep failed (exit $status); not requeued: rerunning cannot fix it"
+  [ "$status" = 0 ] || _slurm_say "the sweep failed (exit $status; see its error above); not requeued"
   exit "$status"
 }

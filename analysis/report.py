@@ -98,8 +98,10 @@ class OutputError(Exception):
 
     def __init__(self, path, error):
         self.path, self.error = path, error
+        # The wording and exit statuses of v1sysid's throw_os_error (src/core/error.hpp).
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        what = ("disk full" if full else "I/O error" if error.errno == errno.EIO else "cannot write")
+        what = ("disk full" if full else "I/O error" if error.errno == errno.EIO else
+                "not allowed" if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "failed")
         self.exit_code = 7 if full or error.errno == errno.EIO else 3
         super().__init__(f"{what} while writing {path} ({error.strerror or error}); "
                          + ("free space on that file system (df -h) or write somewhere else (--out)" if full else

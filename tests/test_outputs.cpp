@@ -172,6 +172,11 @@ TEST(OutputFolder, ReadOnlyFileSystemSaysNotAllowed) {
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_TRUE(contains(r.output, "not allowed while creating the output folder")) << r.output;
   EXPECT_FALSE(contains(r.output, "unexpected")) << r.output;
+  // An existing folder that cannot take files: refused before training, not when the checkpoint is written.
+  SmallRun run;
+  const auto t = v1sysid::testing::run_v1sysid(run.train_args(disk.dir.path.string()));
+  EXPECT_EQ(t.exit_code, 3) << t.output;
+  EXPECT_TRUE(contains(t.output, "not allowed while creating files in the output folder")) << t.output;
 }
 
 TEST(OutputFile, ExistingFileNeedsForce) {

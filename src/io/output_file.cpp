@@ -141,6 +141,7 @@ void create_output_folder(const std::string& folder) {
   fs::create_directories(folder, ec);
   if (ec) throw_os_error("creating the output folder", folder, ec.value());
   if (!fs::is_directory(folder, ec)) throw_os_error("creating the output folder", folder, ENOTDIR);
+  if (::access(folder.c_str(), W_OK | X_OK) != 0) throw_os_error("creating files in the output folder", folder, errno);
 }
 
 void prepare_output_file(const std::string& path, bool force, const std::string& option) {
@@ -152,7 +153,6 @@ void prepare_output_file(const std::string& path, bool force, const std::string&
     throw IoError("output file already exists", path, "choose another " + option + " or pass --force to overwrite it");
   const std::string folder = folder_of(path);
   create_output_folder(folder);
-  if (::access(folder.c_str(), W_OK | X_OK) != 0) throw_os_error("creating files in the output folder", folder, errno);
 }
 
 void refuse_outputs_inside_datasets(const std::vector<std::string>& outputs, const std::vector<std::string>& datasets) {

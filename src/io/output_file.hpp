@@ -32,8 +32,9 @@ inline void write_file_atomically(const std::string& path, const std::string& te
 // `folder` is replaced. Errors as write_file_atomically; the caller removes `partial` on failure.
 void commit_folder(const std::string& partial, const std::string& folder);
 
-// Creates `folder` and its parents. A failure (a read-only file system, a missing permission, a file in the
-// way) is an ordinary IoError or EnvironmentError that names the folder, not an unexpected exception.
+// Creates `folder` and its parents and checks that files can be created in it. A failure (a read-only file
+// system, a missing permission, a file in the way) is an ordinary IoError or EnvironmentError that names the
+// folder, not an unexpected exception.
 void create_output_folder(const std::string& folder);
 
 // Checks an output file before any work: refuses an existing `path` unless `force` (IoError), creates its

@@ -440,7 +440,7 @@ class ReportOnAFullDisk(unittest.TestCase):
         with open(os.path.join(out, "report.md"), "w") as f:  # an earlier run's report must not pass for this one
             f.write("stale\n")
         r = self.report(out, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
-        self.assert_clean_failure(r, out, 3, "cannot write")
+        self.assert_clean_failure(r, out, 3, "failed")
         self.assertIn("File too large", r.stderr)
 
     @unittest.skipIf(not hasattr(os, "geteuid") or os.geteuid() != 0, "mounting a small tmpfs needs root")

@@ -107,7 +107,7 @@ struct SmallRun {
 
 // ---- write_file_atomically ----------------------------------------------------------------------------
 
-TEST(AtomicFile, WritesCompleteFileAndLeavesNoTemporary) {
+TEST(OutputsAtomicFile, WritesCompleteFileAndLeavesNoTemporary) {
   ScratchDir dir;
   const std::string path = dir / "a.json";
   write_file_atomically(path, std::string("{\"x\": 1}\n"));
@@ -118,7 +118,7 @@ TEST(AtomicFile, WritesCompleteFileAndLeavesNoTemporary) {
   EXPECT_EQ(partial_path(path), path + ".partial-" + std::to_string(::getpid()));
 }
 
-TEST(AtomicFile, DiskFullKeepsTheOldFileAndRemovesTheTemporary) {
+TEST(OutputsAtomicFile, DiskFullKeepsTheOldFileAndRemovesTheTemporary) {
   SmallDisk disk(64 * 1024);
   if (!disk.mounted) GTEST_SKIP() << disk.why_not;
   const std::string path = disk / "metrics.json";
@@ -133,7 +133,7 @@ TEST(AtomicFile, DiskFullKeepsTheOldFileAndRemovesTheTemporary) {
   EXPECT_TRUE(leftovers(disk.dir.path.string()).empty());
 }
 
-TEST(AtomicFile, FailedRenameRemovesTheTemporary) {
+TEST(OutputsAtomicFile, FailedRenameRemovesTheTemporary) {
   ScratchDir dir;
   const std::string path = dir / "taken";
   fs::create_directories(path + "/inside");  // a non-empty folder cannot be replaced by a file
@@ -141,7 +141,7 @@ TEST(AtomicFile, FailedRenameRemovesTheTemporary) {
   EXPECT_TRUE(leftovers(dir.path.string()).empty());
 }
 
-TEST(AtomicFile, NpySaveOnAFullDiskLeavesNoTemporary) {
+TEST(OutputsAtomicFile, NpySaveOnAFullDiskLeavesNoTemporary) {
   SmallDisk disk(64 * 1024);
   if (!disk.mounted) GTEST_SKIP() << disk.why_not;
   disk.fill(0);
@@ -153,7 +153,7 @@ TEST(AtomicFile, NpySaveOnAFullDiskLeavesNoTemporary) {
 
 // ---- output folders and files ---------------------------------------------------------------------------
 
-TEST(OutputFolder, AFileInTheWayIsAnOrdinaryIoError) {
+TEST(OutputsFolder, AFileInTheWayIsAnOrdinaryIoError) {
   ScratchDir dir;
   write_file(dir / "file", "x");
   const std::string m = message_of([&] { create_output_folder(dir / "file/sub"); });
@@ -162,7 +162,7 @@ TEST(OutputFolder, AFileInTheWayIsAnOrdinaryIoError) {
   EXPECT_THROW(prepare_output_file(dir / "file/sub/out.h5", false), IoError);
 }
 
-TEST(OutputFolder, ReadOnlyFileSystemSaysNotAllowed) {
+TEST(OutputsFolder, ReadOnlyFileSystemSaysNotAllowed) {
   SmallDisk disk(64 * 1024);
   if (!disk.mounted) GTEST_SKIP() << disk.why_not;
   ASSERT_EQ(mount("tmpfs", disk.dir.path.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, nullptr), 0) << std::strerror(errno);
@@ -179,7 +179,7 @@ TEST(OutputFolder, ReadOnlyFileSystemSaysNotAllowed) {
   EXPECT_TRUE(contains(t.output, "not allowed while creating files in the output folder")) << t.output;
 }
 
-TEST(OutputFile, ExistingFileNeedsForce) {
+TEST(OutputsFile, ExistingFileNeedsForce) {
   ScratchDir dir;
   write_file(dir / "out.h5", "x");
   EXPECT_THROW(prepare_output_file(dir / "out.h5", false), IoError);
@@ -191,7 +191,7 @@ TEST(OutputFile, ExistingFileNeedsForce) {
 
 // ---- outputs inside a dataset ---------------------------------------------------------------------------
 
-TEST(InsideDataset, RefusesOutputsInsideADatasetFolderOrOnAnInput) {
+TEST(OutputsInsideDataset, RefusesOutputsInsideADatasetFolderOrOnAnInput) {
   ScratchDir dir;
   const std::string tree = make_file_tree(dir);
   fs::create_directories(dir / "elsewhere");
@@ -213,7 +213,7 @@ TEST(InsideDataset, RefusesOutputsInsideADatasetFolderOrOnAnInput) {
   EXPECT_NO_THROW(refuse_outputs_inside_datasets({dir / "d2.h5"}, {dir / "d.h5"}));
 }
 
-TEST(InsideDataset, EveryCommandRefusesBeforeWriting) {
+TEST(OutputsInsideDataset, EveryCommandRefusesBeforeWriting) {
   ScratchDir dir;
   const std::string tree = make_file_tree(dir);
   const std::string model = dir / "model.yaml";
@@ -241,7 +241,7 @@ TEST(InsideDataset, EveryCommandRefusesBeforeWriting) {
 
 // ---- commands on a full disk ----------------------------------------------------------------------------
 
-TEST(FullDisk, TrainDoesNotReportAnEmptyMetricsFileAsWritten) {
+TEST(OutputsFullDisk, TrainDoesNotReportAnEmptyMetricsFileAsWritten) {
   SmallRun run;
   // How much the checkpoint takes, from the same run on an ordinary disk (same data path, same size).
   auto r = v1sysid::testing::run_v1sysid(run.train_args(run.dir / "probe"));
@@ -260,7 +260,7 @@ TEST(FullDisk, TrainDoesNotReportAnEmptyMetricsFileAsWritten) {
   EXPECT_TRUE(leftovers(disk.dir.path.string()).empty());
 }
 
-TEST(FullDisk, TrainAndPredictLeaveNoEmptyFileUnderTheFinalName) {
+TEST(OutputsFullDisk, TrainAndPredictLeaveNoEmptyFileUnderTheFinalName) {
   SmallRun run;
   auto r = v1sysid::testing::run_v1sysid(run.train_args(run.dir / "run"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -279,7 +279,7 @@ TEST(FullDisk, TrainAndPredictLeaveNoEmptyFileUnderTheFinalName) {
 }
 
 // `select --csv`: on a full disk an error and no file; an existing file only with --force.
-TEST(Select, CsvIsCompleteOrAbsentAndNeedsForce) {
+TEST(OutputsSelectCsv, CsvIsCompleteOrAbsentAndNeedsForce) {
   ScratchDir dir;
   const std::string results = dir / "dry.h5";
   auto r = v1sysid::testing::run_v1sysid("sweep " + v1sysid::testing::source_dir() + "/sweeps/dry_run.yaml --out " +
@@ -309,7 +309,7 @@ TEST(Select, CsvIsCompleteOrAbsentAndNeedsForce) {
 
 // `images` refuses an existing output before any work: here the photo cache is missing, which the work would
 // meet first.
-TEST(Images, RefusesAnExistingOutputBeforeCuttingCrops) {
+TEST(OutputsImages, RefusesAnExistingOutputBeforeCuttingCrops) {
   ScratchDir dir;
   write_file(dir / "stimuli.h5", "x");
   const auto r = v1sysid::testing::run_v1sysid("images --photos " + dir / "no-photos" + " --out " + dir / "stimuli.h5");

@@ -9,15 +9,18 @@ Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, a
   --checkpoint      the model to analyse (Figs. 4-6, digital-V1 checks); default: the best trial of the
                     best architecture, found in --checkpoint-dir
   --control         the L2 (dense feature weights) control checkpoint for Fig. 4's histogram
-  --checkpoint-dir  the sweep's --save-checkpoints folder: checkpoints are matched to trials by the trial
-                    number in their path
+  --checkpoint-dir  the sweep's --save-checkpoints folder: trial_<id>.h5 is trial <id>'s checkpoint; it is used
+                    only when the trial id stored in it (or else its best validation loss) matches the results
   --rf              receptive fields from `v1sysid rf` (else they are computed with --exe when possible)
   --data            the dataset (gt/ for the digital-V1 checks; test responses for per-neuron correlations)
   --data-key        the readout to analyse of a checkpoint trained on several datasets (else Figs. 4-6 are
                     skipped with the list of its data keys)
-Definitions: analysis/v1analysis.py.
+Every file is written under a temporary name and renamed when complete; a failure (a full disk) ends with a
+one-line error naming the file and a non-zero exit (7 for a full disk or an I/O error, 3 otherwise), and
+leaves no report.md. Definitions: analysis/v1analysis.py.
 """
 import argparse
+import errno
 import os
 import re
 import subprocess
@@ -50,20 +53,80 @@ def find_executable(explicit):
     return None
 
 
+CHECKPOINT_NAME = re.compile(r"trial_(\d+)\.h5")  # as `v1sysid sweep --save-checkpoints` names them
+
+
 def checkpoints_by_trial(folder):
-    """{trial id: path} for the .h5 files under folder whose path holds a number (the last one wins)."""
+    """{trial id: path} of the files trial_<id>.h5 in folder (the sweep's --save-checkpoints folder)."""
     found = {}
     if not folder or not os.path.isdir(folder):
         return found
-    for root, _, files in os.walk(folder):
-        for name in files:
-            if not name.endswith(".h5"):
-                continue
-            path = os.path.join(root, name)
-            numbers = re.findall(r"\d+", os.path.relpath(path, folder).replace("checkpoint", ""))
-            if numbers:
-                found.setdefault(int(numbers[-1]), path)
+    for name in sorted(os.listdir(folder)):
+        m = CHECKPOINT_NAME.fullmatch(name)
+        if m:
+            found[int(m.group(1))] = os.path.join(folder, name)
     return found
+
+
+def trial_ids(results):
+    """Trial id of each results row (the row index in files without trials/trial_id)."""
+    n = len(results["architecture"])
+    return [int(t) for t in results["trial_id"]] if "trial_id" in results else list(range(n))
+
+
+def checkpoint_mismatch(path, results, row):
+    """None when the checkpoint at path can be the model of results row `row`, else why not: the trial id
+    stored in the checkpoint (root attribute trial_id) must be the row's, and, in checkpoints without one, its
+    best validation loss (training/best_val_loss, written from the same number) must be the row's."""
+    import h5py
+    tid = trial_ids(results)[row]
+    with h5py.File(path, "r") as f:
+        if "trial_id" in f.attrs:
+            stored = int(f.attrs["trial_id"])
+            return None if stored == tid else f"{path} stores trial id {stored}, not {tid}"
+        training = f["training"].attrs if "training" in f else {}
+        if "best_val_loss" in training and "best_val_loss" in results:
+            mine, theirs = float(training["best_val_loss"]), float(results["best_val_loss"][row])
+            if not (mine == theirs or (np.isnan(mine) and np.isnan(theirs))):
+                return (f"{path} has best validation loss {mine!r}, trial {tid} in the results {theirs!r}: it is "
+                        f"not that trial's model (another sweep's checkpoint folder?)")
+    return None
+
+
+class OutputError(Exception):
+    """A report file that could not be written: the path and the operating system's cause."""
+
+    def __init__(self, path, error):
+        self.path, self.error = path, error
+        # The wording and exit statuses of v1sysid's throw_os_error (src/core/error.hpp).
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = ("disk full" if full else "I/O error" if error.errno == errno.EIO else
+                "not allowed" if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "failed")
+        self.exit_code = 7 if full or error.errno == errno.EIO else 3
+        super().__init__(f"{what} while writing {path} ({error.strerror or error}); "
+                         + ("free space on that file system (df -h) or write somewhere else (--out)" if full else
+                            "check the folder and the file system, or write somewhere else (--out)"))
+
+
+def write_atomically(path, write, binary=False):
+    """Writes path through path.partial-<pid> in the same folder: write(f) fills the open file, which is then
+    flushed, fsynced, closed and renamed over path. On any failure the temporary is removed and path is left
+    as it was; an OSError becomes an OutputError naming path."""
+    tmp = f"{path}.partial-{os.getpid()}"
+    try:
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(path, e) from e
+        raise
 
 
 class Report:
@@ -72,7 +135,14 @@ class Report:
         self.lines = []
         self.skipped = []
         self.numbers = {}
-        os.makedirs(out, exist_ok=True)
+        try:
+            os.makedirs(out, exist_ok=True)
+            # A report.md of an earlier run would otherwise sit next to this run's figures (and pass for this
+            # run's report) if this run stops before writing its own.
+            if os.path.exists(os.path.join(out, "report.md")):
+                os.remove(os.path.join(out, "report.md"))
+        except OSError as e:
+            raise OutputError(out, e) from e
 
     def add(self, *lines):
         self.lines.extend(lines)
@@ -82,16 +152,18 @@ class Report:
 
     def figure(self, fig, name, caption):
         fig.tight_layout()
-        fig.savefig(os.path.join(self.out, name), dpi=110)
-        plt.close(fig)
+        try:
+            write_atomically(os.path.join(self.out, name), lambda f: fig.savefig(f, format="png", dpi=110),
+                             binary=True)
+        finally:
+            plt.close(fig)
         self.add(f"![{caption}]({name})", "", f"*{caption}*", "")
 
     def write(self):
         text = "\n".join(self.lines)
         if self.skipped:
             text += "\n\n## Not in this report\n\n" + "\n".join(self.skipped) + "\n"
-        with open(os.path.join(self.out, "report.md"), "w") as f:
-            f.write(text + "\n")
+        write_atomically(os.path.join(self.out, "report.md"), lambda f: f.write(text + "\n"))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -193,14 +265,27 @@ def neuron_correlation(results, trial, checkpoint, data, exe):
     return None, None
 
 
+def rf_file_of(rf_path, checkpoint, data_key):
+    """Whether rf_path exists and was computed from checkpoint (and readout data_key), by its attributes."""
+    import h5py
+    if not os.path.exists(rf_path):
+        return False
+    try:
+        with h5py.File(rf_path, "r") as f:
+            return (va.text(f.attrs.get("checkpoint", "")) == checkpoint
+                    and (data_key is None or va.text(f.attrs.get("data_key", "")) == data_key))
+    except OSError:  # a damaged file: compute it again
+        return False
+
+
 def receptive_fields(rf_path, checkpoint, exe, out, data_key=None):
     import h5py
     if not rf_path and exe:
         rf_path = os.path.join(out, "rf.h5")
-        if not os.path.exists(rf_path):
+        if not rf_file_of(rf_path, checkpoint, data_key):  # an earlier report's rf.h5 may be of another checkpoint
             key = ["--data-key", data_key] if data_key else []
-            r = subprocess.run([exe, "rf", "--checkpoint", checkpoint, "--out", rf_path] + key, capture_output=True,
-                               text=True)
+            r = subprocess.run([exe, "rf", "--checkpoint", checkpoint, "--out", rf_path, "--force"] + key,
+                               capture_output=True, text=True)
             if r.returncode != 0:
                 return None, "v1sysid rf failed: " + r.stdout[-300:] + r.stderr[-300:]
     if not rf_path or not os.path.exists(rf_path):
@@ -381,22 +466,36 @@ def main(argv=None):
     fig3(rep, results)
     lurz(rep, results)
 
-    trial = None
+    trial = None  # the results row of the analysed checkpoint, when known
     checkpoint, control = args.checkpoint, args.control
     by_trial = checkpoints_by_trial(args.checkpoint_dir or os.path.join(os.path.dirname(args.results), "checkpoints"))
+    ids = trial_ids(results)
+
+    def verified(path, row):
+        """path when it is the checkpoint of results row `row`, else None (and the report says why)."""
+        why = checkpoint_mismatch(path, results, row)
+        if why is None:
+            return path
+        print(f"report: not using {path}: {why}", file=sys.stderr)
+        rep.skip(f"checkpoint `{path}`", why)
+        return None
+
     if checkpoint is None and by_trial:
-        ranked = sorted((r for r in rows if r["best_trial"] >= 0 and r["best_trial"] in by_trial),
+        ranked = sorted((r for r in rows if r["best_trial"] >= 0 and ids[r["best_trial"]] in by_trial),
                         key=lambda r: (-r["data_fraction"], r["best_val_loss"]))
         plain = [r for r in ranked if not re.search(r"l2|dense|positive", r["architecture"], re.I)]
         if plain:
-            trial = plain[0]["best_trial"]
-            checkpoint = by_trial[trial]
+            row = plain[0]["best_trial"]
+            checkpoint = verified(by_trial[ids[row]], row)
+            trial = row if checkpoint else None
         if control is None:
             ctl = [r for r in ranked if re.search(r"l2|dense", r["architecture"], re.I)]
             if ctl:
-                control = by_trial[ctl[0]["best_trial"]]
+                control = verified(by_trial[ids[ctl[0]["best_trial"]]], ctl[0]["best_trial"])
     elif checkpoint is not None:
-        trial = next((t for t, path in by_trial.items() if os.path.samefile(path, checkpoint)), None)
+        tid = next((t for t, path in by_trial.items() if os.path.samefile(path, checkpoint)), None)
+        if tid is not None and tid in ids and verified(checkpoint, ids.index(tid)):
+            trial = ids.index(tid)
     if checkpoint is None:
         rep.skip("Figs. 4-6 and the digital-V1 checks", "no checkpoint: pass --checkpoint (or run the sweep with "
                  "--save-checkpoints DIR and pass --checkpoint-dir DIR)")
@@ -414,4 +513,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OutputError as e:
+        print(f"report.py: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

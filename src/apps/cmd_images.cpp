@@ -5,6 +5,7 @@
 //   position [N, 2] int32 (x, y), photos/{name,path,package,author,licence} [P];
 //   root attributes format_version = 1, generator, seed, min_crop_sd.
 #include "apps/commands.hpp"
+#include "io/output_file.hpp"
 #include "sim/photos.hpp"
 
 #include <iostream>
@@ -27,6 +28,9 @@ struct ImagesArgs {
 };
 
 void run_images(const ImagesArgs& args) {
+  // Refuse before cutting thousands of crops rather than at the end.
+  refuse_outputs_inside_datasets({args.out}, {});
+  prepare_output_file(args.out, args.force);
   sim::StimulusOptions options;
   options.trainval_count = args.count;
   options.test_count = args.test_count;

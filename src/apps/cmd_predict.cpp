@@ -3,6 +3,7 @@
 // for a model trained on a neuron subset, which is applied to the dataset as recorded).
 #include "apps/commands.hpp"
 #include "io/h5.hpp"
+#include "io/output_file.hpp"
 #include "train/pipeline.hpp"
 
 #include <iostream>
@@ -24,6 +25,8 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--force", o->force, "Overwrite an existing output file");
   cmd->callback([o] {
     const Tier tier = parse_tier(o->tier, "--tier");
+    refuse_outputs_inside_datasets({o->out}, {o->data, o->checkpoint});
+    prepare_output_file(o->out, o->force);
     auto c = load_checkpoint(o->checkpoint);
     Dataset d = load_dataset(o->data);
     const int readout = fit_dataset_to_checkpoint(c, d);

@@ -5,6 +5,7 @@
 #include "apps/commands.hpp"
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
+#include "io/output_file.hpp"
 
 #include <iostream>
 #include <memory>
@@ -28,6 +29,8 @@ void add_rf_command(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "Neurons per backward pass (default 64)");
   cmd->add_flag("--force", o->force, "Overwrite an existing output file");
   cmd->callback([o] {
+    refuse_outputs_inside_datasets({o->out}, {o->checkpoint});
+    prepare_output_file(o->out, o->force);
     auto c = load_checkpoint(o->checkpoint);
     const int readout = analysis_readout(*c.model, o->data_key);
     const Preprocessing& p = c.readout_preprocessing.at(static_cast<size_t>(readout));

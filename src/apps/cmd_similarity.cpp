@@ -4,6 +4,7 @@
 #include "analysis/similarity.hpp"
 #include "apps/commands.hpp"
 #include "io/checkpoint.hpp"
+#include "io/output_file.hpp"
 
 #include <iostream>
 #include <memory>
@@ -25,6 +26,8 @@ void add_similarity_command(CLI::App& app) {
   cmd->add_option("--block", o->similarity.block, "Matrix rows per GEMM and per write (default 1024)");
   cmd->add_flag("--force", o->similarity.force, "Overwrite an existing output file");
   cmd->callback([o] {
+    refuse_outputs_inside_datasets({o->out}, {o->images, o->checkpoint});
+    prepare_output_file(o->out, o->similarity.force);
     auto c = load_checkpoint(o->checkpoint);
     const ImageSet images = read_image_set(o->images);
     o->similarity.checkpoint_path = o->checkpoint;

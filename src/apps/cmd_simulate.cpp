@@ -2,6 +2,7 @@
 // Simulates a digital V1 population (src/sim/) on natural-image stimuli and writes one dataset per animal.
 #include "apps/commands.hpp"
 #include "core/error.hpp"
+#include "io/output_file.hpp"
 #include "sim/dataset_writer.hpp"
 #include "sim/simulate.hpp"
 
@@ -35,10 +36,15 @@ void run_simulate(const SimulateOptions& o) {
 
   std::vector<std::string> outputs;
   for (int a = 0; a < config.n_animals; ++a) outputs.push_back(sim::animal_output_path(o.out, a, config.n_animals));
+  // Refuse before minutes of simulation rather than at the end.
+  refuse_outputs_inside_datasets(outputs, {config.stimuli});
   for (const auto& path : outputs) {
-    // Refuse before minutes of simulation rather than at the end.
-    if (std::filesystem::exists(path) && !o.force) {
-      throw IoError("output file exists", path, "pass --force to overwrite it or choose another --out");
+    if (o.format == "h5") {
+      prepare_output_file(path, o.force);
+    } else {
+      if (std::filesystem::exists(path) && !o.force)
+        throw IoError("output folder exists", path, "pass --force to replace it or choose another --out");
+      create_output_folder(std::filesystem::absolute(path).parent_path().string());
     }
   }
   const sim::StimulusSet stimuli = sim::read_stimuli(config.stimuli);

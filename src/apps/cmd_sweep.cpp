@@ -2,6 +2,7 @@
 #include "apps/commands.hpp"
 #include "core/error.hpp"
 #include "core/stop.hpp"
+#include "io/output_file.hpp"
 #include "sweep/checksum.hpp"
 #include "sweep/results_file.hpp"
 #include "sweep/scheduler.hpp"
@@ -53,6 +54,7 @@ void run_sweep_command(const SweepOptions& o) {
     return;
   }
   if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
+  refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, {o.data});
 
   TrialRunner runner;
   std::unique_ptr<TrainingTrialRunner> training;
@@ -112,20 +114,22 @@ void add_select_command(CLI::App& app) {
   struct Options {
     std::string results, csv;
     int64_t top = 5;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("select", "Table 1: best trial per architecture by validation loss, top-k test correlation");
   cmd->add_option("RESULTS", o->results, "results.h5 written by v1sysid sweep")->required()->check(CLI::ExistingFile);
   cmd->add_option("--top", o->top, "How many best trials to average")->check(CLI::PositiveNumber);
   cmd->add_option("--csv", o->csv, "Also write the table as CSV to this file");
+  cmd->add_flag("--force", o->force, "Overwrite an existing --csv file");
   cmd->callback([o] {
+    if (!o->csv.empty()) {
+      refuse_outputs_inside_datasets({o->csv}, {o->results});
+      prepare_output_file(o->csv, o->force, "--csv");
+    }
     auto rows = select_best(o->results, o->top);
     std::cout << selection_markdown(rows, o->top);
-    if (!o->csv.empty()) {
-      std::ofstream f(o->csv);
-      if (!f) throw IoError("cannot write CSV", o->csv, "check the directory");
-      f << selection_csv(rows);
-    }
+    if (!o->csv.empty()) write_file_atomically(o->csv, selection_csv(rows));
   });
 }
 

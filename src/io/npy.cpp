@@ -4,6 +4,7 @@
 #include "io/npy.hpp"
 
 #include "core/error.hpp"
+#include "io/output_file.hpp"
 
 #include <unistd.h>
 
@@ -570,22 +571,7 @@ std::vector<uint8_t> serialize(const Array& array) {
 
 void save(const std::string& path, const Array& array) {
   const auto bytes = serialize(array);
-  const std::string partial = path + ".partial-" + std::to_string(getpid());
-  {
-    std::ofstream f(partial, std::ios::binary | std::ios::trunc);
-    if (!f) throw IoError("cannot create file", partial, "check that the directory exists and is writable");
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    if (!f) {
-      std::remove(partial.c_str());
-      throw IoError("write failed (disk full?)", partial, "free space and retry");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(partial, path, ec);
-  if (ec) {
-    std::remove(partial.c_str());
-    throw IoError("cannot move the written file into place (" + ec.message() + ")", path, "check the directory");
-  }
+  write_file_atomically(path, bytes.data(), bytes.size(), Sync::none);
 }
 
 }  // namespace v1sysid::npy

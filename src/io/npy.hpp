@@ -56,7 +56,8 @@ Array from_bytes(const std::vector<std::string>& values, const std::vector<int64
 // The complete .npy image of an array (version 1.0 header, or 2.0 when the header needs it), padded so
 // the data starts at a multiple of 64 bytes as numpy does.
 std::vector<uint8_t> serialize(const Array& array);
-// Writes an array to `path` (through "<path>.partial-<pid>" and a rename, so no half-written file remains).
+// Writes an array to `path` (write_file_atomically: through "<path>.partial-<pid>" and a rename, so no
+// half-written file remains). Not fsynced: the FileTree writer syncs the folder once when it commits it.
 void save(const std::string& path, const Array& array);
 
 }  // namespace v1sysid::npy

@@ -4,6 +4,7 @@
 #include "core/version.hpp"
 #include "io/h5.hpp"
 #include "io/npy.hpp"
+#include "io/output_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -179,15 +180,13 @@ class FileTreeSink final : public DatasetSink {
   }
   void save(const std::string& relative, const npy::Array& a) {
     const std::filesystem::path p = std::filesystem::path(m_root) / (relative + ".npy");
-    std::filesystem::create_directories(p.parent_path());
+    create_output_folder(p.parent_path().string());
     npy::save(p.string(), a);
   }
   void write_text(const std::string& relative, const std::string& text) {
     const std::filesystem::path p = std::filesystem::path(m_root) / relative;
-    std::filesystem::create_directories(p.parent_path());
-    std::ofstream f(p);
-    f << text;
-    if (!f) throw IoError("cannot write file", p.string(), "check free space and permissions");
+    create_output_folder(p.parent_path().string());
+    write_file_atomically(p.string(), text, Sync::none);  // commit_folder syncs the whole folder
   }
   std::string m_root;
   nlohmann::json m_attributes = nlohmann::json::object();
@@ -310,19 +309,18 @@ void write_file_tree(const SimulatedDataset& sim, const std::string& folder, boo
     throw IoError("output folder already exists", folder, "choose another --out or pass --force to replace it");
   }
   // Built under a temporary name and renamed when complete, so no half-written dataset carries the name.
-  const std::string partial = folder + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(partial);
+  const std::string partial = partial_path(folder);
+  std::error_code ec;
+  fs::remove_all(partial, ec);
   try {
     FileTreeSink sink(partial);
     write_content(sim, data_key_from_path(folder), sink);
     sink.finish();
+    commit_folder(partial, folder);
   } catch (...) {
-    std::error_code ec;
     fs::remove_all(partial, ec);
     throw;
   }
-  if (fs::exists(folder)) fs::remove_all(folder);
-  fs::rename(partial, folder);
 }
 
 }  // namespace v1sysid::sim

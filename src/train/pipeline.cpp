@@ -1,6 +1,7 @@
 #include "train/pipeline.hpp"
 
 #include "core/error.hpp"
+#include "io/output_file.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -30,17 +31,6 @@ std::string json_string(const std::string& v) {
     else out += ch;
   }
   return out + "\"";
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream f(tmp);
-    if (!f) throw IoError("cannot write", path, "check that the folder is writable");
-    f << text;
-    if (!f) throw IoError("write failed", path, "check the free disk space");
-  }
-  std::filesystem::rename(tmp, path);
 }
 
 // Rows of `tier`, which must not be empty (`what` names the command's action in the error).
@@ -225,6 +215,8 @@ TrainOutcome run_training(const TrainOptions& o) {
   out.metrics_path = (fs::path(o.out_dir) / "metrics.json").string();
   if (fs::exists(out.checkpoint_path) && !o.force)
     throw IoError("the output exists", out.checkpoint_path, "pass --force to overwrite it or choose another --out");
+  const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
+  refuse_outputs_inside_datasets({o.out_dir}, paths);
   ModelConfig config = load_model_config(o.model_path);
   if (o.seed) config.train.seed = *o.seed;
   if (o.max_iterations) {
@@ -239,7 +231,6 @@ TrainOutcome run_training(const TrainOptions& o) {
   if (o.freeze_core && o.init_core.empty())
     throw ConfigError("--freeze-core without --init-core would freeze a random core", "the command line",
                       "pass --init-core CHECKPOINT with --freeze-core");
-  const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
   const bool multi = paths.size() > 1;
   std::vector<Dataset> datasets;
   std::vector<Preprocessing> preps;
@@ -284,7 +275,7 @@ TrainOutcome run_training(const TrainOptions& o) {
     copy_core(*source.model, model, o.init_core);
     model.set_core_frozen(o.freeze_core);
   }
-  fs::create_directories(o.out_dir);
+  create_output_folder(o.out_dir);
   std::vector<const TrainingData*> data_ptrs;
   for (const auto& t : datas) data_ptrs.push_back(&t);
   Trainer trainer(model, data_ptrs, batchers);
@@ -292,7 +283,7 @@ TrainOutcome run_training(const TrainOptions& o) {
   std::string sources;
   for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
   if (out.training.status == "diverged") {
-    write_text(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
+    write_file_atomically(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
     throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
                         "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
   }
@@ -323,7 +314,8 @@ TrainOutcome run_training(const TrainOptions& o) {
     summary.mean_ceiling_correlation.reset();
   }
   save_checkpoint(out.checkpoint_path, model, preps, out.training, sources, o.force);
-  write_text(out.metrics_path, metrics_json(out.training, &summary, config, out.dataset_evaluations, o.neurons));
+  write_file_atomically(out.metrics_path,
+                        metrics_json(out.training, &summary, config, out.dataset_evaluations, o.neurons));
   return out;
 }
 

@@ -350,6 +350,116 @@ class TrainedModel(unittest.TestCase):
             with open(os.path.join(out, png), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
 
+    def checkpoint_dir_report(self, name, edit=None):
+        """report.py --checkpoint-dir on a results file of three trials whose checkpoints trial_<id>.h5 are
+        copies of the trained model carrying each trial's best validation loss (trial 1 is the best);
+        edit(folder) changes the folder first. Returns (report.md text, stderr, folder)."""
+        import shutil
+        tmp = os.path.join(self.tmp.name, name)
+        folder = os.path.join(tmp, "checkpoints")
+        os.makedirs(folder)
+        results = os.path.join(tmp, "r.h5")
+        losses = [3.0, 1.0, 2.0]
+        with h5py.File(results, "w") as f:
+            t = f.create_group("trials")
+            t["trial_id"] = np.arange(3, dtype=np.int64)
+            t["architecture"] = np.array(["cnn_3"] * 3, dtype="S64")
+            t["status"] = np.array(["ok"] * 3, dtype="S16")
+            t["best_val_loss"] = np.array(losses)
+            t["test_correlation"] = np.array([0.1, 0.5, 0.3])
+            t["data_fraction"] = np.ones(3)
+        for trial, loss in enumerate(losses):
+            path = os.path.join(folder, f"trial_{trial}.h5")
+            shutil.copy(self.checkpoint, path)
+            with h5py.File(path, "a") as f:
+                f["training"].attrs["best_val_loss"] = loss
+        if edit:
+            edit(folder)
+        out = os.path.join(tmp, "report")
+        r = subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), results, "--checkpoint-dir", folder,
+                            "--exe", executable(), "--out", out], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "report.md")) as f:
+            return f.read(), r.stderr, folder
+
+    def test_report_maps_checkpoint_files_to_their_trials(self):
+        # trial_<id>.h5 is trial <id>: not trial 5 (the digit of ".h5") for every file.
+        text, _, folder = self.checkpoint_dir_report("by_name")
+        self.assertIn(f"## Feature weights of `{os.path.join(folder, 'trial_1.h5')}`", text)
+
+    def test_report_refuses_a_checkpoint_of_another_trial(self):
+        def swap_losses(folder):  # the file named trial_1.h5 holds another training run
+            with h5py.File(os.path.join(folder, "trial_1.h5"), "a") as f:
+                f["training"].attrs["best_val_loss"] = 2.5
+        text, err, _ = self.checkpoint_dir_report("other_loss", swap_losses)
+        self.assertNotIn("## Feature weights of", text)
+        self.assertIn("not that trial's model", text)
+        self.assertIn("trial_1.h5", err)
+
+        def stored_id(folder):  # a trial id stored in the checkpoint decides
+            with h5py.File(os.path.join(folder, "trial_1.h5"), "a") as f:
+                f.attrs["trial_id"] = np.int64(2)
+        text, _, _ = self.checkpoint_dir_report("other_id", stored_id)
+        self.assertNotIn("## Feature weights of", text)
+        self.assertIn("stores trial id 2, not 1", text)
+
+
+@unittest.skipIf(H5PY is not None, f"h5py not available: {H5PY}")
+class ReportOnAFullDisk(unittest.TestCase):
+    """report.py writes every file through a temporary name: a full disk (or a file size limit) ends with one
+    line naming the file and a non-zero exit, no traceback, no report.md and no temporaries."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.results = os.path.join(cls.tmp.name, "dry.h5")
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        subprocess.run([executable(), "sweep", os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml"),
+                        "--out", cls.results], check=True, capture_output=True, env=env)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def report(self, out, preexec_fn=None):
+        return subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), self.results, "--out", out],
+                              capture_output=True, text=True, preexec_fn=preexec_fn)
+
+    def assert_clean_failure(self, r, out, code, cause):
+        self.assertEqual(r.returncode, code, r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+        last = r.stderr.strip().splitlines()[-1]
+        self.assertRegex(last, rf"^report.py: error: {cause} while writing {out}/\S+ ")
+        self.assertFalse(os.path.exists(os.path.join(out, "report.md")))
+        self.assertEqual([n for n in os.listdir(out) if ".partial" in n], [])
+
+    def test_file_size_limit(self):
+        import resource
+        out = os.path.join(self.tmp.name, "limited")
+        os.makedirs(out)
+        with open(os.path.join(out, "report.md"), "w") as f:  # an earlier run's report must not pass for this one
+            f.write("stale\n")
+        r = self.report(out, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
+        self.assert_clean_failure(r, out, 3, "failed")
+        self.assertIn("File too large", r.stderr)
+
+    @unittest.skipIf(not hasattr(os, "geteuid") or os.geteuid() != 0, "mounting a small tmpfs needs root")
+    def test_full_tmpfs(self):
+        disk = os.path.join(self.tmp.name, "disk")
+        os.makedirs(disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], check=True)
+        try:
+            try:
+                with open(os.path.join(disk, "filler"), "wb", buffering=0) as f:
+                    while True:
+                        f.write(b"x" * 4096)
+            except OSError:  # full
+                pass
+            r = self.report(os.path.join(disk, "report"))
+            self.assert_clean_failure(r, os.path.join(disk, "report"), 7, "disk full")
+        finally:
+            subprocess.run(["umount", "-l", disk], check=False)
+
 
 @unittest.skipIf(TORCH is not None or H5PY is not None, f"PyTorch / h5py not available: {TORCH or H5PY}")
 class GaussianExport(unittest.TestCase):

@@ -10,9 +10,11 @@
 #include "train/trainer.hpp"
 
 #include "core/error.hpp"
+#include "core/stop.hpp"
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <vector>
@@ -613,6 +616,26 @@ TEST(Training, SeveralDatasetsOneStepPerCycle) {
   }
   // A trainer needs one dataset per readout.
   EXPECT_THROW(Trainer(model, std::vector<const TrainingData*>{&da}, std::vector<Batcher>{batchers[0]}), ShapeError);
+}
+
+// A stop signal (SLURM preemption, core/stop.hpp) ends both schedules at the next step with the "stopped"
+// status, which a sweep leaves pending for the rerun; the Lurz schedule used to train on to max_epochs.
+TEST(Training, BothSchedulesStopAtTheNextStepWhenAStopIsRequested) {
+  TinyFixture fx;
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  for (const char* yaml : {kTinyModel, kLurzModel}) {
+    const auto config = parse_model_config(yaml, "model");
+    Model<Real> model(config, 16, 16, 12);
+    Batcher batcher(data.train_rows, 1.0, config.train.batch_size, config.train.seed);
+    model.initialize(config.train.seed, mean_response(data, batcher.rows()));
+    Trainer trainer(model, data, batcher);
+    request_stop();
+    const auto result = trainer.run(false);
+    clear_stop_request();
+    EXPECT_EQ(result.status, "stopped") << config.train.schedule << ": " << result.message;
+    EXPECT_EQ(result.steps, 0) << config.train.schedule;
+    EXPECT_NE(result.message.find("stopped by a signal"), std::string::npos) << result.message;
+  }
 }
 
 TEST(Commands, SeveralDatasetsThenTransferWithAFrozenCore) {

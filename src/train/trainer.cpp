@@ -235,10 +235,15 @@ TrainResult Trainer::run_lurz(bool show_progress, const std::string& progress_la
     result.best_iteration = 0;
   }
   while (epoch < tc.max_epochs && !stopped) {
-    for (int64_t i = 0; i < steps_per_epoch; ++i) {
+    for (int64_t i = 0; i < steps_per_epoch && !stop_requested(); ++i) {
       train_loss = step(lr);
       ++steps;
       if (!std::isfinite(train_loss)) break;
+    }
+    if (stop_requested()) {  // SLURM preemption (see run()): leave at the next step, the epoch unfinished
+      result.status = "stopped";
+      result.message = "stopped by a signal before the schedule ended";
+      break;
     }
     ++epoch;
     if (!std::isfinite(train_loss)) {
@@ -277,8 +282,8 @@ TrainResult Trainer::run_lurz(bool show_progress, const std::string& progress_la
     if (show_progress) progress.update(epoch, {{"loss", train_loss}, {"val_corr", corr}, {"lr", lr}});
   }
   if (result.status != "diverged") {
-    result.status = stopped ? "finished" : "max_iterations";
-    m_model.arena().restore(space);  // the best model, also when max_epochs ended the run
+    if (result.status != "stopped") result.status = stopped ? "finished" : "max_iterations";
+    m_model.arena().restore(space);  // the best model, also when max_epochs or a stop signal ended the run
     result.restored_best = true;
   }
   result.best_val_correlation = best;

@@ -351,12 +351,16 @@ std::vector<double> feve_per_neuron(ConstMatrix<float> predictions, ConstMatrix<
     }
   std::vector<double> feve(n, 0.0);
   for (int64_t c = 0; c < n; ++c) {
-    const double explainable = v.trial_var[c] - v.trial_noise_var[c];
-    if (v.trial_var[c] <= kMinVar || std::abs(explainable) <= 1e-12 * v.trial_var[c]) continue;
+    if (!has_explainable_variance(v, c)) continue;
     const double mse = squared_error[c] / static_cast<double>(n_trials);
-    feve[c] = 1.0 - (mse - v.trial_noise_var[c]) / explainable;
+    feve[c] = 1.0 - (mse - v.trial_noise_var[c]) / (v.trial_var[c] - v.trial_noise_var[c]);
   }
   return feve;
+}
+
+bool has_explainable_variance(const VarianceDecomposition& v, int64_t c) {
+  const auto k = static_cast<size_t>(c);
+  return v.trial_var[k] > kMinVar && v.trial_var[k] - v.trial_noise_var[k] > 1e-12 * v.trial_var[k];
 }
 
 double correlation_upper_bound(const std::vector<double>& fev) {
@@ -463,7 +467,17 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   m.fev = mean(m.fev_per_neuron);
   m.correlation_upper_bound = correlation_upper_bound(m.fev_per_neuron);
   m.fev_single_trial = mean(m.fev_single_trial_per_neuron);
-  m.feve = mean(m.feve_per_neuron);
+  // FEVE of a neuron without explainable variance divides by a number <= 0 (or one that is only noise): such
+  // neurons are left out of the mean and counted instead (Cadena et al. 2019).
+  double feve_sum = 0.0;
+  for (int64_t c = 0; c < n; ++c) {
+    if (has_explainable_variance(v, c))
+      feve_sum += m.feve_per_neuron[c];
+    else
+      ++m.feve_neurons_left_out;
+  }
+  const int64_t feve_neurons = n - m.feve_neurons_left_out;
+  m.feve = feve_neurons > 0 ? feve_sum / static_cast<double>(feve_neurons) : 0.0;
   m.fev_threshold = options.fev_threshold;
   double above = 0.0;
   for (int64_t c = 0; c < n; ++c)

@@ -337,6 +337,19 @@ TEST(Metrics, NoRepeatsThrowDataError) {
   expect_data_error([&] { m::variance_decomposition(y, g); }, "is shown more than once");
   // The correlations alone are still defined without repeats.
   EXPECT_TRUE(all_finite(m::test_correlation_per_neuron(as_matrix(predictions, 3, 1), y, g)));
+  // The message names the tier that was asked for (`evaluate --tier validation` used to blame the test tier).
+  const std::vector<v1sysid::Tier> tiers(3, v1sysid::Tier::validation);
+  expect_data_error([&] { m::evaluate(as_matrix(predictions, 3, 1), y, tiers, v1sysid::Tier::validation, image_ids); },
+                    "of the validation tier is shown more than once");
+  m::EvaluationOptions named;
+  named.tier = "validation";
+  try {
+    m::evaluate(as_matrix(predictions, 3, 1), y, iota_rows(3), image_ids, named);
+    ADD_FAILURE() << "no error";
+  } catch (const v1sysid::DataError& e) {
+    EXPECT_EQ(std::string(e.what()).find("test tier"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("image ids of the validation tier"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Metrics, EvaluateRejectsMismatchedAndBadInput) {

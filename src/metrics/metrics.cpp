@@ -83,13 +83,16 @@ std::vector<int64_t> repeated_images(const RepeatGroups& groups) {
   return images;
 }
 
-void require_repeats(const RepeatGroups& groups, const std::string& where) {
+// `tier` names the evaluated tier in the message ("" when the caller does not know it).
+void require_repeats(const RepeatGroups& groups, const std::string& where, const std::string& tier = "") {
+  const std::string which = tier.empty() ? "the evaluated tier" : "the " + tier + " tier";
   require(groups.n_repeated_images() > 0,
-          "no image of the " + std::to_string(groups.n_trials()) + " trials (" +
-              std::to_string(groups.n_images()) + " images) is shown more than once",
+          "no image of the " + std::to_string(groups.n_trials()) + " trials (" + std::to_string(groups.n_images()) +
+              " images) of " + which + " is shown more than once",
           where,
-          "oracle, FEV and FEVE need repeated presentations of the test images; check the image ids of the "
-          "test tier (item_info/frame_image_id)");
+          "oracle, FEV and FEVE need images shown at least twice; evaluate a tier with repeated images (usually "
+          "test) or check the image ids of " +
+              which + " (item_info/frame_image_id)");
 }
 
 }  // namespace
@@ -442,7 +445,7 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   std::vector<int64_t> local_rows(static_cast<size_t>(t));
   std::iota(local_rows.begin(), local_rows.end(), int64_t{0});
   const RepeatGroups groups = group_repeats(local_rows, tier_image_ids);
-  require_repeats(groups, where);
+  require_repeats(groups, where, options.tier);
 
   const ConstMatrix<float> y(tier_responses, t, n, "tier responses");
   EvaluationMetrics m;
@@ -499,7 +502,9 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   std::vector<int64_t> indices;
   for (int64_t row = 0; row < static_cast<int64_t>(tiers.size()); ++row)
     if (tiers[row] == tier) indices.push_back(row);
-  return evaluate(predictions, responses, indices, image_ids, options);
+  EvaluationOptions named = options;
+  named.tier = tier_name(tier);
+  return evaluate(predictions, responses, indices, image_ids, named);
 }
 
 }  // namespace v1sysid::metrics

@@ -73,7 +73,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
     r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
     r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
                                   metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
-                                  rows, d.image_ids);
+                                  rows, d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
   } else {
     // A subset of the model's neurons: the same metrics on those columns; the loss (a sum over neurons) on the
     // host, from the evaluation-mode predictions.
@@ -91,7 +91,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
     r.loss = loss / static_cast<double>(T);
     r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, S, "predictions"),
                                   metrics::ConstMatrix<float>(responses, d.n_trials, S, "responses"), rows,
-                                  d.image_ids);
+                                  d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
   }
   if (!ceilings.empty()) {
     double mean = 0;

@@ -233,6 +233,41 @@ TEST(ModelConfig, DefaultsAreTheReferenceAndBadInputIsRejectedWithItsPosition) {
   EXPECT_NE(config_error("train:\n  batch_size: -3\n").find("m.yaml:2:15"), std::string::npos);
 }
 
+// A 10001-wide kernel used to reach the model's allocation and end as "unexpected; please report it"; 0 and
+// even sizes were already refused. Each is an ordinary ConfigError naming the key and the allowed range.
+TEST(ModelConfig, AbsurdFilterSizesNameTheKeyAndTheRange) {
+  for (const char* sizes : {"[10001, 5, 5]", "[13, 101, 5]", "[0, 5, 5]", "[13, 5, -3]"}) {
+    const std::string e = config_error(std::string("core: {filter_sizes: ") + sizes + "}");
+    EXPECT_NE(e.find("core.filter_sizes: expected odd kernel sizes in [1, 99]"), std::string::npos)
+        << sizes << ": " << e;
+  }
+  EXPECT_EQ(config_error("core: {filter_sizes: [99, 5, 5]}"), "");
+}
+
+// Every key has a default, so an empty model file trained the default model without a word.
+TEST(ModelConfig, AModelFileNeedsCoreAndReadoutSectionsOrAPreset) {
+  v1sysid::testing::ScratchDir dir;
+  auto load_error = [&](const std::string& name, const std::string& text) {
+    const std::string path = dir / name;
+    std::ofstream(path) << text;
+    try {
+      load_model_config(path);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string empty = load_error("empty.yaml", "");
+  EXPECT_NE(empty.find("empty.yaml"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("no 'core' section"), std::string::npos) << empty;
+  EXPECT_NE(load_error("train_only.yaml", "train: {seed: 3}\n").find("no 'core' section"), std::string::npos);
+  EXPECT_NE(load_error("no_readout.yaml", "core: {kind: cnn}\n").find("no 'readout' section"), std::string::npos);
+  EXPECT_EQ(load_error("full.yaml", "core: {kind: cnn}\nreadout: {kind: factorized}\n"), "");
+  EXPECT_EQ(load_error("preset.yaml", "architecture: roteq_8\n"), "");
+  // Configs stored in checkpoints and the sweeps' merged trial configs keep their defaults.
+  EXPECT_NO_THROW(parse_model_config("", "stored"));
+}
+
 
 // ---- A tiny digital population for end-to-end tests -----------------------------------------------------
 // 16 x 16 white-noise images; neuron n responds to a signed Gaussian blob (sd 1.5 px) at its own position:

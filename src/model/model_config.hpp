@@ -141,7 +141,8 @@ struct ModelConfig {
   void validate(const std::string& origin) const;
 };
 
-// Reads and validates a model YAML file; every problem is a ConfigError with file:line:col.
+// Reads and validates a model YAML file; every problem is a ConfigError with file:line:col. The file must
+// have core and readout sections or name a preset (architecture: NAME); parse_model_config has no such rule.
 ModelConfig load_model_config(const std::string& path);
 // Same for YAML text (the config attribute of a checkpoint); `origin` names it in errors.
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin);

@@ -474,6 +474,44 @@ TEST(Training, NonFiniteLossGivesTheDivergedStatus) {
   EXPECT_NE(r.message.find("training loss"), std::string::npos);
 }
 
+// A NaN in a saved parameter used to surface as "the model diverged" at the first prediction. Training never
+// saves a non-finite model, so loading says the file is damaged and names the dataset.
+TEST(Checkpoint, NonFiniteParametersAreReportedAsADamagedFile) {
+  TinyFixture fx;
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  Model<Real> model(config, 16, 16, 12);
+  model.initialize(1, std::vector<double>(12, 1.0));
+  const std::string ckpt = fx.dir / "c.h5";
+  save_checkpoint(ckpt, model, fx.preprocessing, TrainResult{}, fx.data_path, false);
+  const std::string slot = "params/" + model.arena().slots().front().name;
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    {
+      // Rewrite one value in place, as a damaged disk block would.
+      hid_t file = H5Fopen(ckpt.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+      ASSERT_GE(file, 0);
+      hid_t dset = H5Dopen2(file, slot.c_str(), H5P_DEFAULT);
+      ASSERT_GE(dset, 0);
+      hid_t space = H5Dget_space(dset);
+      const auto n = static_cast<size_t>(H5Sget_simple_extent_npoints(space));
+      H5Sclose(space);
+      std::vector<float> values(n);
+      ASSERT_GE(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      values[n / 2] = bad;
+      ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      H5Dclose(dset);
+      H5Fclose(file);
+    }
+    try {
+      load_checkpoint(ckpt);
+      ADD_FAILURE() << "a checkpoint holding " << bad << " loaded";
+    } catch (const IoError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("the checkpoint is damaged: '" + slot + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find(ckpt), std::string::npos) << m;
+    }
+  }
+}
+
 TEST(Checkpoint, ModelsThatDoNotFitAndForeignFilesAreClearErrors) {
   TinyFixture fx;
   const auto config = parse_model_config(kTinyModel, "tiny model");

@@ -512,6 +512,29 @@ TEST(Checkpoint, NonFiniteParametersAreReportedAsADamagedFile) {
   }
 }
 
+// The preprocessing clips responses at 0, so a dataset of z-scored or baseline-subtracted responses trained a
+// Poisson model without a word. The trainer refuses it, naming the file, the count and the first value.
+TEST(Training, NegativeResponsesAreRefusedByTheTrainerNamingTheFile) {
+  TinyFixture fx;
+  Dataset d = fx.dataset;
+  d.responses[static_cast<size_t>(3 * d.n_neurons + 2)] = -0.5f;
+  d.responses[static_cast<size_t>(650 * d.n_neurons + 1)] = -2.0f;
+  TrainingData data = prepare_training_data(d, fx.preprocessing);
+  const auto config = parse_model_config(kTinyModel, "tiny model");
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, 64, 1);
+  try {
+    Trainer trainer(model, data, batcher);
+    ADD_FAILURE() << "negative responses accepted";
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("2 negative responses (the first: trial 3 (tier train), neuron 2: -0.5)"), std::string::npos) << m;
+    EXPECT_NE(m.find(fx.data_path), std::string::npos) << m;
+  }
+  // Evaluation still accepts such data (prediction needs no responses); non-negative data trains.
+  EXPECT_NO_THROW(Trainer(model, prepare_training_data(fx.dataset, fx.preprocessing), batcher));
+}
+
 TEST(Checkpoint, ModelsThatDoNotFitAndForeignFilesAreClearErrors) {
   TinyFixture fx;
   const auto config = parse_model_config(kTinyModel, "tiny model");

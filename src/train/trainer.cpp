@@ -66,6 +66,16 @@ TrainingData prepare_training_data(const Dataset& d, const Preprocessing& p) {
   t.train_rows = d.indices(Tier::train);
   t.validation_rows = d.indices(Tier::validation);
   t.test_rows = d.indices(Tier::test);
+  t.source = d.source;
+  for (size_t at = 0; at < d.responses.size(); ++at) {
+    if (!(d.responses[at] < 0.0f)) continue;
+    if (t.negative_responses++ > 0) continue;
+    const auto trial = static_cast<int64_t>(at) / d.n_neurons;
+    std::ostringstream first;
+    first << "trial " << trial << " (tier " << tier_name(d.tiers[static_cast<size_t>(trial)]) << "), neuron "
+          << static_cast<int64_t>(at) % d.n_neurons << ": " << d.responses[at];
+    t.first_negative = first.str();
+  }
   return t;
 }
 
@@ -154,6 +164,13 @@ Trainer::Trainer(Model<Real>& model, std::vector<const TrainingData*> datas, std
                            std::to_string(data.height) + " x " + std::to_string(data.width) + " and " +
                            std::to_string(data.n_neurons),
                        "Trainer", "build the model for this dataset");
+    // Preprocessing clips negative responses at 0, so without this check they would train silently.
+    if (data.negative_responses > 0)
+      throw DataError(std::to_string(data.negative_responses) + " negative responses (the first: " +
+                          data.first_negative + "); the Poisson loss needs non-negative spike counts or rates",
+                      data.source,
+                      "store raw responses (not z-scored or baseline-subtracted); clip small negative values "
+                      "from deconvolution at 0 before saving if that is what they are");
   }
 }
 

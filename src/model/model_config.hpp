@@ -4,7 +4,7 @@
 // Example (defaults shown are the reference values, reference-models.md §1.3, §2, §3.1):
 //   core:
 //     kind: cnn                        # cnn | roteq (rotation-equivariant Hermite core, see below)
-//     filter_sizes: [13, 5, 5]         # odd kernel sizes, one per layer
+//     filter_sizes: [13, 5, 5]         # odd kernel sizes in [1, 99], one per layer
 //     channels: [32, 32, 32]
 //     nonlinearities: [softplus, softplus, none]   # softplus | elu | none
 //     padding: same                    # same | valid

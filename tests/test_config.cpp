@@ -105,6 +105,29 @@ TEST(Config, MalformedYamlHasPosition) {
   EXPECT_THROW(v1sysid::load_yaml_file(dir / "missing.yaml"), ConfigError);
 }
 
+// yaml-cpp's lookups return the first of two equal keys, so the second (usually the intended edit) was
+// dropped without a word: every mapping of every YAML the project reads is checked, nested ones and those
+// inside lists too, and the error points at the repeat and at the first occurrence.
+TEST(Config, DuplicateKeysAreRejectedWithBothPositions) {
+  v1sysid::testing::ScratchDir dir;
+  const std::string path = dir / "dup.yaml";
+  std::ofstream(path) << "name: x\ninner:\n  size: 4\n  weights: [1]\n  size: 5\n";
+  try {
+    v1sysid::load_yaml_file(path);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":5:3 inner.size: duplicate key (first given at " + path + ":3:3)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NE(error_of("name: x\nlr: 0.1\nname: y\n").find("cfg.yaml:3:1 name: duplicate key"), std::string::npos);
+  EXPECT_NE(error_of("name: x\nlist:\n  - {a: 1, a: 2}\n").find("cfg.yaml:3:12 list[0].a: duplicate key"),
+            std::string::npos)
+      << error_of("name: x\nlist:\n  - {a: 1, a: 2}\n");
+  // Equal values under different parents are not repeats.
+  EXPECT_NO_THROW(v1sysid::load_yaml_string("a: {size: 4}\nb: {size: 4}\nc: [{size: 1}, {size: 1}]\n", "ok.yaml"));
+}
+
 TEST(Config, NonMappingRootIsAnError) {
   std::string e = error_of("- a\n- b\n");
   EXPECT_NE(e.find("expected a mapping"), std::string::npos) << e;

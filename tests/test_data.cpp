@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -640,6 +641,38 @@ TEST(FileTree, ReadsZippedTreesInMemory) {
   bytes.resize(bytes.size() - 40);
   write_bytes(dir / "zips/cut.zip", bytes);
   EXPECT_CONTAINS(expect_error<IoError>([&] { load_dataset(dir / "zips/cut.zip"); }), "cut.zip");
+}
+
+// Damages the stored (compressed or not) data of one entry in place, as a bad transfer would: finds the
+// entry's local file header by its name and flips a byte near the end of its data, leaving every header intact.
+void damage_zip_entry(const std::string& zip_path, const std::string& entry_name) {
+  auto bytes = file_bytes(zip_path);
+  const auto name = std::search(bytes.begin(), bytes.end(), entry_name.begin(), entry_name.end());
+  ASSERT_NE(name, bytes.end()) << entry_name;
+  const size_t header = static_cast<size_t>(name - bytes.begin()) - 30;  // local headers precede the directory
+  ASSERT_EQ(std::memcmp(bytes.data() + header, "PK\x03\x04", 4), 0);
+  auto u16 = [&](size_t at) { return static_cast<size_t>(bytes[at] | bytes[at + 1] << 8); };
+  const size_t compressed = u16(header + 18) | u16(header + 20) << 16;
+  const size_t data = header + 30 + u16(header + 26) + u16(header + 28);
+  ASSERT_GT(compressed, 4u);
+  bytes[data + compressed - 3] ^= 0x5A;
+  write_bytes(zip_path, bytes);
+}
+
+TEST(FileTree, DamagedZipEntriesAreRefusedNamingTheEntry) {
+  ScratchDir dir;
+  Spec s = make_spec();
+  const auto root = write_tree(s, dir / "src/static22564-2-13-preproc0");
+  for (bool compress : {false, true}) {
+    const std::string zip = dir / (compress ? "deflated.zip" : "stored.zip");
+    zip_folder(root, zip, "static22564-2-13-preproc0/", compress);
+    ASSERT_EQ(load_dataset(zip).n_trials, 24);
+    damage_zip_entry(zip, "static22564-2-13-preproc0/data/responses/7.npy");
+    const auto message = expect_error<IoError>([&] { load_dataset(zip); });
+    EXPECT_CONTAINS(message, zip + ":static22564-2-13-preproc0/data/responses/7.npy");
+    EXPECT_CONTAINS(message, "archive is damaged");
+    EXPECT_CONTAINS(message, "download the archive again");
+  }
 }
 
 TEST(FileTree, BadInputsNameTheFile) {

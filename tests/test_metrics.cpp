@@ -204,7 +204,8 @@ TEST(Metrics, MatchesNumpyReferenceFormulas) {
 
   // Means over neurons, the upper bound and the threshold variant (only neuron 0 has single-trial FEV > 0.5).
   EXPECT_NEAR(e.test_correlation, (0.9849959705957 + 0.6401625593124) / 3, exact);
-  EXPECT_NEAR(e.feve, (1.0336134453782 + 0.5564516129032) / 3, exact);
+  EXPECT_NEAR(e.feve, (1.0336134453782 + 0.5564516129032) / 2, exact);  // the constant neuron is left out
+  EXPECT_EQ(e.feve_neurons_left_out, 1);
   EXPECT_NEAR(e.correlation_upper_bound, (std::sqrt(0.957928802589) + std::sqrt(0.3508771929825)) / 3, exact);
   EXPECT_EQ(e.fev_threshold, 0.5);
   EXPECT_EQ(e.n_neurons_above_threshold, 1);
@@ -218,6 +219,31 @@ TEST(Metrics, MatchesNumpyReferenceFormulas) {
   EXPECT_EQ(e.n_repeated_images, 3);
   EXPECT_EQ(e.min_repeats, 1);
   EXPECT_EQ(e.max_repeats, 4);
+}
+
+// Neuron 1 varies more across repeats than across images: trial_var 100/3 < noise_var 50, so its explainable
+// variance is negative and the FEVE ratio, 1 - (MSE - 50) / (-50/3), is meaningless (+73 for the constant
+// prediction -30 below). Such neurons are left out of the mean FEVE and counted (Cadena et al. 2019).
+TEST(Metrics, FeveLeavesOutNeuronsWithoutExplainableVariance) {
+  const std::vector<int64_t> image_ids = {1, 2, 1, 2};
+  // Neuron 0: image 1 -> {1, 3}, image 2 -> {5, 7}: trial_var 20/3, noise_var 2, explainable 14/3.
+  // Neuron 1: image 1 -> {0, 10}, image 2 -> {0, 10}.
+  const std::vector<float> responses = {1, 0, 5, 0, 3, 10, 7, 10};
+  const std::vector<float> predictions = {2, -30, 6, -30, 2, -30, 6, -30};  // neuron 0: MSE 1
+  const m::EvaluationMetrics e =
+      m::evaluate(as_matrix(predictions, 4, 2), as_matrix(responses, 4, 2), iota_rows(4), image_ids);
+  const double neuron0 = 1.0 - (1.0 - 2.0) / (20.0 / 3.0 - 2.0);
+  EXPECT_NEAR(e.feve_per_neuron[0], neuron0, 1e-12);
+  EXPECT_EQ(e.feve_per_neuron[1], 0.0);
+  EXPECT_LT(e.fev_single_trial_per_neuron[1], 0.0);
+  EXPECT_NEAR(e.feve, neuron0, 1e-12) << "the mean FEVE includes a neuron without explainable variance";
+  EXPECT_EQ(e.feve_neurons_left_out, 1);
+  // No neuron with explainable variance at all: 0 with every neuron counted as left out, never NaN.
+  const std::vector<float> noise_only = {0, 0, 0, 0, 10, 10, 10, 10};
+  const m::EvaluationMetrics none =
+      m::evaluate(as_matrix(predictions, 4, 2), as_matrix(noise_only, 4, 2), iota_rows(4), image_ids);
+  EXPECT_EQ(none.feve, 0.0);
+  EXPECT_EQ(none.feve_neurons_left_out, 2);
 }
 
 TEST(Metrics, EvaluateUsesOnlyTheRequestedTierAndItsRowOrder) {
@@ -311,6 +337,19 @@ TEST(Metrics, NoRepeatsThrowDataError) {
   expect_data_error([&] { m::variance_decomposition(y, g); }, "is shown more than once");
   // The correlations alone are still defined without repeats.
   EXPECT_TRUE(all_finite(m::test_correlation_per_neuron(as_matrix(predictions, 3, 1), y, g)));
+  // The message names the tier that was asked for (`evaluate --tier validation` used to blame the test tier).
+  const std::vector<v1sysid::Tier> tiers(3, v1sysid::Tier::validation);
+  expect_data_error([&] { m::evaluate(as_matrix(predictions, 3, 1), y, tiers, v1sysid::Tier::validation, image_ids); },
+                    "of the validation tier is shown more than once");
+  m::EvaluationOptions named;
+  named.tier = "validation";
+  try {
+    m::evaluate(as_matrix(predictions, 3, 1), y, iota_rows(3), image_ids, named);
+    ADD_FAILURE() << "no error";
+  } catch (const v1sysid::DataError& e) {
+    EXPECT_EQ(std::string(e.what()).find("test tier"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("image ids of the validation tier"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Metrics, EvaluateRejectsMismatchedAndBadInput) {

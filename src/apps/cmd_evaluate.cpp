@@ -44,7 +44,8 @@ void add_evaluate_command(CLI::App& app) {
               << "  test correlation        " << m.test_correlation << "\n"
               << "  single-trial corr.      " << m.single_trial_correlation << "\n"
               << "  fraction oracle         " << m.fraction_oracle << "\n"
-              << "  FEVE                    " << m.feve << "\n"
+              << "  FEVE                    " << m.feve << " (" << m.feve_neurons_left_out
+              << (m.feve_neurons_left_out == 1 ? " neuron" : " neurons") << " without explainable variance left out)\n"
               << "  Poisson loss            " << r.loss << "\n";
     if (r.ceiling_fraction)
       std::cout << "  fraction of ceiling     " << *r.ceiling_fraction << " (mean ceiling correlation "

@@ -1,6 +1,7 @@
 #include "config/config_reader.hpp"
 
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 namespace v1sysid {
@@ -10,6 +11,29 @@ std::string mark_text(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return file;
   return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
+// yaml-cpp keeps every pair of a mapping but lookups find the first, so a repeated key would silently
+// drop the later value (the one a user who appended it meant): refuse repeats anywhere in the document.
+void reject_duplicate_keys(const YAML::Node& node, const std::string& origin, const std::string& path) {
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i)
+      reject_duplicate_keys(node[i], origin, path + "[" + std::to_string(i) + "]");
+    return;
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, YAML::Mark> first;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar()) continue;
+    const std::string key = it->first.Scalar();
+    const std::string key_path = path.empty() ? key : path + "." + key;
+    const auto [seen, inserted] = first.emplace(key, it->first.Mark());
+    if (!inserted) {
+      throw ConfigError(mark_text(origin, it->first.Mark()) + " " + key_path + ": duplicate key (first given at " +
+                            mark_text(origin, seen->second) + ")",
+                        "", "keep one of them: YAML allows each key once per mapping");
+    }
+    reject_duplicate_keys(it->second, origin, key_path);
+  }
+}
 }  // namespace
 
 YAML::Node load_yaml_file(const std::string& path) {
@@ -17,6 +41,7 @@ YAML::Node load_yaml_file(const std::string& path) {
   try {
     YAML::Node n = YAML::LoadFile(path);
     if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    reject_duplicate_keys(n, path, "");
     return n;
   } catch (const YAML::ParserException& e) {
     throw ConfigError(mark_text(path, e.mark) + " malformed YAML: " + e.msg, "", "fix the YAML syntax at that position");
@@ -29,6 +54,7 @@ YAML::Node load_yaml_string(const std::string& text, const std::string& origin) 
   try {
     YAML::Node n = YAML::Load(text);
     if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    reject_duplicate_keys(n, origin, "");
     return n;
   } catch (const YAML::ParserException& e) {
     throw ConfigError(mark_text(origin, e.mark) + " malformed YAML: " + e.msg, "", "the stored config is corrupt");

@@ -171,21 +171,26 @@ class ZipTree : public Tree {
       throw IoError(std::string("cannot open archive entry (") + zip_strerror(m_zip.get()) + ")", where(rel),
                     "the archive is damaged or uses an unsupported compression; re-create it");
     }
-    std::vector<uint8_t> bytes(static_cast<size_t>(st.size));
+    // One spare byte: libzip compares the entry's CRC-32 only when a read reaches the end of the entry, so
+    // reading until zip_fread returns 0 (never stopping at the declared size) is what detects damaged data.
+    std::vector<uint8_t> bytes(static_cast<size_t>(st.size) + 1);
     zip_uint64_t done = 0;
-    while (done < st.size) {
-      zip_int64_t got = zip_fread(file.get(), bytes.data() + done, st.size - done);
+    for (;;) {
+      zip_int64_t got = zip_fread(file.get(), bytes.data() + done, bytes.size() - done);
       if (got < 0) {
-        throw IoError(std::string("cannot decompress archive entry (") + zip_file_strerror(file.get()) + ")",
-                      where(rel), "the archive is damaged or truncated; download it again");
+        throw IoError(std::string("the archive is damaged: cannot read entry (") + zip_file_strerror(file.get()) + ")",
+                      where(rel), "download the archive again or re-create it (zip -r) from the dataset folder");
       }
       if (got == 0) break;
       done += static_cast<zip_uint64_t>(got);
+      if (done > st.size) break;
     }
     if (done != st.size) {
-      throw IoError("archive entry ended after " + std::to_string(done) + " of " + std::to_string(st.size) + " bytes",
-                    where(rel), "the archive is damaged or truncated; download it again");
+      throw IoError("the archive is damaged: entry holds " + std::string(done > st.size ? "more than " : "") +
+                        std::to_string(done) + " bytes, its header declares " + std::to_string(st.size),
+                    where(rel), "download the archive again or re-create it (zip -r) from the dataset folder");
     }
+    bytes.resize(static_cast<size_t>(done));
     return bytes;
   }
   std::string where(const std::string& rel) const override { return m_path + ":" + m_prefix + rel; }

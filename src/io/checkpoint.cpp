@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace v1sysid {
@@ -49,6 +50,13 @@ void read_into(const h5::File& f, const std::string& name, const View1<Real>& fl
     throw ShapeError("'" + name + "' is " + got + " but the stored config builds " + want, f.path(),
                      "the checkpoint is inconsistent or from another model version");
   }
+  // Training never saves a diverged model, so a NaN or Inf here means the file was damaged after it was
+  // written; say so now instead of letting the predictions blame divergence later.
+  const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != values.end())
+    throw IoError("the checkpoint is damaged: '" + name + "' holds " + std::to_string(*bad) + " at index " +
+                      std::to_string(bad - values.begin()) + " (a saved model has only finite values)",
+                  f.path(), "restore the file from a copy or train the model again");
   auto host = Kokkos::create_mirror_view(flat);
   Kokkos::deep_copy(host, flat);
   for (size_t i = 0; i < s.size; ++i) host(s.offset + i) = values[i];

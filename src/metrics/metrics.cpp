@@ -83,13 +83,16 @@ std::vector<int64_t> repeated_images(const RepeatGroups& groups) {
   return images;
 }
 
-void require_repeats(const RepeatGroups& groups, const std::string& where) {
+// `tier` names the evaluated tier in the message ("" when the caller does not know it).
+void require_repeats(const RepeatGroups& groups, const std::string& where, const std::string& tier = "") {
+  const std::string which = tier.empty() ? "the evaluated tier" : "the " + tier + " tier";
   require(groups.n_repeated_images() > 0,
-          "no image of the " + std::to_string(groups.n_trials()) + " trials (" +
-              std::to_string(groups.n_images()) + " images) is shown more than once",
+          "no image of the " + std::to_string(groups.n_trials()) + " trials (" + std::to_string(groups.n_images()) +
+              " images) of " + which + " is shown more than once",
           where,
-          "oracle, FEV and FEVE need repeated presentations of the test images; check the image ids of the "
-          "test tier (item_info/frame_image_id)");
+          "oracle, FEV and FEVE need images shown at least twice; evaluate a tier with repeated images (usually "
+          "test) or check the image ids of " +
+              which + " (item_info/frame_image_id)");
 }
 
 }  // namespace
@@ -351,12 +354,16 @@ std::vector<double> feve_per_neuron(ConstMatrix<float> predictions, ConstMatrix<
     }
   std::vector<double> feve(n, 0.0);
   for (int64_t c = 0; c < n; ++c) {
-    const double explainable = v.trial_var[c] - v.trial_noise_var[c];
-    if (v.trial_var[c] <= kMinVar || std::abs(explainable) <= 1e-12 * v.trial_var[c]) continue;
+    if (!has_explainable_variance(v, c)) continue;
     const double mse = squared_error[c] / static_cast<double>(n_trials);
-    feve[c] = 1.0 - (mse - v.trial_noise_var[c]) / explainable;
+    feve[c] = 1.0 - (mse - v.trial_noise_var[c]) / (v.trial_var[c] - v.trial_noise_var[c]);
   }
   return feve;
+}
+
+bool has_explainable_variance(const VarianceDecomposition& v, int64_t c) {
+  const auto k = static_cast<size_t>(c);
+  return v.trial_var[k] > kMinVar && v.trial_var[k] - v.trial_noise_var[k] > 1e-12 * v.trial_var[k];
 }
 
 double correlation_upper_bound(const std::vector<double>& fev) {
@@ -438,7 +445,7 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   std::vector<int64_t> local_rows(static_cast<size_t>(t));
   std::iota(local_rows.begin(), local_rows.end(), int64_t{0});
   const RepeatGroups groups = group_repeats(local_rows, tier_image_ids);
-  require_repeats(groups, where);
+  require_repeats(groups, where, options.tier);
 
   const ConstMatrix<float> y(tier_responses, t, n, "tier responses");
   EvaluationMetrics m;
@@ -463,7 +470,17 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   m.fev = mean(m.fev_per_neuron);
   m.correlation_upper_bound = correlation_upper_bound(m.fev_per_neuron);
   m.fev_single_trial = mean(m.fev_single_trial_per_neuron);
-  m.feve = mean(m.feve_per_neuron);
+  // FEVE of a neuron without explainable variance divides by a number <= 0 (or one that is only noise): such
+  // neurons are left out of the mean and counted instead (Cadena et al. 2019).
+  double feve_sum = 0.0;
+  for (int64_t c = 0; c < n; ++c) {
+    if (has_explainable_variance(v, c))
+      feve_sum += m.feve_per_neuron[c];
+    else
+      ++m.feve_neurons_left_out;
+  }
+  const int64_t feve_neurons = n - m.feve_neurons_left_out;
+  m.feve = feve_neurons > 0 ? feve_sum / static_cast<double>(feve_neurons) : 0.0;
   m.fev_threshold = options.fev_threshold;
   double above = 0.0;
   for (int64_t c = 0; c < n; ++c)
@@ -485,7 +502,9 @@ EvaluationMetrics evaluate(ConstMatrix<float> predictions, ConstMatrix<float> re
   std::vector<int64_t> indices;
   for (int64_t row = 0; row < static_cast<int64_t>(tiers.size()); ++row)
     if (tiers[row] == tier) indices.push_back(row);
-  return evaluate(predictions, responses, indices, image_ids, options);
+  EvaluationOptions named = options;
+  named.tier = tier_name(tier);
+  return evaluate(predictions, responses, indices, image_ids, named);
 }
 
 }  // namespace v1sysid::metrics

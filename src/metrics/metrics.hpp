@@ -112,10 +112,14 @@ std::vector<double> fev_single_trial_per_neuron(const VarianceDecomposition& v);
 
 // FEVE (Lurz compute_FEV) -> [N]: 1 - (MSE - trial_noise_var) / (trial_var - trial_noise_var), where MSE is
 // the mean over the T' single trials of (response - prediction of that trial)^2. Not clipped (as the
-// reference, so it can exceed 1 or be very negative for neurons with little explainable variance); 0 when
-// trial_var <= kMinStd^2 or when trial_var - trial_noise_var is zero to 1e-12 relative.
+// reference, so it can exceed 1 or be very negative for neurons with little explainable variance); 0 for a
+// neuron without explainable variance (see has_explainable_variance), whose ratio has no meaning.
 std::vector<double> feve_per_neuron(ConstMatrix<float> predictions, ConstMatrix<float> responses,
                                     const RepeatGroups& groups, const VarianceDecomposition& v);
+
+// Whether neuron c has explainable variance: trial_var > kMinStd^2 and trial_var - trial_noise_var >
+// 1e-12 * trial_var (single-trial FEV > 1e-12). The mean FEVE is taken over these neurons only.
+bool has_explainable_variance(const VarianceDecomposition& v, int64_t c);
 
 // Mean of sqrt(FEV) (FEV clipped at >= 0): Ecker's "best possible average correlation" with the
 // repeat-averaged response. 0 for an empty vector.
@@ -131,9 +135,9 @@ double mean(const std::vector<double>& values);
 
 struct EvaluationOptions {
   // feve_above_threshold averages FEVE over neurons with single-trial FEV > fev_threshold (Lurz get_FEV's
-  // `threshold`, whose default None means all neurons; that variant is `feve`). The default 0 keeps every
-  // neuron with measurable explainable variance and drops those whose FEVE is a ratio of noise.
+  // `threshold`). The default 0 keeps every neuron with explainable variance, as `feve` does.
   double fev_threshold = 0.0;
+  std::string tier = "";  // the evaluated tier's name, for error messages (the Tier overload sets it)
 };
 
 struct EvaluationMetrics {
@@ -145,7 +149,8 @@ struct EvaluationMetrics {
   double fev = 0;                       // Ecker FEV of the repeat-averaged response
   double correlation_upper_bound = 0;   // mean sqrt(fev): ceiling of test_correlation
   double fev_single_trial = 0;          // Lurz FEV
-  double feve = 0;                      // Lurz FEVE over all neurons (get_FEV threshold=None)
+  double feve = 0;                      // FEVE over neurons with explainable variance (Cadena et al. 2019)
+  int64_t feve_neurons_left_out = 0;    // neurons without explainable variance, not in `feve`
   double feve_above_threshold = 0;      // Lurz FEVE over neurons with fev_single_trial > fev_threshold
   double fev_threshold = 0;
   int64_t n_neurons_above_threshold = 0;

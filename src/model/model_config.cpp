@@ -21,6 +21,9 @@ const char* nonlinearity_name(Nonlinearity n) {
 
 namespace {
 constexpr int kMaxInt = std::numeric_limits<int>::max();
+// Published cores use kernels up to 15 (Lurz) and 13 (Ecker); a larger one is a typo and would otherwise
+// fail later as an allocation of kernel^2 * channels^2 weights.
+constexpr int kMaxFilterSize = 99;
 constexpr double kInf = std::numeric_limits<double>::max();
 
 Nonlinearity parse_nonlinearity(ConfigReader& r, const std::string& key, const std::string& name) {
@@ -101,8 +104,9 @@ void CoreConfig::decode(ConfigReader& r) {
   same_length("rel_smooth", rel_smooth.size());
   same_length("rel_sparse", rel_sparse.size());
   for (size_t i = 0; i < n; ++i) {
-    if (filter_sizes[i] < 1 || filter_sizes[i] % 2 == 0)
-      r.fail("filter_sizes", "expected odd positive kernel sizes, got " + std::to_string(filter_sizes[i]));
+    if (filter_sizes[i] < 1 || filter_sizes[i] > kMaxFilterSize || filter_sizes[i] % 2 == 0)
+      r.fail("filter_sizes", "expected odd kernel sizes in [1, " + std::to_string(kMaxFilterSize) + "], got " +
+                                 std::to_string(filter_sizes[i]));
     if (channels[i] < 1) r.fail("channels", "expected positive channel counts, got " + std::to_string(channels[i]));
     if (rel_smooth[i] < 0 || rel_sparse[i] < 0) r.fail("rel_smooth", "expected non-negative relative weights");
   }
@@ -210,7 +214,17 @@ ModelConfig decode_with_architecture(const YAML::Node& root, const std::string& 
 }  // namespace
 
 ModelConfig load_model_config(const std::string& path) {
-  return decode_with_architecture(load_yaml_file(path), path);
+  const YAML::Node root = load_yaml_file(path);
+  // Every key has a default, so an empty (or truncated, or wrong) file would train the default model without a
+  // word: a model file must at least describe its core and readout, or name a preset.
+  if (root.IsMap() && !root["architecture"]) {
+    for (const char* section : {"core", "readout"})
+      if (!root[section])
+        throw ConfigError(std::string("the model file has no '") + section + "' section", path,
+                          "describe the model with core: and readout: sections (see sweeps/models/*.yaml), or "
+                          "name a preset with architecture: NAME");
+  }
+  return decode_with_architecture(root, path);
 }
 
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin) {

@@ -4,7 +4,7 @@
 // Example (defaults shown are the reference values, reference-models.md §1.3, §2, §3.1):
 //   core:
 //     kind: cnn                        # cnn | roteq (rotation-equivariant Hermite core, see below)
-//     filter_sizes: [13, 5, 5]         # odd kernel sizes, one per layer
+//     filter_sizes: [13, 5, 5]         # odd kernel sizes in [1, 99], one per layer
 //     channels: [32, 32, 32]
 //     nonlinearities: [softplus, softplus, none]   # softplus | elu | none
 //     padding: same                    # same | valid
@@ -141,7 +141,8 @@ struct ModelConfig {
   void validate(const std::string& origin) const;
 };
 
-// Reads and validates a model YAML file; every problem is a ConfigError with file:line:col.
+// Reads and validates a model YAML file; every problem is a ConfigError with file:line:col. The file must
+// have core and readout sections or name a preset (architecture: NAME); parse_model_config has no such rule.
 ModelConfig load_model_config(const std::string& path);
 // Same for YAML text (the config attribute of a checkpoint); `origin` names it in errors.
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin);

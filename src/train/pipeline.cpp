@@ -63,7 +63,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
     r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
     r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
                                   metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
-                                  rows, d.image_ids);
+                                  rows, d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
   } else {
     // A subset of the model's neurons: the same metrics on those columns; the loss (a sum over neurons) on the
     // host, from the evaluation-mode predictions.
@@ -81,7 +81,7 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
     r.loss = loss / static_cast<double>(T);
     r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, S, "predictions"),
                                   metrics::ConstMatrix<float>(responses, d.n_trials, S, "responses"), rows,
-                                  d.image_ids);
+                                  d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
   }
   if (!ceilings.empty()) {
     double mean = 0;
@@ -138,6 +138,7 @@ std::string evaluation_json(const EvaluationReport& e) {
     << ", \"single_trial_correlation\": " << json_number(m.single_trial_correlation)
     << ", \"oracle\": " << json_number(m.oracle) << ", \"fraction_oracle\": " << json_number(m.fraction_oracle)
     << ", \"fev\": " << json_number(m.fev) << ", \"feve\": " << json_number(m.feve)
+    << ", \"feve_neurons_left_out\": " << m.feve_neurons_left_out
     << ", \"correlation_upper_bound\": " << json_number(m.correlation_upper_bound)
     << ", \"n_neurons\": " << m.test_correlation_per_neuron.size();
   if (e.ceiling_fraction) s << ", \"ceiling_fraction\": " << json_number(*e.ceiling_fraction);
@@ -155,6 +156,7 @@ std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const 
   if (e) {
     s << ",\n  \"test_correlation\": " << json_number(e->metrics.test_correlation)
       << ",\n  \"feve\": " << json_number(e->metrics.feve)
+      << ",\n  \"feve_neurons_left_out\": " << e->metrics.feve_neurons_left_out
       << ",\n  \"fraction_oracle\": " << json_number(e->metrics.fraction_oracle)
       << ",\n  \"single_trial_correlation\": " << json_number(e->metrics.single_trial_correlation)
       << ",\n  \"test_loss\": " << json_number(e->loss);
@@ -295,19 +297,24 @@ TrainOutcome run_training(const TrainOptions& o) {
   EvaluationReport summary = *out.evaluation;
   if (multi) {
     // Neuron-weighted means over the datasets for the top-level numbers.
-    double n_total = 0, tc = 0, st = 0, feve = 0, fo = 0, loss = 0;
+    double n_total = 0, tc = 0, st = 0, feve = 0, feve_n = 0, fo = 0, loss = 0;
+    summary.metrics.feve_neurons_left_out = 0;
     for (const auto& [key, e] : out.dataset_evaluations) {
       const double n = static_cast<double>(e.metrics.test_correlation_per_neuron.size());
       n_total += n;
       tc += n * e.metrics.test_correlation;
       st += n * e.metrics.single_trial_correlation;
-      feve += n * e.metrics.feve;
+      // FEVE is a mean over the neurons with explainable variance only.
+      const double included = n - static_cast<double>(e.metrics.feve_neurons_left_out);
+      feve += included * e.metrics.feve;
+      feve_n += included;
+      summary.metrics.feve_neurons_left_out += e.metrics.feve_neurons_left_out;
       fo += n * e.metrics.fraction_oracle;
       loss += n * e.loss;
     }
     summary.metrics.test_correlation = tc / n_total;
     summary.metrics.single_trial_correlation = st / n_total;
-    summary.metrics.feve = feve / n_total;
+    summary.metrics.feve = feve_n > 0 ? feve / feve_n : 0.0;
     summary.metrics.fraction_oracle = fo / n_total;
     summary.loss = loss / n_total;
     summary.ceiling_fraction.reset();

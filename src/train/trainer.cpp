@@ -66,6 +66,16 @@ TrainingData prepare_training_data(const Dataset& d, const Preprocessing& p) {
   t.train_rows = d.indices(Tier::train);
   t.validation_rows = d.indices(Tier::validation);
   t.test_rows = d.indices(Tier::test);
+  t.source = d.source;
+  for (size_t at = 0; at < d.responses.size(); ++at) {
+    if (!(d.responses[at] < 0.0f)) continue;
+    if (t.negative_responses++ > 0) continue;
+    const auto trial = static_cast<int64_t>(at) / d.n_neurons;
+    std::ostringstream first;
+    first << "trial " << trial << " (tier " << tier_name(d.tiers[static_cast<size_t>(trial)]) << "), neuron "
+          << static_cast<int64_t>(at) % d.n_neurons << ": " << d.responses[at];
+    t.first_negative = first.str();
+  }
   return t;
 }
 
@@ -154,6 +164,13 @@ Trainer::Trainer(Model<Real>& model, std::vector<const TrainingData*> datas, std
                            std::to_string(data.height) + " x " + std::to_string(data.width) + " and " +
                            std::to_string(data.n_neurons),
                        "Trainer", "build the model for this dataset");
+    // Preprocessing clips negative responses at 0, so without this check they would train silently.
+    if (data.negative_responses > 0)
+      throw DataError(std::to_string(data.negative_responses) + " negative responses (the first: " +
+                          data.first_negative + "); the Poisson loss needs non-negative spike counts or rates",
+                      data.source,
+                      "store raw responses (not z-scored or baseline-subtracted); clip small negative values "
+                      "from deconvolution at 0 before saving if that is what they are");
   }
 }
 
@@ -235,10 +252,15 @@ TrainResult Trainer::run_lurz(bool show_progress, const std::string& progress_la
     result.best_iteration = 0;
   }
   while (epoch < tc.max_epochs && !stopped) {
-    for (int64_t i = 0; i < steps_per_epoch; ++i) {
+    for (int64_t i = 0; i < steps_per_epoch && !stop_requested(); ++i) {
       train_loss = step(lr);
       ++steps;
       if (!std::isfinite(train_loss)) break;
+    }
+    if (stop_requested()) {  // SLURM preemption (see run()): leave at the next step, the epoch unfinished
+      result.status = "stopped";
+      result.message = "stopped by a signal before the schedule ended";
+      break;
     }
     ++epoch;
     if (!std::isfinite(train_loss)) {
@@ -277,8 +299,8 @@ TrainResult Trainer::run_lurz(bool show_progress, const std::string& progress_la
     if (show_progress) progress.update(epoch, {{"loss", train_loss}, {"val_corr", corr}, {"lr", lr}});
   }
   if (result.status != "diverged") {
-    result.status = stopped ? "finished" : "max_iterations";
-    m_model.arena().restore(space);  // the best model, also when max_epochs ended the run
+    if (result.status != "stopped") result.status = stopped ? "finished" : "max_iterations";
+    m_model.arena().restore(space);  // the best model, also when max_epochs or a stop signal ended the run
     result.restored_best = true;
   }
   result.best_val_correlation = best;

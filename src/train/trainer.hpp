@@ -45,6 +45,11 @@ struct TrainingData {
   View1<Real> responses;             // (n_trials * N), clipped at 0 and divided by response_std
   std::vector<float> host_responses; // [n_trials, N], the same on the host (metrics)
   std::vector<int64_t> train_rows, validation_rows, test_rows;  // file order
+  // Raw responses below 0, which `responses` holds as 0: evaluation and prediction accept them, but the
+  // Trainer refuses them (a Poisson loss needs counts or rates). The first one in file order is described.
+  std::string source;  // the dataset, for that error
+  int64_t negative_responses = 0;
+  std::string first_negative;  // "trial 7 (tier train), neuron 3: -0.5"
 };
 
 // Applies `p` to `d` and uploads the result.

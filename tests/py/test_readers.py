@@ -272,6 +272,30 @@ class ReadersTest(unittest.TestCase):
         np.save(os.path.join(root, "data/images/1.npy"), np.asfortranarray(np.ones((2, H, W), np.float32)))
         self.assert_fails_cleanly(root, "data/images/1.npy")
 
+    def test_damaged_zip_entries_fail_cleanly(self):
+        # A byte flipped in transfer inside one entry's data: the zip reader used to stop at the declared size,
+        # before libzip checks the CRC, and trained on the damaged values with exit 0.
+        tiers, ids, images, responses = make_recording(seed=3)
+        root = os.path.join(self.tmp, "static22564-2-13-preproc0")
+        write_file_tree(root, tiers, ids, images, responses)
+        entry = "static22564-2-13-preproc0/data/responses/6.npy"
+        for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            path = os.path.join(self.tmp, "damaged-%d.zip" % compression)
+            with zipfile.ZipFile(path, "w", compression=compression) as z:
+                for folder, _, files in os.walk(root):
+                    for name in files:
+                        full = os.path.join(folder, name)
+                        z.write(full, os.path.join("static22564-2-13-preproc0", os.path.relpath(full, root)))
+                info = z.getinfo(entry)
+            self.assertEqual(run_info(path).returncode, 0)
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            start = info.header_offset + 30 + len(entry.encode()) + len(info.extra)
+            data[start + info.compress_size - 5] ^= 0x5A
+            with open(path, "wb") as f:
+                f.write(data)
+            self.assert_fails_cleanly(path, path + ":" + entry, "archive is damaged")
+
 
 if __name__ == "__main__":
     unittest.main()

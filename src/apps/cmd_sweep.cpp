@@ -1,8 +1,10 @@
 // `v1sysid sweep` (random searches and data-efficiency sweeps under MPI) and `v1sysid select` (Table 1).
 #include "apps/commands.hpp"
+#include "core/collective.hpp"
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "sweep/checksum.hpp"
+#include "sweep/lock_file.hpp"
 #include "sweep/results_file.hpp"
 #include "sweep/scheduler.hpp"
 #include "sweep/select.hpp"
@@ -53,6 +55,17 @@ void run_sweep_command(const SweepOptions& o) {
     return;
   }
   if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
+  // One job per results file: rank 0 holds "<out>.lock" until this function returns, on every path.
+  ResultsLock lock;
+  run_agreed(MPI_COMM_WORLD, [&] {
+    if (rank != 0) return;
+    if (auto parent = std::filesystem::path(o.out).parent_path(); !parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) throw_os_error("creating the folder of the results file", parent.string(), ec.value());
+    }
+    lock = ResultsLock(o.out);
+  });
 
   TrialRunner runner;
   std::unique_ptr<TrainingTrialRunner> training;
@@ -61,6 +74,8 @@ void run_sweep_command(const SweepOptions& o) {
   layout.hyperparameters = all_hyperparameter_names(sweep);
   ResultsMetadata meta;
   meta.sweep_yaml = sweep.resolved_yaml();
+  meta.sweep_identity = sweep.identity_yaml();
+  meta.model_files = sweep.model_file_checksums();
   if (sweep.trial_kind == "dry_run") {
     layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
     layout.n_neurons = sweep.dry_run.neurons;
@@ -88,8 +103,17 @@ void run_sweep_command(const SweepOptions& o) {
     std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed), %lld finished before, in %.1f s\n",
                  static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
                  static_cast<long long>(s.failed), static_cast<long long>(s.already_finished), s.wall_seconds);
-    if (s.stopped) std::fprintf(stderr, "sweep: stopped by a signal; run the same command again to resume\n");
-    std::cout << o.out << '\n';
+    if (s.stopped && s.pending() == 0) std::fprintf(stderr, "sweep: stopped by a signal after the last trial\n");
+    if (s.environment_error.empty() && !(s.stopped && s.pending() > 0)) std::cout << o.out << '\n';
+  }
+  // Every rank holds the same summary, so every rank throws the same error (no MPI_Abort, one message).
+  if (!s.environment_error.empty()) throw EnvironmentError(s.environment_error);
+  if (s.stopped && s.pending() > 0) {
+    run_agreed(MPI_COMM_WORLD, [&] {
+      throw StoppedError("a stop signal ended the sweep with " + std::to_string(s.pending()) + " of " + std::to_string(s.total) +
+                             " trials pending",
+                         o.out, "run the same command again to resume them");
+    });
   }
 }
 
@@ -105,6 +129,14 @@ void add_sweep_command(CLI::App& app) {
   cmd->add_flag("--list", o->list, "Print the trial table and exit");
   cmd->add_flag("--force", o->force, "Start over even if --out exists");
   cmd->add_flag("--dry-run", o->dry_run, "Synthetic trials (no training): exercises scheduling and results I/O");
+  cmd->footer(
+      "Exit status:\n"
+      "  0   every trial finished (ok, diverged or failed)\n"
+      "  75  stopped by SIGTERM/SIGINT with trials pending: run the same command again to resume\n"
+      "  7   the machine failed (disk full, I/O error): that trial stays pending; free space and run the same\n"
+      "      command again\n"
+      "  3   also when another sweep writes the same --out: it holds <out>.lock while it runs\n"
+      "  2-6 otherwise an input error (see the message)");
   cmd->callback([o] { run_sweep_command(*o); });
 }
 

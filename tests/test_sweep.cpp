@@ -1,4 +1,5 @@
 // Sweep files, the trial table, the MPI scheduler with its results file, resume after SIGKILL, and select.
+#include "core/error.hpp"
 #include "io/h5.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
@@ -573,6 +574,40 @@ TEST(SweepSelect, ADamagedRowIsNeverPickedAsBestAndTheRerunRedoesIt) {
   EXPECT_NE(again.output.find("23 finished before, 1 to run"), std::string::npos) << again.output;
   EXPECT_NE(v1sysid::h5::File::open(out).read<double>("trials/best_val_loss")[static_cast<size_t>(damaged)], 0.0);
   EXPECT_NE(v1sysid::selection_markdown(v1sysid::select_best(out, 3), 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// h5::File::create on a disk that fills: commit() throws EnvironmentError "disk full" naming the file, the
+// partial file is removed, and no HDF5 file stays open. Small datasets reach the disk only when the file is
+// flushed; a flush that failed through HDF5's default driver left the file half-closed, and the library
+// crashed on it at exit.
+TEST(SweepDiskFull, ASerialHdf5FileOnAFullDiskIsAnEnvironmentErrorAndLeavesNothing) {
+  SmallDisk disk(2 * 1024 * 1024);
+  if (!disk.mounted) GTEST_SKIP() << disk.why_not;
+  disk.fill(16 * 1024);
+  const std::string path = disk / "small_datasets.h5";
+  std::vector<float> values(512, 1.5f);  // 2 KiB each, 200 of them
+  auto write = [&] {
+    auto f = v1sysid::h5::File::create(path, false);
+    for (int i = 0; i < 200; ++i) f.write("d" + std::to_string(i), values, {values.size()});
+    f.commit();
+  };
+  try {
+    write();
+    ADD_FAILURE() << "400 KiB fitted on a disk with 16 KiB free";
+  } catch (const v1sysid::EnvironmentError& e) {
+    EXPECT_NE(std::string(e.what()).find("disk full"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(leftovers(disk.dir.path), std::vector<std::string>{});
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE), 0) << "a file that failed to close stays open";
+  // Once there is space, the same file is written.
+  std::filesystem::remove(disk / ".filler");
+  write();
+  EXPECT_EQ(v1sysid::h5::File::open(path).read<float>("d199"), values);
 }
 
 }  // namespace

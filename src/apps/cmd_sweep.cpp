@@ -47,9 +47,15 @@ void run_sweep_command(const SweepOptions& o) {
   install_stop_handlers();
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  SweepConfig sweep = SweepConfig::load(o.sweep_file);
-  if (o.dry_run) sweep.trial_kind = "dry_run";
-  const std::vector<Trial> trials = expand_trials(sweep);
+  // Input errors are the same on every rank: run_agreed lets the ranks report one message and exit with its
+  // status instead of aborting each other.
+  SweepConfig sweep;
+  std::vector<Trial> trials;
+  run_agreed(MPI_COMM_WORLD, [&] {
+    sweep = SweepConfig::load(o.sweep_file);
+    if (o.dry_run) sweep.trial_kind = "dry_run";
+    trials = expand_trials(sweep);
+  });
   if (o.list) {
     if (rank == 0) print_table(sweep, trials);
     return;
@@ -73,24 +79,26 @@ void run_sweep_command(const SweepOptions& o) {
   layout.n_trials = static_cast<int64_t>(trials.size());
   layout.hyperparameters = all_hyperparameter_names(sweep);
   ResultsMetadata meta;
-  meta.sweep_yaml = sweep.resolved_yaml();
-  meta.sweep_identity = sweep.identity_yaml();
-  meta.model_files = sweep.model_file_checksums();
-  if (sweep.trial_kind == "dry_run") {
-    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
-    layout.n_neurons = sweep.dry_run.neurons;
-    meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
-    meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
-    runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
-  } else {
-    if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
-    meta.dataset_path = o.data;
-    meta.dataset_checksum = dataset_checksum(o.data);
-    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
-    training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
-    layout.n_neurons = training->n_neurons();
-    runner = [&training](const Trial& t) { return (*training)(t); };
-  }
+  run_agreed(MPI_COMM_WORLD, [&] {
+    meta.sweep_yaml = sweep.resolved_yaml();
+    meta.sweep_identity = sweep.identity_yaml();
+    meta.model_files = sweep.model_file_checksums();
+    if (sweep.trial_kind == "dry_run") {
+      layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
+      layout.n_neurons = sweep.dry_run.neurons;
+      meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
+      meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
+      runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
+    } else {
+      if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
+      meta.dataset_path = o.data;
+      meta.dataset_checksum = dataset_checksum(o.data);
+      layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+      training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+      layout.n_neurons = training->n_neurons();
+      runner = [&training](const Trial& t) { return (*training)(t); };
+    }
+  });
 
   int exists = 0;
   if (rank == 0) exists = std::filesystem::exists(o.out) ? 1 : 0;

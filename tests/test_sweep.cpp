@@ -611,3 +611,22 @@ TEST(SweepDiskFull, ASerialHdf5FileOnAFullDiskIsAnEnvironmentErrorAndLeavesNothi
 }
 
 }  // namespace
+
+namespace {
+
+// Partial files that a SIGKILLed run left (results file and checkpoints) are removed by the next run.
+TEST(SweepFaults, PartialFilesOfAKilledRunAreRemovedByTheNextRun) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string dead_pid = std::to_string(std::stol(run_shell("sh -c 'echo $$'").output));
+  std::filesystem::create_directories(dir.path / "ckpt");
+  for (const std::string name : {"r.h5.partial-" + dead_pid, "ckpt/trial_3.h5.partial-" + dead_pid}) {
+    std::ofstream(dir / name) << "half";
+  }
+  auto r = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + (dir / "r.h5") + " --save-checkpoints " + (dir / "ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("left by an interrupted run"), std::string::npos) << r.output;
+  EXPECT_EQ(leftovers(dir.path), (std::vector<std::string>{"r.h5", "s.yaml"}));
+}
+
+}  // namespace

@@ -12,7 +12,10 @@
 #include "sweep/training_trial.hpp"
 
 #include <mpi.h>
+#include <signal.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -40,6 +43,30 @@ void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
       if (it != t.hyperparameters.end()) std::cout << it->second; else std::cout << '-';
     }
     std::cout << '\n';
+  }
+}
+
+// Partial files that a killed run (SIGKILL, a lost node) left behind: "<out>.partial-<pid>" (only this job, which
+// holds the lock, writes those) and checkpoints "trial_<id>.h5.partial-<pid>" whose writer no longer runs.
+void remove_stale_partials(const std::string& out, const std::string& checkpoint_dir) {
+  namespace fs = std::filesystem;
+  auto remove = [](const fs::path& p) {
+    std::error_code ec;
+    if (fs::remove(p, ec)) std::fprintf(stderr, "sweep: removed %s, left by an interrupted run\n", p.c_str());
+  };
+  const fs::path out_path(out);
+  const std::string results_prefix = out_path.filename().string() + ".partial-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out_path.parent_path().empty() ? fs::path(".") : out_path.parent_path(), ec)) {
+    if (e.path().filename().string().rfind(results_prefix, 0) == 0) remove(e.path());
+  }
+  if (checkpoint_dir.empty()) return;
+  for (const auto& e : fs::directory_iterator(checkpoint_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto mark = name.rfind(".h5.partial-");
+    if (name.rfind("trial_", 0) != 0 || mark == std::string::npos) continue;
+    const long pid = std::atol(name.c_str() + mark + 12);
+    if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove(e.path());
   }
 }
 
@@ -71,6 +98,7 @@ void run_sweep_command(const SweepOptions& o) {
       if (ec) throw_os_error("creating the folder of the results file", parent.string(), ec.value());
     }
     lock = ResultsLock(o.out);
+    remove_stale_partials(o.out, o.save_checkpoints);
   });
 
   TrialRunner runner;

@@ -630,3 +630,25 @@ TEST(SweepFaults, PartialFilesOfAKilledRunAreRemovedByTheNextRun) {
 }
 
 }  // namespace
+
+namespace {
+
+// A SLURM job requeued onto another node finds the lock of its own earlier run (same job id, lower restart count)
+// and takes it over; another step of the same job run (same restart count) is refused.
+TEST(SweepLock, ARequeuedSlurmJobTakesOverItsOwnLockFromAnotherNode) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5", lock = out + ".lock";
+  const std::string held = "host: other-node-3\npid: 777\nslurm_job_id: 4711\nslurm_restart_count: 0\nstarted: x\n";
+  std::ofstream(lock) << held;
+  auto same_run = run_shell("SLURM_JOB_ID=4711 " + v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out));
+  EXPECT_EQ(same_run.exit_code, 3) << same_run.output;
+  EXPECT_EQ(v1sysid::testing::read_text(lock), held);
+  auto requeued = run_shell("SLURM_JOB_ID=4711 SLURM_RESTART_COUNT=1 " +
+                            v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out));
+  EXPECT_EQ(requeued.exit_code, 0) << requeued.output;
+  EXPECT_NE(requeued.output.find("an earlier run of this SLURM job"), std::string::npos) << requeued.output;
+  EXPECT_FALSE(std::filesystem::exists(lock));
+}
+
+}  // namespace

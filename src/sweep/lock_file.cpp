@@ -25,6 +25,12 @@ std::string this_host() {
   return buf;
 }
 
+// How often SLURM has requeued this job (0 for its first run).
+long slurm_restart_count() {
+  const char* n = std::getenv("SLURM_RESTART_COUNT");
+  return n ? std::atol(n) : 0;
+}
+
 std::string slurm_job_id() {
   const char* id = std::getenv("SLURM_JOB_ID");
   return id ? id : "";
@@ -41,6 +47,7 @@ struct Holder {
   std::string host, job;
   long pid = 0;
   unsigned long long start_ticks = 0;
+  long restart_count = 0;
   std::string started;
   bool parsed = false;
 };
@@ -56,6 +63,7 @@ Holder parse(const std::string& text) {
     if (key == "host") h.host = value;
     if (key == "pid") h.pid = std::atol(value.c_str());
     if (key == "slurm_job_id") h.job = value;
+    if (key == "slurm_restart_count") h.restart_count = std::atol(value.c_str());
     if (key == "started") h.started = value;
     if (key == "pid_start_ticks") h.start_ticks = std::strtoull(value.c_str(), nullptr, 10);
   }
@@ -129,8 +137,8 @@ ResultsLock::ResultsLock(const std::string& results_path) {
   const std::string path = lock_path_for(results_path);
   std::ostringstream content;
   content << "host: " << this_host() << "\npid: " << getpid() << "\npid_start_ticks: " << own_start_ticks()
-          << "\nslurm_job_id: " << slurm_job_id() << "\nstarted: " << now_utc() << "\nresults: " << results_path
-          << '\n';
+          << "\nslurm_job_id: " << slurm_job_id() << "\nslurm_restart_count: " << slurm_restart_count()
+          << "\nstarted: " << now_utc() << "\nresults: " << results_path << '\n';
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (try_create(path, content.str())) {
       m_path = path;
@@ -144,8 +152,10 @@ ResultsLock::ResultsLock(const std::string& results_path) {
                                    : "an unreadable holder";
     const bool same_host = h.parsed && h.host == this_host();
     const bool dead_here = same_host && !process_runs(h.pid, h.start_ticks);
+    // A requeued job (same id, higher restart count) may run on another node; the run that took the lock was
+    // ended by SLURM. Another step of the same job (same restart count) is a concurrent sweep and is refused.
     const bool earlier_run_of_this_job =
-        h.parsed && !h.job.empty() && h.job == slurm_job_id() && !(same_host && h.pid == getpid());
+        h.parsed && !same_host && !h.job.empty() && h.job == slurm_job_id() && slurm_restart_count() > h.restart_count;
     if (attempt == 0 && (dead_here || earlier_run_of_this_job)) {
       std::fprintf(stderr, "sweep: taking over the stale lock %s (%s, %s)\n", path.c_str(), holder.c_str(),
                    dead_here ? "that process no longer runs" : "an earlier run of this SLURM job");

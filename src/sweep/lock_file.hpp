@@ -3,9 +3,10 @@
 // --out finds it and refuses to start (both would run every pending trial and overwrite each other's rows).
 //
 // A lock whose holder is gone (the job was SIGKILLed, or lost its node) is stale. On the same host a lock whose
-// PID no longer runs is taken over with a message, as is a lock left by an earlier run of the same SLURM job (a
-// requeued job keeps its id but may land on another node). A lock from another host cannot be checked from here:
-// the message names the lock file, its holder and how to remove it if that job is not running.
+// PID no longer runs is taken over with a message, as is a lock left on another host by an earlier run of the
+// same SLURM job (a requeued job keeps its id, raises SLURM_RESTART_COUNT and may land on another node). Any
+// other lock from another host cannot be checked from here: the message names the lock file, its holder and
+// how to remove it if that job is not running.
 #pragma once
 
 #include <string>

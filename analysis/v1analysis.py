@@ -26,6 +26,7 @@ Definitions used here (the papers do not give formulas for all of them; these ar
 import math
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -46,8 +47,45 @@ def text(value):
 # results.h5
 # ---------------------------------------------------------------------------------------------------------
 
+# The columns trials/row_checksum covers, in order (docs/formats.md); hyperparameters/<name> in name order
+# come after "seed".
+_CHECKSUM_HEAD = ("trial_id", "architecture", "data_fraction", "seed")
+_CHECKSUM_TAIL = ("status", "message", "best_val_loss", "test_correlation", "feve", "fraction_oracle", "iterations",
+                  "wall_seconds", "rank", "host", "val_curve", "neuron_correlation")
+FINISHED_STATUSES = ("ok", "diverged", "failed")
+
+
+def row_checksums(trials):
+    """64-bit FNV-1a of every row's stored bytes (little-endian numbers, fixed-width NUL-padded strings), the
+    value `v1sysid sweep` writes to trials/row_checksum. `trials` is the h5py group trials/."""
+    names = list(_CHECKSUM_HEAD)
+    if "hyperparameters" in trials:
+        names += ["hyperparameters/" + hp for hp in sorted(trials["hyperparameters"])]
+    names += list(_CHECKSUM_TAIL)
+    n = trials["status"].shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    parts = []
+    for name in names:
+        a = trials[name][...]
+        if a.dtype.kind in "iuf":
+            a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        parts.append(np.ascontiguousarray(a).view(np.uint8).reshape(n, -1))
+    # One byte position at a time over all rows at once: FNV-1a is sequential within a row, not across rows.
+    columns = np.ascontiguousarray(np.concatenate(parts, axis=1).T).astype(np.uint64)
+    h = np.full(n, 0xcbf29ce484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001b3)
+    with np.errstate(over="ignore"):
+        for byte in columns:
+            h ^= byte
+            h *= prime
+    return h
+
+
 def read_results(path):
-    """All per-trial columns of a results file as numpy arrays (strings decoded)."""
+    """All per-trial columns of a results file as numpy arrays (strings decoded). A finished row whose
+    trials/row_checksum does not match its values (the file was damaged after the sweep wrote it) is reported
+    with a warning and gets the status "damaged", so that nothing downstream counts it as finished."""
     out = {"hyperparameters": {}}
     with h5py.File(path, "r") as f:
         t = f["trials"]
@@ -62,6 +100,18 @@ def read_results(path):
                 data = np.array([text(v) for v in data])
             out[name] = data
         out["attrs"] = {k: text(v) if isinstance(v, (bytes, str)) else v for k, v in f.attrs.items()}
+        if "row_checksum" in t:
+            status = [str(s) for s in out["status"]]
+            bad = [i for i, (s, stored, computed) in enumerate(zip(status, t["row_checksum"][...], row_checksums(t)))
+                   if s in FINISHED_STATUSES and stored != computed]
+            for i in bad:
+                warnings.warn(f"{path}: trial {i}: its row fails its checksum (trials/row_checksum): the file was "
+                              "changed or damaged after the sweep wrote it; the trial is left out (rerun the sweep "
+                              "to redo it)")
+                status[i] = "damaged"
+            out["status"] = np.array(status)
+        else:
+            warnings.warn(f"{path} has no row checksums (format_version 1): its rows are not verified")
     return out
 
 

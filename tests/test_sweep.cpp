@@ -1,4 +1,5 @@
 // Sweep files, the trial table, the MPI scheduler with its results file, resume after SIGKILL, and select.
+#include "core/error.hpp"
 #include "io/h5.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
@@ -7,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -371,6 +373,282 @@ TEST(SweepFiles, EveryShippedSweepGivesValidModelConfigs) {
     EXPECT_GT(v1sysid::max_validation_checks(sweep, trials), 1);  // parses every trial's model config
   }
   EXPECT_GE(sweeps, 4);
+}
+
+}  // namespace
+
+// Issue 16: full disks, concurrent jobs, edited inputs and damaged rows.
+namespace {
+
+using v1sysid::testing::run_shell;
+using v1sysid::testing::SmallDisk;
+
+// Files left in a folder, except the disk filler.
+std::vector<std::string> leftovers(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.path().filename() != ".filler" && e.is_regular_file()) out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A full disk while rank 0 writes the new results file: every rank reports the disk-full error and exits 7
+// (before: 2 ranks deadlocked in different collectives, 1 rank crashed), and no partial or lock file is left.
+TEST(SweepDiskFull, CreatingTheResultsFileOnAFullDiskFailsCleanlyOnEveryRank) {
+  SmallDisk disk(64 * 1024);
+  if (!disk.mounted) GTEST_SKIP() << disk.why_not;
+  disk.fill(8 * 1024);
+  const std::string sweep = v1sysid::testing::source_dir() + "/sweeps/dry_run.yaml";
+  for (int ranks : {2, 1}) {
+    SCOPED_TRACE(ranks);
+    auto r = run_shell("timeout 60 " + v1sysid::testing::mpi_command(ranks, "sweep " + sweep + " --out " + (disk / "res.h5")));
+    EXPECT_EQ(r.exit_code, 7) << r.output;
+    EXPECT_NE(r.output.find("disk full"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(disk / "res.h5"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("Segmentation"), std::string::npos) << r.output;
+    EXPECT_EQ(leftovers(disk.dir.path), std::vector<std::string>{});
+  }
+}
+
+// Checkpoints on a full disk: the trained trials stay pending (not "failed"), the ranks stop taking trials, the
+// run exits 7 without crashing at exit (before: rank 0 segfaulted in H5F__close_cb at MPI_Finalize), no partial
+// checkpoint is left, and the next run with space retries them.
+TEST(SweepDiskFull, CheckpointsOnAFullDiskLeaveTrialsPendingForTheNextRun) {
+  SmallDisk disk(1024 * 1024);  // less than one checkpoint of cnn_tiny (2.3 MB)
+  if (!disk.mounted) GTEST_SKIP() << disk.why_not;
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: full_disk\nseed: 3\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
+                           "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 10, val_every: 10, batch_size: 32}}}\n"
+                           "search: {draws: 2}\ngrid: {data_fraction: [0.5, 1.0]}\n");
+  const std::string args = "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r.h5");
+  auto r = run_v1sysid_mpi(2, args + " --save-checkpoints " + (disk / "ckpt"));
+  EXPECT_EQ(r.exit_code, 7) << r.output;
+  EXPECT_NE(r.output.find("disk full"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("left pending"), std::string::npos) << r.output;
+  EXPECT_EQ(leftovers(disk.dir.path), std::vector<std::string>{});
+  auto res = read_results(dir / "r.h5");
+  for (size_t i = 0; i < res.status.size(); ++i) EXPECT_EQ(res.status[i], "pending") << i << ": " << res.message[i];
+  auto again = run_v1sysid_mpi(2, args + " --save-checkpoints " + (dir / "ckpt"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("0 finished before, 4 to run"), std::string::npos) << again.output;
+  for (const auto& s : read_results(dir / "r.h5").status) EXPECT_EQ(s, "ok");
+}
+
+// The identity of a sweep is its resolved content: an edited base model file is noticed on resume, while the
+// same sweep named by another path (relative, from another folder) resumes.
+TEST(SweepIdentity, AnEditedModelFileIsRefusedAndAnotherSpellingOfThePathResumes) {
+  ScratchDir dir;
+  std::filesystem::create_directories(dir.path / "models");
+  std::ofstream(dir / "models/base.yaml") << "core: {hidden_channels: [8]}\nreadout: {type: factorized}\n";
+  std::string body = dry_sweep(0);
+  body.replace(body.find("trial_kind: dry_run\n"), 19, "trial_kind: dry_run\nbase_model: models/base.yaml");
+  auto sweep = write_sweep(dir, "s.yaml", body);
+  ASSERT_EQ(run_v1sysid_mpi(1, "sweep " + sweep + " --out " + (dir / "r.h5")).exit_code, 0);
+
+  // Relative, from the sweep's folder: the same sweep.
+  auto relative = run_shell("cd " + dir.path.string() + " && " + v1sysid::testing::mpi_command(1, "sweep s.yaml --out r.h5"));
+  EXPECT_EQ(relative.exit_code, 0) << relative.output;
+  EXPECT_NE(relative.output.find("24 finished before, 0 to run"), std::string::npos) << relative.output;
+  // Through another folder with "..": the same sweep.
+  std::filesystem::create_directories(dir.path / "elsewhere");
+  auto dotted = run_shell("cd " + (dir / "elsewhere") + " && " +
+                          v1sysid::testing::mpi_command(1, "sweep ../s.yaml --out ../r.h5"));
+  EXPECT_EQ(dotted.exit_code, 0) << dotted.output;
+
+  // A comment or layout change of the model file is not a change; a value is.
+  std::ofstream(dir / "models/base.yaml") << "# note\ncore:\n  hidden_channels: [8]\nreadout: {type: factorized}\n";
+  EXPECT_EQ(run_v1sysid_mpi(1, "sweep " + sweep + " --out " + (dir / "r.h5")).exit_code, 0);
+  std::ofstream(dir / "models/base.yaml") << "core: {hidden_channels: [16]}\nreadout: {type: factorized}\n";
+  auto edited = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + (dir / "r.h5"));
+  EXPECT_EQ(edited.exit_code, 2) << edited.output;
+  EXPECT_NE(edited.output.find("the model file " + (dir / "models/base.yaml") + " (base_model) changed"),
+            std::string::npos) << edited.output;
+}
+
+// Two sweeps on one --out: the second is refused with a message that names the lock and its holder; the lock is
+// gone after the first ends. A stale lock (its process is gone) is taken over; one from another host is refused.
+TEST(SweepLock, ASecondSweepOnTheSameOutputIsRefused) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: slow\nseed: 1\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {draws: 3}\n"
+                           "dry_run: {min_seconds: 1, max_seconds: 1, neurons: 3}\n");
+  const std::string out = dir / "r.h5", lock = out + ".lock", log = dir / "first.log";
+  run_shell("(" + v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out) + " > " + log +
+            " 2>&1; echo $? > " + (dir / "first.rc") + ") > /dev/null 2>&1 & for i in $(seq 100); do [ -e " + lock +
+            " ] && break; sleep 0.05; done");
+  ASSERT_TRUE(std::filesystem::exists(lock)) << v1sysid::testing::read_text(log);
+  auto second = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  EXPECT_EQ(second.exit_code, 3) << second.output;
+  EXPECT_NE(second.output.find("another sweep is writing this results file"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find(lock), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("PID "), std::string::npos) << second.output;
+  run_shell("for i in $(seq 200); do [ -e " + (dir / "first.rc") + " ] && break; sleep 0.05; done");
+  EXPECT_EQ(v1sysid::testing::read_text(dir / "first.rc"), "0\n") << v1sysid::testing::read_text(log);
+  EXPECT_FALSE(std::filesystem::exists(lock));
+  for (const auto& s : read_results(out).status) EXPECT_EQ(s, "ok");
+
+  // A lock whose process is gone, on this host: taken over with a message.
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  const std::string dead_pid = run_shell("sh -c 'echo $$'").output;  // a process that has exited
+  std::ofstream(lock) << "host: " << host << "\npid: " << std::stol(dead_pid) << "\nstarted: 2020-01-01T00:00:00Z\n";
+  auto taken = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out + " --force");
+  EXPECT_EQ(taken.exit_code, 0) << taken.output;
+  EXPECT_NE(taken.output.find("taking over the stale lock"), std::string::npos) << taken.output;
+  EXPECT_FALSE(std::filesystem::exists(lock));
+
+  // A lock held on another host cannot be checked from here: refused, with how to remove it if it is stale.
+  std::ofstream(lock) << "host: other-node-17\npid: 4242\nstarted: 2020-01-01T00:00:00Z\n";
+  auto other = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  EXPECT_EQ(other.exit_code, 3) << other.output;
+  EXPECT_NE(other.output.find("PID 4242 on host other-node-17"), std::string::npos) << other.output;
+  EXPECT_NE(other.output.find("remove " + lock), std::string::npos) << other.output;
+  EXPECT_TRUE(std::filesystem::exists(lock));
+}
+
+// SIGTERM ends a sweep early with exit 75 ("stopped, rerun to resume"), not 0, and removes its lock.
+TEST(SweepStop, AStoppedSweepExits75AndTheRerunFinishesIt) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: stop\nseed: 1\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {draws: 6}\n"
+                           "dry_run: {min_seconds: 0.4, max_seconds: 0.4, neurons: 3}\n");
+  const std::string out = dir / "r.h5", log = dir / "log";
+  auto r = run_shell(std::string(V1SYSID_TEST_EXE) + " sweep " + sweep + " --out " + out + " > " + log +
+                     " 2>&1 & pid=$!; for i in $(seq 100); do grep -q ': ok val' " + log +
+                     " && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo rc=$?");
+  EXPECT_NE(r.output.find("rc=75"), std::string::npos) << r.output << v1sysid::testing::read_text(log);
+  EXPECT_NE(v1sysid::testing::read_text(log).find("stopped: a stop signal ended the sweep with"), std::string::npos)
+      << v1sysid::testing::read_text(log);
+  EXPECT_FALSE(std::filesystem::exists(out + ".lock"));
+  auto again = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  for (const auto& s : read_results(out).status) EXPECT_EQ(s, "ok");
+}
+
+// A file at --out that is not a results file (empty, or another format) is refused and left unchanged.
+TEST(SweepFaults, AnEmptyOrForeignFileAtOutIsRefusedUnchanged) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  for (const std::string content : {std::string(), std::string("x,y\n1,2\n")}) {
+    std::ofstream(dir / "r.h5", std::ios::binary) << content;
+    auto r = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + (dir / "r.h5"));
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("not a v1sysid results file"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
+    EXPECT_EQ(v1sysid::testing::read_text(dir / "r.h5"), content);
+    EXPECT_EQ(leftovers(dir.path), (std::vector<std::string>{"r.h5", "s.yaml"}));
+  }
+}
+
+// A row whose values changed after the sweep wrote it (a zeroed validation loss) fails its checksum: select
+// leaves it out instead of picking it as the best, and a rerun of the sweep redoes it.
+TEST(SweepSelect, ADamagedRowIsNeverPickedAsBestAndTheRerunRedoesIt) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  ASSERT_EQ(run_v1sysid_mpi(2, "sweep " + sweep + " --out " + out).exit_code, 0);
+  const auto before = v1sysid::select_best(out, 3);
+  const int64_t damaged = before[0].best_trial == 4 ? 5 : 4;  // group (a, 0.5) is trials 0..5; not the best
+  {
+    auto f = v1sysid::h5::File::open_rw(out);
+    auto d = f.open_dataset("trials/best_val_loss");
+    auto val = f.read<double>("trials/best_val_loss");
+    val[static_cast<size_t>(damaged)] = 0.0;
+    ASSERT_GE(H5Dwrite(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, val.data()), 0);
+  }
+  auto r = v1sysid::testing::run_v1sysid("select " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("trial " + std::to_string(damaged) + ": its row fails its checksum"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("| a | 0.5 | 5/6 |"), std::string::npos) << r.output;
+  const auto rows = v1sysid::select_best(out, 3);
+  EXPECT_EQ(rows[0].best_trial, before[0].best_trial);
+  EXPECT_EQ(rows[0].best_val_loss, before[0].best_val_loss);
+
+  auto again = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + out);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("23 finished before, 1 to run"), std::string::npos) << again.output;
+  EXPECT_NE(v1sysid::h5::File::open(out).read<double>("trials/best_val_loss")[static_cast<size_t>(damaged)], 0.0);
+  EXPECT_NE(v1sysid::selection_markdown(v1sysid::select_best(out, 3), 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// h5::File::create on a disk that fills: commit() throws EnvironmentError "disk full" naming the file, the
+// partial file is removed, and no HDF5 file stays open. Small datasets reach the disk only when the file is
+// flushed; a flush that failed through HDF5's default driver left the file half-closed, and the library
+// crashed on it at exit.
+TEST(SweepDiskFull, ASerialHdf5FileOnAFullDiskIsAnEnvironmentErrorAndLeavesNothing) {
+  SmallDisk disk(2 * 1024 * 1024);
+  if (!disk.mounted) GTEST_SKIP() << disk.why_not;
+  disk.fill(16 * 1024);
+  const std::string path = disk / "small_datasets.h5";
+  std::vector<float> values(512, 1.5f);  // 2 KiB each, 200 of them
+  auto write = [&] {
+    auto f = v1sysid::h5::File::create(path, false);
+    for (int i = 0; i < 200; ++i) f.write("d" + std::to_string(i), values, {values.size()});
+    f.commit();
+  };
+  try {
+    write();
+    ADD_FAILURE() << "400 KiB fitted on a disk with 16 KiB free";
+  } catch (const v1sysid::EnvironmentError& e) {
+    EXPECT_NE(std::string(e.what()).find("disk full"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(leftovers(disk.dir.path), std::vector<std::string>{});
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE), 0) << "a file that failed to close stays open";
+  // Once there is space, the same file is written.
+  std::filesystem::remove(disk / ".filler");
+  write();
+  EXPECT_EQ(v1sysid::h5::File::open(path).read<float>("d199"), values);
+}
+
+}  // namespace
+
+namespace {
+
+// Partial files that a SIGKILLed run left (results file and checkpoints) are removed by the next run.
+TEST(SweepFaults, PartialFilesOfAKilledRunAreRemovedByTheNextRun) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string dead_pid = std::to_string(std::stol(run_shell("sh -c 'echo $$'").output));
+  std::filesystem::create_directories(dir.path / "ckpt");
+  for (const std::string name : {"r.h5.partial-" + dead_pid, "ckpt/trial_3.h5.partial-" + dead_pid}) {
+    std::ofstream(dir / name) << "half";
+  }
+  auto r = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + (dir / "r.h5") + " --save-checkpoints " + (dir / "ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("left by an interrupted run"), std::string::npos) << r.output;
+  EXPECT_EQ(leftovers(dir.path), (std::vector<std::string>{"r.h5", "s.yaml"}));
+}
+
+}  // namespace
+
+namespace {
+
+// A SLURM job requeued onto another node finds the lock of its own earlier run (same job id, lower restart count)
+// and takes it over; another step of the same job run (same restart count) is refused.
+TEST(SweepLock, ARequeuedSlurmJobTakesOverItsOwnLockFromAnotherNode) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5", lock = out + ".lock";
+  const std::string held = "host: other-node-3\npid: 777\nslurm_job_id: 4711\nslurm_restart_count: 0\nstarted: x\n";
+  std::ofstream(lock) << held;
+  auto same_run = run_shell("SLURM_JOB_ID=4711 " + v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out));
+  EXPECT_EQ(same_run.exit_code, 3) << same_run.output;
+  EXPECT_EQ(v1sysid::testing::read_text(lock), held);
+  auto requeued = run_shell("SLURM_JOB_ID=4711 SLURM_RESTART_COUNT=1 " +
+                            v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out));
+  EXPECT_EQ(requeued.exit_code, 0) << requeued.output;
+  EXPECT_NE(requeued.output.find("an earlier run of this SLURM job"), std::string::npos) << requeued.output;
+  EXPECT_FALSE(std::filesystem::exists(lock));
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // `v1sysid sweep` (random searches and data-efficiency sweeps under MPI) and `v1sysid select` (Table 1).
 #include "apps/commands.hpp"
+#include "core/collective.hpp"
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "io/output_file.hpp"
 #include "sweep/checksum.hpp"
+#include "sweep/lock_file.hpp"
 #include "sweep/results_file.hpp"
 #include "sweep/scheduler.hpp"
 #include "sweep/select.hpp"
@@ -11,7 +13,10 @@
 #include "sweep/training_trial.hpp"
 
 #include <mpi.h>
+#include <signal.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -42,19 +47,61 @@ void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
   }
 }
 
+// Partial files that a killed run (SIGKILL, a lost node) left behind: "<out>.partial-<pid>" (only this job, which
+// holds the lock, writes those) and checkpoints "trial_<id>.h5.partial-<pid>" whose writer no longer runs.
+void remove_stale_partials(const std::string& out, const std::string& checkpoint_dir) {
+  namespace fs = std::filesystem;
+  auto remove = [](const fs::path& p) {
+    std::error_code ec;
+    if (fs::remove(p, ec)) std::fprintf(stderr, "sweep: removed %s, left by an interrupted run\n", p.c_str());
+  };
+  const fs::path out_path(out);
+  const std::string results_prefix = out_path.filename().string() + ".partial-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out_path.parent_path().empty() ? fs::path(".") : out_path.parent_path(), ec)) {
+    if (e.path().filename().string().rfind(results_prefix, 0) == 0) remove(e.path());
+  }
+  if (checkpoint_dir.empty()) return;
+  for (const auto& e : fs::directory_iterator(checkpoint_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto mark = name.rfind(".h5.partial-");
+    if (name.rfind("trial_", 0) != 0 || mark == std::string::npos) continue;
+    const long pid = std::atol(name.c_str() + mark + 12);
+    if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove(e.path());
+  }
+}
+
 void run_sweep_command(const SweepOptions& o) {
   install_stop_handlers();
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  SweepConfig sweep = SweepConfig::load(o.sweep_file);
-  if (o.dry_run) sweep.trial_kind = "dry_run";
-  const std::vector<Trial> trials = expand_trials(sweep);
+  // Input errors are the same on every rank: run_agreed lets the ranks report one message and exit with its
+  // status instead of aborting each other.
+  SweepConfig sweep;
+  std::vector<Trial> trials;
+  run_agreed(MPI_COMM_WORLD, [&] {
+    sweep = SweepConfig::load(o.sweep_file);
+    if (o.dry_run) sweep.trial_kind = "dry_run";
+    trials = expand_trials(sweep);
+  });
   if (o.list) {
     if (rank == 0) print_table(sweep, trials);
     return;
   }
   if (o.out.empty()) throw ConfigError("missing --out", "v1sysid sweep", "give the results file, e.g. --out results.h5");
-  refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, {o.data});
+  // One job per results file: rank 0 holds "<out>.lock" until this function returns, on every path.
+  ResultsLock lock;
+  run_agreed(MPI_COMM_WORLD, [&] {
+    if (rank != 0) return;
+    refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, {o.data});
+    if (auto parent = std::filesystem::path(o.out).parent_path(); !parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) throw_os_error("creating the folder of the results file", parent.string(), ec.value());
+    }
+    lock = ResultsLock(o.out);
+    remove_stale_partials(o.out, o.save_checkpoints);
+  });
 
   TrialRunner runner;
   std::unique_ptr<TrainingTrialRunner> training;
@@ -62,22 +109,26 @@ void run_sweep_command(const SweepOptions& o) {
   layout.n_trials = static_cast<int64_t>(trials.size());
   layout.hyperparameters = all_hyperparameter_names(sweep);
   ResultsMetadata meta;
-  meta.sweep_yaml = sweep.resolved_yaml();
-  if (sweep.trial_kind == "dry_run") {
-    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
-    layout.n_neurons = sweep.dry_run.neurons;
-    meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
-    meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
-    runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
-  } else {
-    if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
-    meta.dataset_path = o.data;
-    meta.dataset_checksum = dataset_checksum(o.data);
-    layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
-    training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
-    layout.n_neurons = training->n_neurons();
-    runner = [&training](const Trial& t) { return (*training)(t); };
-  }
+  run_agreed(MPI_COMM_WORLD, [&] {
+    meta.sweep_yaml = sweep.resolved_yaml();
+    meta.sweep_identity = sweep.identity_yaml();
+    meta.model_files = sweep.model_file_checksums();
+    if (sweep.trial_kind == "dry_run") {
+      layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
+      layout.n_neurons = sweep.dry_run.neurons;
+      meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
+      meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
+      runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
+    } else {
+      if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
+      meta.dataset_path = o.data;
+      meta.dataset_checksum = dataset_checksum(o.data);
+      layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+      training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+      layout.n_neurons = training->n_neurons();
+      runner = [&training](const Trial& t) { return (*training)(t); };
+    }
+  });
 
   int exists = 0;
   if (rank == 0) exists = std::filesystem::exists(o.out) ? 1 : 0;
@@ -90,8 +141,17 @@ void run_sweep_command(const SweepOptions& o) {
     std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed), %lld finished before, in %.1f s\n",
                  static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
                  static_cast<long long>(s.failed), static_cast<long long>(s.already_finished), s.wall_seconds);
-    if (s.stopped) std::fprintf(stderr, "sweep: stopped by a signal; run the same command again to resume\n");
-    std::cout << o.out << '\n';
+    if (s.stopped && s.pending() == 0) std::fprintf(stderr, "sweep: stopped by a signal after the last trial\n");
+    if (s.environment_error.empty() && !(s.stopped && s.pending() > 0)) std::cout << o.out << '\n';
+  }
+  // Every rank holds the same summary, so every rank throws the same error (no MPI_Abort, one message).
+  if (!s.environment_error.empty()) throw EnvironmentError(s.environment_error);
+  if (s.stopped && s.pending() > 0) {
+    run_agreed(MPI_COMM_WORLD, [&] {
+      throw StoppedError("a stop signal ended the sweep with " + std::to_string(s.pending()) + " of " + std::to_string(s.total) +
+                             " trials pending",
+                         o.out, "run the same command again to resume them");
+    });
   }
 }
 
@@ -107,6 +167,14 @@ void add_sweep_command(CLI::App& app) {
   cmd->add_flag("--list", o->list, "Print the trial table and exit");
   cmd->add_flag("--force", o->force, "Start over even if --out exists");
   cmd->add_flag("--dry-run", o->dry_run, "Synthetic trials (no training): exercises scheduling and results I/O");
+  cmd->footer(
+      "Exit status:\n"
+      "  0   every trial finished (ok, diverged or failed)\n"
+      "  75  stopped by SIGTERM/SIGINT with trials pending: run the same command again to resume\n"
+      "  7   the machine failed (disk full, I/O error): that trial stays pending; free space and run the same\n"
+      "      command again\n"
+      "  3   also when another sweep writes the same --out: it holds <out>.lock while it runs\n"
+      "  2-6 otherwise an input error (see the message)");
   cmd->callback([o] { run_sweep_command(*o); });
 }
 

@@ -1,7 +1,9 @@
 // v1sysid: one executable, subcommands. Parses the command line, initialises MPI and Kokkos once, runs the
 // chosen command and turns every typed error into one line "v1sysid: error: ..." and a non-zero exit.
 #include "apps/commands.hpp"
+#include "core/collective.hpp"
 #include "core/error.hpp"
+#include "core/stop.hpp"
 #include "core/version.hpp"
 #include "io/h5.hpp"
 
@@ -19,13 +21,14 @@ int rank_of_world() {
   return rank;
 }
 
-int report(const std::string& message, int code) {
+// A stopped command is not an error: it says so and how to resume.
+int report(const std::string& message, int code, const char* kind = "error") {
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size > 1) {
-    std::cerr << "v1sysid: [rank " << rank_of_world() << "] error: " << message << std::endl;
+    std::cerr << "v1sysid: [rank " << rank_of_world() << "] " << kind << ": " << message << std::endl;
   } else {
-    std::cerr << "v1sysid: error: " << message << std::endl;
+    std::cerr << "v1sysid: " << kind << ": " << message << std::endl;
   }
   return code;
 }
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   v1sysid::h5::silence_library_errors();
   int code = 0;
+  bool agreed = false;  // every rank failed with the same error (core/collective.hpp): no rank waits for another
   {
     // Kokkos sees only the program name: its own --help would otherwise answer for ours.
     int kokkos_argc = 1;
@@ -71,13 +75,20 @@ int main(int argc, char** argv) {
                           "'",
                       2);
       }
+    } catch (const v1sysid::StoppedError& e) {
+      agreed = v1sysid::is_agreed_error(e.what());
+      if (!agreed || rank_of_world() == 0) report(e.what(), e.exit_code(), "stopped");
+      code = e.exit_code();
     } catch (const v1sysid::Error& e) {
-      code = report(e.what(), e.exit_code());
+      // Every rank holds the same agreed error: rank 0 says it once for all.
+      agreed = v1sysid::is_agreed_error(e.what());
+      if (!agreed || rank_of_world() == 0) report(e.what(), e.exit_code());
+      code = e.exit_code();
     } catch (const std::exception& e) {
       code = report(std::string(e.what()) + " (unexpected; please report it with the command line)", 1);
     }
   }
-  if (code != 0) {
+  if (code != 0 && !agreed) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);  // never leave another rank waiting in a collective

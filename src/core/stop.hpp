@@ -3,11 +3,21 @@
 // so results already computed are written and files are closed cleanly.
 #pragma once
 
+#include "core/error.hpp"
+
 namespace v1sysid {
 
 void install_stop_handlers();  // SIGTERM and SIGINT set the flag; a second SIGINT kills as usual
 bool stop_requested();
 void request_stop();           // for tests
 void clear_stop_request();     // for tests
+
+// A command that a stop signal ended before it finished; running it again resumes it. The command line prints
+// it as "stopped" (not as an error) and exits with kExitStoppedResumable (75), on which batch scripts requeue.
+class StoppedError : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return kExitStoppedResumable; }
+};
 
 }  // namespace v1sysid

@@ -2,8 +2,12 @@
 
 #include "core/error.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -38,6 +42,40 @@ hid_t check_id(hid_t id, const std::string& what, const std::string& file, const
 }
 
 namespace {
+// Free bytes on the file system that holds `file` (or its folder, while the file does not exist yet).
+bool free_bytes(const std::string& file, unsigned long long& out) {
+  struct statvfs s {};
+  fs::path p(file.empty() ? "." : file);
+  if (statvfs(p.c_str(), &s) != 0) {
+    const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    if (statvfs(parent.c_str(), &s) != 0) return false;
+  }
+  out = static_cast<unsigned long long>(s.f_bavail) * s.f_frsize;
+  return true;
+}
+}  // namespace
+
+void check_write(herr_t status, const std::string& what, const std::string& file, const std::string& object) {
+  if (status >= 0) return;
+  // HDF5's file drivers leave the failed write's errno set; a driver that does not still leaves a full disk.
+  const int err = errno;
+  const std::string action = (object == "/" ? std::string("writing the file") : "writing '" + object + "'") + " (" + what + ")";
+  if (err == ENOSPC || err == EDQUOT || err == EIO) throw_os_error(action, file, err);
+  unsigned long long available = 0;
+  if (free_bytes(file, available) && available < kLowSpaceBytes) {
+    throw EnvironmentError("disk full while " + action + " (" + std::to_string(available) + " bytes free)", file,
+                           "free space on that file system (df -h) or write somewhere else");
+  }
+  throw IoError("HDF5 call " + what + " failed while writing '" + object + "'", file,
+                "check that the folder is writable and that no other process writes the file");
+}
+
+hid_t check_write_id(hid_t id, const std::string& what, const std::string& file, const std::string& object) {
+  if (id < 0) check_write(-1, what, file, object);
+  return id;
+}
+
+namespace {
 
 std::string normalise(const std::string& object) {
   if (object.empty() || object == "/") return "/";
@@ -59,8 +97,38 @@ Handle untimed_create_plist(hid_t plist_class) {
 }
 
 File::~File() {
-  m_file.reset();
-  if (!m_partial.empty()) std::remove(m_partial.c_str());  // never committed: leave nothing behind
+  if (!m_partial.empty()) {
+    abandon_partial();  // never committed: leave nothing behind
+  } else {
+    m_file.reset();
+  }
+}
+
+void File::abandon_partial() {
+  // The disk may be full. HDF5's close writes the cached metadata; when that fails it keeps a half-destroyed
+  // file under the id, and the library crashes on it at exit (H5F__close_cb in MPI_Finalize). The partial file
+  // is deleted anyway, so its last writes may go anywhere: the file's descriptor is pointed at an in-memory file
+  // (emptying the partial file is not enough: on a full disk the lock file or another process takes the space).
+  if (m_file) {
+    // The core driver hands out its POSIX descriptor, not its memory, only when asked with this property.
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    hbool_t want_posix_fd = true;
+    void* handle = nullptr;
+    if (fapl && H5Pset(fapl.get(), "want_posix_fd", &want_posix_fd) >= 0 &&
+        H5Fget_vfd_handle(m_file.get(), fapl.get(), &handle) >= 0 && handle != nullptr) {
+      const int fd = *static_cast<int*>(handle);
+      const int sink = memfd_create("v1sysid-abandoned-hdf5", MFD_CLOEXEC);
+      if (sink >= 0) {
+        dup2(sink, fd);
+        ::close(sink);
+      } else if (ftruncate(fd, 0) != 0) {
+        // Neither worked: the close below may still succeed.
+      }
+    }
+    m_file.reset();
+  }
+  std::remove(m_partial.c_str());
+  m_partial.clear();
 }
 
 File File::open(const std::string& path) {
@@ -91,11 +159,28 @@ File File::create(const std::string& path, bool force) {
   if (fs::exists(path) && !force) {
     throw IoError("output file already exists", path, "choose another --out or pass --force to overwrite it");
   }
-  if (auto parent = fs::path(path).parent_path(); !parent.empty()) fs::create_directories(parent);
+  if (auto parent = fs::path(path).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) throw_os_error("creating the output folder", parent.string(), ec.value());
+  }
   const std::string partial = path + ".partial-" + std::to_string(getpid());
   Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);  // for the root group's header
-  hid_t id = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
-  if (id < 0) throw IoError("cannot create HDF5 file", partial, "check that the directory is writable");
+  // The core driver builds the file in memory and writes it to disk in one pass at flush and close. A full disk
+  // then fails in that pass, after the library's own state is complete, and the file can still be closed (see
+  // abandon_partial). Writing through the default driver instead, a failed write leaves HDF5's metadata cache
+  // wedged, every later close of the file fails, and the library crashes on the half-closed file at exit
+  // (H5F__close_cb in MPI_Finalize). The price is memory for the file's size while it is written.
+  Handle fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate", partial, "file access property list"), H5Pclose);
+  check(H5Pset_fapl_core(fapl.get(), 64 << 10, /*backing_store=*/true), "H5Pset_fapl_core", partial, "/");
+  errno = 0;
+  hid_t id = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
+  if (id < 0) {
+    const int err = errno;
+    std::remove(partial.c_str());
+    if (err != 0) throw_os_error("creating the HDF5 file", path, err);
+    check_write(-1, "H5Fcreate", path, "/");
+  }
   return File(Handle(id, H5Fclose), path, partial);
 }
 
@@ -107,31 +192,51 @@ File File::create_parallel(const std::string& path, MPI_Comm comm, bool force) {
   }
   Handle fapl = file_access_plist(&comm);
   Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
-  if (id < 0) throw IoError("cannot create HDF5 file with MPI-IO", path, "check that the directory is writable");
+  errno = 0;
+  hid_t id = check_write_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), "H5Fcreate (MPI-IO)", path, "/");
   return File(Handle(id, H5Fclose), path, "");
 }
 
-void File::flush() { check(H5Fflush(m_file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", m_path, "/"); }
+void File::flush() {
+  errno = 0;
+  check_write(H5Fflush(m_file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", m_path, "/");
+}
 
 void File::close() {
-  m_file.reset();
   if (!m_partial.empty()) {
-    std::remove(m_partial.c_str());
-    m_partial.clear();
+    abandon_partial();
+    return;
   }
+  if (!m_file) return;
+  errno = 0;
+  check_write(H5Fclose(m_file.release()), "H5Fclose", m_path, "/");
 }
 
 void File::commit() {
   if (m_partial.empty()) {
-    m_file.reset();
+    close();
     return;
   }
-  flush();
-  m_file.reset();
+  flush();  // a full disk fails here, while the file can still be closed cleanly (see abandon_partial)
+  errno = 0;
+  check_write(H5Fclose(m_file.release()), "H5Fclose", m_path, "/");
+  // The bytes must be on disk before the rename makes the file count as complete.
+  const int fd = ::open(m_partial.c_str(), O_RDONLY);
+  if (fd < 0 || fsync(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    std::remove(m_partial.c_str());
+    m_partial.clear();
+    throw_os_error("writing the output file to disk", m_path, err);
+  }
+  ::close(fd);
   std::error_code ec;
   fs::rename(m_partial, m_path, ec);
-  if (ec) throw IoError("cannot move finished output into place (" + ec.message() + ")", m_path, "check the directory");
+  if (ec) {
+    std::remove(m_partial.c_str());
+    m_partial.clear();
+    throw_os_error("moving the finished output into place", m_path, ec.value());
+  }
   m_partial.clear();
 }
 
@@ -158,6 +263,7 @@ bool File::is_group(const std::string& object) const {
 }
 
 void File::ensure_parents(const std::string& object) {
+  errno = 0;  // check_write reads the errno of the failed write
   const std::string p = normalise(object);
   size_t pos = 1;
   while (true) {
@@ -166,7 +272,7 @@ void File::ensure_parents(const std::string& object) {
     std::string prefix = p.substr(0, next);
     if (H5Lexists(m_file.get(), prefix.c_str(), H5P_DEFAULT) <= 0) {
       Handle gcpl = untimed_create_plist(H5P_GROUP_CREATE);
-      Handle g(check_id(H5Gcreate2(m_file.get(), prefix.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
+      Handle g(check_write_id(H5Gcreate2(m_file.get(), prefix.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                         "H5Gcreate2", m_path, prefix),
                H5Gclose);
     }
@@ -299,7 +405,7 @@ std::vector<std::string> File::read_strings(const std::string& dataset, Shape* s
 
 template <class T>
 void File::write(const std::string& dataset, const T* data, const Shape& dims, hsize_t chunk_rows) {
-  ensure_parents(dataset);
+  ensure_parents(dataset);  // also clears errno
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
                             : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                H5Sclose);
@@ -312,12 +418,12 @@ void File::write(const std::string& dataset, const T* data, const Shape& dims, h
     H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
     H5Pset_deflate(dcpl.get(), 4);
   }
-  Handle d(check_id(H5Dcreate2(m_file.get(), normalise(dataset).c_str(), native_type<T>(), space.get(),
+  Handle d(check_write_id(H5Dcreate2(m_file.get(), normalise(dataset).c_str(), native_type<T>(), space.get(),
                                H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                     "H5Dcreate2", m_path, dataset),
            H5Dclose);
   if (total > 0) {
-    check(H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "H5Dwrite", m_path, dataset);
+    check_write(H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "H5Dwrite", m_path, dataset);
   }
 }
 
@@ -333,11 +439,11 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
   hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
   Handle dcpl = untimed_create_plist(H5P_DATASET_CREATE);
-  Handle d(check_id(H5Dcreate2(m_file.get(), normalise(dataset).c_str(), type.get(), space.get(), H5P_DEFAULT,
+  Handle d(check_write_id(H5Dcreate2(m_file.get(), normalise(dataset).c_str(), type.get(), space.get(), H5P_DEFAULT,
                                dcpl.get(), H5P_DEFAULT),
                     "H5Dcreate2", m_path, dataset),
            H5Dclose);
-  if (n > 0) check(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "H5Dwrite", m_path, dataset);
+  if (n > 0) check_write(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "H5Dwrite", m_path, dataset);
 }
 
 bool File::has_attribute(const std::string& object, const std::string& name) const {
@@ -348,12 +454,13 @@ bool File::has_attribute(const std::string& object, const std::string& name) con
 namespace {
 void write_attribute_raw(const File& f, Handle obj, const std::string& object, const std::string& name, hid_t type,
                          const void* value) {
+  errno = 0;
   if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle a(check_id(H5Acreate2(obj.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2",
+  Handle a(check_write_id(H5Acreate2(obj.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2",
                     f.path(), object + "@" + name),
            H5Aclose);
-  check(H5Awrite(a.get(), type, value), "H5Awrite", f.path(), object + "@" + name);
+  check_write(H5Awrite(a.get(), type, value), "H5Awrite", f.path(), object + "@" + name);
 }
 }  // namespace
 

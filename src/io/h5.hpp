@@ -36,6 +36,8 @@ class Handle {
     if (m_id >= 0 && m_close) m_close(m_id);
     m_id = H5I_INVALID_HID;
   }
+  // Gives up ownership without closing (the caller closes it and checks the result).
+  hid_t release() { return std::exchange(m_id, H5I_INVALID_HID); }
   hid_t get() const { return m_id; }
   explicit operator bool() const { return m_id >= 0; }
 
@@ -69,9 +71,12 @@ class File {
   File& operator=(File&&) = default;
   ~File();
 
-  // Flushes, closes and renames a file made by create() to its final name.
+  // Flushes, closes, fsyncs and renames a file made by create() to its final name. Any failure (a full disk
+  // included) throws, and the partial file is removed.
   void commit();
   void flush();
+  // Closes the file and checks the result (HDF5 writes its cached metadata here). A create()d file that was not
+  // committed is removed.
   void close();
 
   const std::string& path() const { return m_path; }
@@ -125,6 +130,7 @@ class File {
       : m_file(std::move(h)), m_path(std::move(path)), m_partial(std::move(partial)) {}
   Handle open_object(const std::string& object) const;
   void ensure_parents(const std::string& object);
+  void abandon_partial();
   Handle m_file;
   std::string m_path;     // final name
   std::string m_partial;  // non-empty while a create()d file has not been committed
@@ -133,6 +139,12 @@ class File {
 // Throws IoError when an HDF5 call failed (negative return); `what` names the call.
 void check(herr_t status, const std::string& what, const std::string& file, const std::string& object);
 hid_t check_id(hid_t id, const std::string& what, const std::string& file, const std::string& object);
+// The same for calls that write (create, write, flush, close). A failure caused by the machine, a full disk or
+// quota (errno, or less than kLowSpaceBytes free on the file's file system) or an I/O error, throws
+// EnvironmentError ("disk full while writing ..."); any other failure an IoError that does not blame the file.
+inline constexpr unsigned long long kLowSpaceBytes = 1ull << 20;
+void check_write(herr_t status, const std::string& what, const std::string& file, const std::string& object);
+hid_t check_write_id(hid_t id, const std::string& what, const std::string& file, const std::string& object);
 
 // A new creation property list of `plist_class` (H5P_FILE_CREATE, H5P_GROUP_CREATE, H5P_DATASET_CREATE) that
 // does not stamp object headers with their creation time. HDF5 records it by default, so two runs with the

@@ -1,11 +1,13 @@
 // results.h5: one parallel-HDF5 file holding every trial of a sweep (file contract in docs/formats.md).
 //
-// Crash safety: the file and all its fixed-size datasets (contiguous, allocated early, filled with NaN /
-// "pending") are created collectively under "<path>.partial", closed and renamed, so a file under the final
-// name always has complete metadata. Afterwards ranks only overwrite raw rows with independent MPI-IO writes,
-// which never touch HDF5 metadata; a row's status is written last. A job killed at any moment therefore leaves
-// a file that h5py can read, in which every row is either complete (status ok/diverged/failed) or "pending",
-// and a rerun redoes exactly the pending rows.
+// Crash safety: rank 0 alone creates the file and all its fixed-size datasets (contiguous, allocated early,
+// filled with NaN / "pending") under a partial name, checks that every byte reached the disk and renames it, so
+// a file under the final name always has complete metadata, and a full disk fails on rank 0 before any rank
+// opens the file (every rank then reports the same error). Afterwards ranks only overwrite raw rows with
+// independent MPI-IO writes, which never touch HDF5 metadata; a row's checksum and then its status are written
+// last. A job killed at any moment therefore leaves a file that h5py can read, in which every row is either
+// complete (status ok/diverged/failed, checksum matching) or "pending", and a rerun redoes exactly the pending
+// rows (and any finished row whose checksum no longer matches).
 #pragma once
 
 #include "io/h5.hpp"
@@ -28,26 +30,31 @@ struct ResultsLayout {
 };
 
 struct ResultsMetadata {
-  std::string sweep_yaml;
+  std::string sweep_yaml;      // shown to people (paths as resolved from the sweep file)
+  std::string sweep_identity;  // compared on resume (SweepConfig::identity_yaml)
+  std::vector<ModelFileChecksum> model_files;
   std::string dataset_path;
   std::string dataset_checksum;
 };
 
 class ResultsFile {
  public:
-  static constexpr int64_t kFormatVersion = 1;
+  // 2: trials/row_checksum, sweep_identity and model_files (version 1 files have none of them).
+  static constexpr int64_t kFormatVersion = 2;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
                             const ResultsMetadata& meta, const std::vector<Trial>& trials, bool force);
-  // Collective. Opens an existing file to resume; checks format_version, that the stored sweep equals
-  // meta.sweep_yaml and that the dataset checksum matches, with errors that say to use --force or a new --out.
+  // Collective. Opens an existing file to resume. Rank 0 first checks it read-only, so a file that is not a
+  // v1sysid results file, has another format version, another sweep (an edited model file included) or
+  // dataset is refused unchanged, with an error that says to use --force or a new --out.
   static ResultsFile open_for_resume(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
                                      const ResultsMetadata& meta);
 
-  // Independent: writes one finished trial's row (status last).
-  void write_row(int64_t trial_id, const TrialResult& r, int rank, const std::string& host);
-  // Reads every row's status (independent read, any rank).
+  // Independent: writes one finished trial's row (checksum, then status last).
+  void write_row(const Trial& trial, const TrialResult& r, int rank, const std::string& host);
+  // Reads every row's status (independent read, rank 0 after open_for_resume). A finished row whose checksum
+  // does not match reads as "damaged", which is not finished: the sweep runs it again.
   std::vector<std::string> read_statuses() const;
   // Collective close.
   void close();
@@ -60,8 +67,13 @@ class ResultsFile {
   h5::File m_file;
   ResultsLayout m_layout;
   std::map<std::string, h5::Handle> m_datasets;
+  std::vector<int64_t> m_damaged;  // rank 0: finished rows whose checksum did not match at open
 };
 
 bool is_finished_status(const std::string& status);
+
+// The finished rows (status ok/diverged/failed) of an open results file whose trials/row_checksum does not
+// match their values: a damaged file. Files without checksums (format_version 1) have none.
+std::vector<int64_t> rows_failing_checksum(const h5::File& f);
 
 }  // namespace v1sysid

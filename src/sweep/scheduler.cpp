@@ -1,5 +1,6 @@
 #include "sweep/scheduler.hpp"
 
+#include "core/collective.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "core/stop.hpp"
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <thread>
 
 namespace v1sysid {
@@ -33,15 +35,18 @@ class WorkCounter {
   WorkCounter(const WorkCounter&) = delete;
   WorkCounter& operator=(const WorkCounter&) = delete;
   ~WorkCounter() { MPI_Win_free(&m_win); }
-  int64_t next() {
-    int64_t one = 1, previous = 0;
+  int64_t next() { return fetch_and_add(1); }
+  // Hands out nothing more, to any rank: every later next() returns more than any work list holds.
+  void exhaust() { fetch_and_add(int64_t{1} << 50); }
+
+ private:
+  int64_t fetch_and_add(int64_t amount) {
+    int64_t previous = 0;
     MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, m_win);
-    MPI_Fetch_and_op(&one, &previous, MPI_INT64_T, 0, 0, MPI_SUM, m_win);
+    MPI_Fetch_and_op(&amount, &previous, MPI_INT64_T, 0, 0, MPI_SUM, m_win);
     MPI_Win_unlock(0, m_win);
     return previous;
   }
-
- private:
   int64_t* m_base = nullptr;
   MPI_Win m_win = MPI_WIN_NULL;
 };
@@ -94,6 +99,11 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
                  static_cast<long long>(n_todo), size);
   }
   const std::string host = host_name();
+  // A trial that failed because of the machine (a full disk, an I/O error: EnvironmentError) is not recorded: it
+  // stays pending and the next run retries it. Such a failure would most likely hit the next trials too (each
+  // trains for up to an hour before it writes its checkpoint), so this rank stops and no rank is handed another
+  // trial; trials already running elsewhere finish and are recorded. The run then ends with that error (exit 7).
+  std::exception_ptr environment_error;
   {
     WorkCounter counter(comm);
     while (!stop_requested()) {
@@ -104,6 +114,8 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
       TrialResult r;
       try {
         r = runner(trial);
+      } catch (const EnvironmentError&) {
+        environment_error = std::current_exception();
       } catch (const DivergedError& e) {
         r = TrialResult{};
         r.status = "diverged";
@@ -114,8 +126,24 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         r.message = e.what();
       }
       r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (stop_requested() && r.status != "ok") break;  // interrupted mid-trial: leave it pending for the rerun
-      results.write_row(trial.id, r, rank, host);
+      if (!environment_error) {
+        if (stop_requested() && r.status != "ok") break;  // interrupted mid-trial: leave it pending for the rerun
+        try {
+          results.write_row(trial, r, rank, host);
+        } catch (const EnvironmentError&) {
+          environment_error = std::current_exception();
+        }
+      }
+      if (environment_error) {
+        counter.exhaust();
+        try {
+          std::rethrow_exception(environment_error);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "sweep [rank %d] trial %lld left pending (retried by the next run), no more trials "
+                       "are started: %s\n", rank, static_cast<long long>(trial.id), e.what());
+        }
+        break;
+      }
       ++local.ran;
       local.ok += r.status == "ok";
       local.diverged += r.status == "diverged";
@@ -143,6 +171,13 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
   int stopped = local.stopped ? 1 : 0;
   MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, comm);
   total.stopped = stopped != 0;
+  try {
+    run_agreed(comm, [&] {
+      if (environment_error) std::rethrow_exception(environment_error);
+    });
+  } catch (const EnvironmentError& e) {
+    total.environment_error = e.what();  // the same text on every rank
+  }
   total.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return total;
 }

@@ -14,7 +14,8 @@
 
 namespace v1sysid {
 
-// Runs one trial. Exceptions are recorded: DivergedError -> "diverged", any other -> "failed".
+// Runs one trial. Exceptions are recorded: DivergedError -> "diverged", any other -> "failed", except an
+// EnvironmentError (full disk, I/O error), which leaves the trial pending for the next run.
 using TrialRunner = std::function<TrialResult(const Trial&)>;
 
 struct SweepSummary {
@@ -23,6 +24,8 @@ struct SweepSummary {
   int64_t ran = 0;              // finished by this run, all ranks
   int64_t ok = 0, diverged = 0, failed = 0;  // of those run now, all ranks
   bool stopped = false;         // a stop signal ended the run early
+  std::string environment_error;  // non-empty: a rank met an EnvironmentError; its trial is still pending
+  int64_t pending() const { return total - already_finished - ran; }
   double wall_seconds = 0;
 };
 

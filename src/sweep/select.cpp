@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "sweep/results_file.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -26,6 +27,19 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
   if (status.size() != n || val.size() != n || corr.size() != n || fraction.size() != n) {
     throw DataError("trials/ datasets have different lengths", path, "the file is not a v1sysid results file");
   }
+  // A finished row whose values no longer match its checksum was damaged after it was written: it counts as
+  // not finished, so a damaged loss can never be picked as the best.
+  std::vector<bool> damaged(n, false);
+  if (!f.exists("trials/row_checksum")) {
+    std::fprintf(stderr, "select: warning: %s has no row checksums (format_version 1): its rows are not verified\n",
+                 path.c_str());
+  }
+  for (int64_t i : rows_failing_checksum(f)) {
+    damaged[static_cast<size_t>(i)] = true;
+    std::fprintf(stderr, "select: warning: trial %lld: its row fails its checksum (trials/row_checksum) in %s: the "
+                 "file was changed or damaged after the sweep wrote it; the trial is left out (rerun the sweep to "
+                 "redo it)\n", static_cast<long long>(i), path.c_str());
+  }
   // Groups in order of first appearance, keyed by (architecture, data fraction).
   std::vector<SelectionRow> rows;
   std::vector<std::vector<size_t>> members;
@@ -39,7 +53,7 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
       members.emplace_back();
     }
     ++rows[g].trials_total;
-    if (status[i] == "ok" && std::isfinite(val[i])) members[g].push_back(i);
+    if (status[i] == "ok" && std::isfinite(val[i]) && !damaged[i]) members[g].push_back(i);
   }
   for (size_t g = 0; g < rows.size(); ++g) {
     auto& m = members[g];

@@ -1,6 +1,7 @@
 #include "sweep/sweep_config.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -181,16 +182,69 @@ SweepConfig SweepConfig::load(const std::string& path) {
   return s;
 }
 
-std::string SweepConfig::resolved_yaml() const {
+namespace {
+// The content of a YAML tree, independent of comments, layout (block or flow), quoting and key order.
+void canonical_text(const YAML::Node& n, std::string& out) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      std::map<std::string, YAML::Node> sorted;
+      for (auto it = n.begin(); it != n.end(); ++it) sorted.emplace(it->first.as<std::string>(), it->second);
+      out += '{';
+      for (const auto& [key, value] : sorted) {
+        out += std::to_string(key.size()) + ':' + key + '=';
+        canonical_text(value, out);
+        out += ',';
+      }
+      out += '}';
+      break;
+    }
+    case YAML::NodeType::Sequence:
+      out += '[';
+      for (const auto& item : n) {
+        canonical_text(item, out);
+        out += ',';
+      }
+      out += ']';
+      break;
+    case YAML::NodeType::Scalar: out += std::to_string(n.Scalar().size()) + ':' + n.Scalar(); break;
+    default: out += '~'; break;
+  }
+}
+
+std::string model_file_checksum(const std::string& path) {
+  if (!fs::exists(path)) return "missing";
+  std::string text;
+  canonical_text(load_yaml_file(path), text);
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(hash_string(text)));
+  return out;
+}
+}  // namespace
+
+std::vector<ModelFileChecksum> SweepConfig::model_file_checksums() const {
+  std::vector<ModelFileChecksum> out;
+  if (!base_model.empty()) out.push_back({"base_model", base_model, model_file_checksum(base_model)});
+  for (size_t i = 0; i < architectures.size(); ++i) {
+    const std::string& file = architectures[i].model_file;
+    if (!file.empty()) out.push_back({"architectures[" + std::to_string(i) + "].model", file, model_file_checksum(file)});
+  }
+  return out;
+}
+
+std::string SweepConfig::resolved_yaml() const { return emit(/*identity=*/false); }
+std::string SweepConfig::identity_yaml() const { return emit(/*identity=*/true); }
+
+std::string SweepConfig::emit(bool identity) const {
+  auto model = [&](const std::string& path) { return identity ? "content " + model_file_checksum(path) : path; };
   YAML::Node n;
   n["name"] = name;
   n["seed"] = seed;
   n["trial_kind"] = trial_kind;
-  if (!base_model.empty()) n["base_model"] = base_model;
+  if (!base_model.empty()) n["base_model"] = model(base_model);
   for (const auto& a : architectures) {
     YAML::Node an;
     an["name"] = a.name;
-    if (!a.model_file.empty()) an["model"] = a.model_file;
+    if (!a.model_file.empty()) an["model"] = model(a.model_file);
     if (a.overrides.IsDefined() && !a.overrides.IsNull()) an["overrides"] = a.overrides;
     if (a.hyperparameters) {
       an["hyperparameters"] = YAML::Node(YAML::NodeType::Map);

@@ -42,6 +42,13 @@ struct DryRunConfig {
   double fail_fraction = 0.0; // fraction of trials that throw, to exercise failure recording
 };
 
+// A model file the sweep names, with a checksum of its content (parsed, so comments and layout do not count).
+struct ModelFileChecksum {
+  std::string role;  // "base_model" or "architectures[i].model"
+  std::string path;
+  std::string checksum;  // 16 hex digits; "missing" for a file that does not exist (a dry run reads none)
+};
+
 struct SweepConfig {
   std::string file;  // the sweep YAML it was read from
   std::string name;
@@ -58,6 +65,14 @@ struct SweepConfig {
 
   static SweepConfig load(const std::string& path);
   std::string resolved_yaml() const;  // the sweep with every default, stored in results.h5
+  // What a resumed sweep must match: resolved_yaml() with every model file's path replaced by the checksum of
+  // its content, so neither how a path is spelled (relative, absolute, from another folder) nor where the files
+  // are counts, but an edited model file does.
+  std::string identity_yaml() const;
+  std::vector<ModelFileChecksum> model_file_checksums() const;
+
+ private:
+  std::string emit(bool identity) const;
 };
 
 struct Trial {

@@ -24,7 +24,11 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::st
     : m_sweep(sweep), m_data_path(data_path), m_checkpoint_dir(std::move(checkpoint_dir)),
       m_dataset(load_dataset(data_path)), m_preprocessing(compute_preprocessing(m_dataset)),
       m_data(std::make_unique<TrainingData>(prepare_training_data(m_dataset, m_preprocessing))) {
-  if (!m_checkpoint_dir.empty()) std::filesystem::create_directories(m_checkpoint_dir);
+  if (!m_checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(m_checkpoint_dir, ec);
+    if (ec) throw_os_error("creating the checkpoint folder", m_checkpoint_dir, ec.value());
+  }
 }
 
 TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {

@@ -190,6 +190,31 @@ class ResultsTables(unittest.TestCase):
             self.assertEqual([c[0] for c in curves["roteq_16x8-16x8-24x8"]], [0.5, 1.0])
             self.assertAlmostEqual(curves["roteq_16x8-16x8-24x8"][0][1], 0.33)
 
+    def test_damaged_row_is_left_out_like_select_does(self):
+        """A finished row whose values changed after the sweep wrote it fails trials/row_checksum: read_results
+        warns with its trial id and marks it "damaged", so select_table never picks it (as `v1sysid select`)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            results = os.path.join(tmp, "dry.h5")
+            env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+            subprocess.run([executable(), "sweep", os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml"),
+                            "--out", results], check=True, capture_output=True, env=env)
+            with h5py.File(results, "r") as f:
+                self.assertTrue((va.row_checksums(f["trials"]) == f["trials/row_checksum"][...]).all())
+            best = va.select_table(va.read_results(results), 5)[0]["best_trial"]
+            damaged = 1 if best == 0 else 0  # group 0 is trials 0..7; zero a loss that is not the best
+            with h5py.File(results, "r+") as f:
+                f["trials/best_val_loss"][damaged] = 0.0
+            with self.assertWarnsRegex(UserWarning, f"trial {damaged}: its row fails its checksum"):
+                res = va.read_results(results)
+            self.assertEqual(res["status"][damaged], "damaged")
+            rows = va.select_table(res, 5)
+            self.assertEqual((rows[0]["best_trial"], rows[0]["trials_ok"]), (best, 7))
+            csv = os.path.join(tmp, "sel.csv")
+            run("select", results, "--csv", csv)
+            expected = np.genfromtxt(csv, delimiter=",", names=True, dtype=None, encoding="utf-8")
+            self.assertEqual(int(expected[0]["best_trial"]), best)
+            self.assertEqual(int(expected[0]["trials_ok"]), 7)
+
     def test_report_on_dry_run_matches_select(self):
         with tempfile.TemporaryDirectory() as tmp:
             results = os.path.join(tmp, "dry.h5")

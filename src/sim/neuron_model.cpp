@@ -351,7 +351,10 @@ DeepParts deep_parts(const NeuronParameters& p, const DeepProbes& probes, const 
     for (const FilterBank& b : banks) total += mean_energy(b, image, width, patch, out);
     return total / static_cast<double>(banks.size());
   };
-  if (!probes.ring.empty()) parts.modulators += p.surround_suppression_weight * mean_over(probes.ring);
+  // An untuned ring point sums its four orientations, so that an iso-oriented surround suppresses about as
+  // much as through a tuned ring of the same weight, and any other orientation does too.
+  const double ring_pairs = p.surround_tuned ? 1.0 : 4.0;
+  if (!probes.ring.empty()) parts.modulators += p.surround_suppression_weight * ring_pairs * mean_over(probes.ring);
   if (!probes.cross.empty()) parts.modulators += p.cross_orientation_weight * mean_over(probes.cross);
   if (!probes.zones.empty()) parts.modulators += p.stopping_weight * mean_over(probes.zones);
   return parts;

@@ -56,8 +56,8 @@
 //   Divisive pool, every cell:
 //     N = (1/8) sum_k E(c, theta + k pi / 8)                     contrast normalisation (as normalized_complex)
 //     S = mean over the ring points q_k = c + rho (cos(psi + k pi / 4), sin(psi + k pi / 4)), k = 0..7,
-//         rho = radius sigma_v, of E(q_k, psi) (iso-tuned) or of (1/4) sum_l E(q_k, psi + l pi / 4)
-//         (untuned)                                              surround suppression (Self et al. 2014)
+//         rho = radius sigma_v, of E(q_k, psi) (iso-tuned) or of sum_l E(q_k, psi + l pi / 4), l = 0..3
+//         (untuned: any orientation suppresses)                  surround suppression (Self et al. 2014)
 //     X = E(c, psi + pi / 2)                                     cross-orientation suppression
 //     Z = mean over the zones z of E(c + z, psi): end-stopping z = +-o sigma_v (cos psi, sin psi),
 //         side-stopping z = +-o sigma_u (-sin psi, cos psi); one zone (the side drawn) or both  (Samonds 2017)

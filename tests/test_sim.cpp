@@ -902,7 +902,8 @@ DirectParts direct_parts(const Image& img, const sim::NeuronParameters& c) {
     double product = 1;
     for (int k = -1; k <= 1; ++k) {
       const double beta = k * c.arc_spacing / R, v = R * std::sin(beta), u = s * R * (1 - std::cos(beta));
-      product *= direct_energy(img, c, v * std::cos(t) - u * std::sin(t), v * std::sin(t) + u * std::cos(t), t + s * beta);
+      product *=
+          direct_energy(img, c, v * std::cos(t) - u * std::sin(t), v * std::sin(t) + u * std::cos(t), t + s * beta);
     }
     d.base = std::cbrt(product);
   } else {
@@ -922,7 +923,8 @@ DirectParts direct_parts(const Image& img, const sim::NeuronParameters& c) {
     }
     d.modulators += c.surround_suppression_weight * s;
   }
-  if (c.cross_orientation_weight > 0) d.modulators += c.cross_orientation_weight * direct_energy(img, c, 0, 0, psi + kPi / 2);
+  if (c.cross_orientation_weight > 0)
+    d.modulators += c.cross_orientation_weight * direct_energy(img, c, 0, 0, psi + kPi / 2);
   if (c.stopping != sim::Stopping::none) {
     const double a = c.stopping == sim::Stopping::end ? psi : psi + kPi / 2;
     double z = 0;
@@ -1052,7 +1054,8 @@ TEST(SimDeepCells, SurroundSuppressionAppearsPastTheClassicalReceptiveField) {
   const Image orthogonal = grating_disc(iso.orientation + kPi / 2, 8, 24);
   for (int y = 0; y < kSide; ++y) {
     for (int x = 0; x < kSide; ++x) {
-      if (std::hypot(x - kCentre, y - kCentre) > 6) cross[static_cast<size_t>(y * kSide + x)] = orthogonal[static_cast<size_t>(y * kSide + x)];
+      if (std::hypot(x - kCentre, y - kCentre) > 6)
+        cross[static_cast<size_t>(y * kSide + x)] = orthogonal[static_cast<size_t>(y * kSide + x)];
     }
   }
   const auto di = deep_drives(iso, {centre, cross}), du = deep_drives(untuned, {centre, cross});
@@ -1095,10 +1098,13 @@ TEST(SimDeepCells, BarsBeyondTheEndsOrBesideTheBarStopTheCell) {
   // Side-stopping: parallel flanking bars beside the bar suppress it; the plain cell barely notices them.
   const double nx = -std::sin(t) * side.stopping_offset, ny = std::cos(t) * side.stopping_offset;
   const Segment centre = bar(t, 6, 6);
-  const std::vector<Image> flanks{strokes({centre}), strokes({centre, {centre.x0 + nx, centre.y0 + ny, centre.x1 + nx, centre.y1 + ny},
-                                                      {centre.x0 - nx, centre.y0 - ny, centre.x1 - nx, centre.y1 - ny}})};
+  const std::vector<Image> flanks{strokes({centre}),
+                                  strokes({centre,
+                                           {centre.x0 + nx, centre.y0 + ny, centre.x1 + nx, centre.y1 + ny},
+                                           {centre.x0 - nx, centre.y0 - ny, centre.x1 - nx, centre.y1 - ny}})};
   const auto p = deep_drives(plain, flanks), s = deep_drives(side, flanks);
-  EXPECT_LT(s[1] / s[0], 0.8 * (p[1] / p[0])) << "flanked / alone: side-stopped " << s[1] / s[0] << ", plain " << p[1] / p[0];
+  EXPECT_LT(s[1] / s[0], 0.8 * (p[1] / p[0]))
+      << "flanked / alone: side-stopped " << s[1] / s[0] << ", plain " << p[1] / p[0];
 }
 
 TEST(SimDeepCells, ACornerCellPrefersItsCornerAndACurvatureCellItsArc) {
@@ -1110,10 +1116,10 @@ TEST(SimDeepCells, ACornerCellPrefersItsCornerAndACurvatureCellItsArc) {
       corner.arm_sign = sign;
       const double d = sign > 0 ? 0 : kPi;  // arms leave the vertex along d + theta and d + theta + alpha
       const double wrong = (alpha_deg == 90 ? 45.0 : 90.0) * kPi / 180;
-      const std::vector<Image> s{strokes({ray(d + t, L), ray(d + t + corner.corner_angle, L)}),  // its corner
-                                 strokes({bar(t, L, L)}),                                           // a line
-                                 strokes({ray(d + t, L), ray(d + t + wrong, L)}),                   // another angle
-                                 strokes({ray(d + t, L), ray(d + t - corner.corner_angle, L)})};    // mirrored
+      const std::vector<Image> s{strokes({ray(d + t, L), ray(d + t + corner.corner_angle, L)}),   // its corner
+                                 strokes({bar(t, L, L)}),                                         // a line
+                                 strokes({ray(d + t, L), ray(d + t + wrong, L)}),                 // another angle
+                                 strokes({ray(d + t, L), ray(d + t - corner.corner_angle, L)})};  // mirrored
       const auto g = deep_drives(corner, s);
       EXPECT_GT(g[0], 1.15 * g[1]) << "alpha " << alpha_deg << " sign " << sign << ": corner vs line";
       EXPECT_GT(g[0], 1.15 * g[2]) << "alpha " << alpha_deg << " sign " << sign << ": corner vs wrong angle";
@@ -1155,7 +1161,8 @@ std::vector<Image> noise_stimuli(int count) {
       for (int x = 0; x < kSide; ++x) {
         double s = 0;
         for (int dy = -1; dy <= 1; ++dy) {
-          for (int dx = -1; dx <= 1; ++dx) s += img[static_cast<size_t>(((y + dy + kSide) % kSide) * kSide + (x + dx + kSide) % kSide)];
+          for (int dx = -1; dx <= 1; ++dx)
+            s += img[static_cast<size_t>(((y + dy + kSide) % kSide) * kSide + (x + dx + kSide) % kSide)];
         }
         smooth[static_cast<size_t>(y * kSide + x)] = static_cast<float>(s / 3);
       }
@@ -1249,16 +1256,20 @@ std::string deep_library(const std::string& extra = "") { return "cell_library:\
 TEST(SimDeepConfig, DeepKeysAreCheckedAndTheResolvedYamlRoundTrips) {
   const std::string base = "n_neurons: 10\nn_train: 100\n";
   EXPECT_EQ(config_error(base + deep_library()), "");
-  std::string e = config_error(base + "cell_types: {simple: 1.0, complex: 0.0, normalized_complex: 0.0, center_surround: 0.0}\n" +
-                               deep_library());
+  std::string e =
+      config_error(base + "cell_types: {simple: 1.0, complex: 0.0, normalized_complex: 0.0, center_surround: 0.0}\n" +
+                   deep_library());
   EXPECT_NE(e.find("cell_types: cell_types is the mix of the gabor library"), std::string::npos) << e;
   e = config_error(base + "cell_library: {deep_fraction: 0.5}\n");
   EXPECT_NE(e.find("cell_library.deep_fraction: this setting belongs to the deep library; set cell_library.kind: deep"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   e = config_error(base + deep_library("  bases: {simple: 0.5, complex: 0.4, mixed: 0.3}\n"));
-  EXPECT_NE(e.find("cell_library.bases: proportions of simple, complex and mixed must sum to 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("cell_library.bases: proportions of simple, complex and mixed must sum to 1"), std::string::npos)
+      << e;
   e = config_error(base + deep_library("  animal_modes: [[surround], [corner]]\n"));
-  EXPECT_NE(e.find("cell_library.animal_modes: expected one list of modes per animal (1), got 2"), std::string::npos) << e;
+  EXPECT_NE(e.find("cell_library.animal_modes: expected one list of modes per animal (1), got 2"), std::string::npos)
+      << e;
   e = config_error(base + deep_library("  animal_modes: [[surround, corners]]\n"));
   EXPECT_NE(e.find("unknown mode 'corners'"), std::string::npos) << e;
   e = config_error(base + deep_library("  orientation_coupling: sideways\n"));
@@ -1272,7 +1283,8 @@ TEST(SimDeepConfig, DeepKeysAreCheckedAndTheResolvedYamlRoundTrips) {
 
   const sim::SimulationConfig c = sim::parse_simulation_config(
       "n_neurons: 5\nn_train: 100\nn_animals: 2\n" +
-          deep_library("  orientation_coupling: absolute\n  deep_fraction: 0.4\n  animal_modes: [[surround, corner], []]\n"),
+          deep_library(
+              "  orientation_coupling: absolute\n  deep_fraction: 0.4\n  animal_modes: [[surround, corner], []]\n"),
       "c.yaml", "");
   const std::string yaml = c.to_yaml();
   EXPECT_EQ(yaml.find("cell_types"), std::string::npos) << yaml;
@@ -1366,7 +1378,8 @@ TEST(SimDeepPopulation, AbsoluteCouplingTiesModulatorsToTheImageHorizontal) {
 
 TEST(SimDeepPopulation, AnimalModesRemoveModesFromAnAnimal) {
   const auto config = population_config(
-      deep_library("  animal_modes: [[surround, end_stopping, corner], [cross_orientation, side_stopping, curvature], []]\n"),
+      deep_library(
+          "  animal_modes: [[surround, end_stopping, corner], [cross_orientation, side_stopping, curvature], []]\n"),
       2000, 3);
   std::vector<std::map<std::string, int>> seen(3);
   for (uint64_t a = 0; a < 3; ++a) {
@@ -1401,7 +1414,8 @@ std::string file_bytes(const std::string& path) {
 TEST_F(SimTest, DeepLibrarySimulatesReproduciblyAndRecordsItsGroundTruth) {
   std::string text = tiny_config();
   text.erase(text.find("cell_types:"));  // the gabor mix
-  text += deep_library("  animal_modes: [[surround, cross_orientation, end_stopping, side_stopping, corner, curvature]]\n");
+  text +=
+      deep_library("  animal_modes: [[surround, cross_orientation, end_stopping, side_stopping, corner, curvature]]\n");
   const std::string cfg = write_config("deep.yaml", text);
   std::filesystem::create_directories(*dir / "deep1");
   std::filesystem::create_directories(*dir / "deep2");
@@ -1427,6 +1441,7 @@ TEST_F(SimTest, DeepLibrarySimulatesReproduciblyAndRecordsItsGroundTruth) {
   const auto energy = f.read<double>("gt/energy_weight");
   const auto semi = f.read<double>("gt/semi_saturation");
   const auto orientation = f.read<float>("gt/orientation");
+  const auto phase = f.read<double>("gt/phase");
   ASSERT_EQ(static_cast<int>(types.size()), n);
   std::map<std::string, int> count;
   for (int j = 0; j < n; ++j) {
@@ -1440,6 +1455,7 @@ TEST_F(SimTest, DeepLibrarySimulatesReproduciblyAndRecordsItsGroundTruth) {
     EXPECT_EQ(types[k] == "corner", !std::isnan(alpha[k])) << j;
     EXPECT_EQ(types[k] == "curvature", !std::isnan(curvature[k])) << j;
     EXPECT_EQ(types[k] == "corner" || types[k] == "curvature", std::isnan(energy[k])) << j;
+    EXPECT_EQ(types[k] == "simple" || types[k] == "mixed", !std::isnan(phase[k])) << j;
   }
   EXPECT_EQ(count["corner"] + count["curvature"], 12);  // 0.3 x 40
   // The file holds what the simulator computed in memory.
@@ -1480,7 +1496,8 @@ TEST_F(SimTest, TheDefaultGaborPopulationIsUnchanged) {
   double total = 0, rate_sum = 0;
   for (double v : responses) total += v;
   for (double v : rates) rate_sum += v;
-  std::cout << std::setprecision(12) << "[gabor pin] total response " << total << ", sum of test rates " << rate_sum << "\n";
+  std::cout << std::setprecision(12) << "[gabor pin] total response " << total << ", sum of test rates " << rate_sum
+            << "\n";
   EXPECT_EQ(total, kPinnedTotalResponse);
   EXPECT_NEAR(rate_sum, kPinnedRateSum, 1e-6 * kPinnedRateSum);
 }

@@ -258,7 +258,9 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
     f.doubles("gt/" + name, v, {n});
   };
   auto gabor = [](const NeuronParameters& p) { return p.type != CellType::center_surround; };
-  per_neuron("phase", [&](const NeuronParameters& p) { return p.type == CellType::simple ? p.phase : nan; });
+  per_neuron("phase", [&](const NeuronParameters& p) {
+    return p.type == CellType::simple || p.type == CellType::mixed ? p.phase : nan;
+  });
   per_neuron("wavelength_px", [&](const NeuronParameters& p) { return gabor(p) ? p.wavelength : nan; });
   per_neuron("spatial_frequency", [&](const NeuronParameters& p) { return gabor(p) ? 1.0 / p.wavelength : nan; });
   per_neuron("sigma_px", [&](const NeuronParameters& p) { return p.sigma; });
@@ -296,7 +298,8 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
     per_neuron("modulator_angle", [](const NeuronParameters& p) { return p.modulator_angle; });
     per_neuron("surround_suppression_weight", [](const NeuronParameters& p) { return p.surround_suppression_weight; });
     per_neuron("surround_radius_px", [&](const NeuronParameters& p) { return surround(p) ? p.surround_radius : nan; });
-    per_neuron("surround_tuned", [&](const NeuronParameters& p) { return surround(p) ? double(p.surround_tuned) : nan; });
+    per_neuron("surround_tuned",
+               [&](const NeuronParameters& p) { return surround(p) ? double(p.surround_tuned) : nan; });
     per_neuron("cross_orientation_weight", [](const NeuronParameters& p) { return p.cross_orientation_weight; });
     per_neuron("stopping_weight", [](const NeuronParameters& p) { return p.stopping_weight; });
     per_neuron("stopping_offset_px", [&](const NeuronParameters& p) { return stopped(p) ? p.stopping_offset : nan; });

@@ -39,16 +39,18 @@ std::vector<int> type_counts(const std::vector<double>& share, int n) {
     const double exact = share[static_cast<size_t>(t)] * n;
     count[static_cast<size_t>(t)] = static_cast<int>(std::floor(exact));
     assigned += count[static_cast<size_t>(t)];
-    remainder.push_back({-(exact - count[static_cast<size_t>(t)]), t});  // ascending = largest remainder first, ties by type
+    remainder.push_back(
+        {-(exact - count[static_cast<size_t>(t)]), t});  // ascending = largest remainder first, ties by type
   }
   std::sort(remainder.begin(), remainder.end());
-  for (int k = 0; assigned < n; ++k, ++assigned) count[static_cast<size_t>(remainder[static_cast<size_t>(k % types)].second)]++;
+  for (int k = 0; assigned < n; ++k, ++assigned)
+    count[static_cast<size_t>(remainder[static_cast<size_t>(k % types)].second)]++;
   return count;
 }
 
 // The types of one animal's cells: counts from the proportions, in a shuffled order.
-std::vector<CellType> shuffled_types(const std::vector<std::pair<CellType, double>>& shares, int n, const SimulationConfig& config,
-                                     uint64_t animal) {
+std::vector<CellType> shuffled_types(const std::vector<std::pair<CellType, double>>& shares, int n,
+                                     const SimulationConfig& config, uint64_t animal) {
   std::vector<double> share;
   for (const auto& s : shares) share.push_back(s.second);
   const std::vector<int> counts = type_counts(share, n);
@@ -244,7 +246,8 @@ FilterBank make_probe(const NeuronParameters& cell, double x, double y, double p
   bank.weights.resize(static_cast<size_t>(bank.count * bank.w * bank.h));
   for (int f = 0; f < bank.count; ++f) {
     for (int iy = 0; iy < bank.h; ++iy) {
-      const float* src = weights.data() + static_cast<size_t>(f * full_size + (bank.y0 - full.y0 + iy) * full.w + (bank.x0 - full.x0));
+      const float* src =
+          weights.data() + static_cast<size_t>(f * full_size + (bank.y0 - full.y0 + iy) * full.w + (bank.x0 - full.x0));
       std::copy(src, src + bank.w, bank.weights.begin() + static_cast<std::ptrdiff_t>((f * bank.h + iy) * bank.w));
     }
   }
@@ -259,13 +262,15 @@ void apply_bank(const FilterBank& bank, const float* image, int width, std::vect
     const float* row = image + static_cast<size_t>(bank.y0 + iy) * static_cast<size_t>(width) + bank.x0;
     std::copy(row, row + bank.w, patch.begin() + iy * bank.w);
   }
-  for (int f = 0; f < bank.count; ++f) out[f] = dot(bank.weights.data() + static_cast<size_t>(f * size), patch.data(), size);
+  for (int f = 0; f < bank.count; ++f)
+    out[f] = dot(bank.weights.data() + static_cast<size_t>(f * size), patch.data(), size);
 }
 
 double pair_energy(const float* out) { return std::sqrt(double{out[0]} * out[0] + double{out[1]} * out[1]); }
 
 // Mean energy of the pairs of a bank on one image.
-double mean_energy(const FilterBank& bank, const float* image, int width, std::vector<float>& patch, std::vector<float>& out) {
+double mean_energy(const FilterBank& bank, const float* image, int width, std::vector<float>& patch,
+                   std::vector<float>& out) {
   out.resize(static_cast<size_t>(bank.count));
   apply_bank(bank, image, width, patch, out.data());
   double sum = 0;
@@ -275,11 +280,11 @@ double mean_energy(const FilterBank& bank, const float* image, int width, std::v
 
 // The probes of one deep cell (neuron_model.hpp, "Deep library").
 struct DeepProbes {
-  FilterBank centre;               // pairs at theta + k pi / 8, k = 0..7: the base (k = 0) and N
-  std::vector<FilterBank> base;    // corner arms or curvature segments, one pair each
-  std::vector<FilterBank> ring;    // surround: one pair (iso-tuned) or four (untuned) at each of 8 points
-  std::vector<FilterBank> cross;   // X: one pair, or none
-  std::vector<FilterBank> zones;   // stopping zones, one pair each
+  FilterBank centre;              // pairs at theta + k pi / 8, k = 0..7: the base (k = 0) and N
+  std::vector<FilterBank> base;   // corner arms or curvature segments, one pair each
+  std::vector<FilterBank> ring;   // surround: one pair (iso-tuned) or four (untuned) at each of 8 points
+  std::vector<FilterBank> cross;  // X: one pair, or none
+  std::vector<FilterBank> zones;  // stopping zones, one pair each
 };
 
 DeepProbes make_deep_probes(const NeuronParameters& p, int height, int width) {
@@ -368,7 +373,8 @@ void deep_drives(NeuronParameters& p, const std::vector<float>& images, int64_t 
   std::vector<float> patch, out;
   std::vector<DeepParts> parts(static_cast<size_t>(n_images));
   for (int64_t i = 0; i < n_images; ++i) {
-    parts[static_cast<size_t>(i)] = deep_parts(p, probes, images.data() + static_cast<size_t>(i) * image_size, width, patch, out);
+    parts[static_cast<size_t>(i)] =
+        deep_parts(p, probes, images.data() + static_cast<size_t>(i) * image_size, width, patch, out);
   }
   std::vector<double> calibration_pool;
   calibration_pool.reserve(calibration_rows.size());
@@ -389,18 +395,24 @@ const char* cell_type_name(CellType t) {
     case CellType::complex: return "complex";
     case CellType::normalized_complex: return "normalized_complex";
     case CellType::center_surround: return "center_surround";
-    case CellType::mixed: return "mixed";
-    case CellType::corner: return "corner";
-    case CellType::curvature: return "curvature";
+    case CellType::mixed:
+      return "mixed";
+    case CellType::corner:
+      return "corner";
+    case CellType::curvature:
+      return "curvature";
   }
   return "?";
 }
 
 const char* stopping_name(Stopping s) {
   switch (s) {
-    case Stopping::none: return "none";
-    case Stopping::end: return "end";
-    case Stopping::side: return "side";
+    case Stopping::none:
+      return "none";
+    case Stopping::end:
+      return "end";
+    case Stopping::side:
+      return "side";
   }
   return "?";
 }
@@ -419,13 +431,12 @@ std::vector<NeuronParameters> draw_population(const SimulationConfig& config, ui
   const int n = config.n_neurons;
   const bool deep = config.cell_library.deep();
   const auto& mix = config.cell_types;
-  const std::vector<CellType> types =
-      deep ? shuffled_types(deep_shares(config.cell_library, animal), n, config, animal)
-           : shuffled_types({{CellType::simple, mix.simple},
-                             {CellType::complex, mix.complex},
-                             {CellType::normalized_complex, mix.normalized_complex},
-                             {CellType::center_surround, mix.center_surround}},
-                            n, config, animal);
+  const std::vector<CellType> types = deep ? shuffled_types(deep_shares(config.cell_library, animal), n, config, animal)
+                                           : shuffled_types({{CellType::simple, mix.simple},
+                                                             {CellType::complex, mix.complex},
+                                                             {CellType::normalized_complex, mix.normalized_complex},
+                                                             {CellType::center_surround, mix.center_surround}},
+                                                            n, config, animal);
 
   const auto& rf = config.receptive_fields;
   const auto& resp = config.responses;

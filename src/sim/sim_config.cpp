@@ -192,8 +192,8 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
 
 namespace {
 
-const std::vector<std::string> kModes{"surround", "cross_orientation", "end_stopping", "side_stopping", "corner",
-                                      "curvature"};
+const std::vector<std::string> kModes{"surround", "cross_orientation", "end_stopping", "side_stopping",
+                                      "corner",   "curvature"};
 
 // Two shares of one whole that must sum to 1 (e.g. bases, conjunctions); `names` are their keys.
 void check_shares(ConfigReader& c, const std::vector<std::string>& names, const std::vector<double>& shares) {
@@ -227,12 +227,15 @@ void SimulationConfig::decode_cell_library(ConfigReader& r) {
     return;
   }
   if (r.has("cell_types")) {
-    r.fail("cell_types", "cell_types is the mix of the gabor library; with cell_library.kind: deep the mix is "
-                         "cell_library.bases, deep_fraction and conjunctions (remove cell_types)");
+    r.fail("cell_types",
+           "cell_types is the mix of the gabor library; with cell_library.kind: deep the mix is "
+           "cell_library.bases, deep_fraction and conjunctions (remove cell_types)");
   }
   {
     ConfigReader b = c.child("bases");
-    b.get_in_range("simple", L.simple, 0.0, 1.0).get_in_range("complex", L.complex, 0.0, 1.0).get_in_range("mixed", L.mixed, 0.0, 1.0);
+    b.get_in_range("simple", L.simple, 0.0, 1.0)
+        .get_in_range("complex", L.complex, 0.0, 1.0)
+        .get_in_range("mixed", L.mixed, 0.0, 1.0);
     b.finish();
     check_shares(b, {"simple", "complex", "mixed"}, {L.simple, L.complex, L.mixed});
   }
@@ -284,8 +287,10 @@ void SimulationConfig::decode_cell_library(ConfigReader& r) {
     get_range(k, "spacing", L.curvature_shape.spacing, 0.1, 20.0);
     k.finish();
     if (L.curvature_shape.spacing[1] > 2 * L.curvature_shape.radius[0]) {
-      k.fail("spacing", "arc segments " + format_double(L.curvature_shape.spacing[1]) + " apart do not fit on an arc of "
-                        "radius " + format_double(L.curvature_shape.radius[0]) + " (keep spacing <= 2 x radius)");
+      k.fail("spacing", "arc segments " + format_double(L.curvature_shape.spacing[1]) +
+                            " apart do not fit on an arc of "
+                            "radius " +
+                            format_double(L.curvature_shape.radius[0]) + " (keep spacing <= 2 x radius)");
     }
   }
   if (c.has("animal_modes")) {
@@ -297,8 +302,9 @@ void SimulationConfig::decode_cell_library(ConfigReader& r) {
     for (const auto& modes : L.animal_modes) {
       for (const auto& m : modes) {
         if (std::find(kModes.begin(), kModes.end(), m) == kModes.end()) {
-          c.fail("animal_modes", "unknown mode '" + m + "'; expected surround, cross_orientation, end_stopping, "
-                                 "side_stopping, corner or curvature");
+          c.fail("animal_modes", "unknown mode '" + m +
+                                     "'; expected surround, cross_orientation, end_stopping, "
+                                     "side_stopping, corner or curvature");
         }
       }
     }

@@ -130,11 +130,11 @@ struct CurvatureConfig {
   Range spacing{1.2, 1.8};  // arc length between segments, envelope SDs along the bars
 };
 struct CellLibraryConfig {
-  std::string kind = "gabor";  // gabor | deep
+  std::string kind = "gabor";                       // gabor | deep
   double simple = 0.3, complex = 0.4, mixed = 0.3;  // bases
   Range mixed_energy_weight{0.2, 0.8};
   double deep_fraction = 0.3;
-  double corner = 0.5, curvature = 0.5;  // conjunctions
+  double corner = 0.5, curvature = 0.5;           // conjunctions
   std::string orientation_coupling = "relative";  // relative | absolute
   SurroundConfig surround;
   CrossOrientationConfig cross_orientation;

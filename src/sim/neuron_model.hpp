@@ -45,7 +45,8 @@
 //   energy E(q, phi) = sqrt(a^2 + b^2).
 //   Base B:
 //     simple, complex, mixed  (a, b) = P(c, theta);  B = (1 - m) [cos(phase) a + sin(phase) b]_+ + m E(c, theta)
-//                             with m = 0 (simple), 1 (complex), drawn from mixed_energy_weight (mixed)
+//                             with m = 0 (simple), 1 (complex), drawn from mixed_energy_weight (mixed);
+//                             cos(phase) a + sin(phase) b is the Gabor of that phase (up to the pair's norms)
 //     corner      B = sqrt(E(c + r d_1, theta) E(c + r d_2, theta + alpha)): two arms leaving the vertex c in
 //                 directions d_1 = s (cos theta, sin theta), d_2 = s (cos(theta + alpha), sin(theta + alpha)),
 //                 alpha from corner.angles_deg, r = arm_offset sigma_v, s = +-1 (arm_sign)
@@ -144,6 +145,7 @@ struct FilterBank {
 };
 // simple: 1 filter; complex: the quadrature pair (phase 0, pi/2); normalized_complex: 8 orientations x the
 // pair (orientation theta + k pi / 8 at rows 2k, 2k + 1); center_surround: 1 DoG.
+// Gabor-library cells only: a deep cell's filters are its probes, built inside compute_raw_drives.
 FilterBank make_filters(const NeuronParameters& neuron, int height, int width);
 
 // The names of a deep cell's modulators joined by '+' ("surround_tuned+end_stopping"), or "none".

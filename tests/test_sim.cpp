@@ -1472,7 +1472,7 @@ TEST_F(SimTest, DeepLibrarySimulatesReproduciblyAndRecordsItsGroundTruth) {
   EXPECT_EQ(sd.data.ground_truth->test_image_ids, ids);
 }
 
-// Computed by the simulator of main before the deep library (commit 80678c0's v1sysid) on this test's stimuli.
+// Computed by main's v1sysid (built before the deep library existed) on this test's stimuli and config.
 constexpr double kPinnedTotalResponse = 8267;
 constexpr double kPinnedRateSum = 395.439878247;
 

@@ -18,10 +18,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -807,6 +811,695 @@ TEST_F(SimTest, MissingOrForeignStimuliAreClearErrors) {
   r = run_v1sysid("simulate " + write_config("bad.yaml", zero_repeats) + " --out " + (*dir / "y.h5"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("test_repeats"), std::string::npos) << r.output;
+}
+
+// ---- deep cell-type library (neuron_model.hpp, "Deep library") --------------------------------------------
+
+// Square stimuli of side kSide with the cell at the centre pixel, so that a 90-degree rotation about the cell
+// maps pixel centres onto pixel centres.
+constexpr int kSide = 49;
+constexpr double kCentre = 24;
+using Image = std::vector<float>;
+
+// A deep cell at the centre: lambda 8, sigma 2.5, gamma 0.8 (sigma_v = 3.125 px), no modulators.
+sim::NeuronParameters deep_cell(sim::CellType type, double theta = 0.3) {
+  sim::NeuronParameters p;
+  p.deep = true;
+  p.type = type;
+  p.x = p.y = kCentre;
+  p.orientation = p.modulator_angle = theta;
+  p.phase = 0.4;
+  p.wavelength = 8;
+  p.sigma = 2.5;
+  p.aspect_ratio = 0.8;
+  p.normalization_constant = 0.3;
+  p.energy_weight = type == sim::CellType::simple ? 0 : type == sim::CellType::complex ? 1 : 0.5;
+  if (type == sim::CellType::corner) {
+    p.corner_angle = kPi / 2;
+    p.arm_offset = 1.2 * 3.125;
+  }
+  if (type == sim::CellType::curvature) {
+    p.curvature_radius = 2.5 * 3.125;
+    p.arc_spacing = 1.5 * 3.125;
+  }
+  return p;
+}
+
+// Direct evaluation of the formulas of neuron_model.hpp, written independently of FilterBank and the dot
+// product: the probe pair at q with orientation phi on its full (2r + 1)^2 window, summed over the pixels that
+// lie in the image.
+std::array<double, 2> direct_pair(const Image& img, const sim::NeuronParameters& c, double qx, double qy, double phi) {
+  const int r = static_cast<int>(std::ceil(3 * c.sigma / c.aspect_ratio));
+  const long cx = std::lround(qx), cy = std::lround(qy);
+  std::array<double, 2> out{0, 0};
+  for (int k = 0; k < 2; ++k) {
+    std::vector<double> env, g;
+    std::vector<long> px, py;
+    double sum_env = 0, sum_g = 0;
+    for (long y = cy - r; y <= cy + r; ++y) {
+      for (long x = cx - r; x <= cx + r; ++x) {
+        const double dx = x - qx, dy = y - qy;
+        const double u = -dx * std::sin(phi) + dy * std::cos(phi), v = dx * std::cos(phi) + dy * std::sin(phi);
+        const double e = std::exp(-(u * u + c.aspect_ratio * c.aspect_ratio * v * v) / (2 * c.sigma * c.sigma));
+        env.push_back(e);
+        g.push_back(e * std::cos(2 * kPi * u / c.wavelength + k * kPi / 2));
+        px.push_back(x);
+        py.push_back(y);
+        sum_env += e;
+        sum_g += g.back();
+      }
+    }
+    double norm = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      g[i] -= env[i] * sum_g / sum_env;
+      norm += g[i] * g[i];
+    }
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (px[i] < 0 || py[i] < 0 || px[i] >= kSide || py[i] >= kSide) continue;
+      out[static_cast<size_t>(k)] += g[i] / std::sqrt(norm) * img[static_cast<size_t>(py[i] * kSide + px[i])];
+    }
+  }
+  return out;
+}
+double direct_energy(const Image& img, const sim::NeuronParameters& c, double dx, double dy, double phi) {
+  const auto ab = direct_pair(img, c, c.x + dx, c.y + dy, phi);
+  return std::hypot(ab[0], ab[1]);
+}
+
+struct DirectParts {
+  double base, pool, modulators;
+};
+DirectParts direct_parts(const Image& img, const sim::NeuronParameters& c) {
+  const double t = c.orientation, psi = c.modulator_angle;
+  DirectParts d{0, 0, 0};
+  for (int k = 0; k < 8; ++k) d.pool += direct_energy(img, c, 0, 0, t + k * kPi / 8) / 8;
+  if (c.type == sim::CellType::corner) {
+    const double r = c.arm_sign * c.arm_offset, t2 = t + c.corner_angle;
+    d.base = std::sqrt(direct_energy(img, c, r * std::cos(t), r * std::sin(t), t) *
+                       direct_energy(img, c, r * std::cos(t2), r * std::sin(t2), t2));
+  } else if (c.type == sim::CellType::curvature) {
+    const double R = c.curvature_radius, s = c.curvature_sign;
+    double product = 1;
+    for (int k = -1; k <= 1; ++k) {
+      const double beta = k * c.arc_spacing / R, v = R * std::sin(beta), u = s * R * (1 - std::cos(beta));
+      product *=
+          direct_energy(img, c, v * std::cos(t) - u * std::sin(t), v * std::sin(t) + u * std::cos(t), t + s * beta);
+    }
+    d.base = std::cbrt(product);
+  } else {
+    const auto ab = direct_pair(img, c, c.x, c.y, t);
+    d.base = (1 - c.energy_weight) * std::max(0.0, std::cos(c.phase) * ab[0] + std::sin(c.phase) * ab[1]) +
+             c.energy_weight * std::hypot(ab[0], ab[1]);
+  }
+  if (c.surround_suppression_weight > 0) {
+    double s = 0;
+    for (int k = 0; k < 8; ++k) {
+      const double a = psi + k * kPi / 4, dx = c.surround_radius * std::cos(a), dy = c.surround_radius * std::sin(a);
+      if (c.surround_tuned) {
+        s += direct_energy(img, c, dx, dy, psi) / 8;
+      } else {
+        for (int l = 0; l < 4; ++l) s += direct_energy(img, c, dx, dy, psi + l * kPi / 4) / 8;
+      }
+    }
+    d.modulators += c.surround_suppression_weight * s;
+  }
+  if (c.cross_orientation_weight > 0)
+    d.modulators += c.cross_orientation_weight * direct_energy(img, c, 0, 0, psi + kPi / 2);
+  if (c.stopping != sim::Stopping::none) {
+    const double a = c.stopping == sim::Stopping::end ? psi : psi + kPi / 2;
+    double z = 0;
+    int zones = 0;
+    for (int side : {1, -1}) {
+      if (c.stopping_side != 0 && side != c.stopping_side) continue;
+      z += direct_energy(img, c, side * c.stopping_offset * std::cos(a), side * c.stopping_offset * std::sin(a), psi);
+      ++zones;
+    }
+    d.modulators += c.stopping_weight * z / zones;
+  }
+  return d;
+}
+
+// Raw drives of one cell on a set of stimuli from the library (compute_raw_drives, calibrated on the whole
+// set), after checking them against the direct evaluation.
+std::vector<double> deep_drives(const sim::NeuronParameters& cell, const std::vector<Image>& stimuli) {
+  std::vector<float> images;
+  std::vector<int64_t> rows;
+  for (const Image& s : stimuli) {
+    rows.push_back(static_cast<int64_t>(rows.size()));
+    images.insert(images.end(), s.begin(), s.end());
+  }
+  std::vector<sim::NeuronParameters> neurons{cell};
+  const auto drive = sim::compute_raw_drives(neurons, images, static_cast<int64_t>(stimuli.size()), kSide, kSide, rows);
+  std::vector<DirectParts> parts;
+  std::vector<double> pools;
+  for (const Image& s : stimuli) {
+    parts.push_back(direct_parts(s, cell));
+    pools.push_back(parts.back().pool);
+  }
+  std::sort(pools.begin(), pools.end());
+  const size_t m = pools.size() / 2;
+  const double median = pools.size() % 2 ? pools[m] : 0.5 * (pools[m - 1] + pools[m]);
+  const double semi_saturation = cell.normalization_constant * median;
+  EXPECT_NEAR(neurons[0].semi_saturation, semi_saturation, 1e-4 * semi_saturation);
+  std::vector<double> out;
+  for (size_t i = 0; i < stimuli.size(); ++i) {
+    const double direct = parts[i].base / (semi_saturation + parts[i].pool + parts[i].modulators);
+    EXPECT_NEAR(drive[i], direct, 1e-4 * std::max(1e-3, direct)) << sim::cell_type_name(cell.type) << " stimulus " << i;
+    out.push_back(drive[i]);
+  }
+  return out;
+}
+
+// A sinusoidal grating at orientation theta (phase 0 on the cell's centre) inside a disc of radius `radius`
+// around it; contrast 1.
+Image grating_disc(double theta, double wavelength, double radius) {
+  Image img(static_cast<size_t>(kSide * kSide));
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      const double dx = x - kCentre, dy = y - kCentre;
+      const double u = -dx * std::sin(theta) + dy * std::cos(theta);
+      img[static_cast<size_t>(y * kSide + x)] =
+          std::hypot(dx, dy) <= radius ? static_cast<float>(std::cos(2 * kPi * u / wavelength)) : 0.0f;
+    }
+  }
+  return img;
+}
+
+// Bright strokes of Gaussian profile (SD 1 px) along segments from (x0, y0) to (x1, y1), relative to the centre.
+struct Segment {
+  double x0, y0, x1, y1;
+};
+Image strokes(const std::vector<Segment>& segments) {
+  Image img(static_cast<size_t>(kSide * kSide));
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      double best = 1e9;
+      for (const Segment& s : segments) {
+        const double px = x - kCentre - s.x0, py = y - kCentre - s.y0, ex = s.x1 - s.x0, ey = s.y1 - s.y0;
+        const double t = std::clamp((px * ex + py * ey) / (ex * ex + ey * ey), 0.0, 1.0);
+        best = std::min(best, std::hypot(px - t * ex, py - t * ey));
+      }
+      img[static_cast<size_t>(y * kSide + x)] = static_cast<float>(std::exp(-best * best / 2));
+    }
+  }
+  return img;
+}
+// A ray from the centre in direction a, of length `length`.
+Segment ray(double a, double length) { return {0, 0, length * std::cos(a), length * std::sin(a)}; }
+// A bar through the centre along a, from -back to +ahead.
+Segment bar(double a, double back, double ahead) {
+  return {-back * std::cos(a), -back * std::sin(a), ahead * std::cos(a), ahead * std::sin(a)};
+}
+// An arc through the centre, tangent to direction t, bending towards s * (normal), radius R, +-span radians.
+Image arc(double t, double R, int s, double span) {
+  std::vector<Segment> pieces;
+  const double ox = -R * s * std::sin(t), oy = R * s * std::cos(t);  // centre of curvature
+  const int n = 40;
+  auto point = [&](double b) {
+    // Angle of the centre point seen from the centre of curvature is t - s pi / 2; walk +-b along the arc.
+    const double a = t - s * kPi / 2 + s * b;
+    return std::array<double, 2>{ox + R * std::cos(a), oy + R * std::sin(a)};
+  };
+  for (int k = 0; k < n; ++k) {
+    const auto p = point(-span + 2 * span * k / n), q = point(-span + 2 * span * (k + 1) / n);
+    pieces.push_back({p[0], p[1], q[0], q[1]});
+  }
+  return strokes(pieces);
+}
+
+TEST(SimDeepCells, SurroundSuppressionAppearsPastTheClassicalReceptiveField) {
+  for (bool tuned : {true, false}) {
+    sim::NeuronParameters plain = deep_cell(sim::CellType::complex), surround = plain;
+    surround.surround_suppression_weight = 1.5;
+    surround.surround_radius = 2.5 * 3.125;
+    surround.surround_tuned = tuned;
+    std::vector<Image> sizes;
+    for (double r = 2; r <= 24; r += 2) sizes.push_back(grating_disc(plain.orientation, plain.wavelength, r));
+    const auto a = deep_drives(plain, sizes), b = deep_drives(surround, sizes);
+    const double peak_a = *std::max_element(a.begin(), a.end()), peak_b = *std::max_element(b.begin(), b.end());
+    const size_t at_peak_b = static_cast<size_t>(std::max_element(b.begin(), b.end()) - b.begin());
+    // Without a surround the response saturates; with one it peaks at a small size and falls beyond it.
+    EXPECT_GT(a.back(), 0.97 * peak_a) << "tuned " << tuned;
+    EXPECT_LT(b.back(), 0.75 * peak_b) << "tuned " << tuned;
+    EXPECT_LT(2.0 * (static_cast<double>(at_peak_b) + 1), 2.5 * 3.125 + 3) << "peak radius, tuned " << tuned;
+  }
+  // An iso-tuned surround ignores an orthogonal surround grating more than an untuned one does.
+  sim::NeuronParameters iso = deep_cell(sim::CellType::complex), untuned;
+  iso.surround_suppression_weight = 1.5;
+  iso.surround_radius = 2.5 * 3.125;
+  iso.surround_tuned = true;
+  untuned = iso;
+  untuned.surround_tuned = false;
+  Image centre = grating_disc(iso.orientation, 8, 5), cross = centre;
+  const Image orthogonal = grating_disc(iso.orientation + kPi / 2, 8, 24);
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      if (std::hypot(x - kCentre, y - kCentre) > 6)
+        cross[static_cast<size_t>(y * kSide + x)] = orthogonal[static_cast<size_t>(y * kSide + x)];
+    }
+  }
+  const auto di = deep_drives(iso, {centre, cross}), du = deep_drives(untuned, {centre, cross});
+  EXPECT_LT(du[1] / du[0], di[1] / di[0] - 0.05);
+}
+
+TEST(SimDeepCells, APlaidShowsCrossOrientationSuppression) {
+  sim::NeuronParameters plain = deep_cell(sim::CellType::complex), cross = plain;
+  cross.cross_orientation_weight = 1.5;
+  const Image g = grating_disc(plain.orientation, 8, 30), o = grating_disc(plain.orientation + kPi / 2, 8, 30);
+  Image plaid(g.size());
+  for (size_t k = 0; k < g.size(); ++k) plaid[k] = g[k] + o[k];
+  const auto a = deep_drives(plain, {g, plaid, o}), b = deep_drives(cross, {g, plaid, o});
+  EXPECT_LT(b[2], 0.1 * b[0]);  // the orthogonal grating alone does not drive it
+  EXPECT_LT(b[1] / b[0], 0.8 * (a[1] / a[0])) << "plaid / grating: with " << b[1] / b[0] << ", without " << a[1] / a[0];
+}
+
+TEST(SimDeepCells, BarsBeyondTheEndsOrBesideTheBarStopTheCell) {
+  const double t = 0.3, o = 2.5 * 3.125;
+  sim::NeuronParameters plain = deep_cell(sim::CellType::complex, t), end = plain, one_end = plain, side = plain;
+  end.stopping = sim::Stopping::end;
+  end.stopping_side = 0;
+  end.stopping_offset = o;
+  end.stopping_weight = 1.5;
+  one_end = end;
+  one_end.stopping_side = 1;
+  side = end;
+  side.stopping = sim::Stopping::side;
+  side.stopping_offset = 2.5 * 2.5;
+  std::vector<Image> lengths;
+  for (double half = 2; half <= 22; half += 2) lengths.push_back(strokes({bar(t, half, half)}));
+  const auto a = deep_drives(plain, lengths), b = deep_drives(end, lengths);
+  const double peak_a = *std::max_element(a.begin(), a.end()), peak_b = *std::max_element(b.begin(), b.end());
+  EXPECT_GT(a.back(), 0.97 * peak_a);
+  EXPECT_LT(b.back(), 0.75 * peak_b);
+  // One zone: extending the bar on its side suppresses, on the other side it does not.
+  const std::vector<Image> ends{strokes({bar(t, 3, 3)}), strokes({bar(t, 3, 22)}), strokes({bar(t, 22, 3)})};
+  const auto c = deep_drives(one_end, ends);
+  EXPECT_LT(c[1], 0.8 * c[2]);
+  // Side-stopping: parallel flanking bars beside the bar suppress it; the plain cell barely notices them.
+  const double nx = -std::sin(t) * side.stopping_offset, ny = std::cos(t) * side.stopping_offset;
+  const Segment centre = bar(t, 6, 6);
+  const std::vector<Image> flanks{strokes({centre}),
+                                  strokes({centre,
+                                           {centre.x0 + nx, centre.y0 + ny, centre.x1 + nx, centre.y1 + ny},
+                                           {centre.x0 - nx, centre.y0 - ny, centre.x1 - nx, centre.y1 - ny}})};
+  const auto p = deep_drives(plain, flanks), s = deep_drives(side, flanks);
+  EXPECT_LT(s[1] / s[0], 0.8 * (p[1] / p[0]))
+      << "flanked / alone: side-stopped " << s[1] / s[0] << ", plain " << p[1] / p[0];
+}
+
+TEST(SimDeepCells, ACornerCellPrefersItsCornerAndACurvatureCellItsArc) {
+  const double t = 0.3, L = 14;
+  for (double alpha_deg : {45.0, 90.0, 135.0}) {
+    sim::NeuronParameters corner = deep_cell(sim::CellType::corner, t);
+    corner.corner_angle = alpha_deg * kPi / 180;
+    for (int sign : {1, -1}) {
+      corner.arm_sign = sign;
+      const double d = sign > 0 ? 0 : kPi;  // arms leave the vertex along d + theta and d + theta + alpha
+      const double wrong = (alpha_deg == 90 ? 45.0 : 90.0) * kPi / 180;
+      const std::vector<Image> s{strokes({ray(d + t, L), ray(d + t + corner.corner_angle, L)}),   // its corner
+                                 strokes({bar(t, L, L)}),                                         // a line
+                                 strokes({ray(d + t, L), ray(d + t + wrong, L)}),                 // another angle
+                                 strokes({ray(d + t, L), ray(d + t - corner.corner_angle, L)})};  // mirrored
+      const auto g = deep_drives(corner, s);
+      EXPECT_GT(g[0], 1.15 * g[1]) << "alpha " << alpha_deg << " sign " << sign << ": corner vs line";
+      EXPECT_GT(g[0], 1.15 * g[2]) << "alpha " << alpha_deg << " sign " << sign << ": corner vs wrong angle";
+      EXPECT_GT(g[0], 1.15 * g[3]) << "alpha " << alpha_deg << " sign " << sign << ": corner vs mirror image";
+    }
+  }
+  for (int sign : {1, -1}) {
+    sim::NeuronParameters curved = deep_cell(sim::CellType::curvature, t);
+    curved.curvature_sign = sign;
+    const std::vector<Image> s{arc(t, curved.curvature_radius, sign, 1.2), strokes({bar(t, L, L)}),
+                               arc(t, curved.curvature_radius, -sign, 1.2)};
+    const auto g = deep_drives(curved, s);
+    EXPECT_GT(g[0], 1.15 * g[1]) << "sign " << sign << ": arc vs line";
+    EXPECT_GT(g[0], 1.15 * g[2]) << "sign " << sign << ": arc vs opposite arc";
+  }
+}
+
+// Rotates a square image by 90 degrees about its centre pixel: (x, y) -> (c - (y - c), c + (x - c)), the
+// direction in which orientations grow.
+Image rotate90(const Image& img) {
+  Image out(img.size());
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      const int nx = static_cast<int>(kCentre - (y - kCentre)), ny = static_cast<int>(kCentre + (x - kCentre));
+      out[static_cast<size_t>(ny * kSide + nx)] = img[static_cast<size_t>(y * kSide + x)];
+    }
+  }
+  return out;
+}
+
+// Smoothed noise stimuli for the rotation test (unit SD, no structure at any particular angle).
+std::vector<Image> noise_stimuli(int count) {
+  sim::Rng rng(3, 0, sim::Stream::images, 0);
+  std::vector<Image> out;
+  for (int i = 0; i < count; ++i) {
+    Image img(static_cast<size_t>(kSide * kSide)), smooth(img.size());
+    for (auto& v : img) v = static_cast<float>(rng.normal());
+    for (int y = 0; y < kSide; ++y) {
+      for (int x = 0; x < kSide; ++x) {
+        double s = 0;
+        for (int dy = -1; dy <= 1; ++dy) {
+          for (int dx = -1; dx <= 1; ++dx)
+            s += img[static_cast<size_t>(((y + dy + kSide) % kSide) * kSide + (x + dx + kSide) % kSide)];
+        }
+        smooth[static_cast<size_t>(y * kSide + x)] = static_cast<float>(s / 3);
+      }
+    }
+    out.push_back(smooth);
+  }
+  return out;
+}
+
+// Every type with each modulator: rotating the stimulus and the cell's theta by 90 degrees gives the same
+// drive (relative coupling); an absolute-coupled modulator does not follow the rotation.
+TEST(SimDeepCells, RotatingStimulusAndCellTogetherLeavesTheResponseUnchanged) {
+  const double o = 2.5 * 3.125;
+  std::vector<std::pair<std::string, sim::NeuronParameters>> cells;
+  for (auto type : {sim::CellType::simple, sim::CellType::complex, sim::CellType::mixed, sim::CellType::corner,
+                    sim::CellType::curvature}) {
+    cells.push_back({sim::cell_type_name(type), deep_cell(type)});
+  }
+  sim::NeuronParameters p = deep_cell(sim::CellType::mixed);
+  p.surround_suppression_weight = 1;
+  p.surround_radius = o;
+  p.surround_tuned = true;
+  cells.push_back({"surround_tuned", p});
+  p.surround_tuned = false;
+  cells.push_back({"surround_untuned", p});
+  p = deep_cell(sim::CellType::simple);
+  p.cross_orientation_weight = 1;
+  cells.push_back({"cross_orientation", p});
+  p = deep_cell(sim::CellType::complex);
+  p.stopping = sim::Stopping::end;
+  p.stopping_side = 1;
+  p.stopping_offset = o;
+  p.stopping_weight = 1.5;
+  cells.push_back({"end_stopping", p});
+  p.stopping = sim::Stopping::side;
+  cells.push_back({"side_stopping", p});
+  p = deep_cell(sim::CellType::corner);
+  p.corner_angle = 0.75 * kPi;
+  p.arm_sign = -1;
+  p.surround_suppression_weight = 1;
+  p.surround_radius = o;
+  cells.push_back({"corner 135 with surround", p});
+  p = deep_cell(sim::CellType::curvature);
+  p.curvature_sign = -1;
+  cells.push_back({"curvature, other sign", p});
+
+  // The stimuli and their three rotations, so both cells are calibrated on the same set of images.
+  std::vector<Image> stimuli = noise_stimuli(6);
+  stimuli.push_back(strokes({ray(0.3, 14), ray(0.3 + kPi / 2, 14)}));
+  stimuli.push_back(arc(0.3, 7.8, 1, 1.2));
+  const size_t m = stimuli.size();
+  for (int k = 0; k < 3; ++k) {
+    for (size_t i = 0; i < m; ++i) stimuli.push_back(rotate90(stimuli[k * m + i]));
+  }
+  for (auto& [name, cell] : cells) {
+    sim::NeuronParameters turned = cell;
+    turned.orientation += kPi / 2;
+    turned.modulator_angle += kPi / 2;
+    const auto a = deep_drives(cell, stimuli), b = deep_drives(turned, stimuli);
+    const double scale = *std::max_element(a.begin(), a.end());
+    double worst = 0;
+    for (size_t i = 0; i < 3 * m; ++i) worst = std::max(worst, std::fabs(a[i] - b[i + m]) / scale);
+    EXPECT_LT(worst, 2e-3) << name;
+    // The rates follow (same calibration set, drives permuted).
+    std::vector<sim::NeuronParameters> na{cell}, nb{turned};
+    std::vector<float> fa(a.begin(), a.end()), fb(b.begin(), b.end());
+    std::vector<int64_t> rows(stimuli.size());
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+    const auto ra = sim::calibrate_rates(na, fa, static_cast<int64_t>(rows.size()), rows);
+    const auto rb = sim::calibrate_rates(nb, fb, static_cast<int64_t>(rows.size()), rows);
+    for (size_t i = 0; i < 3 * m; ++i) EXPECT_NEAR(ra[i], rb[i + m], 2e-2 * na[0].target_mean_rate) << name;
+  }
+  // The null: the end zone of an absolute-coupled cell stays on the image horizontal when the cell turns.
+  sim::NeuronParameters fixed = deep_cell(sim::CellType::complex, 0.1);
+  fixed.modulator_angle = 0;
+  fixed.stopping = sim::Stopping::end;
+  fixed.stopping_side = 1;
+  fixed.stopping_offset = o;
+  fixed.stopping_weight = 1.5;
+  sim::NeuronParameters turned = fixed;
+  turned.orientation += kPi / 2;
+  const std::vector<Image> bars{strokes({bar(0.1, 3, 22)}), rotate90(strokes({bar(0.1, 3, 22)}))};
+  const auto a = deep_drives(fixed, bars), b = deep_drives(turned, bars);
+  EXPECT_GT(b[1], 1.25 * a[0]) << "an absolute end zone should not turn with the cell";
+}
+
+// ---- deep library: population, config and files -------------------------------------------------------------
+
+std::string deep_library(const std::string& extra = "") { return "cell_library:\n  kind: deep\n" + extra; }
+
+TEST(SimDeepConfig, DeepKeysAreCheckedAndTheResolvedYamlRoundTrips) {
+  const std::string base = "n_neurons: 10\nn_train: 100\n";
+  EXPECT_EQ(config_error(base + deep_library()), "");
+  std::string e =
+      config_error(base + "cell_types: {simple: 1.0, complex: 0.0, normalized_complex: 0.0, center_surround: 0.0}\n" +
+                   deep_library());
+  EXPECT_NE(e.find("cell_types: cell_types is the mix of the gabor library"), std::string::npos) << e;
+  e = config_error(base + "cell_library: {deep_fraction: 0.5}\n");
+  EXPECT_NE(e.find("cell_library.deep_fraction: this setting belongs to the deep library; set cell_library.kind: deep"),
+            std::string::npos)
+      << e;
+  e = config_error(base + deep_library("  bases: {simple: 0.5, complex: 0.4, mixed: 0.3}\n"));
+  EXPECT_NE(e.find("cell_library.bases: proportions of simple, complex and mixed must sum to 1"), std::string::npos)
+      << e;
+  e = config_error(base + deep_library("  animal_modes: [[surround], [corner]]\n"));
+  EXPECT_NE(e.find("cell_library.animal_modes: expected one list of modes per animal (1), got 2"), std::string::npos)
+      << e;
+  e = config_error(base + deep_library("  animal_modes: [[surround, corners]]\n"));
+  EXPECT_NE(e.find("unknown mode 'corners'"), std::string::npos) << e;
+  e = config_error(base + deep_library("  orientation_coupling: sideways\n"));
+  EXPECT_NE(e.find("cell_library.orientation_coupling"), std::string::npos) << e;
+  e = config_error(base + deep_library("  surround: {probability: 1.5}\n"));
+  EXPECT_NE(e.find("cell_library.surround.probability"), std::string::npos) << e;
+  e = config_error(base + deep_library("  corner: {angles_deg: [90, 180]}\n"));
+  EXPECT_NE(e.find("cell_library.corner.angles_deg"), std::string::npos) << e;
+  e = config_error(base + deep_library("  stoping: {probability: 0.2}\n"));
+  EXPECT_NE(e.find("cell_library.stoping: unknown key"), std::string::npos) << e;
+
+  const sim::SimulationConfig c = sim::parse_simulation_config(
+      "n_neurons: 5\nn_train: 100\nn_animals: 2\n" +
+          deep_library(
+              "  orientation_coupling: absolute\n  deep_fraction: 0.4\n  animal_modes: [[surround, corner], []]\n"),
+      "c.yaml", "");
+  const std::string yaml = c.to_yaml();
+  EXPECT_EQ(yaml.find("cell_types"), std::string::npos) << yaml;
+  const sim::SimulationConfig again = sim::parse_simulation_config(yaml, "stored", "");
+  EXPECT_EQ(again.to_yaml(), yaml);
+  EXPECT_EQ(again.cell_library.orientation_coupling, "absolute");
+  EXPECT_TRUE(again.cell_library.allows(0, "corner"));
+  EXPECT_FALSE(again.cell_library.allows(1, "corner"));
+  // The gabor library writes no cell_library key, so the config stored in its files is unchanged.
+  const sim::SimulationConfig g = sim::parse_simulation_config(base + "cell_library: {kind: gabor}\n", "g.yaml", "");
+  EXPECT_EQ(g.to_yaml().find("cell_library"), std::string::npos);
+  EXPECT_EQ(g.to_yaml(), sim::parse_simulation_config(base, "g.yaml", "").to_yaml());
+}
+
+sim::SimulationConfig population_config(const std::string& library, int n_neurons = 4000, int n_animals = 1) {
+  return sim::parse_simulation_config("n_neurons: " + std::to_string(n_neurons) + "\nn_train: 100\nn_animals: " +
+                                          std::to_string(n_animals) + "\nimage: {height: 36, width: 64}\n" + library,
+                                      "pop.yaml", "");
+}
+
+TEST(SimDeepPopulation, TypesAndModulatorsComeInTheirConfiguredProportions) {
+  const auto neurons = sim::draw_population(population_config(deep_library()), 0);
+  std::map<std::string, int> types;
+  int surround = 0, tuned = 0, cross = 0, stopped = 0, side = 0, both = 0;
+  std::set<double> alphas;
+  for (const auto& p : neurons) {
+    ASSERT_TRUE(p.deep);
+    types[sim::cell_type_name(p.type)]++;
+    EXPECT_GE(p.orientation, 0);
+    EXPECT_LT(p.orientation, kPi);
+    EXPECT_EQ(p.modulator_angle, p.orientation);
+    surround += p.surround_suppression_weight > 0;
+    tuned += p.surround_suppression_weight > 0 && p.surround_tuned;
+    cross += p.cross_orientation_weight > 0;
+    stopped += p.stopping != sim::Stopping::none;
+    side += p.stopping == sim::Stopping::side;
+    both += p.stopping != sim::Stopping::none && p.stopping_side == 0;
+    if (p.surround_suppression_weight > 0) {
+      EXPECT_GE(p.surround_radius, 2 * p.sigma / p.aspect_ratio - 1e-9);
+      EXPECT_LE(p.surround_radius, 3 * p.sigma / p.aspect_ratio + 1e-9);
+    }
+    if (p.type == sim::CellType::corner) alphas.insert(std::round(p.corner_angle * 180 / kPi));
+    if (p.type == sim::CellType::mixed) {
+      EXPECT_GE(p.energy_weight, 0.2);
+      EXPECT_LE(p.energy_weight, 0.8);
+    }
+  }
+  // Counts are exact (largest remainder): 0.3 x 4000 conjunctions, 0.7 x 4000 x bases.
+  EXPECT_EQ(types["corner"], 600);
+  EXPECT_EQ(types["curvature"], 600);
+  EXPECT_EQ(types["simple"], 840);
+  EXPECT_EQ(types["complex"], 1120);
+  EXPECT_EQ(types["mixed"], 840);
+  EXPECT_EQ(alphas, (std::set<double>{45, 90, 135}));
+  // Bernoulli draws: within 4 binomial SDs of the configured probabilities.
+  auto near = [](int count, int n, double p) { return std::fabs(count - n * p) < 4 * std::sqrt(n * p * (1 - p)); };
+  EXPECT_TRUE(near(surround, 4000, 0.5)) << surround;
+  EXPECT_TRUE(near(tuned, surround, 0.5)) << tuned;
+  EXPECT_TRUE(near(cross, 4000, 0.3)) << cross;
+  EXPECT_TRUE(near(stopped, 4000, 0.17)) << stopped;
+  EXPECT_TRUE(near(side, stopped, 0.3)) << side;
+  EXPECT_TRUE(near(both, stopped, 0.5)) << both;
+  // Modulators are drawn independently of each other: P(surround and cross) ~ P(surround) P(cross).
+  int joint = 0;
+  for (const auto& p : neurons) joint += p.surround_suppression_weight > 0 && p.cross_orientation_weight > 0;
+  EXPECT_TRUE(near(joint, 4000, 0.15)) << joint;
+}
+
+TEST(SimDeepPopulation, AbsoluteCouplingTiesModulatorsToTheImageHorizontal) {
+  const auto neurons = sim::draw_population(population_config(deep_library("  orientation_coupling: absolute\n")), 0);
+  int surround = 0, stopped = 0, cross = 0;
+  for (const auto& p : neurons) {
+    EXPECT_EQ(p.modulator_angle, 0.0);
+    const bool conjunction = p.type == sim::CellType::corner || p.type == sim::CellType::curvature;
+    if (conjunction) EXPECT_EQ(p.orientation, 0.0);
+    // Only within (pi / 2) max(1/4, p) of horizontal: surround (p 0.5) pi / 4, cross-orientation (0.3)
+    // 0.15 pi, stopping (0.17) pi / 8.
+    const double d = std::min(p.orientation, kPi - p.orientation);
+    if (!conjunction && p.surround_suppression_weight > 0) EXPECT_LT(d, kPi / 4 + 1e-12);
+    if (!conjunction && p.cross_orientation_weight > 0) EXPECT_LT(d, 0.15 * kPi + 1e-12);
+    if (!conjunction && p.stopping != sim::Stopping::none) EXPECT_LT(d, kPi / 8 + 1e-12);
+    surround += p.surround_suppression_weight > 0;
+    stopped += p.stopping != sim::Stopping::none;
+    cross += p.cross_orientation_weight > 0;
+  }
+  auto near = [](int count, int n, double p) { return std::fabs(count - n * p) < 4 * std::sqrt(n * p * (1 - p)); };
+  EXPECT_TRUE(near(surround, 4000, 0.5)) << surround;
+  EXPECT_TRUE(near(stopped, 4000, 0.17)) << stopped;
+  EXPECT_TRUE(near(cross, 4000, 0.3)) << cross;
+}
+
+TEST(SimDeepPopulation, AnimalModesRemoveModesFromAnAnimal) {
+  const auto config = population_config(
+      deep_library(
+          "  animal_modes: [[surround, end_stopping, corner], [cross_orientation, side_stopping, curvature], []]\n"),
+      2000, 3);
+  std::vector<std::map<std::string, int>> seen(3);
+  for (uint64_t a = 0; a < 3; ++a) {
+    for (const auto& p : sim::draw_population(config, a)) {
+      auto& s = seen[a];
+      s[sim::cell_type_name(p.type)]++;
+      s["surround"] += p.surround_suppression_weight > 0;
+      s["cross_orientation"] += p.cross_orientation_weight > 0;
+      s["end_stopping"] += p.stopping == sim::Stopping::end;
+      s["side_stopping"] += p.stopping == sim::Stopping::side;
+    }
+  }
+  EXPECT_EQ(seen[0]["corner"], 600);  // all of deep_fraction goes to the allowed conjunction
+  EXPECT_EQ(seen[0]["curvature"], 0);
+  EXPECT_GT(seen[0]["surround"], 0);
+  EXPECT_GT(seen[0]["end_stopping"], 0);
+  EXPECT_EQ(seen[0]["cross_orientation"] + seen[0]["side_stopping"], 0);
+  EXPECT_EQ(seen[1]["curvature"], 600);
+  EXPECT_EQ(seen[1]["corner"], 0);
+  EXPECT_EQ(seen[1]["surround"] + seen[1]["end_stopping"], 0);
+  EXPECT_GT(seen[1]["cross_orientation"], 0);
+  EXPECT_GT(seen[1]["side_stopping"], 0);
+  EXPECT_EQ(seen[2]["corner"] + seen[2]["curvature"], 0);  // no conjunction allowed: no conjunction cells
+  EXPECT_EQ(seen[2]["surround"] + seen[2]["cross_orientation"] + seen[2]["end_stopping"] + seen[2]["side_stopping"], 0);
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+TEST_F(SimTest, DeepLibrarySimulatesReproduciblyAndRecordsItsGroundTruth) {
+  std::string text = tiny_config();
+  text.erase(text.find("cell_types:"));  // the gabor mix
+  text +=
+      deep_library("  animal_modes: [[surround, cross_orientation, end_stopping, side_stopping, corner, curvature]]\n");
+  const std::string cfg = write_config("deep.yaml", text);
+  std::filesystem::create_directories(*dir / "deep1");
+  std::filesystem::create_directories(*dir / "deep2");
+  for (const char* sub : {"deep1", "deep2"}) {
+    const auto r = run_v1sysid("simulate " + cfg + " --out " + (*dir / sub) + "/deep.h5 --force");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const std::string a = file_bytes(*dir / "deep1/deep.h5");
+  ASSERT_GT(a.size(), 10000u);
+  EXPECT_TRUE(a == file_bytes(*dir / "deep2/deep.h5")) << "same config and seed, different bytes";
+
+  h5::File f = h5::File::open(*dir / "deep1/deep.h5");
+  const int n = 40;
+  EXPECT_EQ(f.read_attribute_string("gt", "cell_library"), "deep");
+  EXPECT_EQ(f.read_attribute_string("gt", "orientation_coupling"), "relative");
+  const auto types = f.read_strings("gt/cell_type");
+  const auto modulators = f.read_strings("gt/modulators");
+  const auto stopping = f.read_strings("gt/stopping");
+  const auto weight_s = f.read<double>("gt/surround_suppression_weight");
+  const auto radius_s = f.read<double>("gt/surround_radius_px");
+  const auto alpha = f.read<double>("gt/corner_angle");
+  const auto curvature = f.read<double>("gt/curvature_radius_px");
+  const auto energy = f.read<double>("gt/energy_weight");
+  const auto semi = f.read<double>("gt/semi_saturation");
+  const auto orientation = f.read<float>("gt/orientation");
+  const auto phase = f.read<double>("gt/phase");
+  ASSERT_EQ(static_cast<int>(types.size()), n);
+  std::map<std::string, int> count;
+  for (int j = 0; j < n; ++j) {
+    const size_t k = static_cast<size_t>(j);
+    count[types[k]]++;
+    EXPECT_TRUE(orientation[k] >= 0 && orientation[k] < kPi);
+    EXPECT_GT(semi[k], 0);
+    EXPECT_EQ(weight_s[k] > 0, !std::isnan(radius_s[k])) << j;
+    EXPECT_EQ(weight_s[k] > 0, modulators[k].find("surround") != std::string::npos) << j;
+    EXPECT_EQ(stopping[k] != "none", modulators[k].find("stopping") != std::string::npos) << j;
+    EXPECT_EQ(types[k] == "corner", !std::isnan(alpha[k])) << j;
+    EXPECT_EQ(types[k] == "curvature", !std::isnan(curvature[k])) << j;
+    EXPECT_EQ(types[k] == "corner" || types[k] == "curvature", std::isnan(energy[k])) << j;
+    EXPECT_EQ(types[k] == "simple" || types[k] == "mixed", !std::isnan(phase[k])) << j;
+  }
+  EXPECT_EQ(count["corner"] + count["curvature"], 12);  // 0.3 x 40
+  // The file holds what the simulator computed in memory.
+  const auto ids = f.read<int64_t>("gt/test_image_ids");
+  const auto rates = f.read<float>("gt/test_rates");
+  const sim::StimulusSet s = sim::read_stimuli(*dir / "stimuli.h5");
+  const sim::SimulationConfig c = sim::parse_simulation_config(text, "deep.yaml", dir->path.string());
+  const sim::SimulatedDataset sd = sim::simulate_animal(c, s, 0);
+  for (int j = 0; j < n; ++j) {
+    const auto& p = sd.neurons[static_cast<size_t>(j)];
+    EXPECT_DOUBLE_EQ(p.surround_suppression_weight, weight_s[static_cast<size_t>(j)]);
+  }
+  EXPECT_EQ(sd.data.ground_truth->test_rates, rates);
+  EXPECT_EQ(sd.data.ground_truth->test_image_ids, ids);
+}
+
+// Computed by main's v1sysid (built before the deep library existed) on this test's stimuli and config.
+constexpr double kPinnedTotalResponse = 8267;
+constexpr double kPinnedRateSum = 395.439878247;
+
+TEST_F(SimTest, TheDefaultGaborPopulationIsUnchanged) {
+  // The default population and an explicit `cell_library: {kind: gabor}` give the same file, whose responses
+  // and noise-free rates are those of the simulator before the deep library existed.
+  const std::string plain = write_config("gabor_default.yaml", tiny_config());
+  const std::string named = write_config("gabor_named.yaml", tiny_config("cell_library: {kind: gabor}\n"));
+  std::filesystem::create_directories(*dir / "g1");
+  std::filesystem::create_directories(*dir / "g2");
+  auto r = run_v1sysid("simulate " + plain + " --out " + (*dir / "g1/gabor.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + named + " --out " + (*dir / "g2/gabor.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(file_bytes(*dir / "g1/gabor.h5") == file_bytes(*dir / "g2/gabor.h5"));
+  h5::File f = h5::File::open(*dir / "g1/gabor.h5");
+  EXPECT_FALSE(f.exists("gt/modulators"));
+  EXPECT_EQ(f.read_attribute_string("/", "config").find("cell_library"), std::string::npos);
+  const auto responses = f.read<double>("responses");
+  const auto rates = f.read<double>("gt/test_rates");
+  double total = 0, rate_sum = 0;
+  for (double v : responses) total += v;
+  for (double v : rates) rate_sum += v;
+  std::cout << std::setprecision(12) << "[gabor pin] total response " << total << ", sum of test rates " << rate_sum
+            << "\n";
+  EXPECT_EQ(total, kPinnedTotalResponse);
+  EXPECT_NEAR(rate_sum, kPinnedRateSum, 1e-6 * kPinnedRateSum);
 }
 
 }  // namespace

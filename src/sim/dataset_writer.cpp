@@ -257,7 +257,9 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
     f.doubles("gt/" + name, v, {n});
   };
   auto gabor = [](const NeuronParameters& p) { return p.type != CellType::center_surround; };
-  per_neuron("phase", [&](const NeuronParameters& p) { return p.type == CellType::simple ? p.phase : nan; });
+  per_neuron("phase", [&](const NeuronParameters& p) {
+    return p.type == CellType::simple || p.type == CellType::mixed ? p.phase : nan;
+  });
   per_neuron("wavelength_px", [&](const NeuronParameters& p) { return gabor(p) ? p.wavelength : nan; });
   per_neuron("spatial_frequency", [&](const NeuronParameters& p) { return gabor(p) ? 1.0 / p.wavelength : nan; });
   per_neuron("sigma_px", [&](const NeuronParameters& p) { return p.sigma; });
@@ -265,7 +267,7 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   per_neuron("surround_sigma_px", [&](const NeuronParameters& p) { return gabor(p) ? nan : p.surround_sigma; });
   per_neuron("surround_weight", [&](const NeuronParameters& p) { return gabor(p) ? nan : p.surround_weight; });
   per_neuron("polarity", [&](const NeuronParameters& p) { return gabor(p) ? 0.0 : double(p.polarity); });
-  auto dn = [](const NeuronParameters& p) { return p.type == CellType::normalized_complex; };
+  auto dn = [](const NeuronParameters& p) { return p.type == CellType::normalized_complex || p.deep; };
   per_neuron("normalization_constant", [&](const NeuronParameters& p) { return dn(p) ? p.normalization_constant : nan; });
   per_neuron("semi_saturation", [&](const NeuronParameters& p) { return dn(p) ? p.semi_saturation : nan; });
   per_neuron("selectivity", [](const NeuronParameters& p) { return p.selectivity; });
@@ -275,6 +277,39 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   per_neuron("mean_rate", [](const NeuronParameters& p) { return p.target_mean_rate; });
   per_neuron("raw_drive_mean", [](const NeuronParameters& p) { return p.raw_drive_mean; });
   per_neuron("raw_drive_sd", [](const NeuronParameters& p) { return p.raw_drive_sd; });
+  const bool deep = !sim.neurons.empty() && sim.neurons.front().deep;
+  if (deep) {
+    // Deep library (neuron_model.hpp): the base is gt/cell_type; each modulator's parameters, NaN (or a
+    // weight of 0) where the cell lacks it. Written only for deep populations, so gabor files keep their bytes.
+    std::vector<std::string> modulators, stopping;
+    for (const NeuronParameters& p : sim.neurons) {
+      modulators.push_back(modulator_names(p));
+      stopping.push_back(stopping_name(p.stopping));
+    }
+    f.strings("gt/modulators", modulators);
+    f.strings("gt/stopping", stopping);
+    auto conj = [](const NeuronParameters& p) { return p.type == CellType::corner || p.type == CellType::curvature; };
+    auto surround = [](const NeuronParameters& p) { return p.surround_suppression_weight > 0; };
+    auto stopped = [](const NeuronParameters& p) { return p.stopping != Stopping::none; };
+    auto corner = [](const NeuronParameters& p) { return p.type == CellType::corner; };
+    auto curved = [](const NeuronParameters& p) { return p.type == CellType::curvature; };
+    per_neuron("energy_weight", [&](const NeuronParameters& p) { return conj(p) ? nan : p.energy_weight; });
+    per_neuron("modulator_angle", [](const NeuronParameters& p) { return p.modulator_angle; });
+    per_neuron("surround_suppression_weight", [](const NeuronParameters& p) { return p.surround_suppression_weight; });
+    per_neuron("surround_radius_px", [&](const NeuronParameters& p) { return surround(p) ? p.surround_radius : nan; });
+    per_neuron("surround_tuned",
+               [&](const NeuronParameters& p) { return surround(p) ? double(p.surround_tuned) : nan; });
+    per_neuron("cross_orientation_weight", [](const NeuronParameters& p) { return p.cross_orientation_weight; });
+    per_neuron("stopping_weight", [](const NeuronParameters& p) { return p.stopping_weight; });
+    per_neuron("stopping_offset_px", [&](const NeuronParameters& p) { return stopped(p) ? p.stopping_offset : nan; });
+    per_neuron("stopping_side", [&](const NeuronParameters& p) { return stopped(p) ? double(p.stopping_side) : nan; });
+    per_neuron("corner_angle", [&](const NeuronParameters& p) { return corner(p) ? p.corner_angle : nan; });
+    per_neuron("arm_offset_px", [&](const NeuronParameters& p) { return corner(p) ? p.arm_offset : nan; });
+    per_neuron("arm_sign", [&](const NeuronParameters& p) { return corner(p) ? double(p.arm_sign) : nan; });
+    per_neuron("curvature_radius_px", [&](const NeuronParameters& p) { return curved(p) ? p.curvature_radius : nan; });
+    per_neuron("arc_spacing_px", [&](const NeuronParameters& p) { return curved(p) ? p.arc_spacing : nan; });
+    per_neuron("curvature_sign", [&](const NeuronParameters& p) { return curved(p) ? double(p.curvature_sign) : nan; });
+  }
 
   f.attribute("gt", "noise_model", std::string(noise_model_name(sim.noise.model)));
   f.attribute("gt", "nb_r", sim.noise.nb_r);
@@ -284,6 +319,10 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   f.attribute("gt", "test_repeats", int64_t{sim.test_repeats});
   f.attribute("gt", "image_mean", sim.image_mean);
   f.attribute("gt", "image_std", sim.image_std);
+  if (deep) {
+    f.attribute("gt", "cell_library", std::string("deep"));
+    f.attribute("gt", "orientation_coupling", sim.orientation_coupling);
+  }
 
   f.attribute("/", "format_version", int64_t{1});
   f.attribute("/", "generator", std::string("v1sysid simulate ") + version_string());

@@ -15,12 +15,17 @@
 //   gt/cell_type (n) bytes; gt/orientation (n) radians in [0, pi), NaN for centre-surround cells;
 //   gt/position (n, 2) (x, y) pixels; gt/test_image_ids (m) int64 ascending; gt/test_rates (m, n) float32;
 //   gt/ceiling_correlation, gt/fev, gt/signal_variance, gt/noise_variance (n) float32;
-//   gt/phase (n) (simple cells; NaN otherwise), gt/wavelength_px, gt/spatial_frequency (cycles/px; NaN for
+//   gt/phase (n) (simple and mixed cells; NaN otherwise), gt/wavelength_px, gt/spatial_frequency (cycles/px; NaN for
 //   centre-surround), gt/sigma_px (Gabor envelope across the bars, or DoG centre), gt/aspect_ratio (NaN for
 //   centre-surround), gt/surround_sigma_px, gt/surround_weight, gt/polarity (centre-surround; NaN / 0
-//   otherwise), gt/normalization_constant, gt/semi_saturation (normalised complex; NaN otherwise),
+//   otherwise), gt/normalization_constant, gt/semi_saturation (normalised complex and deep; NaN otherwise),
 //   gt/selectivity, gt/threshold, gt/gain, gt/baseline, gt/mean_rate (target mean rate on the train tier),
 //   gt/raw_drive_mean, gt/raw_drive_sd (n) float64 — with neuron_model.hpp these reproduce every rate.
+//   Deep library only (docs/formats.md): gt/modulators, gt/stopping (n) bytes; gt/energy_weight,
+//   gt/modulator_angle, gt/surround_suppression_weight, gt/surround_radius_px, gt/surround_tuned,
+//   gt/cross_orientation_weight, gt/stopping_weight, gt/stopping_offset_px, gt/stopping_side, gt/corner_angle,
+//   gt/arm_offset_px, gt/arm_sign, gt/curvature_radius_px, gt/arc_spacing_px, gt/curvature_sign (n) float64;
+//   gt attributes cell_library = "deep", orientation_coupling.
 //   gt attributes: noise_model, nb_r, zig_zero_probability, zig_shape, shared_gain_sd, test_repeats,
 //   image_mean, image_std (pixel z-scoring before the filters).
 //   Root attributes: format_version = 1, generator, config (resolved YAML), stimuli (file name),

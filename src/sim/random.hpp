@@ -22,6 +22,7 @@ enum class Stream : uint64_t {
   trial_order = 4,   // index: 0; presentation order
   trial = 5,         // index: trial (row); shared gain and response noise of that trial
   retinotopy = 6,    // index: neuron; cortical jitter and depth
+  cell_library = 7,  // index: neuron; base and modulators of a deep-library cell
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mix.

@@ -186,7 +186,130 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
     get_range(c, "depth_um", t.depth_um, 0.0, 1e5);
     c.finish();
   }
+  decode_cell_library(r);
   r.finish();
+}
+
+namespace {
+
+const std::vector<std::string> kModes{"surround", "cross_orientation", "end_stopping", "side_stopping",
+                                      "corner",   "curvature"};
+
+// Two shares of one whole that must sum to 1 (e.g. bases, conjunctions); `names` are their keys.
+void check_shares(ConfigReader& c, const std::vector<std::string>& names, const std::vector<double>& shares) {
+  double sum = 0;
+  for (double v : shares) sum += v;
+  if (std::fabs(sum - 1.0) > 1e-6) {
+    std::string list;
+    for (size_t k = 0; k < names.size(); ++k) list += (k == 0 ? "" : k + 1 == names.size() ? " and " : ", ") + names[k];
+    c.fail_here("proportions of " + list + " must sum to 1, they sum to " + format_double(sum));
+  }
+}
+
+}  // namespace
+
+bool CellLibraryConfig::allows(uint64_t animal, const std::string& mode) const {
+  if (animal_modes.empty()) return true;
+  const auto& allowed = animal_modes[static_cast<size_t>(animal)];
+  return std::find(allowed.begin(), allowed.end(), mode) != allowed.end();
+}
+
+void SimulationConfig::decode_cell_library(ConfigReader& r) {
+  ConfigReader c = r.child("cell_library");
+  auto& L = cell_library;
+  c.get_choice("kind", L.kind, {"gabor", "deep"});
+  if (!L.deep()) {
+    // Only `kind` belongs to the gabor library; anything else is a deep setting given by mistake.
+    for (auto it = c.node().begin(); it != c.node().end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      if (key != "kind") c.fail(key, "this setting belongs to the deep library; set cell_library.kind: deep");
+    }
+    return;
+  }
+  if (r.has("cell_types")) {
+    r.fail("cell_types",
+           "cell_types is the mix of the gabor library; with cell_library.kind: deep the mix is "
+           "cell_library.bases, deep_fraction and conjunctions (remove cell_types)");
+  }
+  {
+    ConfigReader b = c.child("bases");
+    b.get_in_range("simple", L.simple, 0.0, 1.0)
+        .get_in_range("complex", L.complex, 0.0, 1.0)
+        .get_in_range("mixed", L.mixed, 0.0, 1.0);
+    b.finish();
+    check_shares(b, {"simple", "complex", "mixed"}, {L.simple, L.complex, L.mixed});
+  }
+  get_range(c, "mixed_energy_weight", L.mixed_energy_weight, 0.0, 1.0);
+  c.get_in_range("deep_fraction", L.deep_fraction, 0.0, 1.0);
+  {
+    ConfigReader j = c.child("conjunctions");
+    j.get_in_range("corner", L.corner, 0.0, 1.0).get_in_range("curvature", L.curvature, 0.0, 1.0);
+    j.finish();
+    check_shares(j, {"corner", "curvature"}, {L.corner, L.curvature});
+  }
+  c.get_choice("orientation_coupling", L.orientation_coupling, {"relative", "absolute"});
+  {
+    ConfigReader s = c.child("surround");
+    s.get_in_range("probability", L.surround.probability, 0.0, 1.0)
+        .get_in_range("tuned_fraction", L.surround.tuned_fraction, 0.0, 1.0);
+    get_range(s, "radius", L.surround.radius, 0.5, 20.0);
+    get_range(s, "weight", L.surround.weight, 1e-6, 100.0);
+    s.finish();
+  }
+  {
+    ConfigReader x = c.child("cross_orientation");
+    x.get_in_range("probability", L.cross_orientation.probability, 0.0, 1.0);
+    get_range(x, "weight", L.cross_orientation.weight, 1e-6, 100.0);
+    x.finish();
+  }
+  {
+    ConfigReader s = c.child("stopping");
+    s.get_in_range("probability", L.stopping.probability, 0.0, 1.0)
+        .get_in_range("side_fraction", L.stopping.side_fraction, 0.0, 1.0)
+        .get_in_range("both_ends_fraction", L.stopping.both_ends_fraction, 0.0, 1.0);
+    get_range(s, "offset", L.stopping.offset, 0.5, 20.0);
+    get_range(s, "weight", L.stopping.weight, 1e-6, 100.0);
+    s.finish();
+  }
+  {
+    ConfigReader k = c.child("corner");
+    k.get("angles_deg", L.corner_shape.angles_deg);
+    if (L.corner_shape.angles_deg.empty()) k.fail("angles_deg", "expected a non-empty list of angles in degrees");
+    for (double a : L.corner_shape.angles_deg) {
+      if (!(a > 0 && a < 180)) k.fail("angles_deg", "expected angles in (0, 180) degrees, got " + format_double(a));
+    }
+    get_range(k, "arm_offset", L.corner_shape.arm_offset, 0.0, 20.0);
+    k.finish();
+  }
+  {
+    ConfigReader k = c.child("curvature");
+    get_range(k, "radius", L.curvature_shape.radius, 0.5, 100.0);
+    get_range(k, "spacing", L.curvature_shape.spacing, 0.1, 20.0);
+    k.finish();
+    if (L.curvature_shape.spacing[1] > 2 * L.curvature_shape.radius[0]) {
+      k.fail("spacing", "arc segments " + format_double(L.curvature_shape.spacing[1]) +
+                            " apart do not fit on an arc of "
+                            "radius " +
+                            format_double(L.curvature_shape.radius[0]) + " (keep spacing <= 2 x radius)");
+    }
+  }
+  if (c.has("animal_modes")) {
+    c.get("animal_modes", L.animal_modes);
+    if (static_cast<int>(L.animal_modes.size()) != n_animals) {
+      c.fail("animal_modes", "expected one list of modes per animal (" + std::to_string(n_animals) + "), got " +
+                                 std::to_string(L.animal_modes.size()));
+    }
+    for (const auto& modes : L.animal_modes) {
+      for (const auto& m : modes) {
+        if (std::find(kModes.begin(), kModes.end(), m) == kModes.end()) {
+          c.fail("animal_modes", "unknown mode '" + m +
+                                     "'; expected surround, cross_orientation, end_stopping, "
+                                     "side_stopping, corner or curvature");
+        }
+      }
+    }
+  }
+  c.finish();
 }
 
 std::string SimulationConfig::to_yaml() const {
@@ -203,12 +326,14 @@ std::string SimulationConfig::to_yaml() const {
   out << YAML::Key << "image" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "height" << YAML::Value
       << height << YAML::Key << "width" << YAML::Value << width << YAML::EndMap;
 
-  out << YAML::Key << "cell_types" << YAML::Value << YAML::BeginMap;
-  emit_number(out, "simple", cell_types.simple);
-  emit_number(out, "complex", cell_types.complex);
-  emit_number(out, "normalized_complex", cell_types.normalized_complex);
-  emit_number(out, "center_surround", cell_types.center_surround);
-  out << YAML::EndMap;
+  if (!cell_library.deep()) {  // the gabor mix; the deep library's mix is under cell_library
+    out << YAML::Key << "cell_types" << YAML::Value << YAML::BeginMap;
+    emit_number(out, "simple", cell_types.simple);
+    emit_number(out, "complex", cell_types.complex);
+    emit_number(out, "normalized_complex", cell_types.normalized_complex);
+    emit_number(out, "center_surround", cell_types.center_surround);
+    out << YAML::EndMap;
+  }
 
   const auto& f = receptive_fields;
   out << YAML::Key << "receptive_fields" << YAML::Value << YAML::BeginMap;
@@ -252,6 +377,63 @@ std::string SimulationConfig::to_yaml() const {
   emit_number(out, "jitter_um", t.jitter_um);
   emit_range(out, "depth_um", t.depth_um);
   out << YAML::EndMap;
+
+  // Only a deep library is written, so that the resolved config (stored in every file) of a gabor
+  // population stays what it was before the library existed.
+  if (cell_library.deep()) {
+    const auto& L = cell_library;
+    out << YAML::Key << "cell_library" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "kind" << YAML::Value << L.kind;
+    out << YAML::Key << "bases" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "simple", L.simple);
+    emit_number(out, "complex", L.complex);
+    emit_number(out, "mixed", L.mixed);
+    out << YAML::EndMap;
+    emit_range(out, "mixed_energy_weight", L.mixed_energy_weight);
+    emit_number(out, "deep_fraction", L.deep_fraction);
+    out << YAML::Key << "conjunctions" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "corner", L.corner);
+    emit_number(out, "curvature", L.curvature);
+    out << YAML::EndMap;
+    out << YAML::Key << "orientation_coupling" << YAML::Value << L.orientation_coupling;
+    out << YAML::Key << "surround" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "probability", L.surround.probability);
+    emit_number(out, "tuned_fraction", L.surround.tuned_fraction);
+    emit_range(out, "radius", L.surround.radius);
+    emit_range(out, "weight", L.surround.weight);
+    out << YAML::EndMap;
+    out << YAML::Key << "cross_orientation" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "probability", L.cross_orientation.probability);
+    emit_range(out, "weight", L.cross_orientation.weight);
+    out << YAML::EndMap;
+    out << YAML::Key << "stopping" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "probability", L.stopping.probability);
+    emit_number(out, "side_fraction", L.stopping.side_fraction);
+    emit_number(out, "both_ends_fraction", L.stopping.both_ends_fraction);
+    emit_range(out, "offset", L.stopping.offset);
+    emit_range(out, "weight", L.stopping.weight);
+    out << YAML::EndMap;
+    out << YAML::Key << "corner" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "angles_deg" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (double a : L.corner_shape.angles_deg) out << format_double(a);
+    out << YAML::EndSeq;
+    emit_range(out, "arm_offset", L.corner_shape.arm_offset);
+    out << YAML::EndMap;
+    out << YAML::Key << "curvature" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_range(out, "radius", L.curvature_shape.radius);
+    emit_range(out, "spacing", L.curvature_shape.spacing);
+    out << YAML::EndMap;
+    if (!L.animal_modes.empty()) {
+      out << YAML::Key << "animal_modes" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      for (const auto& modes : L.animal_modes) {
+        out << YAML::Flow << YAML::BeginSeq;
+        for (const auto& m : modes) out << m;
+        out << YAML::EndSeq;
+      }
+      out << YAML::EndSeq;
+    }
+    out << YAML::EndMap;
+  }
 
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

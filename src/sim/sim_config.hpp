@@ -20,6 +20,27 @@
 //   responses: {mean_rate: [0.1, 1.0], selectivity: [0.5, 2], threshold: [0, 1.5], baseline: [0, 0.02]}
 //   noise: {model: poisson, nb_r: 4, zig: {zero_probability: 0.3, shape: 2}, shared_gain_sd: 0}
 //   retinotopy: {um_per_px: [[40, 0], [0, 40]], origin_um: [0, 0], jitter_um: 25, depth_um: [150, 350]}
+//   cell_library: {kind: gabor}     # gabor (default): the population of cell_types above;
+//                                   # deep: the cell-type library of neuron_model.hpp, configured by:
+//   cell_library:
+//     kind: deep
+//     bases: {simple: 0.3, complex: 0.4, mixed: 0.3}   # base computation of the non-conjunction cells, sum to 1
+//     mixed_energy_weight: [0.2, 0.8]                   # m of mixed cells (share of the energy term)
+//     deep_fraction: 0.3                                # fraction of cells whose base is a conjunction
+//     conjunctions: {corner: 0.5, curvature: 0.5}       # which conjunction, sum to 1
+//     orientation_coupling: relative                    # relative | absolute (the rotation-equivariance null)
+//     surround: {probability: 0.5, tuned_fraction: 0.5, radius: [2, 3], weight: [0.5, 2]}
+//     cross_orientation: {probability: 0.3, weight: [0.5, 2]}
+//     stopping: {probability: 0.17, side_fraction: 0.3, both_ends_fraction: 0.5, offset: [2, 3], weight: [0.5, 2]}
+//     corner: {angles_deg: [45, 90, 135], arm_offset: [1, 1.5]}
+//     curvature: {radius: [1.5, 4], spacing: [1.2, 1.8]}
+//     animal_modes: [[surround, cross_orientation, end_stopping, side_stopping, corner, curvature]]
+//   animal_modes (optional; absent = every mode for every animal): one list per animal (n_animals lists) of
+//   the modes that animal's cells may have, from surround, cross_orientation, end_stopping, side_stopping,
+//   corner, curvature. A modulator left out has probability 0 in that animal; a conjunction left out gives its
+//   share to the other one, and an animal with neither has no conjunction cells (its deep_fraction is 0).
+//   Radii and offsets are in envelope SDs (neuron_model.hpp); `cell_types` belongs to the gabor library and
+//   is an error with kind: deep.
 // Ranges [lo, hi] are drawn uniformly per neuron, except wavelength_px, mean_rate and normalization_constant,
 // which are drawn log-uniformly. neuron_model.hpp gives the meaning of each parameter.
 #pragma once
@@ -27,6 +48,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace v1sysid {
 class ConfigReader;
@@ -81,6 +103,52 @@ struct RetinotopyConfig {
   Range depth_um{150, 350};               // cortical depth (z), uniform
 };
 
+// The deep cell-type library (cell_library.kind: deep); neuron_model.hpp gives the meaning of each value.
+struct SurroundConfig {
+  double probability = 0.5;     // P(cell has surround suppression); mouse V1: most cells (Self et al. 2014)
+  double tuned_fraction = 0.5;  // of those, the fraction whose surround is iso-tuned (the rest untuned)
+  Range radius{2, 3};           // ring radius in envelope SDs along the bars
+  Range weight{0.5, 2};         // weight in the divisive pool
+};
+struct CrossOrientationConfig {
+  double probability = 0.3;
+  Range weight{0.5, 2};
+};
+struct StoppingConfig {
+  double probability = 0.17;        // end- or side-stopped cells; about 17 % in mouse L2/3 (Samonds 2017)
+  double side_fraction = 0.3;       // of those, side-stopped (zones beside the bar) instead of end-stopped
+  double both_ends_fraction = 0.5;  // zones on both ends / sides (else on one, drawn)
+  Range offset{2, 3};               // zone distance in envelope SDs along (end) or across (side) the bars
+  Range weight{0.5, 2};
+};
+struct CornerConfig {
+  std::vector<double> angles_deg{45, 90, 135};  // alpha, drawn uniformly from this list
+  Range arm_offset{1, 1.5};                     // arm centre distance from the vertex, envelope SDs along
+};
+struct CurvatureConfig {
+  Range radius{1.5, 4};     // arc radius, envelope SDs along the bars
+  Range spacing{1.2, 1.8};  // arc length between segments, envelope SDs along the bars
+};
+struct CellLibraryConfig {
+  std::string kind = "gabor";                       // gabor | deep
+  double simple = 0.3, complex = 0.4, mixed = 0.3;  // bases
+  Range mixed_energy_weight{0.2, 0.8};
+  double deep_fraction = 0.3;
+  double corner = 0.5, curvature = 0.5;           // conjunctions
+  std::string orientation_coupling = "relative";  // relative | absolute
+  SurroundConfig surround;
+  CrossOrientationConfig cross_orientation;
+  StoppingConfig stopping;
+  CornerConfig corner_shape;
+  CurvatureConfig curvature_shape;
+  std::vector<std::vector<std::string>> animal_modes;  // empty: every mode for every animal
+
+  bool deep() const { return kind == "deep"; }
+  // Whether `mode` (surround, cross_orientation, end_stopping, side_stopping, corner, curvature) is allowed
+  // in an animal (0-based).
+  bool allows(uint64_t animal, const std::string& mode) const;
+};
+
 struct SimulationConfig {
   std::string stimuli = "stimuli.h5";  // resolved path after decoding
   uint64_t seed = 1;
@@ -97,6 +165,7 @@ struct SimulationConfig {
   ResponseConfig responses;
   NoiseConfig noise;
   RetinotopyConfig retinotopy;
+  CellLibraryConfig cell_library;
 
   std::string source;  // the YAML file it came from ("" when built in code); named in late errors
 
@@ -109,6 +178,9 @@ struct SimulationConfig {
   int64_t trials_per_animal() const {
     return int64_t{n_train} + n_validation + int64_t{n_test_images} * test_repeats;
   }
+
+ private:
+  void decode_cell_library(ConfigReader& reader);  // part of decode
 };
 
 // Reads a YAML file into a SimulationConfig (stimuli resolved against the file's folder).

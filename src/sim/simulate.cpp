@@ -118,6 +118,7 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   out.config_yaml = config.to_yaml();
   out.stimuli_file = std::filesystem::path(stimuli.path).filename().string();
   out.stimuli_generator = stimuli.generator;
+  out.orientation_coupling = config.cell_library.orientation_coupling;
 
   // Neurons, drives, rates.
   out.neurons = draw_population(config, a);

@@ -40,6 +40,7 @@ struct SimulatedDataset {
   std::string config_yaml;               // resolved config
   std::string stimuli_file;              // file name of the stimuli
   std::string stimuli_generator;         // their "generator" label
+  std::string orientation_coupling;      // deep library: relative | absolute
 };
 
 NoiseParameters noise_parameters(const NoiseConfig& config);

@@ -268,14 +268,25 @@ TEST(OutputsFullDisk, TrainAndPredictLeaveNoEmptyFileUnderTheFinalName) {
   if (!disk.mounted) GTEST_SKIP() << disk.why_not;
   fs::create_directories(disk / "run");
   disk.fill(0);
+  // A full disk is an EnvironmentError (exit 7) that says so, and leaves no temporary file behind.
+  auto leftovers = [&] {
+    std::string names;
+    for (const auto& e : fs::recursive_directory_iterator(disk.dir.path))
+      if (e.path().filename().string().find(".partial") != std::string::npos) names += e.path().string() + " ";
+    return names;
+  };
   r = v1sysid::testing::run_v1sysid(run.train_args(disk / "run"));
-  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.exit_code, 7) << r.output;
+  EXPECT_TRUE(contains(r.output, "disk full")) << r.output;
   EXPECT_FALSE(fs::exists(disk / "run/checkpoint.h5")) << r.output;
   EXPECT_FALSE(fs::exists(disk / "run/metrics.json")) << r.output;
+  EXPECT_EQ(leftovers(), "");
   r = v1sysid::testing::run_v1sysid("predict --checkpoint " + run.dir / "run/checkpoint.h5" + " --data " + run.data +
                                     " --out " + disk / "pred.h5");
-  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.exit_code, 7) << r.output;
+  EXPECT_TRUE(contains(r.output, "disk full")) << r.output;
   EXPECT_FALSE(fs::exists(disk / "pred.h5")) << r.output;
+  EXPECT_EQ(leftovers(), "");
 }
 
 // `select --csv`: on a full disk an error and no file; an existing file only with --force.

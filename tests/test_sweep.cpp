@@ -97,6 +97,11 @@ TEST(SweepTable, BadSweepFilesNameTheKey) {
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}, {name: a}]\n", "duplicate architecture");
   expect_error("name: x\ntrial_kind: dry_run\narchitectures: [{name: a}]\ngrid: {data_fraction: [0]}\n", "fractions in (0, 1]");
   expect_error("name: x\narchitectures: [{name: a}]\n", "no base_model");
+  // An empty base model would train the defaults in every trial: each architecture's model needs core and readout.
+  write_sweep(dir, "empty_model.yaml", "");
+  expect_error("name: x\nbase_model: empty_model.yaml\narchitectures: [{name: a}]\n", "has no 'core' section");
+  expect_error("name: x\nbase_model: empty_model.yaml\narchitectures: [{name: a, overrides: {core: {layers: 2}}}]\n",
+               "has no 'readout' section");
 }
 
 TEST(SweepTable, AnArchitectureMayDrawItsOwnHyperparameters) {
@@ -133,7 +138,8 @@ TEST(SweepTable, ValidationCurveWidthCoversBothSchedules) {
 
 TEST(SweepTable, TrialModelGetsDrawnValuesAndOverrides) {
   ScratchDir dir;
-  write_sweep(dir, "base.yaml", "core: {channels: [8, 8], smooth_weight: 0.5}\ntrain: {learning_rate: 0.002}\n");
+  write_sweep(dir, "base.yaml",
+              "core: {channels: [8, 8], smooth_weight: 0.5}\nreadout: {kind: factorized}\ntrain: {learning_rate: 0.002}\n");
   auto path = write_sweep(dir, "s.yaml",
                           "name: m\nbase_model: base.yaml\narchitectures:\n  - {name: wide, overrides: {core: {channels: [16, 16]}}}\n"
                           "search: {draws: 2, hyperparameters: {core.smooth_weight: {uniform: [1, 2]}}}\ngrid: {data_fraction: [0.25]}\n");
@@ -321,7 +327,10 @@ TEST(SweepTrain, TrainingTrialsOnTwoRanksWriteMetricsCurvesAndCheckpoints) {
     EXPECT_TRUE(std::isfinite(corr[i])) << i;
     EXPECT_TRUE(std::isfinite(curve[i * curve_shape[1]])) << "no validation check recorded for trial " << i;
     EXPECT_TRUE(std::isfinite(neurons[i * neuron_shape[1]])) << i;
-    EXPECT_TRUE(std::filesystem::exists(dir / ("ckpt/trial_" + std::to_string(i) + ".h5"))) << i;
+    const std::string checkpoint = dir / ("ckpt/trial_" + std::to_string(i) + ".h5");
+    ASSERT_TRUE(std::filesystem::exists(checkpoint)) << i;
+    // The checkpoint names its trial, so that analysis/report.py can check which row a file belongs to.
+    EXPECT_EQ(v1sysid::h5::File::open(checkpoint).read_attribute_int("/", "trial_id"), static_cast<int64_t>(i));
   }
   // The same trial trained again alone gives the same validation loss: a trial is a pure function of its config.
   auto again = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + (dir / "r1.h5"));

@@ -97,13 +97,13 @@ Preprocessing read_preprocessing(const h5::File& f, const std::string& g) {
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
-                     const TrainResult& training, const std::string& dataset_source, bool force) {
-  save_checkpoint(path, model, std::vector<Preprocessing>{preprocessing}, training, dataset_source, force);
+                     const TrainResult& training, const std::string& dataset_source, bool force, int64_t trial_id) {
+  save_checkpoint(path, model, std::vector<Preprocessing>{preprocessing}, training, dataset_source, force, trial_id);
 }
 
 void save_checkpoint(const std::string& path, const Model<Real>& model,
                      const std::vector<Preprocessing>& all_preprocessing, const TrainResult& training,
-                     const std::string& dataset_source, bool force) {
+                     const std::string& dataset_source, bool force, int64_t trial_id) {
   if (all_preprocessing.size() != static_cast<size_t>(model.num_readouts()))
     throw ShapeError(std::to_string(all_preprocessing.size()) + " preprocessings for " +
                          std::to_string(model.num_readouts()) + " readouts",
@@ -119,6 +119,7 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
   f.write_attribute("/", "width", static_cast<int64_t>(model.width()));
   f.write_attribute("/", "n_neurons", static_cast<int64_t>(model.n_neurons()));
   f.write_attribute("/", "dataset", dataset_source);
+  if (trial_id >= 0) f.write_attribute("/", "trial_id", trial_id);
 
   // Parameters (and BN running statistics, which are buffer slots) and Adam state, by slot name.
   for (const auto& s : arena.slots()) {

@@ -18,15 +18,18 @@ constexpr int64_t kCheckpointFormatVersion = 1;
 
 // Writes `model` (parameters, BN running statistics, Adam state), its resolved config, the preprocessing,
 // the training record (curve, status) and export/. An existing file is an IoError unless force.
+// `trial_id`: the sweep trial the model belongs to (root attribute trial_id, which analysis/report.py checks
+// against the results row); -1 for a model not trained by a sweep (no attribute).
 void save_checkpoint(const std::string& path, const Model<Real>& model, const Preprocessing& preprocessing,
-                     const TrainResult& training, const std::string& dataset_source, bool force);
+                     const TrainResult& training, const std::string& dataset_source, bool force,
+                     int64_t trial_id = -1);
 // A model with several readouts: one preprocessing per readout (readout order). Besides the single-readout
 // layout it writes readouts/data_keys, readouts/n_neurons and readouts/<key>/preprocessing/, and the export
 // has one export/readouts/<key>/ group per readout instead of export/readout/ (attribute data_keys on
 // export/). preprocessing/ holds readout 0's statistics.
 void save_checkpoint(const std::string& path, const Model<Real>& model,
                      const std::vector<Preprocessing>& preprocessing, const TrainResult& training,
-                     const std::string& dataset_source, bool force);
+                     const std::string& dataset_source, bool force, int64_t trial_id = -1);
 
 struct Checkpoint {
   std::string path;

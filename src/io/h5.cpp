@@ -171,8 +171,11 @@ File File::create(const std::string& path, bool force) {
   // abandon_partial). Writing through the default driver instead, a failed write leaves HDF5's metadata cache
   // wedged, every later close of the file fails, and the library crashes on the half-closed file at exit
   // (H5F__close_cb in MPI_Finalize). The price is memory for the file's size while it is written.
+  // The driver grows its image in steps of `increment` and writes the whole image at flush (the file is cut to
+  // its real size only at close): one page keeps the disk space a write needs equal to the final file's pages.
+  constexpr size_t increment = 4096;
   Handle fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate", partial, "file access property list"), H5Pclose);
-  check(H5Pset_fapl_core(fapl.get(), 64 << 10, /*backing_store=*/true), "H5Pset_fapl_core", partial, "/");
+  check(H5Pset_fapl_core(fapl.get(), increment, /*backing_store=*/true), "H5Pset_fapl_core", partial, "/");
   errno = 0;
   hid_t id = H5Fcreate(partial.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (id < 0) {

@@ -213,17 +213,21 @@ ModelConfig decode_with_architecture(const YAML::Node& root, const std::string& 
 }
 }  // namespace
 
+void require_model_sections(const YAML::Node& root, const std::string& origin) {
+  // Every key has a default, so an empty (or truncated, or wrong) file would train the default model without a
+  // word: a model must at least describe its core and readout, or name a preset.
+  if (!root.IsMap() && !root.IsNull()) return;  // not a mapping: decoding says so
+  if (root.IsMap() && root["architecture"]) return;
+  for (const char* section : {"core", "readout"})
+    if (root.IsNull() || !root[section])
+      throw ConfigError(std::string("the model file has no '") + section + "' section", origin,
+                        "describe the model with core: and readout: sections (see sweeps/models/*.yaml), or "
+                        "name a preset with architecture: NAME");
+}
+
 ModelConfig load_model_config(const std::string& path) {
   const YAML::Node root = load_yaml_file(path);
-  // Every key has a default, so an empty (or truncated, or wrong) file would train the default model without a
-  // word: a model file must at least describe its core and readout, or name a preset.
-  if (root.IsMap() && !root["architecture"]) {
-    for (const char* section : {"core", "readout"})
-      if (!root[section])
-        throw ConfigError(std::string("the model file has no '") + section + "' section", path,
-                          "describe the model with core: and readout: sections (see sweeps/models/*.yaml), or "
-                          "name a preset with architecture: NAME");
-  }
+  require_model_sections(root, path);
   return decode_with_architecture(root, path);
 }
 

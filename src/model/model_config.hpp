@@ -56,6 +56,10 @@
 #include <string>
 #include <vector>
 
+namespace YAML {
+class Node;
+}
+
 namespace v1sysid {
 
 class ConfigReader;
@@ -144,6 +148,9 @@ struct ModelConfig {
 // Reads and validates a model YAML file; every problem is a ConfigError with file:line:col. The file must
 // have core and readout sections or name a preset (architecture: NAME); parse_model_config has no such rule.
 ModelConfig load_model_config(const std::string& path);
+// The rule load_model_config applies, for models assembled elsewhere (a sweep's model file plus overrides):
+// a ConfigError naming `origin` unless `root` has core and readout sections or names a preset.
+void require_model_sections(const YAML::Node& root, const std::string& origin);
 // Same for YAML text (the config attribute of a checkpoint); `origin` names it in errors.
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin);
 // The resolved config as YAML text with every field; parse_model_config(to_yaml(c)) == c.

@@ -1,5 +1,7 @@
 #include "sweep/sweep_config.hpp"
 
+#include "model/model_config.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -179,6 +181,17 @@ SweepConfig SweepConfig::load(const std::string& path) {
     dr.finish();
   }
   r.finish();
+  if (s.trial_kind == "train") {
+    // Each architecture's model (its file with the overrides merged in) must describe a core and a readout, as
+    // `train` requires of a model file: an empty base model would otherwise train the defaults in every trial.
+    for (const ArchitectureSpec& arch : s.architectures) {
+      const std::string& file = arch.model_file.empty() ? s.base_model : arch.model_file;
+      YAML::Node model = YAML::Clone(load_yaml_file(file));
+      if (model.IsNull()) model = YAML::Node(YAML::NodeType::Map);
+      merge_yaml(model, arch.overrides);
+      require_model_sections(model, file + " (model of architecture '" + arch.name + "' of " + path + ")");
+    }
+  }
   return s;
 }
 

@@ -60,7 +60,7 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   r.neuron_correlation.assign(e.metrics.test_correlation_per_neuron.begin(), e.metrics.test_correlation_per_neuron.end());
   if (!m_checkpoint_dir.empty()) {
     const std::string path = (std::filesystem::path(m_checkpoint_dir) / ("trial_" + std::to_string(trial.id) + ".h5")).string();
-    save_checkpoint(path, model, m_preprocessing, training, m_data_path, /*force=*/true);  // a rerun replaces it
+    save_checkpoint(path, model, m_preprocessing, training, m_data_path, /*force=*/true, trial.id);  // a rerun replaces it
   }
   return r;
 }

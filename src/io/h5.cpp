@@ -187,19 +187,6 @@ File File::create(const std::string& path, bool force) {
   return File(Handle(id, H5Fclose), path, partial);
 }
 
-File File::create_parallel(const std::string& path, MPI_Comm comm, bool force) {
-  int exists = fs::exists(path) ? 1 : 0;
-  MPI_Bcast(&exists, 1, MPI_INT, 0, comm);  // every rank must take the same branch
-  if (exists && !force) {
-    throw IoError("output file already exists", path, "choose another --out or pass --force to overwrite it");
-  }
-  Handle fapl = file_access_plist(&comm);
-  Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);
-  errno = 0;
-  hid_t id = check_write_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), "H5Fcreate (MPI-IO)", path, "/");
-  return File(Handle(id, H5Fclose), path, "");
-}
-
 void File::flush() {
   errno = 0;
   check_write(H5Fflush(m_file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", m_path, "/");

@@ -62,9 +62,6 @@ class File {
   // interrupted command never leaves a half-written result under the final name. An existing <path> is an
   // error unless force is set.
   static File create(const std::string& path, bool force);
-  // Creates a new file collectively with MPI-IO directly under its final name (the sweep driver's results
-  // file is resumable and must be visible while it grows). An existing file is an error unless force.
-  static File create_parallel(const std::string& path, MPI_Comm comm, bool force);
 
   File() = default;
   File(File&&) = default;

@@ -1602,7 +1602,8 @@ TEST(SimNoise, PerNeuronTrialVarianceMatchesMonteCarloForEveryModel) {
   const int64_t n = static_cast<int64_t>(rates.size());
   std::vector<sim::NeuronNoise> neurons(rates.size());
   const double v[] = {0.0, 0.05, 0.5, 2.0, 0.2, 1.0};
-  const std::array<double, 2> w[] = {{1, 0}, {0.6, 0.8}, {0.8, -0.6}, {0, 1}, {-1, 0}, {0.28, 0.96}};
+  // Unit loadings as draw_neuron_noise makes them, and two others (|w|^2 = 2.25 and 0.25) so that M_j's |w_j|^2 shows.
+  const std::array<double, 2> w[] = {{1, 0}, {0.6, 0.8}, {0.8, -0.6}, {1.2, 0.9}, {-1, 0}, {0.3, 0.4}};
   for (size_t j = 0; j < neurons.size(); ++j) {
     neurons[j].loadings = {w[j][0], w[j][1]};
     neurons[j].private_gain_variance = v[j];

@@ -210,10 +210,11 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   if (k > 0) {
     // Latents of the shared gain, one row per trial: the behaviour variables of this digital V1.
     f.floats("behavior", sim.behavior, {N, k});
-    f.attribute("behavior", "description",
-                std::string("latent factors z_t ~ N(0, I) of the shared multiplicative gain: trial t scales neuron j by "
-                            "exp(s w_j . z_t - s^2 |w_j|^2 / 2), s = gt@gain_log_sd, w_j = gt/gain_loadings[j] "
-                            "(src/sim/noise.hpp)"));
+    f.attribute(
+        "behavior", "description",
+        std::string("latent factors z_t ~ N(0, I) of the shared multiplicative gain: trial t scales neuron j by "
+                    "exp(s w_j . z_t - s^2 |w_j|^2 / 2), s = gt@gain_log_sd, w_j = gt/gain_loadings[j] "
+                    "(src/sim/noise.hpp)"));
   }
   std::vector<std::string> tiers, types(static_cast<size_t>(N), "stimulus.Frame");
   for (Tier t : d.tiers) tiers.push_back(tier_name(t));
@@ -330,7 +331,8 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
     const int64_t k = sim.noise.gain_factors;
     if (k > 0) {
       std::vector<double> loadings;
-      for (const NeuronNoise& nn : sim.neuron_noise) loadings.insert(loadings.end(), nn.loadings.begin(), nn.loadings.end());
+      for (const NeuronNoise& nn : sim.neuron_noise)
+        loadings.insert(loadings.end(), nn.loadings.begin(), nn.loadings.end());
       f.doubles("gt/gain_loadings", loadings, {n, k});
     }
     std::vector<double> private_variance, second_moment;

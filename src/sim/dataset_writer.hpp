@@ -58,7 +58,8 @@ ResponseStatistics response_statistics(const Dataset& d, Tier tier);
 // final name only when complete.
 void write_static_image_set(const SimulatedDataset& sim, const std::string& path, bool force);
 // The same content in the FileTree layout (data-formats.md §B.2): data/images/<i>.npy (1, H, W),
-// data/responses/<i>.npy (n), data/behavior/<i>.npy (k) with gain factors, meta/trials/{tiers,types,trial_idx,frame_image_id}.npy, meta/neurons/*.npy,
+// data/responses/<i>.npy (n), data/behavior/<i>.npy (k) with gain factors,
+// meta/trials/{tiers,types,trial_idx,frame_image_id}.npy, meta/neurons/*.npy,
 // meta/statistics/<images|responses>/all/*.npy, gt/*.npy, meta/attributes.json (the attributes above) and
 // config.json ({"links": {}}). Refuses an existing folder unless force; appears under its name only complete.
 void write_file_tree(const SimulatedDataset& sim, const std::string& folder, bool force);

@@ -57,9 +57,9 @@ struct NoiseParameters {
   double zig_zero_probability = 0.3;
   double zig_shape = 2;
   double shared_gain_sd = 0;  // legacy single shared gain (loading 1 for every neuron); 0 with gain factors
-  int gain_factors = 0;        // k latent factors of the shared gain (0: none)
-  double gain_log_sd = 0;      // s of the factors
-  bool private_gain = false;   // private gains drawn (v_j may still be 0 for some neurons)
+  int gain_factors = 0;       // k latent factors of the shared gain (0: none)
+  double gain_log_sd = 0;     // s of the factors
+  bool private_gain = false;  // private gains drawn (v_j may still be 0 for some neurons)
 };
 
 // Per-neuron noise parameters (drawn by draw_neuron_noise; gt/gain_loadings, gt/private_gain_variance).

@@ -183,21 +183,25 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
                                      std::to_string(g.loading_mean.size()));
         }
       }
-      if (g.loading_sd == 0 && std::all_of(g.loading_mean.begin(), g.loading_mean.end(), [](double v) { return v == 0; })) {
-        f.fail("loading_sd", "with loading_sd 0 the loadings are loading_mean, which is all zeros (give a non-zero "
-                             "loading_mean or a positive loading_sd)");
+      if (g.loading_sd == 0 &&
+          std::all_of(g.loading_mean.begin(), g.loading_mean.end(), [](double v) { return v == 0; })) {
+        f.fail("loading_sd",
+               "with loading_sd 0 the loadings are loading_mean, which is all zeros (give a non-zero "
+               "loading_mean or a positive loading_sd)");
       }
       f.finish();
       if (noise.shared_gain_sd > 0) {
-        c.fail("shared_gain_sd", "give either shared_gain_sd (one gain shared by all neurons) or gain_factors, not "
-                                 "both (gain_factors with count 1, loading_sd 0 is the same single shared gain)");
+        c.fail("shared_gain_sd",
+               "give either shared_gain_sd (one gain shared by all neurons) or gain_factors, not "
+               "both (gain_factors with count 1, loading_sd 0 is the same single shared gain)");
       }
     }
     if (c.has("private_gain")) {
       auto& v = noise.private_gain;
       ConfigReader f = c.child("private_gain");
       v.enabled = true;
-      f.get_in_range("variance_median", v.variance_median, 1e-9, 1e3).get_in_range("variance_log_sd", v.variance_log_sd, 0.0, 5.0);
+      f.get_in_range("variance_median", v.variance_median, 1e-9, 1e3)
+          .get_in_range("variance_log_sd", v.variance_log_sd, 0.0, 5.0);
       f.finish();
     }
     c.finish();

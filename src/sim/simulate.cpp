@@ -158,7 +158,8 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   const int k = out.noise.gain_factors;
   if (per_neuron) {
     const NeuronNoiseDistribution nd = neuron_noise_distribution(config.noise);
-    for (int64_t j = 0; j < n; ++j) out.neuron_noise.push_back(draw_neuron_noise(nd, config.seed, a, static_cast<uint64_t>(j)));
+    for (int64_t j = 0; j < n; ++j)
+      out.neuron_noise.push_back(draw_neuron_noise(nd, config.seed, a, static_cast<uint64_t>(j)));
   }
   out.behavior.resize(static_cast<size_t>(N * k));
 
@@ -219,10 +220,10 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   std::vector<double> column(static_cast<size_t>(config.n_test_images));
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t i = 0; i < config.n_test_images; ++i) column[static_cast<size_t>(i)] = gt.test_rates[static_cast<size_t>(i * n + j)];
-    const Ceiling c =
-        per_neuron ? analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats,
-                                      gain_second_moment(out.noise, &out.neuron_noise[static_cast<size_t>(j)]))
-                   : analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats);
+    const Ceiling c = per_neuron
+                          ? analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats,
+                                             gain_second_moment(out.noise, &out.neuron_noise[static_cast<size_t>(j)]))
+                          : analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats);
     out.ceilings.push_back(c);
     gt.ceiling_correlation.push_back(static_cast<float>(c.ceiling_correlation));
     gt.fev.push_back(static_cast<float>(c.fev));

@@ -134,7 +134,7 @@ class FileTreeSink final : public DatasetSink {
  public:
   explicit FileTreeSink(std::string root) : m_root(std::move(root)) {}
   void floats(const std::string& name, const std::vector<float>& v, const Shape& shape) override {
-    if (name == "images" || name == "responses") {
+    if (name == "images" || name == "responses" || name == "behavior") {
       const Shape row(shape.begin() + 1, shape.end());
       const auto row_size = static_cast<size_t>(shape.size() > 1 ? v.size() / static_cast<size_t>(shape[0]) : 1);
       for (int64_t i = 0; i < shape[0]; ++i) {
@@ -206,6 +206,16 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
 
   f.floats("images", d.images, {N, 1, d.height, d.width});
   f.floats("responses", d.responses, {N, n});
+  const int64_t k = sim.noise.gain_factors;
+  if (k > 0) {
+    // Latents of the shared gain, one row per trial: the behaviour variables of this digital V1.
+    f.floats("behavior", sim.behavior, {N, k});
+    f.attribute(
+        "behavior", "description",
+        std::string("latent factors z_t ~ N(0, I) of the shared multiplicative gain: trial t scales neuron j by "
+                    "exp(s w_j . z_t - s^2 |w_j|^2 / 2), s = gt@gain_log_sd, w_j = gt/gain_loadings[j] "
+                    "(src/sim/noise.hpp)"));
+  }
   std::vector<std::string> tiers, types(static_cast<size_t>(N), "stimulus.Frame");
   for (Tier t : d.tiers) tiers.push_back(tier_name(t));
   f.strings("tiers", tiers);
@@ -316,6 +326,26 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   f.attribute("gt", "zig_zero_probability", sim.noise.zig_zero_probability);
   f.attribute("gt", "zig_shape", sim.noise.zig_shape);
   f.attribute("gt", "shared_gain_sd", sim.noise.shared_gain_sd);
+  if (per_neuron_noise(sim.noise)) {
+    // Opt-in per-neuron noise (noise.hpp); written only when used, so other files keep their bytes.
+    const int64_t k = sim.noise.gain_factors;
+    if (k > 0) {
+      std::vector<double> loadings;
+      for (const NeuronNoise& nn : sim.neuron_noise)
+        loadings.insert(loadings.end(), nn.loadings.begin(), nn.loadings.end());
+      f.doubles("gt/gain_loadings", loadings, {n, k});
+    }
+    std::vector<double> private_variance, second_moment;
+    for (const NeuronNoise& nn : sim.neuron_noise) {
+      private_variance.push_back(sim.noise.private_gain ? nn.private_gain_variance : 0.0);
+      second_moment.push_back(gain_second_moment(sim.noise, &nn));
+    }
+    f.doubles("gt/private_gain_variance", private_variance, {n});
+    f.doubles("gt/gain_second_moment", second_moment, {n});
+    f.attribute("gt", "gain_factors", k);
+    f.attribute("gt", "gain_log_sd", sim.noise.gain_log_sd);
+    f.attribute("gt", "private_gain", int64_t{sim.noise.private_gain ? 1 : 0});
+  }
   f.attribute("gt", "test_repeats", int64_t{sim.test_repeats});
   f.attribute("gt", "image_mean", sim.image_mean);
   f.attribute("gt", "image_std", sim.image_std);

@@ -2,6 +2,8 @@
 //
 //   images                       (N, 1, H, W) float32, 0..255
 //   responses                    (N, n) float32
+//   behavior                     (N, k) float32, only with noise.gain_factors (k > 0): trial t's latents z_t of the
+//                                shared gain (noise.hpp), attribute `description`
 //   tiers                        (N) fixed-length bytes: b'train', b'validation', b'test'
 //   types                        (N) b'stimulus.Frame'
 //   trial_idx, item_info/trial_idx   (N) uint32, presentation order
@@ -26,6 +28,9 @@
 //   gt/cross_orientation_weight, gt/stopping_weight, gt/stopping_offset_px, gt/stopping_side, gt/corner_angle,
 //   gt/arm_offset_px, gt/arm_sign, gt/curvature_radius_px, gt/arc_spacing_px, gt/curvature_sign (n) float64;
 //   gt attributes cell_library = "deep", orientation_coupling.
+//   Per-neuron noise only (gain_factors or private_gain): gt/gain_loadings (n, k) float64 (with gain factors),
+//   gt/private_gain_variance, gt/gain_second_moment (n) float64 (M_j of noise.hpp); gt attributes gain_factors,
+//   gain_log_sd, private_gain (0/1).
 //   gt attributes: noise_model, nb_r, zig_zero_probability, zig_shape, shared_gain_sd, test_repeats,
 //   image_mean, image_std (pixel z-scoring before the filters).
 //   Root attributes: format_version = 1, generator, config (resolved YAML), stimuli (file name),
@@ -53,7 +58,8 @@ ResponseStatistics response_statistics(const Dataset& d, Tier tier);
 // final name only when complete.
 void write_static_image_set(const SimulatedDataset& sim, const std::string& path, bool force);
 // The same content in the FileTree layout (data-formats.md §B.2): data/images/<i>.npy (1, H, W),
-// data/responses/<i>.npy (n), meta/trials/{tiers,types,trial_idx,frame_image_id}.npy, meta/neurons/*.npy,
+// data/responses/<i>.npy (n), data/behavior/<i>.npy (k) with gain factors,
+// meta/trials/{tiers,types,trial_idx,frame_image_id}.npy, meta/neurons/*.npy,
 // meta/statistics/<images|responses>/all/*.npy, gt/*.npy, meta/attributes.json (the attributes above) and
 // config.json ({"links": {}}). Refuses an existing folder unless force; appears under its name only complete.
 void write_file_tree(const SimulatedDataset& sim, const std::string& folder, bool force);

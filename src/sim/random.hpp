@@ -23,6 +23,7 @@ enum class Stream : uint64_t {
   trial = 5,         // index: trial (row); shared gain and response noise of that trial
   retinotopy = 6,    // index: neuron; cortical jitter and depth
   cell_library = 7,  // index: neuron; base and modulators of a deep-library cell
+  noise = 8,         // index: neuron; gain-factor loadings and private gain variance (noise.hpp)
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mix.

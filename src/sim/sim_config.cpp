@@ -168,6 +168,42 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
     z.get_in_range("shape", noise.zig.shape, 1e-2, 1e6);
     z.finish();
     c.get_in_range("shared_gain_sd", noise.shared_gain_sd, 0.0, 2.0);
+    if (c.has("gain_factors")) {
+      auto& g = noise.gain_factors;
+      ConfigReader f = c.child("gain_factors");
+      f.require("count", g.count);
+      f.get_in_range("count", g.count, 1, 8);
+      f.get_in_range("log_sd", g.log_sd, 1e-6, 2.0).get_in_range("loading_sd", g.loading_sd, 0.0, 100.0);
+      g.loading_mean.assign(static_cast<size_t>(g.count), 0.0);
+      g.loading_mean[0] = 1.0;
+      if (f.has("loading_mean")) {
+        f.get("loading_mean", g.loading_mean);
+        if (static_cast<int>(g.loading_mean.size()) != g.count) {
+          f.fail("loading_mean", "expected one mean per factor (count " + std::to_string(g.count) + "), got " +
+                                     std::to_string(g.loading_mean.size()));
+        }
+      }
+      if (g.loading_sd == 0 &&
+          std::all_of(g.loading_mean.begin(), g.loading_mean.end(), [](double v) { return v == 0; })) {
+        f.fail("loading_sd",
+               "with loading_sd 0 the loadings are loading_mean, which is all zeros (give a non-zero "
+               "loading_mean or a positive loading_sd)");
+      }
+      f.finish();
+      if (noise.shared_gain_sd > 0) {
+        c.fail("shared_gain_sd",
+               "give either shared_gain_sd (one gain shared by all neurons) or gain_factors, not "
+               "both (gain_factors with count 1, loading_sd 0 is the same single shared gain)");
+      }
+    }
+    if (c.has("private_gain")) {
+      auto& v = noise.private_gain;
+      ConfigReader f = c.child("private_gain");
+      v.enabled = true;
+      f.get_in_range("variance_median", v.variance_median, 1e-9, 1e3)
+          .get_in_range("variance_log_sd", v.variance_log_sd, 0.0, 5.0);
+      f.finish();
+    }
     c.finish();
   }
   {
@@ -364,6 +400,24 @@ std::string SimulationConfig::to_yaml() const {
   emit_number(out, "shape", noise.zig.shape);
   out << YAML::EndMap;
   emit_number(out, "shared_gain_sd", noise.shared_gain_sd);
+  // The opt-in parts only when used, so that the resolved config (stored in every file) stays as it was.
+  if (noise.gain_factors.count > 0) {
+    const auto& g = noise.gain_factors;
+    out << YAML::Key << "gain_factors" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "count" << YAML::Value << g.count;
+    emit_number(out, "log_sd", g.log_sd);
+    out << YAML::Key << "loading_mean" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (double v : g.loading_mean) out << format_double(v);
+    out << YAML::EndSeq;
+    emit_number(out, "loading_sd", g.loading_sd);
+    out << YAML::EndMap;
+  }
+  if (noise.private_gain.enabled) {
+    out << YAML::Key << "private_gain" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    emit_number(out, "variance_median", noise.private_gain.variance_median);
+    emit_number(out, "variance_log_sd", noise.private_gain.variance_log_sd);
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
 
   const auto& t = retinotopy;

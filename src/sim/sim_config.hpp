@@ -19,6 +19,9 @@
 //                      surround_weight: [0.5, 1.0], on_fraction: 0.5, normalization_constant: [0.1, 1.0]}
 //   responses: {mean_rate: [0.1, 1.0], selectivity: [0.5, 2], threshold: [0, 1.5], baseline: [0, 0.02]}
 //   noise: {model: poisson, nb_r: 4, zig: {zero_probability: 0.3, shape: 2}, shared_gain_sd: 0}
+//   noise:                          # opt-in per-neuron noise (noise.hpp), e.g. data/deep_demo.yaml:
+//     gain_factors: {count: 2, log_sd: 0.4, loading_mean: [1, 0], loading_sd: 0.5}   # instead of shared_gain_sd
+//     private_gain: {variance_median: 0.5, variance_log_sd: 1.5}
 //   retinotopy: {um_per_px: [[40, 0], [0, 40]], origin_um: [0, 0], jitter_um: 25, depth_um: [150, 350]}
 //   cell_library: {kind: gabor}     # gabor (default): the population of cell_types above;
 //                                   # deep: the cell-type library of neuron_model.hpp, configured by:
@@ -89,11 +92,29 @@ struct ZeroInflatedGammaConfig {
   double shape = 2;               // Gamma shape of the non-zero part
 };
 
+// Shared multiplicative gain from latent factors (noise.hpp); count 0: none. The latents of every trial are
+// stored as the dataset's `behavior`.
+struct GainFactorConfig {
+  int count = 0;                     // k latent factors, standard normal per trial
+  double log_sd = 0.4;               // s: every neuron's gain has log-SD s (unit loadings)
+  std::vector<double> loading_mean;  // (k) mean of the unnormalised loadings; default [1, 0, ...]
+  double loading_sd = 0.5;           // their SD; the loadings are then normalised to unit length
+};
+// Private gamma gain per neuron and trial (noise.hpp); absent: none. Its variance v_j is drawn per neuron,
+// log-normally: v_j = variance_median * exp(variance_log_sd * N(0, 1)).
+struct PrivateGainConfig {
+  bool enabled = false;
+  double variance_median = 0.5;
+  double variance_log_sd = 1.0;
+};
+
 struct NoiseConfig {
   std::string model = "poisson";  // poisson | negative_binomial | zero_inflated_gamma
   double nb_r = 4;                // negative binomial: var = mean + mean^2 / nb_r
   ZeroInflatedGammaConfig zig;
   double shared_gain_sd = 0;      // SD of log of the shared per-trial gain (0: no shared gain)
+  GainFactorConfig gain_factors;
+  PrivateGainConfig private_gain;
 };
 
 struct RetinotopyConfig {

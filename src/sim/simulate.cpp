@@ -36,7 +36,21 @@ NoiseParameters noise_parameters(const NoiseConfig& c) {
   p.zig_zero_probability = c.zig.zero_probability;
   p.zig_shape = c.zig.shape;
   p.shared_gain_sd = c.shared_gain_sd;
+  p.gain_factors = c.gain_factors.count;
+  p.gain_log_sd = c.gain_factors.count > 0 ? c.gain_factors.log_sd : 0.0;
+  p.private_gain = c.private_gain.enabled;
   return p;
+}
+
+NeuronNoiseDistribution neuron_noise_distribution(const NoiseConfig& c) {
+  NeuronNoiseDistribution d;
+  d.gain_factors = c.gain_factors.count;
+  d.loading_mean = c.gain_factors.loading_mean;
+  d.loading_sd = c.gain_factors.loading_sd;
+  d.private_gain = c.private_gain.enabled;
+  d.private_variance_median = c.private_gain.variance_median;
+  d.private_variance_log_sd = c.private_gain.variance_log_sd;
+  return d;
 }
 
 std::string animal_output_path(const std::string& out, int animal, int n_animals) {
@@ -139,6 +153,16 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   for (size_t i = unique_of_trial.size(); i > 1; --i) std::swap(unique_of_trial[i - 1], unique_of_trial[order.below(i)]);
   const int64_t N = static_cast<int64_t>(unique_of_trial.size());
 
+  // Per-neuron noise (opt-in): loadings of the gain factors and private gain variances.
+  const bool per_neuron = per_neuron_noise(out.noise);
+  const int k = out.noise.gain_factors;
+  if (per_neuron) {
+    const NeuronNoiseDistribution nd = neuron_noise_distribution(config.noise);
+    for (int64_t j = 0; j < n; ++j)
+      out.neuron_noise.push_back(draw_neuron_noise(nd, config.seed, a, static_cast<uint64_t>(j)));
+  }
+  out.behavior.resize(static_cast<size_t>(N * k));
+
   Dataset& d = out.data;
   d.n_trials = N;
   d.height = H;
@@ -158,8 +182,9 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
     d.tiers[static_cast<size_t>(t)] = tier_of_unique(u);
     d.image_ids[static_cast<size_t>(t)] = stimulus_of[static_cast<size_t>(u)];
     out.trial_idx[static_cast<size_t>(t)] = static_cast<uint32_t>(t);
-    simulate_trial(out.noise, config.seed, a, static_cast<uint64_t>(t), rates.data() + static_cast<size_t>(u * n), n,
-                   d.responses.data() + static_cast<size_t>(t * n));
+    simulate_trial(out.noise, out.neuron_noise, config.seed, a, static_cast<uint64_t>(t),
+                   rates.data() + static_cast<size_t>(u * n), n, d.responses.data() + static_cast<size_t>(t * n),
+                   k > 0 ? out.behavior.data() + static_cast<size_t>(t * k) : nullptr);
     if ((t & 255) == 255) progress.update(static_cast<long>(t + 1));
   }
   progress.finish();
@@ -195,7 +220,10 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   std::vector<double> column(static_cast<size_t>(config.n_test_images));
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t i = 0; i < config.n_test_images; ++i) column[static_cast<size_t>(i)] = gt.test_rates[static_cast<size_t>(i * n + j)];
-    const Ceiling c = analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats);
+    const Ceiling c = per_neuron
+                          ? analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats,
+                                             gain_second_moment(out.noise, &out.neuron_noise[static_cast<size_t>(j)]))
+                          : analytic_ceiling(out.noise, column.data(), config.n_test_images, config.test_repeats);
     out.ceilings.push_back(c);
     gt.ceiling_correlation.push_back(static_cast<float>(c.ceiling_correlation));
     gt.fev.push_back(static_cast<float>(c.fev));

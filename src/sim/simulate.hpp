@@ -8,7 +8,9 @@
 //     (trial_idx = t), so tiers are interleaved as in a recording.
 //   - image ids (item_info/frame_image_id) are the row numbers of the images in the stimulus file: unique
 //     per image, equal for repeats, and the same image has the same id in every animal.
-//   - responses of trial t: simulate_trial(noise, seed, animal, t, rates of its image) (noise.hpp).
+//   - responses of trial t: simulate_trial(noise, seed, animal, t, rates of its image) (noise.hpp); with gain
+//     factors or private gains, each neuron's noise parameters come from draw_neuron_noise(seed, animal, j) and
+//     trial t's latents z_t are kept as behaviour (row t of `behavior`).
 // Animals are numbered 0.. in code and 1.. in files (neurons/animal_ids, file names).
 #pragma once
 
@@ -34,6 +36,8 @@ struct SimulatedDataset {
   std::vector<NeuronParameters> neurons; // (n) true parameters, calibrated
   std::vector<Ceiling> ceilings;         // (n) analytic ceilings on the test images
   NoiseParameters noise;
+  std::vector<NeuronNoise> neuron_noise; // (n) per-neuron noise; empty unless per_neuron_noise(noise)
+  std::vector<float> behavior;           // (N, noise.gain_factors) latents z_t of the gain factors
   int test_repeats = 0;
   double image_mean = 0;                 // pixel z-scoring applied before the filters
   double image_std = 1;
@@ -44,6 +48,7 @@ struct SimulatedDataset {
 };
 
 NoiseParameters noise_parameters(const NoiseConfig& config);
+NeuronNoiseDistribution neuron_noise_distribution(const NoiseConfig& config);
 
 // Simulates one animal. Config problems that only show with the stimuli (image size larger than the crops,
 // too few trainval or test images) throw ConfigError naming the key.

@@ -130,5 +130,64 @@ class SimulateOutputTest(unittest.TestCase):
                                        rtol=1e-4)
 
 
+BEHAVIOR_CONFIG = CONFIG.replace(
+    "noise: {model: zero_inflated_gamma, shared_gain_sd: 0.2}",
+    "noise: {model: poisson, gain_factors: {count: 2, log_sd: 0.4}, "
+    "private_gain: {variance_median: 0.2, variance_log_sd: 2.4}}")
+
+
+@unittest.skipUnless(EXE, "V1SYSID_EXE is not set (run through ctest)")
+class SimulateBehaviorTest(unittest.TestCase):
+    """Per-neuron noise (noise.hpp): the gain latents are per-trial behaviour, as neuralpredictors and SENSORIUM
+    datasets carry pupil and running: `behavior` [n_trials, k] in the file, data/behavior/<i>.npy in a FileTree."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        write_stimuli(os.path.join(cls.tmp.name, "stimuli.h5"))
+        cfg = os.path.join(cls.tmp.name, "sim.yaml")
+        with open(cfg, "w") as f:
+            f.write(BEHAVIOR_CONFIG)
+        cls.out = os.path.join(cls.tmp.name, "behavior.h5")
+        cls.tree = os.path.join(cls.tmp.name, "behavior_tree")
+        for args in (["--out", cls.out], ["--out", cls.tree, "--format", "filetree"]):
+            run = subprocess.run([EXE, "simulate", cfg] + args, capture_output=True, text=True)
+            if run.returncode != 0:
+                raise RuntimeError(run.stdout + run.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_behavior_per_trial(self):
+        n_trials = 150 + 15 + 20 * 5
+        with h5py.File(self.out, "r") as f:
+            behavior = f["behavior"][:]
+            self.assertEqual(behavior.dtype, np.float32)
+            self.assertEqual(behavior.shape, (n_trials, 2))  # same length as every other per-trial key
+            self.assertIn("latent factors", f["behavior"].attrs["description"].decode()
+                          if isinstance(f["behavior"].attrs["description"], bytes) else f["behavior"].attrs["description"])
+            self.assertLess(abs(behavior.mean()), 0.15)  # standard normal latents
+            self.assertLess(abs(behavior.std() - 1), 0.1)
+        for i in (0, n_trials - 1):
+            row = np.load(os.path.join(self.tree, "data", "behavior", "%d.npy" % i))
+            self.assertEqual(row.shape, (2,))
+            np.testing.assert_array_equal(row, behavior[i])
+
+    def test_ceilings_include_the_gains(self):
+        with h5py.File(self.out, "r") as f:
+            rates = f["gt/test_rates"][:].astype(np.float64)
+            w = f["gt/gain_loadings"][:]
+            v = f["gt/private_gain_variance"][:]
+            s = f["gt"].attrs["gain_log_sd"]
+            np.testing.assert_allclose((w ** 2).sum(1), 1, rtol=1e-12)  # unit loadings: every gain has log-SD s
+            second = np.exp(s ** 2 * (w ** 2).sum(1)) * (1 + v)  # E[q^2] of the gain (noise.hpp)
+            noise = (rates + rates ** 2 * (second - 1)).mean(0)  # Poisson: V = lambda + lambda^2 (M - 1)
+            signal = rates.var(0, ddof=1)
+            np.testing.assert_allclose(f["gt/fev"][:], signal / (signal + noise), rtol=1e-4)
+            np.testing.assert_allclose(f["gt/ceiling_correlation"][:], np.sqrt(signal / (signal + noise / 5)),
+                                       rtol=1e-4)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -177,26 +177,29 @@ def fft_size(n):
 
 
 class Bank:
-    """The fixed filters as FFTs on a zero-padded grid: a convolution with them is a correlation of the image
-    (pixels outside count as mean grey, 0 after z-scoring, as in the simulator) with each kernel."""
+    """The fixed filters as FFTs on zero-padded grids, one grid size per kernel radius (a small kernel needs less
+    padding): a product of spectra is a correlation of the image with the kernel, pixels outside the image
+    counting as mean grey (0 after z-scoring), as in the simulator."""
 
     def __init__(self, height, width, wl_range):
+        self.height, self.width = height, width
         self.wavelengths = bank_wavelengths(wl_range)
         self.thetas = np.arange(N_ORIENTATIONS) * np.pi / N_ORIENTATIONS
-        kernels = [gabor_pair(wl, th) for wl in self.wavelengths for th in self.thetas]
-        self.gabors = [k for pair in kernels for k in pair]  # (wavelength, theta, even/odd) order
-        self.dogs = [dog(s) for s in DOG_CENTRE_SD]
-        radius = max(k.shape[0] // 2 for k in self.gabors + self.dogs)
-        self.shape = (fft_size(height + radius), fft_size(width + radius))
-        self.height, self.width = height, width
+        # pairs[li][oi] = (shape, FFT of the even kernel, FFT of the odd kernel)
+        self.pairs = [[self._spectra(*gabor_pair(wl, th)) for th in self.thetas] for wl in self.wavelengths]
+        self.dogs = [self._spectra(dog(s)) for s in DOG_CENTRE_SD]
 
-    def kernel_fft(self, k):
-        r = k.shape[0] // 2
-        grid = np.zeros(self.shape)
-        # Correlation: out(p) = sum_d k(d) x(p + d), i.e. a convolution with k flipped; place k(-d) at index d.
+    def _spectra(self, *kernels):
+        r = kernels[0].shape[0] // 2
+        shape = (fft_size(self.height + r), fft_size(self.width + r))
         offsets = np.arange(-r, r + 1)
-        grid[np.ix_(offsets % self.shape[0], offsets % self.shape[1])] = k[::-1, ::-1]
-        return np.fft.rfft2(grid)
+        out = [shape]
+        for k in kernels:
+            # Correlation: out(p) = sum_d k(d) x(p + d), a convolution with k flipped: k(-d) at index d.
+            grid = np.zeros(shape)
+            grid[np.ix_(offsets % shape[0], offsets % shape[1])] = k[::-1, ::-1]
+            out.append(np.fft.rfft2(grid))
+        return tuple(out)
 
     def n_features(self):
         return len(GABOR_FEATURES) * N_ORIENTATIONS * N_WAVELENGTHS + len(DOG_CENTRE_SD)
@@ -208,41 +211,53 @@ class Bank:
 
 
 class Sampler:
-    """Bilinear read-out of (images, H, W) maps at fixed (x, y) positions (pixel centres at integers)."""
+    """Bilinear read-out at fixed (x, y) positions (pixel centres at integers) of maps on a padded grid whose
+    top-left H x W block is the image."""
 
     def __init__(self, position, height, width):
         x = np.clip(position[:, 0], 0, width - 1)
         y = np.clip(position[:, 1], 0, height - 1)
-        x0 = np.minimum(np.floor(x).astype(int), width - 2) if width > 1 else np.zeros(len(x), int)
-        y0 = np.minimum(np.floor(y).astype(int), height - 2) if height > 1 else np.zeros(len(y), int)
-        fx, fy = x - x0, y - y0
-        x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-        self.index = [y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1]
-        self.weight = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
+        self.x0 = np.minimum(np.floor(x).astype(int), max(width - 2, 0))
+        self.y0 = np.minimum(np.floor(y).astype(int), max(height - 2, 0))
+        fx, fy = x - self.x0, y - self.y0
+        self.x1, self.y1 = np.minimum(self.x0 + 1, width - 1), np.minimum(self.y0 + 1, height - 1)
+        self.weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])[:, None, :]
+        self.n = len(x)
 
-    def __call__(self, maps):
+    def corners(self, maps):
+        """(4, images, neurons): the maps at the 4 pixels around each position."""
         flat = maps.reshape(maps.shape[0], -1)
-        return sum(flat[:, i] * w for i, w in zip(self.index, self.weight))  # (images, neurons)
+        stride = maps.shape[2]
+        idx = np.concatenate([self.y0 * stride + self.x0, self.y0 * stride + self.x1,
+                              self.y1 * stride + self.x0, self.y1 * stride + self.x1])
+        return np.take(flat, idx, axis=1).reshape(maps.shape[0], 4, self.n).transpose(1, 0, 2)
+
+    def interpolate(self, corners):
+        return (corners * self.weight).sum(axis=0)
 
 
 def features(images_z, bank, sampler, pool_constant=None):
-    """(images, neurons, features) float32 of z-scored images; pool_constant: c_lambda per wavelength (None: the
-    mean pool of these images, returned as the second value)."""
-    spectra = np.fft.rfft2(images_z, s=bank.shape)
-    h, w = bank.height, bank.width
-    n_img, n_neu = images_z.shape[0], len(sampler.weight[0])
-    out = np.empty((n_img, n_neu, bank.n_features()), dtype=np.float32)
+    """(neurons, images, features) float32 of z-scored images, and c_lambda per wavelength (pool_constant, or if
+    None the mean over these images and neurons of the orientation-pooled energy)."""
+    spectra = {}
+
+    def correlate(shape, kernel_fft):
+        if shape not in spectra:
+            spectra[shape] = np.fft.rfft2(images_z, s=shape)
+        return np.fft.irfft2(spectra[shape] * kernel_fft, s=shape)
+
+    n_img = images_z.shape[0]
+    out = np.empty((sampler.n, n_img, bank.n_features()), dtype=np.float32)
     constants = []
     col = 0
     for li in range(N_WAVELENGTHS):
         per = {name: [] for name in GABOR_FEATURES}
-        for oi in range(N_ORIENTATIONS):
-            even_k, odd_k = bank.gabors[2 * (li * N_ORIENTATIONS + oi)], bank.gabors[2 * (li * N_ORIENTATIONS + oi) + 1]
-            even_map = np.fft.irfft2(spectra * bank.kernel_cache(even_k), s=bank.shape)[:, :h, :w]
-            odd_map = np.fft.irfft2(spectra * bank.kernel_cache(odd_k), s=bank.shape)[:, :h, :w]
-            energy = sampler(np.sqrt(even_map ** 2 + odd_map ** 2))
-            even, odd = sampler(even_map), sampler(odd_map)
-            per["energy"].append(energy)
+        for shape, even_k, odd_k in bank.pairs[li]:
+            even_c = sampler.corners(correlate(shape, even_k))
+            odd_c = sampler.corners(correlate(shape, odd_k))
+            # The energy map read out bilinearly: the energy at the 4 pixels, then interpolated.
+            per["energy"].append(sampler.interpolate(np.sqrt(even_c ** 2 + odd_c ** 2)))
+            even, odd = sampler.interpolate(even_c), sampler.interpolate(odd_c)
             per["even+"].append(np.maximum(even, 0))
             per["even-"].append(np.maximum(-even, 0))
             per["odd+"].append(np.maximum(odd, 0))
@@ -253,24 +268,12 @@ def features(images_z, bank, sampler, pool_constant=None):
         per["normalised_energy"] = [e / (c + pool) for e in per["energy"]]
         for name in GABOR_FEATURES:
             for values in per[name]:
-                out[:, :, col] = values
+                out[:, :, col] = values.T
                 col += 1
-    for k in bank.dogs:
-        out[:, :, col] = sampler(np.fft.irfft2(spectra * bank.kernel_cache(k), s=bank.shape)[:, :h, :w])
+    for shape, k in bank.dogs:
+        out[:, :, col] = sampler.interpolate(sampler.corners(correlate(shape, k))).T
         col += 1
     return out, constants
-
-
-def _cached(bank):
-    cache = {}
-
-    def kernel_cache(k):
-        key = id(k)
-        if key not in cache:
-            cache[key] = bank.kernel_fft(k)
-        return cache[key]
-    bank.kernel_cache = kernel_cache
-    return bank
 
 
 # ---- ridge readout ---------------------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def pearson_columns(a, b):
     return np.where(ok, (a * b).sum(axis=0) / np.sqrt(np.where(ok, sxx * syy, 1.0)), 0.0)
 
 
-def shallow_bound(data, chunk=256, log=None):
+def shallow_bound(data, chunk=128, log=None):
     t0 = time.time()
     tiers, rows, responses = data["tiers"], data["image_row"], data["responses"]
     n_neurons = responses.shape[1]
@@ -296,7 +299,7 @@ def shallow_bound(data, chunk=256, log=None):
     if not sd > 0:
         raise BoundError(data["path"], "images", "the training images are constant", "simulate the data again")
     h, w = images.shape[1:]
-    bank = _cached(Bank(h, w, data["wavelength_range"]))
+    bank = Bank(h, w, data["wavelength_range"])
     sampler = Sampler(data["position"], h, w)
     p = bank.n_features()
 
@@ -321,10 +324,11 @@ def shallow_bound(data, chunk=256, log=None):
         # c_lambda is the first chunk's mean pool and then fixed for every image, like the shift.
         F, constants = features((images[img[sl]] - mean) / sd, bank, sampler, constants)
         if shift is None:
-            shift = F.mean(axis=0)
-        D = np.transpose(F - shift, (1, 0, 2))  # (neurons, images, features)
-        cw = np.sqrt(counts[sl]).astype(np.float32)[None, :, None]
-        gram += np.matmul(np.transpose(D * cw, (0, 2, 1)), D * cw)
+            shift = F.mean(axis=1)
+        D = F
+        D -= shift[:, None, :]  # (neurons, images, features)
+        Dw = D * np.sqrt(counts[sl]).astype(np.float32)[None, :, None]
+        gram += np.matmul(np.transpose(Dw, (0, 2, 1)), Dw)  # a transposed view goes to BLAS as is
         xty += np.einsum("nip,in->np", D, y_sum[sl], optimize=True)
         xsum += np.einsum("nip,i->np", D, counts[sl].astype(np.float32), optimize=True)
     m = xsum / T  # mean of the shifted features
@@ -346,8 +350,9 @@ def shallow_bound(data, chunk=256, log=None):
         """(trials, neurons, features) rotated standardised features of a tier's trials, and the trials."""
         trials, img, inverse, _ = tier_images(tier)
         F, _ = features((images[img] - mean) / sd, bank, sampler, constants)
-        X = (np.transpose(F, (1, 0, 2)) - (shift + m)[:, None, :]) * scale[:, None, :]
-        return np.matmul(X, V), trials, inverse  # (neurons, images, features)
+        F -= (shift + m)[:, None, :]
+        F *= scale[:, None, :]
+        return np.matmul(F, V), trials, inverse  # (neurons, images, features)
 
     def predict(P, penalty):  # penalty: scalar or (neurons,)
         coef = a / (s + np.reshape(penalty, (-1, 1)))
@@ -407,7 +412,7 @@ def main(argv=None):
     p.add_argument("data", help="a digital-V1 dataset (StaticImageSet .h5 written by `v1sysid simulate`)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the line")
     p.add_argument("--by-type", action="store_true", help="also print the bound per cell type and modulator")
-    p.add_argument("--chunk", type=int, default=256, help="training images per feature chunk (memory)")
+    p.add_argument("--chunk", type=int, default=128, help="training images per feature chunk (memory)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     try:

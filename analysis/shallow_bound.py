@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Shallow bound of a digital V1: the fraction of the ceiling that a model with no learned core reaches.
 
-    /usr/bin/python3 analysis/shallow_bound.py DATA.h5 [--json] [--by-type]
+    /usr/bin/python3 analysis/shallow_bound.py DATA.h5 [--json] [--by-type] [--out DATA.shallow_bound.json]
 
 DATA.h5 is a dataset written by `v1sysid simulate` (StaticImageSet layout with gt/). The model (docs/shallow-bound.md):
   images    z-scored with the pixel mean and SD (ddof 0) of the training tier's images, as the simulator does
@@ -18,8 +18,11 @@ DATA.h5 is a dataset written by `v1sysid simulate` (StaticImageSet layout with g
   score     the per-neuron correlation on the test tier between the prediction and the repeat average, averaged
             over neurons, divided by the mean of gt/ceiling_correlation: the `ceiling_fraction` of
             `v1sysid evaluate` (src/train/pipeline.cpp) for a model that is this bank.
-Prints one line (or, with --json, one JSON object). Exit status: 0; 3 the file cannot be read; 4 a field is
-missing or malformed (the message names the file and the field).
+Prints one line (or, with --json, one JSON object). --out also writes the JSON object, with the data file's
+size and modification time, to a file (written under a temporary name, then renamed); analysis/report.py
+reads DATA.shallow_bound.json next to a dataset instead of computing the bound again. Exit status: 0; 3 a
+file cannot be read or written (7 a full disk); 4 a field is missing or malformed (the message names the file
+and the field).
 """
 import argparse
 import json
@@ -413,6 +416,7 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the line")
     p.add_argument("--by-type", action="store_true", help="also print the bound per cell type and modulator")
     p.add_argument("--chunk", type=int, default=128, help="training images per feature chunk (memory)")
+    p.add_argument("--out", help="also write the JSON object to this file (report.py reads DATA.shallow_bound.json)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -425,6 +429,15 @@ def main(argv=None):
         print(f"shallow_bound.py: error: {e}", file=sys.stderr)
         return e.exit_code
     res.pop("per_neuron_correlation")
+    if args.out:
+        import report  # its atomic writer and error wording; imported here because it loads matplotlib
+        stat = os.stat(args.data)
+        res.update(data_size=stat.st_size, data_mtime_ns=stat.st_mtime_ns)
+        try:
+            report.write_atomically(args.out, lambda f: f.write(json.dumps(res, indent=1) + "\n"))
+        except report.OutputError as e:
+            print(f"shallow_bound.py: error: {e}", file=sys.stderr)
+            return e.exit_code
     if args.json:
         print(json.dumps(res))
         return 0

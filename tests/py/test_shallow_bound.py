@@ -98,35 +98,83 @@ class LinearDataset(unittest.TestCase):
 
 @unittest.skipUnless(EXE, "V1SYSID_EXE is not set (run through ctest)")
 class SimulatedDataset(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        tmp = cls.tmp.name
+        write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=600, n_test=25)
+        cfg = os.path.join(tmp, "sim.yaml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG)
+        cls.data = os.path.join(tmp, "sim.h5")
+        sim = subprocess.run([EXE, "simulate", cfg, "--out", cls.data], capture_output=True, text=True)
+        if sim.returncode != 0:
+            raise RuntimeError(sim.stdout + sim.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
     def test_fraction_of_the_ceiling(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=600, n_test=25)
-            cfg = os.path.join(tmp, "sim.yaml")
-            with open(cfg, "w") as f:
-                f.write(CONFIG)
-            data = os.path.join(tmp, "sim.h5")
-            sim = subprocess.run([EXE, "simulate", cfg, "--out", data], capture_output=True, text=True)
-            self.assertEqual(sim.returncode, 0, sim.stdout + sim.stderr)
-            out = os.path.join(tmp, "sim.shallow_bound.json")
-            run = run_tool(data, "--json", "--out", out)
-            self.assertEqual(run.returncode, 0, run.stderr)
-            res = json.loads(run.stdout)
-            self.assertGreater(res["fraction_of_ceiling"], 0)
-            self.assertLessEqual(res["fraction_of_ceiling"], 1.05)
-            with h5py.File(data, "r") as f:
-                ceiling = f["gt/ceiling_correlation"][()].astype(np.float64).mean()
-            self.assertAlmostEqual(res["ceiling"], ceiling, places=6)
-            self.assertAlmostEqual(res["fraction_of_ceiling"], res["shallow_bound_correlation"] / ceiling, places=9)
-            self.assertEqual(sorted(res["by"]["cell_type"]),
-                             ["center_surround", "complex", "normalized_complex", "simple"])
-            with open(out) as f:
-                saved = json.load(f)
-            self.assertEqual(saved["fraction_of_ceiling"], res["fraction_of_ceiling"])
-            self.assertEqual(saved["data_size"], os.path.getsize(data))
-            # The plain line says the same number.
-            line = run_tool(data)
-            self.assertEqual(line.returncode, 0, line.stderr)
-            self.assertIn(f"fraction of the ceiling {res['fraction_of_ceiling']:.3f}", line.stdout)
+        out = os.path.join(self.tmp.name, "bound.json")
+        run = run_tool(self.data, "--json", "--out", out)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        res = json.loads(run.stdout)
+        self.assertGreater(res["fraction_of_ceiling"], 0)
+        self.assertLessEqual(res["fraction_of_ceiling"], 1.05)
+        with h5py.File(self.data, "r") as f:
+            ceiling = f["gt/ceiling_correlation"][()].astype(np.float64).mean()
+        self.assertAlmostEqual(res["ceiling"], ceiling, places=6)
+        self.assertAlmostEqual(res["fraction_of_ceiling"], res["shallow_bound_correlation"] / ceiling, places=9)
+        self.assertEqual(sorted(res["by"]["cell_type"]), ["center_surround", "complex", "normalized_complex", "simple"])
+        with open(out) as f:
+            saved = json.load(f)
+        self.assertEqual(saved["fraction_of_ceiling"], res["fraction_of_ceiling"])
+        self.assertEqual(saved["data_size"], os.path.getsize(self.data))
+        line = run_tool(self.data)  # the plain line says the same number
+        self.assertEqual(line.returncode, 0, line.stderr)
+        self.assertIn(f"fraction of the ceiling {res['fraction_of_ceiling']:.3f}", line.stdout)
+
+    def report(self, name):
+        """report.md of a results file whose dataset is the simulated digital V1."""
+        results = os.path.join(self.tmp.name, f"{name}.h5")
+        with h5py.File(results, "w") as f:
+            t = f.create_group("trials")
+            t["architecture"] = np.array(["cnn_16"] * 2, dtype="S64")
+            t["status"] = np.array(["ok"] * 2, dtype="S16")
+            t["best_val_loss"] = np.array([2.0, 1.0])
+            t["test_correlation"] = np.array([0.3, 0.4])
+            t["data_fraction"] = np.array([1.0, 1.0])
+            f.attrs["dataset_path"] = self.data
+        out = os.path.join(self.tmp.name, name)
+        run = subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), results, "--out", out],
+                             capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        with open(os.path.join(out, "report.md")) as f:
+            return f.read()
+
+    def test_report_prints_the_bound_next_to_the_ceiling(self):
+        res = json.loads(run_tool(self.data, "--json").stdout)
+        cached = os.path.splitext(self.data)[0] + ".shallow_bound.json"
+        if os.path.exists(cached):
+            os.remove(cached)
+        text = self.report("computed")
+        self.assertIn("## Digital V1: ceiling and shallow bound", text)
+        self.assertIn(f"**{res['ceiling']:.3f}**", text)
+        self.assertIn(f"**{res['fraction_of_ceiling']:.3f} of the ceiling** (computed for this report)", text)
+        self.assertIn(f"cnn_16 (data fraction 1): best trial's test correlation 0.400, {0.4 / res['ceiling']:.3f} "
+                      "of the ceiling", text)
+        # A bound saved with --out next to the data is read, not computed again ...
+        self.assertEqual(run_tool(self.data, "--out", cached).returncode, 0)
+        with open(cached) as f:
+            saved = json.load(f)
+        saved["fraction_of_ceiling"] = 0.123456  # a marker: the report shows the file's number
+        with open(cached, "w") as f:
+            json.dump(saved, f)
+        self.assertIn(f"**0.123 of the ceiling** (`{cached}`)", self.report("cached"))
+        # ... unless it was made from another version of the data.
+        os.utime(self.data, ns=(saved["data_mtime_ns"] + 10 ** 9,) * 2)
+        self.assertIn("(computed for this report)", self.report("stale"))
 
 
 class BadInput(unittest.TestCase):

@@ -11,7 +11,7 @@ DATA.h5 is a dataset written by `v1sysid simulate` (StaticImageSet layout with g
   features  read out at each neuron's TRUE RF centre (gt/position, bilinear): per orientation and wavelength
             the energy sqrt(even^2 + odd^2), the rectified even and odd responses [even]+, [-even]+, [odd]+,
             [-odd]+ and the normalised energy E / (c_lambda + mean over orientations of E) (c_lambda: the mean
-            over training images and neurons of that pool); plus the 3 DoGs: 6 x 32 + 3 = 195 features
+            of that pool over the first 128 training images and all neurons); plus the 3 DoGs: 6 x 32 + 3 = 195
   readout   per neuron, linear ridge regression on the features standardised on the training tier (closed form,
             one eigendecomposition per neuron); the penalty is chosen per neuron on the validation tier (highest
             correlation) from a log grid
@@ -39,6 +39,7 @@ ENVELOPE_PER_WAVELENGTH = 0.4
 DOG_CENTRE_SD = (1.25, 2.5, 5.0)
 DOG_SURROUND_RATIO = 2.0
 GABOR_FEATURES = ("energy", "even+", "even-", "odd+", "odd-", "normalised_energy")
+POOL_IMAGES = 128  # training images (the first by image id) whose mean pooled energy is c_lambda
 PENALTY_GRID = 10.0 ** np.arange(-5.0, 3.01, 0.5)  # times the number of training trials
 MIN_STD = 1e-5  # kMinStd of src/metrics/metrics.hpp: a correlation with a constant is 0
 
@@ -321,11 +322,12 @@ def shallow_bound(data, chunk=128, log=None):
     gram = np.zeros((n_neurons, p, p))
     xty = np.zeros((n_neurons, p))
     xsum = np.zeros((n_neurons, p))
-    shift, constants = None, None
+    # c_lambda: the mean pool of the first training images, fixed for every image (and whatever the chunk).
+    _, constants = features((images[img[:POOL_IMAGES]] - mean) / sd, bank, sampler)
+    shift = None
     for start in range(0, len(img), chunk):
         sl = slice(start, start + chunk)
-        # c_lambda is the first chunk's mean pool and then fixed for every image, like the shift.
-        F, constants = features((images[img[sl]] - mean) / sd, bank, sampler, constants)
+        F, _ = features((images[img[sl]] - mean) / sd, bank, sampler, constants)
         if shift is None:
             shift = F.mean(axis=1)
         D = F

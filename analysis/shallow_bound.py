@@ -113,6 +113,9 @@ def read_dataset(path):
                             ("gt/ceiling_correlation", ceiling)):
             if not np.all(np.isfinite(value)):
                 raise BoundError(path, name, "holds NaN or infinite values", "simulate the data again")
+        if not ceiling.mean() > 0:
+            raise BoundError(path, "gt/ceiling_correlation", f"mean {ceiling.mean():g}, not positive",
+                             "the bound is a fraction of this mean: simulate the data again")
         # One image per distinct frame_image_id (repeats of an image share it).
         unique_ids, first_row = np.unique(image_ids, return_index=True)
         images = np.asarray(images_ds[np.sort(first_row)], dtype=np.float64)
@@ -207,11 +210,6 @@ class Bank:
 
     def n_features(self):
         return len(GABOR_FEATURES) * N_ORIENTATIONS * N_WAVELENGTHS + len(DOG_CENTRE_SD)
-
-    def feature_names(self):
-        names = [f"{name}_l{wl:.1f}_o{np.degrees(th):.1f}" for wl in self.wavelengths for name in GABOR_FEATURES
-                 for th in self.thetas]
-        return names + [f"dog_{s:g}" for s in DOG_CENTRE_SD]
 
 
 class Sampler:
@@ -352,7 +350,8 @@ def shallow_bound(data, chunk=128, log=None):
         log(f"train features and eigendecompositions: {time.time() - t0:.1f} s")
 
     def project(tier):
-        """(trials, neurons, features) rotated standardised features of a tier's trials, and the trials."""
+        """(neurons, images, features): the standardised features of a tier's distinct images in each neuron's
+        eigenbasis; the tier's trials and each trial's image."""
         trials, img, inverse, _ = tier_images(tier)
         F, _ = features((images[img] - mean) / sd, bank, sampler, constants)
         F -= (shift + m)[:, None, :]
@@ -361,7 +360,7 @@ def shallow_bound(data, chunk=128, log=None):
 
     def predict(P, penalty):  # penalty: scalar or (neurons,)
         coef = a / (s + np.reshape(penalty, (-1, 1)))
-        return (np.einsum("nip,np->in", P, coef) + y_mean)  # (images, neurons)
+        return np.einsum("nip,np->in", P, coef) + y_mean  # (images, neurons)
 
     P, trials, inverse = project("validation")
     grid = PENALTY_GRID * T
@@ -377,7 +376,7 @@ def shallow_bound(data, chunk=128, log=None):
     ceiling = data["ceiling"]
     mean_ceiling = float(ceiling.mean())
     result = dict(file=data["path"], shallow_bound_correlation=float(r.mean()), ceiling=mean_ceiling,
-                  fraction_of_ceiling=float(r.mean() / mean_ceiling) if mean_ceiling > 0 else None,
+                  fraction_of_ceiling=float(r.mean() / mean_ceiling),
                   n_features=p, n_neurons=int(n_neurons), n_train_trials=int(T),
                   n_test_images=int(prediction.shape[0]), wavelengths_px=[round(float(x), 3) for x in bank.wavelengths],
                   penalty_median=float(np.median(PENALTY_GRID[best])), seconds=round(time.time() - t0, 1))
@@ -393,7 +392,7 @@ def shallow_bound(data, chunk=128, log=None):
                                           ceiling=float(ceiling[sel].mean()),
                                           fraction_of_ceiling=float(r[sel].mean() / ceiling[sel].mean()))
     if data["modulators"] is not None:  # each modulator on its own, whatever it is combined with
-        single = sorted({m for combo in data["modulators"] for m in combo.split("+")})
+        single = sorted({part for combo in data["modulators"] for part in combo.split("+")})
         groups["modulator"] = {}
         for name in single:
             sel = np.array([name in combo.split("+") for combo in data["modulators"]])

@@ -25,10 +25,10 @@ import shallow_bound as sb  # noqa: E402
 CONFIG = """stimuli: stimuli.h5
 seed: 5
 n_neurons: 30
-n_train: 500
-n_validation: 60
-n_test_images: 20
-test_repeats: 10
+n_train: 300
+n_validation: 40
+n_test_images: 15
+test_repeats: 5
 image: {height: 18, width: 32}
 receptive_fields: {wavelength_px: [4, 12], sigma_px: [1.5, 3], aspect_ratio: [0.6, 1.0], position_margin_px: 3}
 noise: {model: poisson}
@@ -39,7 +39,7 @@ def run_tool(*args):
     return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, timeout=300)
 
 
-def write_linear_dataset(path, n_neurons=12, n_train=700, n_val=150, n_test=30, repeats=4, seed=0):
+def write_linear_dataset(path, n_neurons=12, n_train=500, n_val=100, n_test=30, repeats=4, seed=0):
     """A StaticImageSet whose noise-free rates are a linear function of the bank's features at each neuron's
     centre (the features computed the way the tool does: train-tier z-scoring, c_lambda over the first
     POOL_IMAGES training images); a little Gaussian noise, and gt/ceiling_correlation the analytic ceiling of
@@ -102,7 +102,7 @@ class SimulatedDataset(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         tmp = cls.tmp.name
-        write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=600, n_test=25)
+        write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=360, n_test=20)
         cfg = os.path.join(tmp, "sim.yaml")
         with open(cfg, "w") as f:
             f.write(CONFIG)

@@ -12,7 +12,9 @@ Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, a
   --checkpoint-dir  the sweep's --save-checkpoints folder: trial_<id>.h5 is trial <id>'s checkpoint; it is used
                     only when the trial id stored in it (or else its best validation loss) matches the results
   --rf              receptive fields from `v1sysid rf` (else they are computed with --exe when possible)
-  --data            the dataset (gt/ for the digital-V1 checks; test responses for per-neuron correlations)
+  --data            the dataset (gt/ for the digital-V1 checks and the ceiling with the shallow bound next to it,
+                    read from DATA.shallow_bound.json or computed when quick; test responses for per-neuron
+                    correlations)
   --data-key        the readout to analyse of a checkpoint trained on several datasets (else Figs. 4-6 are
                     skipped with the list of its data keys)
 Every file is written under a temporary name and renamed when complete; a failure (a full disk) ends with a
@@ -21,6 +23,7 @@ leaves no report.md. Definitions: analysis/v1analysis.py.
 """
 import argparse
 import errno
+import json
 import os
 import re
 import subprocess
@@ -245,6 +248,74 @@ def lurz(rep, results):
 
 # ------------------------------------------------------------------------------------------------------------
 
+SHALLOW_BOUND_QUICK = 6e6  # neurons x trials computed in the report: the demo preset's 1,000 x 5,400 take ~1 min
+
+
+def shallow_bound_file(data):
+    """Where `analysis/shallow_bound.py DATA --out` keeps the bound of DATA for the report."""
+    return os.path.splitext(data)[0] + ".shallow_bound.json"
+
+
+def digital_v1_room(rep, data, rows, same_dataset):
+    """The ceiling of a digital V1 with the shallow bound (no learned core; analysis/shallow_bound.py) next to it:
+    the room a learned core has. The bound is read from DATA.shallow_bound.json when that file was made from
+    this DATA, else computed when the dataset is small enough to take about a minute."""
+    try:
+        gt = va.read_ground_truth(data)
+    except (OSError, ValueError) as e:
+        rep.skip("ceiling and shallow bound", f"{data}: cannot read gt/ ({e})")
+        return
+    if gt is None or "ceiling_correlation" not in gt:
+        return  # not a digital V1: no ceiling to report
+    import h5py
+    import shallow_bound as sb
+    ceiling = float(np.mean(gt["ceiling_correlation"]))
+    res, source, why = None, None, None
+    cached = shallow_bound_file(data)
+    if os.path.isfile(cached):
+        try:
+            with open(cached) as f:
+                saved = json.load(f)
+            stat = os.stat(data)
+            if saved.get("data_size") == stat.st_size and saved.get("data_mtime_ns") == stat.st_mtime_ns:
+                res, source = saved, f"`{cached}`"
+            else:
+                why = f"{cached} was made from another version of {data}"
+        except (OSError, ValueError) as e:
+            why = f"{cached} cannot be read ({e})"
+    if res is None:
+        with h5py.File(data, "r") as f:
+            size = f["responses"].shape[0] * f["responses"].shape[1] if "responses" in f else 0
+        if size <= SHALLOW_BOUND_QUICK:
+            try:
+                res, source = sb.shallow_bound(sb.read_dataset(data)), "computed for this report"
+            except sb.BoundError as e:
+                why = str(e)
+        elif why is None:
+            why = f"{data} is large (about {size / SHALLOW_BOUND_QUICK:.0f} min to compute)"
+    rep.add("## Digital V1: ceiling and shallow bound", "",
+            f"- ceiling: mean over neurons of gt/ceiling_correlation **{ceiling:.3f}** (the correlation with the "
+            f"repeat average that the true rates reach on this test design)")
+    rep.numbers["mean_ceiling_correlation"] = ceiling
+    if res is not None:
+        rep.add(f"- shallow bound (fixed Gabor/DoG bank at the true RF centres, ridge readout; no learned core; "
+                f"docs/shallow-bound.md): test correlation {res['shallow_bound_correlation']:.3f}, "
+                f"**{res['fraction_of_ceiling']:.3f} of the ceiling** ({source})")
+        rep.numbers["shallow_bound_fraction_of_ceiling"] = res["fraction_of_ceiling"]
+    else:
+        rep.add(f"- shallow bound: not computed ({why}); run `/usr/bin/python3 analysis/shallow_bound.py {data} "
+                f"--out {cached}` and make the report again")
+        rep.skip("shallow bound", why)
+    if same_dataset:
+        for r in rows:
+            if r.get("best_trial", -1) >= 0 and ceiling > 0:
+                rep.add(f"- {r['architecture']} (data fraction {r['data_fraction']:g}): best trial's test correlation "
+                        f"{r['best_test_correlation']:.3f}, {r['best_test_correlation'] / ceiling:.3f} of the ceiling")
+    rep.add("")
+
+
+# ------------------------------------------------------------------------------------------------------------
+
 def neuron_correlation(results, trial, checkpoint, data, exe):
     """Per-neuron test correlation of the analysed model: from the results file when its trial is known,
     else from `v1sysid predict` on --data."""
@@ -462,6 +533,10 @@ def main(argv=None):
     if args.data is None and attrs.get("dataset_path", "").endswith(".h5") and os.path.isfile(attrs["dataset_path"]):
         args.data = attrs["dataset_path"]
     rows = table1(rep, results)
+    if args.data and os.path.isfile(args.data):
+        results_data = attrs.get("dataset_path", "")
+        digital_v1_room(rep, args.data, rows,
+                        os.path.isfile(results_data) and os.path.samefile(results_data, args.data))
     fig2(rep, results)
     fig3(rep, results)
     lurz(rep, results)

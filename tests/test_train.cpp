@@ -734,6 +734,32 @@ TEST(Training, BothSchedulesStopAtTheNextStepWhenAStopIsRequested) {
   }
 }
 
+// SLURM's preemption and time limit send SIGTERM first: `train` stops at the next step, writes nothing under its
+// output names (a half-trained model is no result) and exits 75, the status on which batch scripts requeue.
+TEST(Commands, TrainStoppedBySigtermExits75AndWritesNothing) {
+  TinyFixture fx;
+  const std::string model = fx.dir / "model.yaml";
+  {
+    // Early stopping must not end the run before the signal comes: patience and iterations without end.
+    std::string text = kTinyModel;
+    text.replace(text.find("patience: 5, max_iterations: 400"), 32, "patience: 1000000, max_iterations: 10000000");
+    std::ofstream(model) << text;
+  }
+  const std::string out = fx.dir / "run";
+  if (!std::getenv("V1SYSID_EXE")) setenv("V1SYSID_EXE", "../v1sysid", 0);
+  // The first progress line shows that training runs; then SIGTERM, and the exit status of `train` itself.
+  const std::string script =
+      std::string(V1SYSID_TEST_EXE) + " train " + model + " --data " + fx.data_path + " --out " + out + " > " +
+      fx.dir / "log" + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q 'train 1/' " + fx.dir / "log" +
+      " && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo \"exit=$?\"; cat " + fx.dir / "log";
+  const auto r = v1sysid::testing::run_shell(script);
+  EXPECT_NE(r.output.find("exit=75"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stopped"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("run the same command again"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/checkpoint.h5")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/metrics.json")) << r.output;
+}
+
 TEST(Commands, SeveralDatasetsThenTransferWithAFrozenCore) {
   TinyFixture fx;
   TinySpec sb, sc;

@@ -1,5 +1,6 @@
 // v1sysid train MODEL.yaml --data PATH --out DIR: trains a model and writes DIR/checkpoint.h5, DIR/metrics.json.
 #include "apps/commands.hpp"
+#include "core/stop.hpp"
 #include "train/pipeline.hpp"
 
 #include <iostream>
@@ -34,6 +35,7 @@ void add_train_command(CLI::App& app) {
     if (s->count()) o->seed = *seed;
     if (m->count()) o->max_iterations = *max_iterations;
     if (f->count()) o->data_fraction = *data_fraction;
+    install_stop_handlers();  // SLURM preemption sends SIGTERM first: stop at the next step, exit 75
     auto out = run_training(*o);
     std::cout << "wrote " << out.checkpoint_path << " and " << out.metrics_path << ": status " << out.training.status
               << ", best validation loss " << out.training.best_val_loss << ", test correlation "

@@ -1,6 +1,7 @@
 #include "train/pipeline.hpp"
 
 #include "core/error.hpp"
+#include "core/stop.hpp"
 #include "io/output_file.hpp"
 
 #include <algorithm>
@@ -284,6 +285,13 @@ TrainOutcome run_training(const TrainOptions& o) {
   out.training = trainer.run(o.show_progress);
   std::string sources;
   for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
+  if (out.training.status == "stopped") {
+    // A preempted run has no finished model to offer: writing the best state so far under the final names would
+    // pass a half-trained model off as the result. Nothing is written; a rerun trains from the start.
+    throw StoppedError("a stop signal ended the training after " + std::to_string(out.training.steps) +
+                           " steps; nothing was written",
+                       o.out_dir, "run the same command again to train the model from the start");
+  }
   if (out.training.status == "diverged") {
     write_file_atomically(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
     throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,

@@ -125,8 +125,14 @@ run_step() {
     echo "  $output is not complete: running the step again"
   fi
   echo "  \$ $*"
-  local t0=$SECONDS
-  "$@"
+  local t0=$SECONDS rc=0
+  "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    # Say what a rerun does: a stopped sweep (75, or mpirun's 1 when it was signalled) resumes where it was.
+    echo "demo.sh: step '$name' ended with exit status $rc (its message is above); run env/demo.sh again:" \
+      "complete steps are skipped and an unfinished sweep resumes" >&2
+    exit "$rc"
+  fi
   echo "  done in $((SECONDS - t0)) s"
 }
 

@@ -113,6 +113,16 @@ ranks=1; mpirun_cmd=(); force_flag=()
         self.assertEqual((r.returncode, self.calls()), (0, []), r.stdout + r.stderr)
         self.assertIn("complete, skipped", r.stdout)
 
+    def test_a_stopped_step_says_how_to_resume_and_keeps_its_exit_status(self):
+        write_executable(self.exe, STUB_EXE + 'if [ "$1" = sweep ]; then exit 75; fi\n')
+        write_results(self.results, ["ok", "pending"])
+        r = self.bash("step_sweep; echo AFTER")
+        self.assertEqual(r.returncode, 75, r.stdout + r.stderr)
+        self.assertIn("exit status 75", r.stderr)
+        self.assertIn("run env/demo.sh again", r.stderr)
+        self.assertNotIn("AFTER", r.stdout)  # the steps after it do not run on a partial result
+        self.assertNotIn("done in", r.stdout)
+
     def test_the_report_is_made_only_from_a_finished_sweep_and_again_when_the_results_change(self):
         os.makedirs(os.path.dirname(self.report))
         write_results(self.results, ["ok", "pending"])

@@ -94,11 +94,7 @@ void run_sweep_command(const SweepOptions& o) {
   run_agreed(MPI_COMM_WORLD, [&] {
     if (rank != 0) return;
     refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, {o.data});
-    if (auto parent = std::filesystem::path(o.out).parent_path(); !parent.empty()) {
-      std::error_code ec;
-      std::filesystem::create_directories(parent, ec);
-      if (ec) throw_os_error("creating the folder of the results file", parent.string(), ec.value());
-    }
+    create_output_folder(std::filesystem::path(o.out).parent_path().string());
     lock = ResultsLock(o.out);
     remove_stale_partials(o.out, o.save_checkpoints);
   });

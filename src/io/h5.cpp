@@ -1,6 +1,7 @@
 #include "io/h5.hpp"
 
 #include "core/error.hpp"
+#include "io/output_file.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -159,11 +160,7 @@ File File::create(const std::string& path, bool force) {
   if (fs::exists(path) && !force) {
     throw IoError("output file already exists", path, "choose another --out or pass --force to overwrite it");
   }
-  if (auto parent = fs::path(path).parent_path(); !parent.empty()) {
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-    if (ec) throw_os_error("creating the output folder", parent.string(), ec.value());
-  }
+  create_output_folder(fs::path(path).parent_path().string());
   const std::string partial = path + ".partial-" + std::to_string(getpid());
   Handle fcpl = untimed_create_plist(H5P_FILE_CREATE);  // for the root group's header
   // The core driver builds the file in memory and writes it to disk in one pass at flush and close. A full disk

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "io/output_file.hpp"
 #include "model/model.hpp"
 #include "model/model_config.hpp"
 #include "train/batcher.hpp"
@@ -24,11 +25,7 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::st
     : m_sweep(sweep), m_data_path(data_path), m_checkpoint_dir(std::move(checkpoint_dir)),
       m_dataset(load_dataset(data_path)), m_preprocessing(compute_preprocessing(m_dataset)),
       m_data(std::make_unique<TrainingData>(prepare_training_data(m_dataset, m_preprocessing))) {
-  if (!m_checkpoint_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(m_checkpoint_dir, ec);
-    if (ec) throw_os_error("creating the checkpoint folder", m_checkpoint_dir, ec.value());
-  }
+  create_output_folder(m_checkpoint_dir);  // no-op without --save-checkpoints
 }
 
 TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {

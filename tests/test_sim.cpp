@@ -608,12 +608,20 @@ TEST_F(SimTest, SameSeedGivesIdenticalDatasetsAndAnotherSeedDoesNot) {
     const auto r = run_v1sysid("simulate " + c + " --out " + (*dir / out) + " --force");
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
-  std::map<std::string, std::string> a, b, c;
+  // --seed 8 on the seed-7 config is the seed-8 config (the replication's fresh seeds come from it).
+  const auto r = run_v1sysid("simulate " + cfg + " --seed 8 --out " + (*dir / "d.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, std::string> a, b, c, d;
   collect(h5::File::open(*dir / "a.h5"), "/", a);
   collect(h5::File::open(*dir / "b.h5"), "/", b);
   collect(h5::File::open(*dir / "c.h5"), "/", c);
+  collect(h5::File::open(*dir / "d.h5"), "/", d);
   ASSERT_GT(a.size(), 40u);
   for (const auto& [name, bytes] : a) EXPECT_TRUE(b.count(name) && b[name] == bytes) << name << " differs";
+  for (const auto& [name, bytes] : c) EXPECT_TRUE(d.count(name) && d[name] == bytes) << name << " differs (--seed)";
+  EXPECT_EQ(sim::parse_simulation_config(h5::File::open(*dir / "d.h5").read_attribute_string("/", "config"), "attr", "")
+                .seed,
+            8u);
   EXPECT_NE(a["responses"], c["responses"]);
   EXPECT_NE(a["gt/orientation"], c["gt/orientation"]);
 }

@@ -1,4 +1,4 @@
-// v1sysid simulate CONFIG.yaml --out dv1.h5 [--stimuli FILE] [--format h5|filetree] [--force]
+// v1sysid simulate CONFIG.yaml --out dv1.h5 [--stimuli FILE] [--seed N] [--format h5|filetree] [--force]
 // Simulates a digital V1 population (src/sim/) on natural-image stimuli and writes one dataset per animal.
 #include "apps/commands.hpp"
 #include "core/error.hpp"
@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace v1sysid::apps {
@@ -21,6 +22,7 @@ struct SimulateOptions {
   std::string out;
   std::string stimuli;
   std::string format = "h5";
+  std::optional<uint64_t> seed;
   bool force = false;
 };
 
@@ -33,6 +35,7 @@ double median(std::vector<double> v) {
 void run_simulate(const SimulateOptions& o) {
   sim::SimulationConfig config = sim::load_simulation_config(o.config);
   if (!o.stimuli.empty()) config.stimuli = o.stimuli;
+  if (o.seed) config.seed = *o.seed;
 
   std::vector<std::string> outputs;
   for (int a = 0; a < config.n_animals; ++a) outputs.push_back(sim::animal_output_path(o.out, a, config.n_animals));
@@ -85,6 +88,9 @@ void add_simulate_command(CLI::App& app) {
   cmd->add_option("--stimuli", opts->stimuli,
                   "Stimulus file of 'v1sysid images' (overrides the config's stimuli key; relative to the current "
                   "directory)");
+  cmd->add_option("--seed", opts->seed,
+                  "Simulator seed (overrides the config's seed key): a fresh population, fresh images and fresh noise "
+                  "from the same config");
   cmd->add_option("--format", opts->format, "Output layout: h5 (StaticImageSet file) or filetree (FileTree folder of .npy files)")
       ->check(CLI::IsMember({"h5", "filetree"}));
   cmd->add_flag("--force", opts->force, "Overwrite existing output files");

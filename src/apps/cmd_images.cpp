@@ -20,7 +20,7 @@ namespace {
 
 struct ImagesArgs {
   std::string out;
-  long count = 5000;
+  long count = 5400;  // data/paper.yaml: 4,860 train + 540 validation images
   long test_count = 100;
   int height = 36;
   int width = 64;

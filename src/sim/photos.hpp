@@ -109,7 +109,7 @@ struct PhotoCrop {
 bool crops_overlap(const PhotoCrop& a, const PhotoCrop& b, int height, int width);
 
 struct StimulusOptions {
-  long trainval_count = 5000;  // enough for data/demo.yaml (4,000 train + validation)
+  long trainval_count = 5400;  // enough for data/paper.yaml (4,860 train + 540 validation)
   long test_count = 100;       // the papers' 100 test images
   uint64_t seed = 0;
   CropOptions crop;

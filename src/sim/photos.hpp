@@ -1,7 +1,7 @@
 // Natural-image stimuli cut from real photographs (data-formats §A), and the stimulus file they go into.
 //
 // Pipeline, per photo of the curated, licence-clean list below:
-//   decode (libjpeg / libpng) -> luminance L = 0.299 R + 0.587 G + 0.114 B (Rec.601, kept as float 0..255)
+//   decode (libjpeg / libpng / libwebp) -> luminance L = 0.299 R + 0.587 G + 0.114 B (Rec.601, kept as float 0..255)
 //   -> area-downsample so the width becomes 128, 256, 512 and 1024 px (only widths <= the photo's; the
 //      height follows with the same factor) -> tile H x W crops with stride H x W (no overlap within a
 //      scale) -> drop crops whose pixel SD is below 4 grey levels (4/255 of the 0..255 range: flat sky,

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Fetches the licence-clean photographs that `v1sysid images` cuts into natural-image stimuli.
 #
-# Two Debian packages ship them (data-formats §A.4): python3-skimage (CC0 / public-domain photos in
-# skimage/data/) and lomiri-wallpapers-16.04 (CC-BY-4.0 / CC0 photos). They are downloaded with
-# `apt-get download` and unpacked with `dpkg-deb -x` into a cache folder; they are never installed, so
-# none of their dependencies (scipy, matplotlib, ...) are pulled in. data/ATTRIBUTION.md lists the photos.
+# Twelve Debian bookworm (main) packages ship them, the licence-clean combination of the survey in
+# docs/stimuli/photo-survey.md (CC0, public-domain, CC-BY or permissive, each with a per-file or per-directory
+# licence statement; share-alike, copyleft and uncertain photographs are left out), plus imagemagick-6-common
+# for the copyright file that covers imagemagick-6-doc's photo. They are downloaded with `apt-get download`
+# and unpacked with `dpkg-deb -x` into a cache folder; they are never installed, so none of their
+# dependencies are pulled in. data/ATTRIBUTION.md lists the photos, src/sim/photos.cpp curates them.
+# gcompris-qt-data keeps its photos (WebP) inside Qt resource bundles; env/extract-rcc.py (python3, standard
+# library only) unpacks the two bundles used into folders next to them, and `v1sysid images` decodes WebP
+# with libwebp.
 #
 # Cache folder: $V1SYSID_PHOTO_CACHE, default /var/cache/v1sysid/photos. Layout afterwards:
 #   <cache>/debs/<package>_<version>_<arch>.deb     the downloaded archives
@@ -16,7 +21,14 @@
 # script says why and exits non-zero.
 set -euo pipefail
 
-packages=(python3-skimage lomiri-wallpapers-16.04)
+packages=(python3-skimage lomiri-wallpapers-16.04 gcompris-qt-data tuxtype-data scribus-template palapeli-data
+  libjxl-testdata python3-sklearn tuxpaint-data puzzle-jigsaw python-matplotlib-data imagemagick-6-doc
+  imagemagick-6-common)
+# Qt resource bundles unpacked after dpkg-deb, per package (paths inside the unpacked package).
+declare -A rcc_bundles=(
+  [gcompris-qt-data]="usr/share/gcompris-qt/rcc/categorization.rcc usr/share/gcompris-qt/rcc/explore_world_animals.rcc"
+)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${V1SYSID_PHOTO_CACHE:-/var/cache/v1sysid/photos}"
 
 say() { echo "fetch-photos: $*"; }
@@ -42,6 +54,7 @@ fi
 
 command -v apt-get >/dev/null || fail "apt-get not found; this script needs a Debian (bookworm) system"
 command -v dpkg-deb >/dev/null || fail "dpkg-deb not found; this script needs a Debian (bookworm) system"
+command -v python3 >/dev/null || fail "python3 not found; it unpacks the gcompris-qt-data bundles (apt-get install python3)"
 mkdir -p "$cache/debs" 2>/dev/null || fail "cannot create $cache; run as root or set V1SYSID_PHOTO_CACHE to a writable folder"
 [ -w "$cache" ] || fail "$cache is not writable; run as root or set V1SYSID_PHOTO_CACHE to a writable folder"
 
@@ -81,6 +94,15 @@ for p in "${packages[@]}"; do
     rm -f "$deb"
     fail "dpkg-deb -x $(basename "$deb") failed (truncated download?); the archive was removed, run this script again"
   fi
+  for bundle in ${rcc_bundles[$p]:-}; do
+    [ -f "$cache/$p/$bundle" ] || fail "$(basename "$deb") has no $bundle (a different gcompris-qt-data version?); the photo list in src/sim/photos.cpp expects version 3.1"
+    # Exit status 3: some images were zstd-compressed and skipped (listed on stderr); the photos that are
+    # there are kept, and 'v1sysid images' names any curated one that is missing.
+    rc=0
+    python3 "$here/extract-rcc.py" "$cache/$p/$bundle" >/dev/null || rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "could not unpack $cache/$p/$bundle (see the message above)"
+  done
+  # The stamp counts the files after unpacking the bundles, so an interrupted run is redone.
   echo "$(basename "$deb") $(file_count "$p")" >"$(stamp_of "$p")"
   say "unpacked $(basename "$deb") into $cache/$p"
 done

@@ -11,7 +11,7 @@ packages=(
   libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev
-  libjpeg-dev libpng-dev
+  libjpeg-dev libpng-dev libwebp-dev
   libcli11-dev nlohmann-json3-dev libzip-dev
   python3-h5py python3-numpy python3-matplotlib
 )

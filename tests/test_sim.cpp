@@ -650,6 +650,45 @@ TEST_F(SimTest, FileTreeOutputHoldsTheSameDatasetAsTheHdf5File) {
   EXPECT_EQ(r.exit_code, 3) << r.output;  // an existing folder is not replaced without --force
 }
 
+TEST_F(SimTest, SourcePhotoIsTheStimulusFilesPhotoIndexOfEachTrialsImage) {
+  // The shared stimuli have no photos; give a copy photo rows (trainval photos 0..6, test photos 7..9).
+  sim::StimulusSet stim = sim::read_stimuli(*dir / "stimuli.h5");
+  for (int p = 0; p < 10; ++p) stim.photos.push_back({"p" + std::to_string(p), "path", "package", "author", "CC0-1.0"});
+  for (size_t i = 0; i < stim.size(); ++i)
+    stim.photo_index[i] = stim.split[i] == "test" ? static_cast<int32_t>(7 + i % 3) : static_cast<int32_t>(i % 7);
+  sim::write_stimuli(stim, *dir / "photo_stimuli.h5", /*force=*/true);
+  std::string text = tiny_config();
+  text.replace(text.find("stimuli.h5"), std::string("stimuli.h5").size(), "photo_stimuli.h5");
+  const std::string cfg = write_config("source_photo.yaml", text);
+  const std::string h5_out = *dir / "source_photo.h5", tree_out = *dir / "source_photo_tree";
+  auto r = run_v1sysid("simulate " + cfg + " --out " + h5_out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + cfg + " --out " + tree_out + " --format filetree");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  h5::File f = h5::File::open(h5_out);
+  const auto ids = f.read<int64_t>("item_info/frame_image_id");
+  const auto source = f.read<int64_t>("item_info/source_photo");
+  const auto tiers = f.read_strings("tiers");
+  ASSERT_EQ(source.size(), ids.size());
+  std::set<int64_t> seen;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    ASSERT_EQ(source[t], stim.photo_index[static_cast<size_t>(ids[t])]) << "trial " << t;
+    EXPECT_EQ(source[t] >= 7, tiers[t] == "test") << "trial " << t;
+    seen.insert(source[t]);
+  }
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(v1sysid::npy::read(tree_out + "/meta/trials/source_photo.npy").values<int64_t>(), source);
+  // Readers that do not know the field load both layouts as before.
+  const v1sysid::Dataset a = v1sysid::load_dataset(h5_out), b = v1sysid::load_dataset(tree_out);
+  EXPECT_EQ(a.image_ids, b.image_ids);
+  // Procedural images (the shared stimuli) give -1.
+  const std::string plain = *dir / "source_photo_plain.h5";
+  r = run_v1sysid("simulate " + write_config("plain.yaml", tiny_config()) + " --out " + plain);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (int64_t v : h5::File::open(plain).read<int64_t>("item_info/source_photo")) ASSERT_EQ(v, -1);
+}
+
 TEST_F(SimTest, SimulateWritesTheStaticImageSetLayout) {
   const std::string cfg = write_config("layout.yaml", tiny_config("noise: {model: negative_binomial, nb_r: 3}\n"));
   const std::string out = *dir / "layout.h5";

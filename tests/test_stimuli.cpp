@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <jpeglib.h>
 #include <png.h>
+#include <webp/encode.h>
 
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@
 #include <complex>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 
@@ -200,6 +202,78 @@ TEST(Decode, BrokenFilesAreTypedErrors) {
   }
 }
 
+TEST(Decode, LosslessWebpGivesRec601LuminanceAndBrokenWebpIsADataError) {
+  ScratchDir dir;
+  const int width = 7, height = 5;
+  std::vector<uint8_t> rgb(static_cast<size_t>(width * height * 3));
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+  uint8_t* encoded = nullptr;
+  const size_t size = WebPEncodeLosslessRGB(rgb.data(), width, height, width * 3, &encoded);
+  ASSERT_GT(size, 0u);
+  const std::string bytes(reinterpret_cast<const char*>(encoded), size);
+  WebPFree(encoded);
+  // A .png name on purpose: the decoder is chosen by the file's signature.
+  std::ofstream(dir / "image.png", std::ios::binary) << bytes;
+  const GrayImage img = decode_photo(dir / "image.png");
+  ASSERT_EQ(img.width, width);
+  ASSERT_EQ(img.height, height);
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    EXPECT_EQ(img.pixels[i], rec601_luminance(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2])) << "pixel " << i;
+  std::ofstream(dir / "cut.webp", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  try {
+    decode_photo(dir / "cut.webp");
+    FAIL() << "a truncated WebP was decoded without error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("WebP"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cut.webp"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Decode, GcomprisPhotoFromItsResourceBundle) {
+  REQUIRE_PHOTO_CACHE();
+  // fish3 is a lossy 320 x 240 WebP that env/fetch-photos.sh unpacks from categorization.rcc.
+  const PhotoSource* fish = nullptr;
+  for (const auto& p : curated_photos()) {
+    if (std::string(p.name) == "fish3") fish = &p;
+  }
+  ASSERT_NE(fish, nullptr);
+  const GrayImage img =
+      decode_photo((std::filesystem::path(photo_cache()) / fish->package / fish->relative_path).string());
+  EXPECT_EQ(img.width, 320);
+  EXPECT_EQ(img.height, 240);
+  const CropStats st = crop_stats(img.pixels.data(), img.height, img.width, img.width);
+  EXPECT_GT(st.sd, 20.0);  // a photograph, not a blank or garbled buffer
+  EXPECT_GT(st.mean, 20.0);
+  EXPECT_LT(st.mean, 235.0);
+}
+
+TEST(CuratedPhotos, AttributionListsEveryPhotoWithItsRowAndSplit) {
+  // data/ATTRIBUTION.md is where the licences' attribution is given; it must name every curated photograph,
+  // at its photo_index, with its package, path, licence and split.
+  std::ifstream in(v1sysid::testing::source_dir() + "/data/ATTRIBUTION.md");
+  ASSERT_TRUE(in) << "data/ATTRIBUTION.md not found";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto& photos = curated_photos();
+  EXPECT_EQ(photos.size(), 111u);
+  std::set<std::string> names, packages;
+  long test_photos = 0;
+  for (size_t i = 0; i < photos.size(); ++i) {
+    const PhotoSource& p = photos[i];
+    EXPECT_TRUE(names.insert(p.name).second) << "duplicate name " << p.name;
+    packages.insert(p.package);
+    test_photos += p.reserved_for_test;
+    const std::string row =
+        "| " + std::to_string(i) + " | " + p.name + " | " + p.package + " | " + p.relative_path + " | ";
+    const size_t at = text.find(row);
+    ASSERT_NE(at, std::string::npos) << "no row '" << row << "' in data/ATTRIBUTION.md";
+    const std::string line = text.substr(at, text.find('\n', at) - at);
+    EXPECT_NE(line.find(std::string(" | ") + p.licence + " | "), std::string::npos) << line;
+    EXPECT_NE(line.find(p.reserved_for_test ? "| **test** |" : "| trainval |"), std::string::npos) << line;
+  }
+  EXPECT_EQ(packages.size(), 12u);
+  EXPECT_EQ(test_photos, 22);  // 20 % of the photographs for the test tier
+}
+
 // ---- area downsampling -------------------------------------------------------------------------------
 
 GrayImage random_image(int height, int width, unsigned seed) {
@@ -286,32 +360,84 @@ TEST(AreaDownsample, PreservesConstantsAndMeanAndRejectsUpsampling) {
 
 // ---- the contrast rule -------------------------------------------------------------------------------
 
-TEST(Tiling, HalfStrideGridDropsLowContrastCrops) {
-  // 72 x 128 image: left half flat, right half a checkerboard of +-a around 100 (SD exactly a).
+TEST(Tiling, CropSizedStrideGridDropsLowContrastCrops) {
+  // 72 x 160 image: flat up to x = 32, then a checkerboard of +-a around 100 (SD exactly a).
   auto make = [](float amplitude) {
     GrayImage img;
     img.height = 72;
-    img.width = 128;
-    img.pixels.assign(72 * 128, 100.0f);
+    img.width = 160;
+    img.pixels.assign(72 * 160, 100.0f);
     for (int y = 0; y < 72; ++y)
-      for (int x = 64; x < 128; ++x)
-        img.pixels[static_cast<size_t>(y * 128 + x)] = 100.0f + ((x + y) % 2 ? amplitude : -amplitude);
+      for (int x = 32; x < 160; ++x)
+        img.pixels[static_cast<size_t>(y * 160 + x)] = 100.0f + ((x + y) % 2 ? amplitude : -amplitude);
     return img;
   };
-  CropOptions options;  // 36 x 64, stride 18 x 32, min SD 4
+  CropOptions options;  // 36 x 64, stride 36 x 64 (crops side by side), min SD 4
   const auto strong = tile_positions(make(10.0f), options);
-  // Grid: x in {0, 32, 64}, y in {0, 18, 36}. x = 0 is flat (dropped); x = 32 straddles (SD ~7, kept); x = 64
-  // is all checkerboard (SD 10, kept).
+  // Grid: x in {0, 64} (x = 128 does not fit), y in {0, 36}. x = 0 straddles (SD ~7, kept); x = 64 is all
+  // checkerboard (SD 10, kept). A half-tile grid would add x = 32, 96 and y = 18.
   std::set<std::pair<int, int>> got(strong.begin(), strong.end());
   std::set<std::pair<int, int>> want;
-  for (int y : {0, 18, 36})
-    for (int x : {32, 64}) want.insert({x, y});
+  for (int y : {0, 36})
+    for (int x : {0, 64}) want.insert({x, y});
   EXPECT_EQ(got, want);
   // SD just under and just over the threshold.
   const auto weak = tile_positions(make(3.9f), options);
   EXPECT_TRUE(weak.empty()) << weak.size() << " crops with SD <= 3.9 were kept";
   options.min_sd = 3.0;
-  EXPECT_EQ(tile_positions(make(3.9f), options).size(), 3u);  // only the fully textured column passes
+  EXPECT_EQ(tile_positions(make(3.9f), options).size(), 2u);  // only the fully textured column passes
+}
+
+TEST(CropOverlap, ComparedInPhotoCoordinatesAcrossScales) {
+  const int h = 36, w = 64;
+  // Same scale: side by side touch but do not overlap; one pixel further in they do.
+  EXPECT_FALSE(crops_overlap({0, 0, 512}, {64, 0, 512}, h, w));
+  EXPECT_FALSE(crops_overlap({0, 0, 512}, {0, 36, 512}, h, w));
+  EXPECT_TRUE(crops_overlap({0, 0, 512}, {63, 35, 512}, h, w));
+  // Across scales: x = 64 at width 256 covers [0.25, 0.5) of the photo width, x = 128 at width 512 covers
+  // [0.25, 0.375): overlap; x = 0 at width 256 covers [0, 0.25) and only touches it.
+  EXPECT_TRUE(crops_overlap({64, 0, 256}, {128, 0, 512}, h, w));
+  EXPECT_FALSE(crops_overlap({0, 0, 256}, {128, 0, 512}, h, w));
+  // Vertically too: y = 36 at width 256 covers [36, 72) / 256, y = 71 at width 512 covers [71, 107) / 512.
+  EXPECT_TRUE(crops_overlap({0, 36, 256}, {0, 71, 512}, h, w));
+  EXPECT_FALSE(crops_overlap({0, 36, 256}, {0, 72 + 72, 512}, h, w));
+  // Widths 300 and 1000: x = 30 of 300 starts at 0.1 of the photo width, where x = 36 of 1000 ends (36 + 64
+  // = 100): a touch, which floating-point factors could misjudge; one pixel further it is an overlap.
+  EXPECT_FALSE(crops_overlap({30, 0, 300}, {36, 0, 1000}, h, w));
+  EXPECT_TRUE(crops_overlap({30, 0, 300}, {37, 0, 1000}, h, w));
+}
+
+TEST(StimulusSummary, CountsPhotosEffectiveNumberAndMeasuredOverlaps) {
+  StimulusSet set;
+  set.height = 36;
+  set.width = 64;
+  // trainval: photo 0 three crops, photo 1 one crop; test: photo 2 two crops.
+  const std::vector<int32_t> photo{0, 0, 0, 1, 2, 2};
+  const std::vector<std::string> split{"trainval", "trainval", "trainval", "trainval", "test", "test"};
+  set.photo_index = photo;
+  set.split = split;
+  set.scale.assign(6, 1.0f);
+  set.position = {0, 0, 64, 0, 128, 0, 0, 0, 0, 0, 0, 36};
+  set.scaled_width.assign(6, 256);
+  StimulusSummary s = summarize_stimuli(set);
+  EXPECT_EQ(s.trainval.crops, 4);
+  EXPECT_EQ(s.trainval.photos, 2);
+  EXPECT_EQ(s.trainval.min_per_photo, 1);
+  EXPECT_EQ(s.trainval.max_per_photo, 3);
+  EXPECT_DOUBLE_EQ(s.trainval.median_per_photo, 2.0);
+  EXPECT_DOUBLE_EQ(s.trainval.effective_photos, 1.0 / (0.75 * 0.75 + 0.25 * 0.25));  // 1.6
+  EXPECT_EQ(s.test.photos, 1);
+  EXPECT_DOUBLE_EQ(s.test.effective_photos, 1.0);
+  EXPECT_EQ(s.overlapping_pairs, 0);
+  EXPECT_EQ(s.shared_photos, 0);
+  // The check is measured: photo 0's third crop, moved to x = 16 of width 128, covers [0.125, 0.625) of the
+  // photo width (and the top 36/128 of its height), so it overlaps both other crops, [0, 0.25) and [0.25, 0.5).
+  set.position[4] = 16;
+  set.scaled_width[2] = 128;
+  s = summarize_stimuli(set);
+  EXPECT_EQ(s.overlapping_pairs, 2);
+  set.scaled_width.clear();
+  EXPECT_EQ(summarize_stimuli(set).overlapping_pairs, -1);  // unknown without scaled_width
 }
 
 // ---- spectral slope estimator ------------------------------------------------------------------------
@@ -408,8 +534,53 @@ TEST_F(PhotoCrops, TestCropsShareNoSourcePhotoWithTrainval) {
   }
   EXPECT_EQ(n_test, 100);
   for (int p : test_photos) EXPECT_EQ(trainval_photos.count(p), 0u) << "photo " << p << " is in both splits";
-  EXPECT_GE(test_photos.size(), 3u);
-  EXPECT_GE(trainval_photos.size(), 10u);
+  EXPECT_GE(test_photos.size(), 15u);  // issue 17: the 100 test crops come from at least 15 photographs
+  EXPECT_GE(trainval_photos.size(), 60u);
+  EXPECT_EQ(summarize_stimuli(*set).shared_photos, 0);
+}
+
+TEST_F(PhotoCrops, NoTwoCropsOfAPhotoOverlapInItsCoordinates) {
+  REQUIRE_PHOTO_CACHE();
+  ASSERT_NE(set, nullptr);
+  // Independent of crops_overlap: rectangles from the recorded scale factor, in photo pixels, with a
+  // tolerance for the float factor (an overlap of real crops is at least one scaled pixel, >= 1 photo pixel).
+  std::map<int, std::vector<size_t>> by_photo;
+  for (size_t i = 0; i < set->size(); ++i) by_photo[set->photo_index[i]].push_back(i);
+  long pairs = 0;
+  std::set<float> scales;
+  for (const auto& [photo, rows] : by_photo) {
+    for (size_t a = 0; a < rows.size(); ++a) {
+      for (size_t b = a + 1; b < rows.size(); ++b) {
+        const size_t i = rows[a], j = rows[b];
+        const double si = set->scale[i], sj = set->scale[j];
+        const double ox = std::min((set->position[2 * i] + set->width) * si, (set->position[2 * j] + set->width) * sj) -
+                          std::max(set->position[2 * i] * si, set->position[2 * j] * sj);
+        const double oy =
+            std::min((set->position[2 * i + 1] + set->height) * si, (set->position[2 * j + 1] + set->height) * sj) -
+            std::max(set->position[2 * i + 1] * si, set->position[2 * j + 1] * sj);
+        EXPECT_FALSE(ox > 1e-3 && oy > 1e-3) << "crops " << i << " and " << j << " of photo " << photo << " overlap";
+        ++pairs;
+      }
+    }
+    for (size_t i : rows) scales.insert(set->scale[i]);
+  }
+  EXPECT_GT(pairs, 500);  // 500 crops of 111 photos: about 890 same-photo pairs
+  EXPECT_GE(scales.size(), 8u) << "the crops should still come from several scales";
+  EXPECT_EQ(summarize_stimuli(*set).overlapping_pairs, 0);
+}
+
+TEST(PhotoSelection, TooFewNonOverlappingCropsIsADataError) {
+  REQUIRE_PHOTO_CACHE();
+  StimulusOptions options;
+  options.photo_subset = {0};  // camera, 512 x 512: at most 8 x 14 crops at its finest scale
+  options.trainval_count = 200;
+  options.test_count = 0;
+  try {
+    build_photo_stimuli(options);
+    FAIL() << "200 non-overlapping crops from one 512 x 512 photo were accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("non-overlapping"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(PhotoCrops, EveryCropPassesTheContrastRuleAndMatchesItsRecordedSource) {
@@ -444,6 +615,7 @@ void expect_same_sets(const StimulusSet& a, const StimulusSet& b) {
   EXPECT_EQ(a.photo_index, b.photo_index);
   EXPECT_EQ(a.scale, b.scale);
   EXPECT_EQ(a.position, b.position);
+  EXPECT_EQ(a.scaled_width, b.scaled_width);
   EXPECT_EQ(a.generator, b.generator);
   EXPECT_EQ(a.seed, b.seed);
   ASSERT_EQ(a.photos.size(), b.photos.size());
@@ -460,7 +632,18 @@ TEST(StimulusFile, SameSeedGivesIdenticalFilesAndOtherSeedsDiffer) {
   for (const char* name : {"a.h5", "b.h5"}) {
     const auto r = v1sysid::testing::run_v1sysid("images --out " + dir / name + " --seed 5" + common);
     ASSERT_EQ(r.exit_code, 0) << r.output;
+    // The effective number of distinct images, with the measured overlap check.
+    EXPECT_NE(r.output.find("effective number of photographs"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("inverse Simpson"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("overlapping crop pairs of one photograph (measured in photo coordinates): 0;"),
+              std::string::npos)
+        << r.output;
   }
+  const auto file_bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  EXPECT_TRUE(file_bytes(dir / "a.h5") == file_bytes(dir / "b.h5")) << "same seed, different bytes";
   const auto r = v1sysid::testing::run_v1sysid("images --out " + dir / "c.h5" + " --seed 6" + common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const StimulusSet a = read_stimuli(dir / "a.h5"), b = read_stimuli(dir / "b.h5"), c = read_stimuli(dir / "c.h5");
@@ -474,6 +657,11 @@ TEST(StimulusFile, SameSeedGivesIdenticalFilesAndOtherSeedsDiffer) {
   EXPECT_EQ(f.shape("images"), (h5::Shape{240, 36, 64}));
   EXPECT_EQ(f.shape("position"), (h5::Shape{240, 2}));
   EXPECT_EQ(f.read_strings("photos/licence").size(), curated_photos().size());
+  EXPECT_EQ(f.shape("scaled_width"), (h5::Shape{240}));
+  EXPECT_EQ(f.read_attribute_int("summary", "trainval_crops"), 200);
+  EXPECT_EQ(f.read_attribute_int("summary", "test_crops"), 40);
+  EXPECT_EQ(f.read_attribute_int("summary", "overlapping_crop_pairs"), 0);
+  EXPECT_GT(f.read_attribute_double("summary", "trainval_effective_photos"), 50.0);
 }
 
 TEST(StimulusFile, RoundTripAndVersionCheck) {

@@ -224,6 +224,8 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   f.small_uints("trial_idx", trial_idx, {N});
   f.small_uints("item_info/trial_idx", trial_idx, {N});
   f.ints("item_info/frame_image_id", d.image_ids, {N});
+  // Which photograph each image was cut from, so that analyses can count distinct photographs (issue 17).
+  f.ints("item_info/source_photo", sim.source_photo, {N});
 
   f.small_uints("neurons/unit_ids", d.unit_ids, {n});
   f.small_uints("neurons/animal_ids", std::vector<int64_t>(static_cast<size_t>(n), sim.animal + 1), {n});

@@ -8,6 +8,8 @@
 //   types                        (N) b'stimulus.Frame'
 //   trial_idx, item_info/trial_idx   (N) uint32, presentation order
 //   item_info/frame_image_id     (N) int64, equal for repeats of one image (row of the stimulus file)
+//   item_info/source_photo       (N) int64, the image's photo_index in the stimulus file (row of its photos/*;
+//                                -1 for procedural images)
 //   neurons/unit_ids             (n) uint16 (uint32 above 65535 neurons), 1..n
 //   neurons/animal_ids           (n) uint16, the animal (1..)
 //   neurons/area, neurons/layer  (n) b'V1', b'L2/3'
@@ -59,7 +61,7 @@ ResponseStatistics response_statistics(const Dataset& d, Tier tier);
 void write_static_image_set(const SimulatedDataset& sim, const std::string& path, bool force);
 // The same content in the FileTree layout (data-formats.md §B.2): data/images/<i>.npy (1, H, W),
 // data/responses/<i>.npy (n), data/behavior/<i>.npy (k) with gain factors,
-// meta/trials/{tiers,types,trial_idx,frame_image_id}.npy, meta/neurons/*.npy,
+// meta/trials/{tiers,types,trial_idx,frame_image_id,source_photo}.npy, meta/neurons/*.npy,
 // meta/statistics/<images|responses>/all/*.npy, gt/*.npy, meta/attributes.json (the attributes above) and
 // config.json ({"links": {}}). Refuses an existing folder unless force; appears under its name only complete.
 void write_file_tree(const SimulatedDataset& sim, const std::string& folder, bool force);

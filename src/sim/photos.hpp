@@ -1,15 +1,18 @@
 // Natural-image stimuli cut from real photographs (data-formats §A), and the stimulus file they go into.
 //
 // Pipeline, per photo of the curated, licence-clean list below:
-//   decode (libjpeg / libpng) -> luminance L = 0.299 R + 0.587 G + 0.114 B (Rec.601, kept as float 0..255)
+//   decode (libjpeg / libpng / libwebp) -> luminance L = 0.299 R + 0.587 G + 0.114 B (Rec.601, kept as float 0..255)
 //   -> area-downsample so the width becomes 128, 256, 512 and 1024 px (only widths <= the photo's; the
-//      height follows with the same factor) -> tile H x W crops with half-tile stride -> drop crops whose
-//      pixel SD is below 4 grey levels (4/255 of the 0..255 range: flat sky, black borders, blown-out areas).
+//      height follows with the same factor) -> tile H x W crops with stride H x W (no overlap within a
+//      scale) -> drop crops whose pixel SD is below 4 grey levels (4/255 of the 0..255 range: flat sky,
+//      black borders, blown-out areas).
 // Photos reserved for the test set contribute test crops only; all other photos contribute train/validation
 // crops only, so no source photo is shared across the split. `trainval_count` and `test_count` crops are
-// selected balanced over source photos (one crop per photo per round, each photo's scales in turn) in a
-// seeded random order: Fisher-Yates shuffles with an own bounded draw on std::mt19937_64, so the same seed
-// gives the same crops with every standard library.
+// selected balanced over source photos (one crop per photo per round; within a photo the scale that covers
+// the least of it so far) in a seeded random order, and a crop that overlaps one already chosen from the same
+// photo, mapped back to the photo's own coordinates, is skipped: no two crops share a pixel of a photograph.
+// Fisher-Yates shuffles with an own bounded draw on std::mt19937_64, so the same seed gives the same crops
+// with every standard library.
 //
 // Stimulus file (format_version 1), written by write_stimuli and `v1sysid images`:
 //   images        [N, H, W] float32, grey levels 0..255 (rows: all "trainval" crops, then all "test" crops)
@@ -17,9 +20,14 @@
 //   photo_index   [N] int32, row of photos/* the crop comes from; -1 for procedural images
 //   scale         [N] float32, downsampling factor (photo width / width of the scaled photo); 1 if procedural
 //   position      [N, 2] int32, top-left corner (x, y) of the crop in the scaled photo
+//   scaled_width  [N] int32, width of the scaled photo (0 if procedural); the crop covers
+//                 [x, x + W) * photo width / scaled_width of the photo (files before issue 17 lack it)
 //   photos/name, photos/path, photos/package, photos/author, photos/licence   [P] byte strings
 //   root attributes: format_version = 1 (int), generator = "photographs" or
 //     "dead_leaves (procedural fallback, not natural images)", seed (int), min_crop_sd (float, grey levels)
+//   summary group, attributes (StimulusSummary): {trainval,test}_{crops, photos, crops_per_photo_min,
+//     crops_per_photo_median, crops_per_photo_max, effective_photos}, available_trainval_crops,
+//     available_test_crops (-1 if procedural), overlapping_crop_pairs, photos_in_both_tiers
 #pragma once
 
 #include <cstdint>
@@ -40,8 +48,9 @@ struct PhotoSource {
   bool reserved_for_test;  // contributes test crops only (and no train/validation crops)
 };
 
-// The 20 licence-clean photos of data-formats §A.3: 11 CC0/public-domain scikit-image photos and 9
-// CC-BY-4.0/CC0 photos of lomiri-wallpapers-16.04. Text, synthetic and share-alike images are excluded.
+// The 111 licence-clean photos of docs/stimuli/photo-survey.md (12 Debian packages; CC0, public-domain,
+// CC-BY or permissive), 22 of them reserved for test. Text, synthetic, share-alike and uncertain images are
+// excluded.
 const std::vector<PhotoSource>& curated_photos();
 
 // Default photo cache: $V1SYSID_PHOTO_CACHE, else /var/cache/v1sysid/photos.
@@ -58,7 +67,7 @@ struct GrayImage {
 // Rec.601 luma of 8-bit (or 0..255 float) R, G, B.
 inline float rec601_luminance(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
 
-// Decodes a JPEG or PNG (chosen by the file's signature, not its name) to luminance. Grey images are kept
+// Decodes a JPEG, PNG or WebP (chosen by the file's signature, not its name) to luminance. Grey images are kept
 // as they are; colour images go through rec601_luminance; 16-bit PNG samples are scaled to 0..255; alpha is
 // ignored; no gamma correction (values are taken as stored, like PIL's "L"). Unreadable, truncated or
 // unsupported files (CMYK JPEG, other formats) throw IoError/DataError naming the file.
@@ -86,12 +95,21 @@ struct CropOptions {
   std::vector<int> scale_widths{128, 256, 512, 1024};
 };
 
-// Top-left corners (x, y) of the H x W crops of `image` on a half-tile grid (stride H/2, W/2, rounded
-// down, at least 1) whose SD is at least options.min_sd. Rows are in raster order.
+// Top-left corners (x, y) of the H x W crops of `image` on a grid of stride H, W (crops side by side, not
+// overlapping) whose SD is at least options.min_sd. Rows are in raster order.
 std::vector<std::pair<int, int>> tile_positions(const GrayImage& image, const CropOptions& options);
 
+// A crop of a scaled photo: top-left corner (x, y) in the scaled photo, and that photo's width.
+struct PhotoCrop {
+  int32_t x = 0, y = 0;
+  int32_t scaled_width = 0;
+};
+// Whether two height x width crops of the same photograph share any of its area, compared in the photo's
+// own coordinates (exact integer arithmetic); crops that only touch do not overlap.
+bool crops_overlap(const PhotoCrop& a, const PhotoCrop& b, int height, int width);
+
 struct StimulusOptions {
-  long trainval_count = 5000;  // enough for data/demo.yaml (4,000 train + validation)
+  long trainval_count = 5400;  // enough for data/paper.yaml (4,860 train + 540 validation)
   long test_count = 100;       // the papers' 100 test images
   uint64_t seed = 0;
   CropOptions crop;
@@ -113,15 +131,39 @@ struct StimulusSet {
   std::vector<int32_t> photo_index;  // (N)
   std::vector<float> scale;          // (N)
   std::vector<int32_t> position;     // (N, 2) x, y
+  std::vector<int32_t> scaled_width;  // (N); empty when read from a file that lacks it
   std::vector<PhotoRecord> photos;   // (P)
   std::string generator;
   uint64_t seed = 0;
   double min_crop_sd = 0;
+  // Non-overlapping crops the selection could have given per tier (before --count / --test-count cut it);
+  // -1 where unknown (procedural, or read from a file).
+  long available_trainval = -1, available_test = -1;
   std::string path;                  // the file it was read from (empty for a set built in memory)
   size_t size() const { return split.size(); }
   // Rows of the test split (test = true) or the trainval split, ascending.
   std::vector<int64_t> indices(bool test) const;
 };
+
+// The numbers behind "how many distinct images": per tier, crops, distinct photographs, crops per photograph
+// and the effective number of photographs, the inverse Simpson index 1 / sum_p s_p^2 of the crop shares s_p
+// (equal to the number of photographs when each gives as many crops; smaller when a few dominate).
+struct TierSummary {
+  long crops = 0;
+  long photos = 0;
+  long min_per_photo = 0;
+  double median_per_photo = 0;
+  long max_per_photo = 0;
+  double effective_photos = 0;
+};
+struct StimulusSummary {
+  TierSummary trainval, test;
+  // Pairs of crops of one photograph that overlap in its coordinates (crops_overlap), measured on the
+  // selected rectangles; -1 when the set has no scaled_width (files from before issue 17).
+  long overlapping_pairs = -1;
+  long shared_photos = 0;  // photographs with crops in both tiers
+};
+StimulusSummary summarize_stimuli(const StimulusSet& set);
 
 inline constexpr int kStimulusFormatVersion = 1;
 inline constexpr const char* kGeneratorPhotographs = "photographs";

@@ -173,6 +173,7 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   d.tiers.resize(static_cast<size_t>(N));
   d.image_ids.resize(static_cast<size_t>(N));
   out.trial_idx.resize(static_cast<size_t>(N));
+  out.source_photo.resize(static_cast<size_t>(N));
   Progress progress(label + "simulate: trials", static_cast<long>(N));
   for (int64_t t = 0; t < N; ++t) {
     const int64_t u = unique_of_trial[static_cast<size_t>(t)];
@@ -181,6 +182,8 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
               d.images.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(t) * image_size));
     d.tiers[static_cast<size_t>(t)] = tier_of_unique(u);
     d.image_ids[static_cast<size_t>(t)] = stimulus_of[static_cast<size_t>(u)];
+    out.source_photo[static_cast<size_t>(t)] =
+        stimuli.photo_index[static_cast<size_t>(stimulus_of[static_cast<size_t>(u)])];
     out.trial_idx[static_cast<size_t>(t)] = static_cast<uint32_t>(t);
     simulate_trial(out.noise, out.neuron_noise, config.seed, a, static_cast<uint64_t>(t),
                    rates.data() + static_cast<size_t>(u * n), n, d.responses.data() + static_cast<size_t>(t * n),

@@ -33,6 +33,7 @@ struct SimulatedDataset {
   Dataset data;
   int animal = 0;                        // 0-based
   std::vector<uint32_t> trial_idx;       // (N) presentation order, equal to the row
+  std::vector<int64_t> source_photo;     // (N) photo_index of the trial's image in the stimulus file (-1: procedural)
   std::vector<NeuronParameters> neurons; // (n) true parameters, calibrated
   std::vector<Ceiling> ceilings;         // (n) analytic ceilings on the test images
   NoiseParameters noise;

@@ -821,6 +821,86 @@ TEST_F(SimTest, SeveralAnimalsGetOwnFilesNeuronsAndImages) {
   EXPECT_EQ(ta, tb);
 }
 
+// n_neurons as a list: one count per animal (transfer presets: four core animals and a smaller target).
+TEST_F(SimTest, AnimalsCanHaveDifferentNeuronCounts) {
+  std::string text = tiny_config("n_animals: 3\n");
+  text.replace(text.find("n_neurons: 40"), 13, "n_neurons: [40, 40, 15]");
+  const auto r = run_v1sysid("simulate " + write_config("unequal.yaml", text) + " --out " + (*dir / "uneq.h5") +
+                             " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const char* files[] = {"uneq-animal1.h5", "uneq-animal2.h5", "uneq-animal3.h5"};
+  const size_t counts[] = {40, 40, 15};
+  for (int k = 0; k < 3; ++k) {
+    h5::File f = h5::File::open(*dir / files[k]);
+    EXPECT_EQ(f.read<int64_t>("neurons/unit_ids").size(), counts[k]) << files[k];
+    EXPECT_EQ(f.read<float>("gt/fev").size(), counts[k]) << files[k];
+    EXPECT_EQ(f.read<float>("responses").size(), counts[k] * 630) << files[k];  // 300 + 30 + 30 x 10 trials
+  }
+  // The resolved config keeps the list and decodes to itself.
+  const sim::SimulationConfig c = sim::parse_simulation_config(text, "unequal.yaml", dir->path.string());
+  EXPECT_EQ(c.neurons_of(2), 15);
+  const sim::SimulationConfig again = sim::parse_simulation_config(c.to_yaml(), "stored", "");
+  EXPECT_EQ(again.n_neurons_by_animal, (std::vector<int>{40, 40, 15}));
+  EXPECT_EQ(again.to_yaml(), c.to_yaml());
+
+  auto error_of = [&](const std::string& animals, const std::string& neurons) {
+    std::string bad = tiny_config(animals);
+    bad.replace(bad.find("n_neurons: 40"), 13, neurons);
+    try {
+      sim::parse_simulation_config(bad, "bad.yaml", dir->path.string());
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string e = error_of("n_animals: 3\n", "n_neurons: [40, 15]");
+  EXPECT_NE(e.find("n_neurons"), std::string::npos) << e;
+  EXPECT_NE(e.find("one neuron count per animal (n_animals: 3), got 2"), std::string::npos) << e;
+  e = error_of("n_animals: 2\n", "n_neurons: [40, 0]");
+  EXPECT_NE(e.find("n_neurons"), std::string::npos) << e;
+  EXPECT_NE(e.find("[1, 1000000], got 0"), std::string::npos) << e;
+  e = error_of("", "n_neurons: [40, 15]");  // n_animals defaults to 1
+  EXPECT_NE(e.find("(n_animals: 1), got 2"), std::string::npos) << e;
+  e = error_of("n_animals: 2\n", "n_neurons: [40, many]");
+  EXPECT_NE(e.find("n_neurons[1]"), std::string::npos) << e;
+}
+
+// --store-raw-drive: gt/raw_drive holds every trial's raw drive g, from which the rates follow through the
+// stored calibration (neuron_model.hpp: rate = gain softplus(selectivity (g - mean) / sd - threshold) + baseline).
+TEST_F(SimTest, StoreRawDriveWritesTheDriveOfTheRates) {
+  const std::string cfg = write_config("raw.yaml", tiny_config());
+  auto r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "raw.h5") + " --force --store-raw-drive");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "noraw.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  h5::File with = h5::File::open(*dir / "raw.h5"), without = h5::File::open(*dir / "noraw.h5");
+  EXPECT_FALSE(without.exists("gt/raw_drive"));
+  EXPECT_EQ(with.read<float>("responses"), without.read<float>("responses"));  // the flag changes nothing else
+  const auto g = with.read<float>("gt/raw_drive");
+  const size_t n = 40, N = 630;
+  ASSERT_EQ(g.size(), N * n);
+  const auto tiers = with.read_strings("tiers");
+  const auto ids = with.read<int64_t>("item_info/frame_image_id");
+  const auto test_ids = with.read<int64_t>("gt/test_image_ids");
+  const auto test_rates = with.read<float>("gt/test_rates");
+  const auto gain = with.read<double>("gt/gain"), sel = with.read<double>("gt/selectivity");
+  const auto thr = with.read<double>("gt/threshold"), base = with.read<double>("gt/baseline");
+  const auto mean = with.read<double>("gt/raw_drive_mean"), sd = with.read<double>("gt/raw_drive_sd");
+  int checked = 0;
+  for (size_t t = 0; t < N; ++t) {
+    if (tiers[t] != "test") continue;
+    const size_t i = static_cast<size_t>(std::find(test_ids.begin(), test_ids.end(), ids[t]) - test_ids.begin());
+    ASSERT_LT(i, test_ids.size());
+    for (size_t j = 0; j < n; ++j) {
+      const double drive = sel[j] * (g[t * n + j] - mean[j]) / sd[j] - thr[j];
+      const double softplus = drive > 30 ? drive : std::log1p(std::exp(drive));
+      EXPECT_NEAR(gain[j] * softplus + base[j], test_rates[i * n + j], 1e-4 * (1 + test_rates[i * n + j]));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 300 * 40);
+}
+
 TEST_F(SimTest, MissingOrForeignStimuliAreClearErrors) {
   const std::string cfg = write_config("nostim.yaml", tiny_config());
   auto r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "x.h5") + " --stimuli " + (*dir / "none.h5"));

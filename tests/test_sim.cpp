@@ -540,7 +540,7 @@ TEST_F(SimTest, AnalyticCeilingsMatchMonteCarloForEveryNoiseModel) {
   p.nb_r = 3;
   cases.push_back({"negative_binomial r=3 + shared gain sd 0.5", p});
   // Per-neuron noise: 2 gain factors (s 0.4) and private gamma gains with log-normally spread variances. The spread
-  // is narrower than deep_demo.yaml's (log-SD 1 instead of 2.4): the variances far in its tail (v ~ 20) make the
+  // is narrower than data/demo.yaml's (log-SD 1 instead of 2.4): the variances far in its tail (v ~ 20) make the
   // noise so heavy-tailed that the O(1/m) bias of the sample correlation outgrows these tolerances; V itself is
   // checked against Monte Carlo up to v = 2 in PerNeuronTrialVarianceMatchesMonteCarloForEveryModel.
   sim::NeuronNoiseDistribution dist;
@@ -1885,11 +1885,16 @@ TEST_F(SimTest, LegacyNoiseSettingsAreUnchanged) {
   }
 }
 
-// The calibration of data/deep_demo.yaml's noise (docs/sim-calibration.md) on a smaller population: its noise
-// and library on photographs, 300 neurons, 800 training images, the 100 test images (FEV is analytic, so
-// 2 repeats suffice), on the development seed 7. Targets: single-trial FEV median 0.15-0.2 and 10-20 % of
-// neurons below 0.05; with 300 neurons the fraction's binomial SE is ~2 %, hence the wider band asserted.
-TEST(SimCalibration, TheDeepDemoNoiseGivesTheTargetFevOnATinyPopulation) {
+// The FEV calibration on the tiny preset (issue 17): data/tiny.yaml (the library and calibrated noise of
+// data/demo.yaml, docs/sim-calibration.md) with 300 neurons instead of 60, on photographs, 800 training images
+// and the 100 test images (FEV is analytic, so 2 repeats suffice). 60 neurons are too few: the fraction below
+// 0.05 would have a binomial SE of ~5 %. Two seeds:
+//  - 7, the development seed the noise was calibrated on: the calibration targets, single-trial FEV median
+//    0.15-0.2 and 10-20 % of neurons below 0.05 (with 300 neurons the fraction's SE is ~2 %, hence 6-24 %);
+//  - tiny.yaml's own seed 1, never used for calibration: the issue's done-when band, median 0.1-0.3, and
+//    5-25 % below 0.05 (the 10-20 % target widened by ~2.5 SE). Its values are measured, not tuned: they
+//    follow from the population and noise drawn for that seed.
+TEST(SimCalibration, TheTinyPresetHasTheCalibratedFevDistribution) {
   for (const auto& photo : sim::curated_photos()) {
     const auto file = std::filesystem::path(sim::default_photo_cache()) / photo.package / photo.relative_path;
     ASSERT_TRUE(std::filesystem::is_regular_file(file))
@@ -1899,35 +1904,47 @@ TEST(SimCalibration, TheDeepDemoNoiseGivesTheTargetFevOnATinyPopulation) {
   ScratchDir dir;
   auto r = run_v1sysid("images --out " + (dir / "stimuli.h5") + " --count 1000 --test-count 100");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::ifstream in(v1sysid::testing::source_dir() + "/data/deep_demo.yaml");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_NE(text.find("private_gain"), std::string::npos);
-  auto set = [&](const std::string& key, const std::string& value) {
-    const size_t at = text.find("\n" + key + ": ");
-    ASSERT_NE(at, std::string::npos) << key;
-    text.replace(at + 1, text.find('\n', at + 1) - at - 1, key + ": " + value);
+  std::ifstream in(v1sysid::testing::source_dir() + "/data/tiny.yaml");
+  const std::string preset((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_NE(preset.find("private_gain"), std::string::npos) << "data/tiny.yaml lost the calibrated noise";
+  ASSERT_NE(preset.find("kind: deep"), std::string::npos) << "data/tiny.yaml lost the deep library";
+  struct Case {
+    const char* seed;
+    double median_lo, median_hi, below_lo, below_hi;
   };
-  set("stimuli", "stimuli.h5");
-  set("seed", "7");
-  set("n_neurons", "300");
-  set("n_train", "800");
-  set("n_validation", "0");
-  set("test_repeats", "2");
-  std::ofstream(dir / "calibration.yaml") << text;
-  r = run_v1sysid("simulate " + (dir / "calibration.yaml") + " --out " + (dir / "calibration.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto fev = h5::File::open(dir / "calibration.h5").read<double>("gt/fev");
-  ASSERT_EQ(fev.size(), 300u);
-  const double below = static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
-                       static_cast<double>(fev.size());
-  std::sort(fev.begin(), fev.end());
-  const double median = 0.5 * (fev[149] + fev[150]);
-  std::cout << "[calibration, 300 neurons, seed 7] FEV median " << median << ", fraction below 0.05 " << below
-            << ", 95th percentile " << fev[284] << ", max " << fev.back() << "\n";
-  EXPECT_GE(median, 0.15);
-  EXPECT_LE(median, 0.20);
-  EXPECT_GE(below, 0.06);
-  EXPECT_LE(below, 0.24);
+  for (const Case& c : {Case{"7", 0.15, 0.20, 0.06, 0.24}, Case{"1", 0.10, 0.30, 0.05, 0.25}}) {
+    SCOPED_TRACE(std::string("seed ") + c.seed);
+    std::string text = preset;
+    auto set = [&](const std::string& key, const std::string& value) {
+      const size_t at = text.find("\n" + key + ": ");
+      ASSERT_NE(at, std::string::npos) << key;
+      text.replace(at + 1, text.find('\n', at + 1) - at - 1, key + ": " + value);
+    };
+    set("stimuli", "stimuli.h5");
+    set("seed", c.seed);
+    set("n_neurons", "300");
+    set("n_train", "800");
+    set("n_validation", "0");
+    set("n_test_images", "100");
+    set("test_repeats", "2");
+    std::ofstream(dir / "calibration.yaml") << text;
+    r = run_v1sysid("simulate " + (dir / "calibration.yaml") + " --out " + (dir / "calibration.h5") + " --force");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto fev = h5::File::open(dir / "calibration.h5").read<double>("gt/fev");
+    ASSERT_EQ(fev.size(), 300u);
+    const double below =
+        static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
+        static_cast<double>(fev.size());
+    std::sort(fev.begin(), fev.end());
+    const double median = 0.5 * (fev[149] + fev[150]);
+    std::cout << "[calibration, tiny.yaml with 300 neurons, seed " << c.seed << "] FEV median " << median
+              << ", fraction below 0.05 " << below << ", 95th percentile " << fev[284] << ", max " << fev.back()
+              << "\n";
+    EXPECT_GE(median, c.median_lo);
+    EXPECT_LE(median, c.median_hi);
+    EXPECT_GE(below, c.below_lo);
+    EXPECT_LE(below, c.below_hi);
+  }
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 //                      surround_weight: [0.5, 1.0], on_fraction: 0.5, normalization_constant: [0.1, 1.0]}
 //   responses: {mean_rate: [0.1, 1.0], selectivity: [0.5, 2], threshold: [0, 1.5], baseline: [0, 0.02]}
 //   noise: {model: poisson, nb_r: 4, zig: {zero_probability: 0.3, shape: 2}, shared_gain_sd: 0}
-//   noise:                          # opt-in per-neuron noise (noise.hpp), e.g. data/deep_demo.yaml:
+//   noise:                          # opt-in per-neuron noise (noise.hpp), e.g. data/demo.yaml:
 //     gain_factors: {count: 2, log_sd: 0.4, loading_mean: [1, 0], loading_sd: 0.5}   # instead of shared_gain_sd
 //     private_gain: {variance_median: 0.5, variance_log_sd: 1.5}
 //   retinotopy: {um_per_px: [[40, 0], [0, 40]], origin_um: [0, 0], jitter_um: 25, depth_um: [150, 350]}

@@ -825,8 +825,8 @@ TEST_F(SimTest, SeveralAnimalsGetOwnFilesNeuronsAndImages) {
 TEST_F(SimTest, AnimalsCanHaveDifferentNeuronCounts) {
   std::string text = tiny_config("n_animals: 3\n");
   text.replace(text.find("n_neurons: 40"), 13, "n_neurons: [40, 40, 15]");
-  const auto r = run_v1sysid("simulate " + write_config("unequal.yaml", text) + " --out " + (*dir / "uneq.h5") +
-                             " --force");
+  const auto r =
+      run_v1sysid("simulate " + write_config("unequal.yaml", text) + " --out " + (*dir / "uneq.h5") + " --force");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const char* files[] = {"uneq-animal1.h5", "uneq-animal2.h5", "uneq-animal3.h5"};
   const size_t counts[] = {40, 40, 15};
@@ -1932,9 +1932,8 @@ TEST(SimCalibration, TheTinyPresetHasTheCalibratedFevDistribution) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto fev = h5::File::open(dir / "calibration.h5").read<double>("gt/fev");
     ASSERT_EQ(fev.size(), 300u);
-    const double below =
-        static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
-        static_cast<double>(fev.size());
+    const double below = static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
+                         static_cast<double>(fev.size());
     std::sort(fev.begin(), fev.end());
     const double median = 0.5 * (fev[149] + fev[150]);
     std::cout << "[calibration, tiny.yaml with 300 neurons, seed " << c.seed << "] FEV median " << median

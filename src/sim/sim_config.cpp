@@ -80,8 +80,8 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
     // One count per animal (e.g. four core animals and a smaller target animal of a transfer experiment).
     r.get("n_neurons", n_neurons_by_animal);
     if (static_cast<int>(n_neurons_by_animal.size()) != n_animals) {
-      r.fail("n_neurons", "expected one neuron count per animal (n_animals: " + std::to_string(n_animals) +
-                              "), got " + std::to_string(n_neurons_by_animal.size()) +
+      r.fail("n_neurons", "expected one neuron count per animal (n_animals: " + std::to_string(n_animals) + "), got " +
+                              std::to_string(n_neurons_by_animal.size()) +
                               "; give a single number for equal populations");
     }
     for (int count : n_neurons_by_animal) {

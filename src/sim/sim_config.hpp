@@ -174,7 +174,7 @@ struct SimulationConfig {
   std::string stimuli = "stimuli.h5";  // resolved path after decoding
   uint64_t seed = 1;
   int n_animals = 1;
-  int n_neurons = 0;                    // every animal's, unless n_neurons_by_animal is set
+  int n_neurons = 0;                     // every animal's, unless n_neurons_by_animal is set
   std::vector<int> n_neurons_by_animal;  // (n_animals) from a list-valued n_neurons; empty: n_neurons each
   int n_train = 0;
   int n_validation = 0;

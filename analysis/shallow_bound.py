@@ -58,8 +58,10 @@ def _text(values):
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()])
 
 
-def read_dataset(path):
-    """The parts of a simulated StaticImageSet the bound needs, with each field checked."""
+def read_dataset(path, with_images=True, extra=None):
+    """The parts of a simulated StaticImageSet the bound needs, with each field checked. Also used by
+    learnability.py: `with_images` False skips the images; `extra` maps further required fields to
+    (dimensions, the fix when missing), returned under their names with rows checked against the trials."""
     try:
         import h5py
     except ImportError as e:
@@ -74,10 +76,10 @@ def read_dataset(path):
         raise BoundError(path, "file", f"cannot be opened as HDF5 ({e})", "pass a dataset written by "
                          "`v1sysid simulate`", exit_code=3) from e
     with f:
-        def need(name, dims=None):
+        def need(name, dims=None, fix=None):
             if name not in f or not isinstance(f[name], h5py.Dataset):
-                fix = ("the bound needs a digital V1's ground truth: simulate the data with `v1sysid simulate`"
-                       if name.startswith("gt/") else "pass a dataset written by `v1sysid simulate`")
+                fix = fix or ("the bound needs a digital V1's ground truth: simulate the data with `v1sysid simulate`"
+                              if name.startswith("gt/") else "pass a dataset written by `v1sysid simulate`")
                 raise BoundError(path, name, "missing", fix)
             value = f[name][()]
             if dims is not None and np.ndim(value) != dims:
@@ -91,6 +93,12 @@ def read_dataset(path):
         position = np.asarray(need("gt/position", 2), dtype=np.float64)
         ceiling = np.asarray(need("gt/ceiling_correlation", 1), dtype=np.float64)
         n_trials, n_neurons = responses.shape
+        fields = {}
+        for name, (dims, fix) in (extra or {}).items():
+            fields[name] = need(name, dims, fix)
+            if len(fields[name]) != n_trials:
+                raise BoundError(path, name, f"{len(fields[name])} rows, expected {n_trials} (one per trial)",
+                                 "the file is inconsistent: simulate it again")
         if "images" not in f:
             raise BoundError(path, "images", "missing", "pass a dataset written by `v1sysid simulate`")
         images_ds = f["images"]
@@ -118,9 +126,11 @@ def read_dataset(path):
                              "the bound is a fraction of this mean: simulate the data again")
         # One image per distinct frame_image_id (repeats of an image share it).
         unique_ids, first_row = np.unique(image_ids, return_index=True)
-        images = np.asarray(images_ds[np.sort(first_row)], dtype=np.float64)
-        order = np.argsort(image_ids[np.sort(first_row)])
-        images = images[order].reshape(len(unique_ids), *images_ds.shape[-2:])
+        images = None
+        if with_images:
+            images = np.asarray(images_ds[np.sort(first_row)], dtype=np.float64)
+            order = np.argsort(image_ids[np.sort(first_row)])
+            images = images[order].reshape(len(unique_ids), *images_ds.shape[-2:])
         wavelengths = np.asarray(f["gt/wavelength_px"][()], dtype=np.float64) if "gt/wavelength_px" in f else None
         cell_type = _text(f["gt/cell_type"][()]) if "gt/cell_type" in f else None
         modulators = _text(f["gt/modulators"][()]) if "gt/modulators" in f else None
@@ -129,7 +139,7 @@ def read_dataset(path):
     image_row = np.searchsorted(unique_ids, image_ids)  # trial -> row of `images`
     return dict(path=path, tiers=tiers, image_row=image_row, images=images, responses=responses,
                 position=position, ceiling=ceiling, wavelength_range=wl_range, cell_type=cell_type,
-                modulators=modulators)
+                modulators=modulators, **fields)
 
 
 # ---- filter bank ----------------------------------------------------------------------------------------------
@@ -373,10 +383,7 @@ def shallow_bound(data, chunk=128, log=None):
     best = len(grid) - 1 - np.argmax(val_r[::-1], axis=0)
     P, trials, inverse = project("test")
     prediction = predict(P, grid[best])  # per distinct test image
-    averaged = np.zeros((prediction.shape[0], n_neurons))
-    np.add.at(averaged, inverse, responses[trials])
-    averaged /= np.bincount(inverse)[:, None]
-    r = pearson_columns(prediction, averaged)
+    r = repeat_average_correlations(prediction, responses[trials], inverse)
     ceiling = data["ceiling"]
     mean_ceiling = float(ceiling.mean())
     result = dict(file=data["path"], shallow_bound_correlation=float(r.mean()), ceiling=mean_ceiling,
@@ -384,6 +391,23 @@ def shallow_bound(data, chunk=128, log=None):
                   n_features=p, n_neurons=int(n_neurons), n_train_trials=int(T),
                   n_test_images=int(prediction.shape[0]), wavelengths_px=[round(float(x), 3) for x in bank.wavelengths],
                   penalty_median=float(np.median(PENALTY_GRID[best])), seconds=round(time.time() - t0, 1))
+    result["by"] = fractions_by_group(data, r)
+    result["per_neuron_correlation"] = r
+    return result
+
+
+def repeat_average_correlations(prediction, test_responses, inverse):
+    """Per-neuron correlation on the test tier between a prediction per distinct test image (images, neurons)
+    and the repeat average of the test trials' responses; inverse: each trial's row of `prediction`."""
+    averaged = np.zeros(prediction.shape)
+    np.add.at(averaged, inverse, test_responses)
+    averaged /= np.bincount(inverse, minlength=prediction.shape[0])[:, None]
+    return pearson_columns(prediction, averaged)
+
+
+def fractions_by_group(data, r):
+    """Mean correlation, ceiling and their ratio per cell type, modulator combination and single modulator."""
+    ceiling = data["ceiling"]
     groups = {}
     for key in ("cell_type", "modulators"):
         labels = data[key]
@@ -403,9 +427,7 @@ def shallow_bound(data, chunk=128, log=None):
             groups["modulator"][name] = dict(n=int(sel.sum()), correlation=float(r[sel].mean()),
                                              ceiling=float(ceiling[sel].mean()),
                                              fraction_of_ceiling=float(r[sel].mean() / ceiling[sel].mean()))
-    result["by"] = groups
-    result["per_neuron_correlation"] = r
-    return result
+    return groups
 
 
 def summary_line(res):

@@ -147,6 +147,7 @@ for key in sys.argv[1:]:
 print(value)' "$@"
 }
 n_neurons=$(info "$(animal 1)" neurons)
+target_total=$(info "$(animal 5)" neurons)  # may differ from animals 1-4 (data/transfer_many.yaml)
 train_images=$(info "$(animal 5)" trials train)
 half=$((n_neurons / 2))
 
@@ -228,14 +229,15 @@ say "all $jobs_total trainings done ($jobs_done of them from an earlier run)"
 # ---- tables, JSON, figure --------------------------------------------------------------------------------------
 "$python" - "$out" "$here" "$data_config" "$model" "$seed" "$n_neurons" "$half" "$train_images" \
   "$((SECONDS - start_time))" "$jobs_done" "$quick" "$("$v1sysid" --version | head -n 1)" "$experiments" \
-  "$target_neurons" "${lurz_runs[*]} ${ecker_runs[*]}" "${fractions[@]}" <<'PY'
+  "$target_neurons" "$target_total" "${lurz_runs[*]} ${ecker_runs[*]}" "${fractions[@]}" <<'PY'
 import json, os, sys
 
 out, repo, data_config, model, seed, n_neurons, half, train_images, wall, reused, quick, version, experiments, \
-    target_neurons = sys.argv[1:15]
-runs = sys.argv[15].split()
-fractions = sys.argv[16:]
-seed, n_neurons, half, train_images, wall, reused = map(int, (seed, n_neurons, half, train_images, wall, reused))
+    target_neurons, target_total = sys.argv[1:16]
+runs = sys.argv[16].split()
+fractions = sys.argv[17:]
+seed, n_neurons, half, train_images, wall, reused, target_total = map(
+    int, (seed, n_neurons, half, train_images, wall, reused, target_total))
 quick = quick == "1"
 run_lurz, run_ecker = experiments in ("lurz", "both"), experiments in ("ecker", "both")
 ev = lambda name: json.load(open(os.path.join(out, "evals", name + ".json")))
@@ -270,7 +272,8 @@ if run_ecker:
 capped = [r for r in runs if metrics(r)["status"] == "max_iterations" and metrics(r)["best_iteration"] == metrics(r)["iterations"]]
 result = {"config": {"data_config": os.path.relpath(data_config, repo), "model": os.path.relpath(model, repo),
                      "seed": seed, "fractions": [float(f) for f in fractions], "quick": quick,
-                     "train_images_animal5": train_images, "neurons_per_animal": n_neurons, "v1sysid": version,
+                     "train_images_animal5": train_images, "neurons_per_animal": n_neurons, "neurons_animal5": target_total,
+                     "v1sysid": version,
                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "auto"), "blas_threads": 1,
                      "experiments": experiments, "target_neurons": target_neurons or None},
           "lurz": lurz, "ecker": ecker, "still_improving_at_epoch_cap": capped,
@@ -282,11 +285,12 @@ os.replace(os.path.join(out, "transfer_results.json.partial"), os.path.join(out,
 
 fmt = lambda x: f"{x:.3f}"
 md = [f"# Transfer experiments ({'quick' if quick else 'full'} size)", "",
-      f"Data `{result['config']['data_config']}` (5 animals x {n_neurons} neurons, {train_images} training images each), "
+      f"Data `{result['config']['data_config']}` (5 animals x {n_neurons} neurons"
+      + (f", animal 5: {target_total}" if target_total != n_neurons else "") + f", {train_images} training images each), "
       f"model `{result['config']['model']}`, seed {seed}, wall time {wall} s"
       + (f" ({reused} of {len(runs)} trainings reused from an earlier run)." if reused else ".")]
 if run_lurz:
-    target = f" (its neurons {target_neurons}, {curve[0]['direct']['n_neurons']} of {n_neurons})" if target_neurons else ""
+    target = f" (its neurons {target_neurons}, {curve[0]['direct']['n_neurons']} of {target_total})" if target_neurons else ""
     md += ["", f"## Lurz et al. 2021: core of animals 1-4, transferred to animal 5{target}", "",
            "| fraction | training images | transfer test corr. | direct test corr. | transfer frac. oracle | direct frac. oracle | epochs (transfer / direct) |",
            "|---:|---:|---:|---:|---:|---:|---:|"]

@@ -540,7 +540,7 @@ TEST_F(SimTest, AnalyticCeilingsMatchMonteCarloForEveryNoiseModel) {
   p.nb_r = 3;
   cases.push_back({"negative_binomial r=3 + shared gain sd 0.5", p});
   // Per-neuron noise: 2 gain factors (s 0.4) and private gamma gains with log-normally spread variances. The spread
-  // is narrower than deep_demo.yaml's (log-SD 1 instead of 2.4): the variances far in its tail (v ~ 20) make the
+  // is narrower than data/demo.yaml's (log-SD 1 instead of 2.4): the variances far in its tail (v ~ 20) make the
   // noise so heavy-tailed that the O(1/m) bias of the sample correlation outgrows these tolerances; V itself is
   // checked against Monte Carlo up to v = 2 in PerNeuronTrialVarianceMatchesMonteCarloForEveryModel.
   sim::NeuronNoiseDistribution dist;
@@ -866,6 +866,86 @@ TEST_F(SimTest, SeveralAnimalsGetOwnFilesNeuronsAndImages) {
   for (const auto& t : a.read_strings("gt/cell_type")) ta[t]++;
   for (const auto& t : b.read_strings("gt/cell_type")) tb[t]++;
   EXPECT_EQ(ta, tb);
+}
+
+// n_neurons as a list: one count per animal (transfer presets: four core animals and a smaller target).
+TEST_F(SimTest, AnimalsCanHaveDifferentNeuronCounts) {
+  std::string text = tiny_config("n_animals: 3\n");
+  text.replace(text.find("n_neurons: 40"), 13, "n_neurons: [40, 40, 15]");
+  const auto r =
+      run_v1sysid("simulate " + write_config("unequal.yaml", text) + " --out " + (*dir / "uneq.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const char* files[] = {"uneq-animal1.h5", "uneq-animal2.h5", "uneq-animal3.h5"};
+  const size_t counts[] = {40, 40, 15};
+  for (int k = 0; k < 3; ++k) {
+    h5::File f = h5::File::open(*dir / files[k]);
+    EXPECT_EQ(f.read<int64_t>("neurons/unit_ids").size(), counts[k]) << files[k];
+    EXPECT_EQ(f.read<float>("gt/fev").size(), counts[k]) << files[k];
+    EXPECT_EQ(f.read<float>("responses").size(), counts[k] * 630) << files[k];  // 300 + 30 + 30 x 10 trials
+  }
+  // The resolved config keeps the list and decodes to itself.
+  const sim::SimulationConfig c = sim::parse_simulation_config(text, "unequal.yaml", dir->path.string());
+  EXPECT_EQ(c.neurons_of(2), 15);
+  const sim::SimulationConfig again = sim::parse_simulation_config(c.to_yaml(), "stored", "");
+  EXPECT_EQ(again.n_neurons_by_animal, (std::vector<int>{40, 40, 15}));
+  EXPECT_EQ(again.to_yaml(), c.to_yaml());
+
+  auto error_of = [&](const std::string& animals, const std::string& neurons) {
+    std::string bad = tiny_config(animals);
+    bad.replace(bad.find("n_neurons: 40"), 13, neurons);
+    try {
+      sim::parse_simulation_config(bad, "bad.yaml", dir->path.string());
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string e = error_of("n_animals: 3\n", "n_neurons: [40, 15]");
+  EXPECT_NE(e.find("n_neurons"), std::string::npos) << e;
+  EXPECT_NE(e.find("one neuron count per animal (n_animals: 3), got 2"), std::string::npos) << e;
+  e = error_of("n_animals: 2\n", "n_neurons: [40, 0]");
+  EXPECT_NE(e.find("n_neurons"), std::string::npos) << e;
+  EXPECT_NE(e.find("[1, 1000000], got 0"), std::string::npos) << e;
+  e = error_of("", "n_neurons: [40, 15]");  // n_animals defaults to 1
+  EXPECT_NE(e.find("(n_animals: 1), got 2"), std::string::npos) << e;
+  e = error_of("n_animals: 2\n", "n_neurons: [40, many]");
+  EXPECT_NE(e.find("n_neurons[1]"), std::string::npos) << e;
+}
+
+// --store-raw-drive: gt/raw_drive holds every trial's raw drive g, from which the rates follow through the
+// stored calibration (neuron_model.hpp: rate = gain softplus(selectivity (g - mean) / sd - threshold) + baseline).
+TEST_F(SimTest, StoreRawDriveWritesTheDriveOfTheRates) {
+  const std::string cfg = write_config("raw.yaml", tiny_config());
+  auto r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "raw.h5") + " --force --store-raw-drive");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + cfg + " --out " + (*dir / "noraw.h5") + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  h5::File with = h5::File::open(*dir / "raw.h5"), without = h5::File::open(*dir / "noraw.h5");
+  EXPECT_FALSE(without.exists("gt/raw_drive"));
+  EXPECT_EQ(with.read<float>("responses"), without.read<float>("responses"));  // the flag changes nothing else
+  const auto g = with.read<float>("gt/raw_drive");
+  const size_t n = 40, N = 630;
+  ASSERT_EQ(g.size(), N * n);
+  const auto tiers = with.read_strings("tiers");
+  const auto ids = with.read<int64_t>("item_info/frame_image_id");
+  const auto test_ids = with.read<int64_t>("gt/test_image_ids");
+  const auto test_rates = with.read<float>("gt/test_rates");
+  const auto gain = with.read<double>("gt/gain"), sel = with.read<double>("gt/selectivity");
+  const auto thr = with.read<double>("gt/threshold"), base = with.read<double>("gt/baseline");
+  const auto mean = with.read<double>("gt/raw_drive_mean"), sd = with.read<double>("gt/raw_drive_sd");
+  int checked = 0;
+  for (size_t t = 0; t < N; ++t) {
+    if (tiers[t] != "test") continue;
+    const size_t i = static_cast<size_t>(std::find(test_ids.begin(), test_ids.end(), ids[t]) - test_ids.begin());
+    ASSERT_LT(i, test_ids.size());
+    for (size_t j = 0; j < n; ++j) {
+      const double drive = sel[j] * (g[t * n + j] - mean[j]) / sd[j] - thr[j];
+      const double softplus = drive > 30 ? drive : std::log1p(std::exp(drive));
+      EXPECT_NEAR(gain[j] * softplus + base[j], test_rates[i * n + j], 1e-4 * (1 + test_rates[i * n + j]));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 300 * 40);
 }
 
 TEST_F(SimTest, MissingOrForeignStimuliAreClearErrors) {
@@ -1852,11 +1932,16 @@ TEST_F(SimTest, LegacyNoiseSettingsAreUnchanged) {
   }
 }
 
-// The calibration of data/deep_demo.yaml's noise (docs/sim-calibration.md) on a smaller population: its noise
-// and library on photographs, 300 neurons, 800 training images, the 100 test images (FEV is analytic, so
-// 2 repeats suffice), on the development seed 7. Targets: single-trial FEV median 0.15-0.2 and 10-20 % of
-// neurons below 0.05; with 300 neurons the fraction's binomial SE is ~2 %, hence the wider band asserted.
-TEST(SimCalibration, TheDeepDemoNoiseGivesTheTargetFevOnATinyPopulation) {
+// The FEV calibration on the tiny preset (issue 17): data/tiny.yaml (the library and calibrated noise of
+// data/demo.yaml, docs/sim-calibration.md) with 300 neurons instead of 60, on photographs, 800 training images
+// and the 100 test images (FEV is analytic, so 2 repeats suffice). 60 neurons are too few: the fraction below
+// 0.05 would have a binomial SE of ~5 %. Two seeds:
+//  - 7, the development seed the noise was calibrated on: the calibration targets, single-trial FEV median
+//    0.15-0.2 and 10-20 % of neurons below 0.05 (with 300 neurons the fraction's SE is ~2 %, hence 6-24 %);
+//  - tiny.yaml's own seed 1, never used for calibration: the issue's done-when band, median 0.1-0.3, and
+//    5-25 % below 0.05 (the 10-20 % target widened by ~2.5 SE). Its values are measured, not tuned: they
+//    follow from the population and noise drawn for that seed.
+TEST(SimCalibration, TheTinyPresetHasTheCalibratedFevDistribution) {
   for (const auto& photo : sim::curated_photos()) {
     const auto file = std::filesystem::path(sim::default_photo_cache()) / photo.package / photo.relative_path;
     ASSERT_TRUE(std::filesystem::is_regular_file(file))
@@ -1866,35 +1951,46 @@ TEST(SimCalibration, TheDeepDemoNoiseGivesTheTargetFevOnATinyPopulation) {
   ScratchDir dir;
   auto r = run_v1sysid("images --out " + (dir / "stimuli.h5") + " --count 1000 --test-count 100");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::ifstream in(v1sysid::testing::source_dir() + "/data/deep_demo.yaml");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_NE(text.find("private_gain"), std::string::npos);
-  auto set = [&](const std::string& key, const std::string& value) {
-    const size_t at = text.find("\n" + key + ": ");
-    ASSERT_NE(at, std::string::npos) << key;
-    text.replace(at + 1, text.find('\n', at + 1) - at - 1, key + ": " + value);
+  std::ifstream in(v1sysid::testing::source_dir() + "/data/tiny.yaml");
+  const std::string preset((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_NE(preset.find("private_gain"), std::string::npos) << "data/tiny.yaml lost the calibrated noise";
+  ASSERT_NE(preset.find("kind: deep"), std::string::npos) << "data/tiny.yaml lost the deep library";
+  struct Case {
+    const char* seed;
+    double median_lo, median_hi, below_lo, below_hi;
   };
-  set("stimuli", "stimuli.h5");
-  set("seed", "7");
-  set("n_neurons", "300");
-  set("n_train", "800");
-  set("n_validation", "0");
-  set("test_repeats", "2");
-  std::ofstream(dir / "calibration.yaml") << text;
-  r = run_v1sysid("simulate " + (dir / "calibration.yaml") + " --out " + (dir / "calibration.h5"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto fev = h5::File::open(dir / "calibration.h5").read<double>("gt/fev");
-  ASSERT_EQ(fev.size(), 300u);
-  const double below = static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
-                       static_cast<double>(fev.size());
-  std::sort(fev.begin(), fev.end());
-  const double median = 0.5 * (fev[149] + fev[150]);
-  std::cout << "[calibration, 300 neurons, seed 7] FEV median " << median << ", fraction below 0.05 " << below
-            << ", 95th percentile " << fev[284] << ", max " << fev.back() << "\n";
-  EXPECT_GE(median, 0.15);
-  EXPECT_LE(median, 0.20);
-  EXPECT_GE(below, 0.06);
-  EXPECT_LE(below, 0.24);
+  for (const Case& c : {Case{"7", 0.15, 0.20, 0.06, 0.24}, Case{"1", 0.10, 0.30, 0.05, 0.25}}) {
+    SCOPED_TRACE(std::string("seed ") + c.seed);
+    std::string text = preset;
+    auto set = [&](const std::string& key, const std::string& value) {
+      const size_t at = text.find("\n" + key + ": ");
+      ASSERT_NE(at, std::string::npos) << key;
+      text.replace(at + 1, text.find('\n', at + 1) - at - 1, key + ": " + value);
+    };
+    set("stimuli", "stimuli.h5");
+    set("seed", c.seed);
+    set("n_neurons", "300");
+    set("n_train", "800");
+    set("n_validation", "0");
+    set("n_test_images", "100");
+    set("test_repeats", "2");
+    std::ofstream(dir / "calibration.yaml") << text;
+    r = run_v1sysid("simulate " + (dir / "calibration.yaml") + " --out " + (dir / "calibration.h5") + " --force");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto fev = h5::File::open(dir / "calibration.h5").read<double>("gt/fev");
+    ASSERT_EQ(fev.size(), 300u);
+    const double below = static_cast<double>(std::count_if(fev.begin(), fev.end(), [](double v) { return v < 0.05; })) /
+                         static_cast<double>(fev.size());
+    std::sort(fev.begin(), fev.end());
+    const double median = 0.5 * (fev[149] + fev[150]);
+    std::cout << "[calibration, tiny.yaml with 300 neurons, seed " << c.seed << "] FEV median " << median
+              << ", fraction below 0.05 " << below << ", 95th percentile " << fev[284] << ", max " << fev.back()
+              << "\n";
+    EXPECT_GE(median, c.median_lo);
+    EXPECT_LE(median, c.median_hi);
+    EXPECT_GE(below, c.below_lo);
+    EXPECT_LE(below, c.below_hi);
+  }
 }
 
 }  // namespace

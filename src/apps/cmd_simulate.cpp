@@ -24,6 +24,7 @@ struct SimulateOptions {
   std::string format = "h5";
   std::optional<uint64_t> seed;
   bool force = false;
+  bool store_raw_drive = false;
 };
 
 double median(std::vector<double> v) {
@@ -51,11 +52,16 @@ void run_simulate(const SimulateOptions& o) {
     }
   }
   const sim::StimulusSet stimuli = sim::read_stimuli(config.stimuli);
-  std::cerr << "simulate: " << config.n_animals << " animal(s) x " << config.n_neurons << " neurons, "
+  std::string neurons = std::to_string(config.n_neurons);
+  if (!config.n_neurons_by_animal.empty()) {
+    neurons.clear();
+    for (int count : config.n_neurons_by_animal) neurons += (neurons.empty() ? "" : "/") + std::to_string(count);
+  }
+  std::cerr << "simulate: " << config.n_animals << " animal(s) x " << neurons << " neurons, "
             << config.trials_per_animal() << " trials each, stimuli " << config.stimuli << " (" << stimuli.generator
             << ", " << stimuli.size() << " crops " << stimuli.height << " x " << stimuli.width << ")\n";
   for (int a = 0; a < config.n_animals; ++a) {
-    const sim::SimulatedDataset d = sim::simulate_animal(config, stimuli, a);
+    const sim::SimulatedDataset d = sim::simulate_animal(config, stimuli, a, o.store_raw_drive);
     if (o.format == "filetree") {
       sim::write_file_tree(d, outputs[static_cast<size_t>(a)], o.force);
     } else {
@@ -94,6 +100,9 @@ void add_simulate_command(CLI::App& app) {
   cmd->add_option("--format", opts->format, "Output layout: h5 (StaticImageSet file) or filetree (FileTree folder of .npy files)")
       ->check(CLI::IsMember({"h5", "filetree"}));
   cmd->add_flag("--force", opts->force, "Overwrite existing output files");
+  cmd->add_flag("--store-raw-drive", opts->store_raw_drive,
+                "Also write gt/raw_drive (n_trials x n_neurons, float32): every neuron's raw drive g on every "
+                "trial's image, for analysis/learnability.py");
   cmd->callback([opts] { run_simulate(*opts); });
 }
 

@@ -261,6 +261,8 @@ void write_content(const SimulatedDataset& sim, const std::string& data_key, Dat
   }
   f.floats("gt/signal_variance", signal, {n});
   f.floats("gt/noise_variance", noise, {n});
+  // Opt-in (simulate --store-raw-drive): written only when asked, so other files keep their bytes.
+  if (!sim.raw_drive.empty()) f.floats("gt/raw_drive", sim.raw_drive, {N, n});
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   auto per_neuron = [&](const std::string& name, auto value_of) {

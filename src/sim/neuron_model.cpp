@@ -428,7 +428,7 @@ std::string modulator_names(const NeuronParameters& p) {
 }
 
 std::vector<NeuronParameters> draw_population(const SimulationConfig& config, uint64_t animal) {
-  const int n = config.n_neurons;
+  const int n = config.neurons_of(static_cast<int>(animal));
   const bool deep = config.cell_library.deep();
   const auto& mix = config.cell_types;
   const std::vector<CellType> types = deep ? shuffled_types(deep_shares(config.cell_library, animal), n, config, animal)

@@ -76,8 +76,24 @@ void SimulationConfig::decode(ConfigReader& r, const std::string& base_dir) {
   }
   r.get("seed", seed);
   r.get_in_range("n_animals", n_animals, 1, 1000);
-  r.require("n_neurons", n_neurons);
-  r.get_in_range("n_neurons", n_neurons, 1, 1000000);
+  if (r.has("n_neurons") && r.node()["n_neurons"].IsSequence()) {
+    // One count per animal (e.g. four core animals and a smaller target animal of a transfer experiment).
+    r.get("n_neurons", n_neurons_by_animal);
+    if (static_cast<int>(n_neurons_by_animal.size()) != n_animals) {
+      r.fail("n_neurons", "expected one neuron count per animal (n_animals: " + std::to_string(n_animals) + "), got " +
+                              std::to_string(n_neurons_by_animal.size()) +
+                              "; give a single number for equal populations");
+    }
+    for (int count : n_neurons_by_animal) {
+      if (count < 1 || count > 1000000) {
+        r.fail("n_neurons", "every count must be in [1, 1000000], got " + std::to_string(count));
+      }
+    }
+    n_neurons = n_neurons_by_animal.front();
+  } else {
+    r.require("n_neurons", n_neurons);
+    r.get_in_range("n_neurons", n_neurons, 1, 1000000);
+  }
 
   // Single trials: either n_train (+ n_validation) or n_single_trials (+ validation_fraction).
   const bool by_count = r.has("n_train") || r.has("n_validation");
@@ -354,7 +370,11 @@ std::string SimulationConfig::to_yaml() const {
   out << YAML::Key << "stimuli" << YAML::Value << stimuli;
   out << YAML::Key << "seed" << YAML::Value << seed;
   out << YAML::Key << "n_animals" << YAML::Value << n_animals;
-  out << YAML::Key << "n_neurons" << YAML::Value << n_neurons;
+  if (n_neurons_by_animal.empty()) {
+    out << YAML::Key << "n_neurons" << YAML::Value << n_neurons;
+  } else {
+    out << YAML::Key << "n_neurons" << YAML::Value << YAML::Flow << n_neurons_by_animal;
+  }
   out << YAML::Key << "n_train" << YAML::Value << n_train;
   out << YAML::Key << "n_validation" << YAML::Value << n_validation;
   out << YAML::Key << "n_test_images" << YAML::Value << n_test_images;

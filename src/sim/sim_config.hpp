@@ -5,7 +5,7 @@
 //                                   # of the YAML file; `simulate --stimuli FILE` overrides it
 //   seed: 1
 //   n_animals: 1                    # populations with their own neurons and images, same cell-type mix
-//   n_neurons: 60
+//   n_neurons: 60                   # or one count per animal (n_animals entries), e.g. [1000, 1000, 500]
 //   n_train: 600                    # single-trial training images, and either
 //   n_validation: 60                #   single-trial validation images,
 //   # n_single_trials: 5400         # or all single trials
@@ -19,7 +19,7 @@
 //                      surround_weight: [0.5, 1.0], on_fraction: 0.5, normalization_constant: [0.1, 1.0]}
 //   responses: {mean_rate: [0.1, 1.0], selectivity: [0.5, 2], threshold: [0, 1.5], baseline: [0, 0.02]}
 //   noise: {model: poisson, nb_r: 4, zig: {zero_probability: 0.3, shape: 2}, shared_gain_sd: 0}
-//   noise:                          # opt-in per-neuron noise (noise.hpp), e.g. data/deep_demo.yaml:
+//   noise:                          # opt-in per-neuron noise (noise.hpp), e.g. data/demo.yaml:
 //     gain_factors: {count: 2, log_sd: 0.4, loading_mean: [1, 0], loading_sd: 0.5}   # instead of shared_gain_sd
 //     private_gain: {variance_median: 0.5, variance_log_sd: 1.5}
 //   retinotopy: {um_per_px: [[40, 0], [0, 40]], origin_um: [0, 0], jitter_um: 25, depth_um: [150, 350]}
@@ -174,7 +174,8 @@ struct SimulationConfig {
   std::string stimuli = "stimuli.h5";  // resolved path after decoding
   uint64_t seed = 1;
   int n_animals = 1;
-  int n_neurons = 0;
+  int n_neurons = 0;                     // every animal's, unless n_neurons_by_animal is set
+  std::vector<int> n_neurons_by_animal;  // (n_animals) from a list-valued n_neurons; empty: n_neurons each
   int n_train = 0;
   int n_validation = 0;
   int n_test_images = 100;
@@ -196,6 +197,9 @@ struct SimulationConfig {
   // The resolved config as YAML (all keys, defaults filled in); decoding it gives the same config.
   std::string to_yaml() const;
 
+  int neurons_of(int animal) const {
+    return n_neurons_by_animal.empty() ? n_neurons : n_neurons_by_animal[static_cast<size_t>(animal)];
+  }
   int64_t trials_per_animal() const {
     return int64_t{n_train} + n_validation + int64_t{n_test_images} * test_repeats;
   }

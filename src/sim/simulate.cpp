@@ -60,7 +60,8 @@ std::string animal_output_path(const std::string& out, int animal, int n_animals
       .string();
 }
 
-SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal) {
+SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal,
+                                 bool store_raw_drive) {
   const int H = config.height, W = config.width;
   if (H > stimuli.height || W > stimuli.width) {
     throw ConfigError(config_key(config, H > stimuli.height ? "image.height" : "image.width") + ": the image (" +
@@ -136,11 +137,12 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
 
   // Neurons, drives, rates.
   out.neurons = draw_population(config, a);
-  const int64_t n = config.n_neurons;
+  const int64_t n = config.neurons_of(animal);
   const std::vector<float> raw = compute_raw_drives(out.neurons, normalised, n_unique, H, W, train_rows,
                                                     label + "simulate: receptive fields");
   normalised = {};
   const std::vector<float> rates = calibrate_rates(out.neurons, raw, n_unique, train_rows);
+  if (store_raw_drive) out.raw_drive.resize(static_cast<size_t>(config.trials_per_animal() * n));
 
   // Trials in a shuffled presentation order.
   std::vector<int64_t> unique_of_trial;
@@ -181,6 +183,11 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
               crops.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(u + 1) * image_size),
               d.images.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(t) * image_size));
     d.tiers[static_cast<size_t>(t)] = tier_of_unique(u);
+    if (store_raw_drive) {
+      std::copy(raw.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(u * n)),
+                raw.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>((u + 1) * n)),
+                out.raw_drive.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(t * n)));
+    }
     d.image_ids[static_cast<size_t>(t)] = stimulus_of[static_cast<size_t>(u)];
     out.source_photo[static_cast<size_t>(t)] =
         stimuli.photo_index[static_cast<size_t>(stimulus_of[static_cast<size_t>(u)])];

@@ -39,6 +39,7 @@ struct SimulatedDataset {
   NoiseParameters noise;
   std::vector<NeuronNoise> neuron_noise; // (n) per-neuron noise; empty unless per_neuron_noise(noise)
   std::vector<float> behavior;           // (N, noise.gain_factors) latents z_t of the gain factors
+  std::vector<float> raw_drive;          // (N, n) raw drive g of each trial's image; empty unless requested
   int test_repeats = 0;
   double image_mean = 0;                 // pixel z-scoring applied before the filters
   double image_std = 1;
@@ -52,8 +53,10 @@ NoiseParameters noise_parameters(const NoiseConfig& config);
 NeuronNoiseDistribution neuron_noise_distribution(const NoiseConfig& config);
 
 // Simulates one animal. Config problems that only show with the stimuli (image size larger than the crops,
-// too few trainval or test images) throw ConfigError naming the key.
-SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal);
+// too few trainval or test images) throw ConfigError naming the key. `store_raw_drive` keeps the raw drive g
+// (neuron_model.hpp) of every trial for gt/raw_drive (the learnability check, analysis/learnability.py).
+SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal,
+                                 bool store_raw_drive = false);
 
 // File of animal k (0-based): `out` itself for a single animal, else "<dir>/<stem>-animal<k+1><ext>".
 std::string animal_output_path(const std::string& out, int animal, int n_animals);

@@ -16,6 +16,7 @@ from test_sim import write_stimuli
 
 EXE = os.environ.get("V1SYSID_EXE", "")
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "transfer_experiments.sh")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 
 def text(attribute):
@@ -142,17 +143,26 @@ class TransferExperimentsQuickTest(unittest.TestCase):
         self.assertIn("## Ecker et al. 2019", md)
 
     def test_target_neurons_restrict_animal_5_but_not_the_core(self):
+        # On data/transfer_quick.yaml with a smaller animal 5 (n_neurons as a list, as data/transfer_many.yaml).
+        with open(os.path.join(REPO, "data", "transfer_quick.yaml")) as f:
+            text = f.read()
+        self.assertIn("\nn_neurons: 20\n", text)
+        unequal = os.path.join(self.tmp.name, "unequal.yaml")
+        with open(unequal, "w") as f:
+            f.write(text.replace("\nn_neurons: 20\n", "\nn_neurons: [20, 20, 20, 20, 12]\n"))
         bad = run_script("--out", os.path.join(self.tmp.name, "bad_target"), "--quick", "--target-neurons", "8")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--target-neurons '8' is not a range A:B", bad.stderr)
         out = os.path.join(self.tmp.name, "target")
         lurz = run_script("--out", out, "--quick", "--stimuli", self.stimuli, "--experiments", "lurz",
-                          "--target-neurons", "0:8")
+                          "--target-neurons", "0:8", "--data-config", unequal)
         self.assertEqual(lurz.returncode, 0, lurz.stdout + lurz.stderr)
         with open(os.path.join(out, "transfer_results.json")) as f:
             r = json.load(f)
         self.assertEqual(r["config"]["target_neurons"], "0:8")
         self.assertEqual(self.results["config"]["target_neurons"], None)
+        self.assertEqual((r["config"]["neurons_per_animal"], r["config"]["neurons_animal5"]), (20, 12))
+        self.assertEqual(self.results["config"]["neurons_animal5"], 20)
         for c in r["lurz"]["curve"]:
             self.assert_metrics(c["transfer"], 8)
             self.assert_metrics(c["direct"], 8)
@@ -162,7 +172,9 @@ class TransferExperimentsQuickTest(unittest.TestCase):
             with h5py.File(os.path.join(out, "runs", name, "checkpoint.h5"), "r") as f:
                 np.testing.assert_array_equal(f["preprocessing/neuron_indices"][()], np.arange(8))
         with open(os.path.join(out, "transfer_results.md")) as f:
-            self.assertIn("transferred to animal 5 (its neurons 0:8, 8 of 20)", f.read())
+            md = f.read()
+        self.assertIn("transferred to animal 5 (its neurons 0:8, 8 of 12)", md)
+        self.assertIn("(5 animals x 20 neurons, animal 5: 12, 120 training images each)", md)
 
 
 if __name__ == "__main__":

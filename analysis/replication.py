@@ -55,9 +55,15 @@ the numbers do not depend on the order of the manifest or on which other seeds a
 (prediction, response, squares, products) are precomputed per neuron, so a resample's correlations are one
 matrix product of the image weights with them.
 
-cap_hit: iterations >= the trial's iteration cap. The cap is the results file's trials/hyperparameters/
-train.max_iterations when the sweep searched it, else train.max_iterations of the checkpoint's resolved config
-(every override applied); `cap_source` in each run says which. A run without either has cap_hit null.
+Iterations and cap_hit. A run's `steps` are all its training steps (the results file's trials/iterations, which
+the sweep fills with TrainResult::steps; metrics.json `steps`); its `iterations` are the schedule's iteration
+counter at the end (checkpoint training/iterations; metrics.json `iterations`), which the Ecker schedule rewinds
+by patience x val_every at each learning-rate decay and which the cap train.max_iterations applies to, so steps
+can exceed the cap in a run that early stopping ended. cap_hit is the trainer's own verdict, training status
+`max_iterations` (checkpoint attribute training/status, metrics.json `status`); only when no status is stored,
+iterations >= cap. The cap is train.max_iterations of the checkpoint's resolved config (every override applied),
+or the results file's trials/hyperparameters/train.max_iterations when the sweep searched it; `cap_source` in
+each run says which. A run without a checkpoint (failed, diverged) has cap_hit null.
 
 Outputs (written under a temporary name, then renamed; an existing file is refused without --force):
 results.json (simulator_seeds, rules, results [{name, estimate, ci95, holds, description, metric, n_seeds}],
@@ -374,23 +380,34 @@ def _config_max_iterations(config_text):
         return int(value.group(1)) if value else None
 
 
-def _checkpoint_cap(path):
-    try:
-        with _open_h5(path, "checkpoint", "") as f:
-            config = f.attrs.get("config")
-            trial_id = f.attrs.get("trial_id")
-    except ReplicationError:
-        return None, None
-    if config is None:
-        return None, trial_id
-    return _config_max_iterations(v1analysis.text(config)), trial_id
+def _checkpoint_training(path):
+    """What a checkpoint says about its training: cap (train.max_iterations of its config), trial_id, the
+    trainer's status, iterations (schedule counter) and steps; None for what it does not store."""
+    out = dict(cap=None, trial_id=None, status=None, iterations=None, steps=None)
+    with _open_h5(path, "checkpoint", "pass a checkpoint written by v1sysid") as f:
+        config = f.attrs.get("config")
+        out["trial_id"] = f.attrs.get("trial_id")
+        if "training" in f:
+            attrs = f["training"].attrs
+            out["status"] = v1analysis.text(attrs["status"]) if "status" in attrs else None
+            for name in ("iterations", "steps"):
+                out[name] = int(attrs[name]) if name in attrs else None
+    if config is not None:
+        out["cap"] = _config_max_iterations(v1analysis.text(config))
+    return out
 
 
-def _finish_cap(run, cap, source):
+def _finish_cap(run, cap, source, training_status):
     run["cap"] = cap
     run["cap_source"] = source
-    run["cap_hit"] = (bool(run["iterations"] >= cap) if cap is not None and run["iterations"] is not None
-                      and run["status"] == "ok" else None)
+    if run["status"] != "ok":
+        run["cap_hit"] = None
+    elif training_status in ("finished", "max_iterations"):
+        run["cap_hit"] = training_status == "max_iterations"
+    elif cap is not None and run["iterations"] is not None:
+        run["cap_hit"] = bool(run["iterations"] >= cap)
+    else:
+        run["cap_hit"] = None
 
 
 def sweep_runs(manifest, seed, arm, entry, where):
@@ -445,10 +462,10 @@ def _results_rows(path, folder, seed, arm, data):
                "architecture": str(t["architecture"][i]), "kind": "sweep",
                "data_fraction": float(t["data_fraction"][i]), "status": status,
                "message": str(t["message"][i]) if "message" in t else "",
-               "iterations": int(t["iterations"][i]) if status == "ok" else None,
+               "steps": int(t["iterations"][i]) if status == "ok" else None, "iterations": None,
                "wall_seconds": float(t["wall_seconds"][i]) if status in v1analysis.FINISHED_STATUSES else None,
                "source": f"{path} trial {trial}", "data": data, "checkpoint": None}
-        cap, cap_source = None, None
+        cap, cap_source, training_status = None, None, None
         if caps is not None and np.isfinite(caps[i]):
             cap, cap_source = int(caps[i]), "results trials/hyperparameters/train.max_iterations"
         if status == "ok":
@@ -461,15 +478,16 @@ def _results_rows(path, folder, seed, arm, data):
                     run["status"] = "no_checkpoint"
                     run["message"] = f"{ckpt} is missing (was the sweep run with --save-checkpoints {folder}?)"
                 else:
-                    ckpt_cap, ckpt_trial = _checkpoint_cap(ckpt)
-                    if ckpt_trial is not None and int(ckpt_trial) != trial:
-                        raise ReplicationError(ckpt, "trial_id", f"{int(ckpt_trial)}, but it is the file of "
-                                               f"trial {trial} of {path}", "pass the checkpoint folder of this "
+                    info = _checkpoint_training(ckpt)
+                    if info["trial_id"] is not None and int(info["trial_id"]) != trial:
+                        raise ReplicationError(ckpt, "trial_id", f"{int(info['trial_id'])}, but it is the file "
+                                               f"of trial {trial} of {path}", "pass the checkpoint folder of this "
                                                "sweep (--save-checkpoints)")
                     run["checkpoint"] = ckpt
-                    if cap is None and ckpt_cap is not None:
-                        cap, cap_source = ckpt_cap, "checkpoint config train.max_iterations"
-        _finish_cap(run, cap, cap_source)
+                    run["iterations"], training_status = info["iterations"], info["status"]
+                    if cap is None and info["cap"] is not None:
+                        cap, cap_source = info["cap"], "checkpoint config train.max_iterations"
+        _finish_cap(run, cap, cap_source, training_status)
         runs.append(run)
     return runs
 
@@ -500,7 +518,7 @@ def transfer_runs(manifest, seed, entry, where):
             os.path.dirname(ckpt), "metrics.json")
         run = {"seed": seed, "arm": "transfer", "name": name, "architecture": item.get("architecture", "cnn_32"),
                "kind": kind, "data_fraction": float(fraction) if fraction is not None else None,
-               "status": "ok", "message": "", "iterations": None, "wall_seconds": None,
+               "status": "ok", "message": "", "iterations": None, "steps": None, "wall_seconds": None,
                "source": metrics_path, "data": resolve(manifest, data) if data else None, "checkpoint": ckpt}
         try:
             with open(metrics_path) as f:
@@ -523,13 +541,12 @@ def transfer_runs(manifest, seed, entry, where):
                     raise ReplicationError(metrics_path, field, "missing or not a number", "pass the metrics.json "
                                            "written by `v1sysid train`")
                 run[field] = cast(metrics[field])
+            run["steps"] = int(metrics["steps"]) if isinstance(metrics.get("steps"), (int, float)) else None
         if run["status"] == "ok" and not os.path.isfile(ckpt):
             run["status"], run["message"] = "no_checkpoint", f"{ckpt} is missing"
-        cap, source = (_checkpoint_cap(ckpt)[0], "checkpoint config train.max_iterations") if \
-            run["status"] == "ok" else (None, None)
-        _finish_cap(run, cap, source if cap is not None else None)
-        if run["status"] == "ok" and metrics.get("status") == "max_iterations":
-            run["cap_hit"] = True
+        cap = _checkpoint_training(ckpt)["cap"] if run["status"] == "ok" else None
+        _finish_cap(run, cap, "checkpoint config train.max_iterations" if cap is not None else None,
+                    metrics.get("status") if metrics else None)
         runs.append(run)
     return runs
 
@@ -867,10 +884,11 @@ def markdown(doc):
     lines += ["", f"Compute used: {c['wall_seconds']:.0f} s of run wall time ({c['wall_seconds'] / 3600:.2f} h, "
               f"one rank each) over {c['runs_with_time']} runs; {c['cap_hits']} runs ended by the iteration cap, "
               f"{c['failed']} runs failed or missing.", "",
-              "| seed | arm | run | status | iterations | cap | cap hit | wall s | note |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| seed | arm | run | status | steps | iterations | cap | cap hit | wall s | note |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         lines.append(f"| {r['seed'] if r['seed'] is not None else '–'} | {r['arm']} | {r['name']} | {r['status']} | "
+                     f"{r['steps'] if r['steps'] is not None else '–'} | "
                      f"{r['iterations'] if r['iterations'] is not None else '–'} | "
                      f"{r['cap'] if r['cap'] is not None else '–'} | "
                      f"{'**yes**' if r['cap_hit'] else ('no' if r['cap_hit'] is False else '–')} | "
@@ -943,7 +961,7 @@ def build_document(manifest, seeds, runs, results, n_resamples, bootstrap_seed):
     public = []
     for r in runs:
         public.append({k: r.get(k) for k in ("seed", "arm", "name", "kind", "architecture", "data_fraction",
-                                               "status", "message", "iterations", "wall_seconds", "cap",
+                                               "status", "message", "steps", "iterations", "wall_seconds", "cap",
                                                "cap_source", "cap_hit", "source", "checkpoint")}
                       | {"evaluated": bool(r.get("evaluated"))})
     timed = [r["wall_seconds"] for r in runs if r["wall_seconds"] is not None]
@@ -964,9 +982,11 @@ def build_document(manifest, seeds, runs, results, n_resamples, bootstrap_seed):
         "runs": public,
         "failed_runs": [f"{r['seed']} {r['arm']} {r['name']}: {r['status']} {r['message']}".strip()
                         for r in runs if r["status"] != "ok"],
-        "cap_rule": "cap_hit: iterations >= the trial's iteration cap (trials/hyperparameters/train.max_iterations "
-                    "of the results file when the sweep searched it, else train.max_iterations of the checkpoint's "
-                    "resolved config); for `v1sysid train` runs also metrics.json status max_iterations",
+        "cap_rule": "cap_hit: the trainer's status max_iterations (checkpoint training/status, metrics.json "
+                    "status); only without a stored status, iterations (the schedule's counter, rewound at each "
+                    "learning-rate decay) >= cap (train.max_iterations of the checkpoint's resolved config, or "
+                    "trials/hyperparameters/train.max_iterations). steps: all training steps (the results "
+                    "file's trials/iterations), the compute",
         "compute": {"wall_seconds": float(sum(timed)), "runs_with_time": len(timed),
                     "cap_hits": sum(1 for r in runs if r.get("cap_hit")),
                     "failed": sum(1 for r in runs if r["status"] != "ok")},

@@ -122,19 +122,24 @@ class Synthetic:
                         # and by every neuron, so that averaging over neurons does not remove it.
                         e = e + photo_error * rng.normal(size=(n_photos, 1))[np.repeat(np.arange(n_photos), per_photo)]
                     prediction = (signal + e)[trial_image]
-                    iterations = cap if label == ROTEQ and fraction == 1.0 else cap // 2
+                    # The cap ends roteq at 100 % and direct at 100 %; the others stop early after more steps than
+                    # the cap (the schedule rewinds its counter at each learning-rate decay).
+                    hit = (label, fraction) in ((ROTEQ, 1.0), ("direct", 1.0))
+                    iterations = cap if hit else cap // 2
+                    steps = cap + 20 if hit else cap + 10
                     if arm == "transfer":
                         run_dir = os.path.join(folder, name)
                         os.makedirs(run_dir, exist_ok=True)
                         ckpt = os.path.join(run_dir, "checkpoint.h5")
                         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-                            json.dump({"status": "finished" if status == "ok" else "diverged",
-                                       "iterations": iterations, "wall_seconds": 10.0}, f)
+                            json.dump({"status": ("max_iterations" if hit else "finished") if status == "ok" else
+                                       "diverged", "iterations": iterations, "steps": steps, "wall_seconds": 10.0},
+                                      f)
                         entries.append({"name": name, "kind": label, "data_fraction": fraction,
                                         "checkpoint": ckpt})
                     else:
                         ckpt = os.path.join(folder, "ckpt", f"trial_{len(rows)}.h5")
-                        rows.append((label, fraction, status, iterations, 20.0))
+                        rows.append((label, fraction, status, steps, 20.0))
                         name = f"{label}_{fraction:g}"
                     if status != "ok":
                         continue
@@ -143,6 +148,9 @@ class Synthetic:
                         f.attrs["config"] = CONFIG_TEXT.format(cap=cap)
                         if arm != "transfer":
                             f.attrs["trial_id"] = len(rows) - 1
+                        f.create_group("training")
+                        f["training"].attrs.update({"status": "max_iterations" if hit else "finished",
+                                                    "iterations": iterations, "steps": steps})
                     pred = os.path.join(root, "work", str(s), arm, f"{name}.pred.h5")
                     os.makedirs(os.path.dirname(pred), exist_ok=True)
                     with h5py.File(pred, "w") as f:
@@ -240,9 +248,13 @@ class BootstrapTest(unittest.TestCase):
         self.assertTrue(0.3 < res["level.transfer.random.0.4.lurz"]["estimate"] < 0.9)
         self.assertTrue(0.5 < res["level.main.roteq_4x8.0.25.ecker"]["estimate"] < 1.0)
         cap_hits = [r for r in runs if r["cap_hit"]]
-        self.assertEqual({(r["arm"], r["architecture"], r["data_fraction"]) for r in cap_hits},
-                         {("main", ROTEQ, 1.0)})
+        # Flagged from the trainer's status, not from steps >= cap (every run here has more steps than the cap).
+        self.assertEqual({(r["arm"], r["name"]) for r in cap_hits if r["seed"] == 3101},
+                         {("main", f"{ROTEQ}_1"), ("transfer", "direct_1")})
+        self.assertEqual(len(cap_hits), 6)
+        self.assertTrue(all(r["steps"] > r["cap"] for r in runs if r["cap"] is not None))
         self.assertTrue(all(r["cap_source"] == "checkpoint config train.max_iterations" for r in cap_hits))
+        self.assertEqual({r["iterations"] for r in cap_hits}, {100})
 
     def test_photograph_resampling_is_wider_than_image_resampling(self):
         widths = {}
@@ -310,6 +322,89 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(p.returncode, 3)
             self.assertIn("nope.json", p.stderr)
 
+
+SIM_CONFIG = """stimuli: stimuli.h5
+seed: 3
+n_neurons: 12
+n_train: 100
+n_validation: 20
+n_test_images: 12
+test_repeats: 4
+image: {height: 16, width: 30}
+noise: {model: poisson}
+"""
+SWEEP = """name: e2e
+seed: 7
+base_model: MODEL
+architectures:
+  - name: roteq_4x8
+    overrides: {core: {channels: [4, 4]}, train: {max_iterations: 20, val_every: 5, batch_size: 32}}
+  - name: cnn_32
+    overrides: {train: {max_iterations: 40, val_every: 5, batch_size: 32}}
+grid:
+  data_fraction: [1.0]
+"""
+
+
+@unittest.skipUnless(EXE, "V1SYSID_EXE is not set (run through ctest)")
+class PredictEndToEndTest(unittest.TestCase):
+    """A tiny sweep with --save-checkpoints and a `v1sysid train` run: the tool calls `v1sysid predict`, caches
+    the predictions, and its per-neuron Ecker correlation is the sweep's own (trials/neuron_correlation)."""
+
+    def test_predict_cache_and_metrics_match_the_sweep(self):
+        from test_sim import write_stimuli
+        with tempfile.TemporaryDirectory() as tmp:
+            def v1sysid(*args):
+                p = subprocess.run([EXE, *args], cwd=tmp, capture_output=True, text=True, timeout=300,
+                                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+                self.assertEqual(p.returncode, 0, p.stderr)
+
+            write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=120, n_test=12)
+            with open(os.path.join(tmp, "sim.yaml"), "w") as f:
+                f.write(SIM_CONFIG)
+            model = os.path.join(ANALYSIS, "..", "sweeps", "models", "cnn_tiny.yaml")
+            with open(os.path.join(tmp, "sweep.yaml"), "w") as f:
+                f.write(SWEEP.replace("MODEL", os.path.abspath(model)))
+            v1sysid("simulate", "sim.yaml", "--stimuli", "stimuli.h5", "--out", "data.h5")
+            with h5py.File(os.path.join(tmp, "data.h5"), "a") as f:
+                if "item_info/source_photo" not in f:  # until the simulator writes it: two images per photograph
+                    f["item_info/source_photo"] = f["item_info/frame_image_id"][()] // 2
+            v1sysid("sweep", "sweep.yaml", "--data", "data.h5", "--out", "res.h5", "--save-checkpoints", "ckpt")
+            v1sysid("train", os.path.abspath(model), "--data", "data.h5", "--out", "direct", "--max-iterations", "15",
+                    "--quiet")
+            manifest = {"simulator_seeds": [3101], "seeds": {"3101": {
+                "main": {"data": "data.h5", "sweeps": [{"results": "res.h5", "checkpoints": "ckpt"}]},
+                "transfer": {"data": "data.h5", "runs": [{"name": "direct_1", "kind": "direct", "data_fraction": 1.0,
+                                                          "checkpoint": "direct/checkpoint.h5"}]}}}}
+            path = os.path.join(tmp, "manifest.json")
+            with open(path, "w") as f:
+                json.dump(manifest, f)
+            out = os.path.join(tmp, "out", "results.json")
+            p = run_tool(path, "--out", out, "--resamples", "50", "--v1sysid", EXE, "--no-figures")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            cached = {n: os.path.join(tmp, "work", "3101", arm, n + ".pred.h5")
+                      for arm, n in (("main", "roteq_4x8_1"), ("main", "cnn_32_1"), ("transfer", "direct_1"))}
+            stamps = {n: os.stat(c).st_mtime_ns for n, c in cached.items()}
+            p = run_tool(path, "--out", out, "--resamples", "50", "--v1sysid", "/nonexistent", "--no-figures",
+                         "--force")
+            self.assertEqual(p.returncode, 0, p.stderr)  # every prediction is cached: predict is not run
+            self.assertEqual(stamps, {n: os.stat(c).st_mtime_ns for n, c in cached.items()})
+            tier = rp.TestTier(os.path.join(tmp, "data.h5"))
+            sweep = v1analysis.read_results(os.path.join(tmp, "res.h5"))
+            for trial, name in enumerate(("roteq_4x8_1", "cnn_32_1")):
+                with h5py.File(cached[name], "r") as f:
+                    sums = tier.run_sums(f["predictions"][()].astype(np.float64), cached[name])
+                ecker, _, _ = rp.per_neuron(tier, sums)
+                np.testing.assert_allclose(ecker, sweep["neuron_correlation"][trial], atol=2e-5)
+            with open(out) as f:
+                runs = {r["name"]: r for r in json.load(f)["runs"]}
+            for name, ckpt in (("roteq_4x8_1", "ckpt/trial_0.h5"), ("cnn_32_1", "ckpt/trial_1.h5"),
+                               ("direct_1", "direct/checkpoint.h5")):
+                with h5py.File(os.path.join(tmp, ckpt), "r") as f:
+                    status = v1analysis.text(f["training"].attrs["status"])
+                self.assertEqual(runs[name]["cap_hit"], status == "max_iterations", name)
+            self.assertEqual((runs["roteq_4x8_1"]["cap"], runs["cnn_32_1"]["cap"], runs["direct_1"]["cap"]),
+                             (20, 40, 15))
 
 if __name__ == "__main__":
     unittest.main()

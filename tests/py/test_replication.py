@@ -115,7 +115,7 @@ class Synthetic:
                     status = "failed" if (s, arm, name) in failed else "ok"
                     if (s, arm, name) in skip:
                         continue
-                    sd = errors.get((arm, label, fraction), errors.get(label, 0.5))
+                    sd = errors.get((s, label), errors.get((arm, label, fraction), errors.get(label, 0.5)))
                     e = sd * rng.normal(size=(n_img, n_neurons))
                     if photo_error:
                         # The run's own photo-level error: independent between runs, shared within a photograph
@@ -267,6 +267,34 @@ class BootstrapTest(unittest.TestCase):
                                         for n in ("gap.main.0.125.ecker", "gap.main.0.25.ecker",
                                                   "gap.main.1.ecker")])
         self.assertGreater(widths[False], 1.3 * widths[True])
+
+    def test_the_seeds_and_the_neurons_are_resampled(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            # The roteq advantage differs between seeds: the interval spans a good part of the seeds' spread
+            # (resampling neurons and images alone would give an interval as narrow as one seed's).
+            syn = Synthetic(tmp, transfer=False, errors={(3101, ROTEQ): 0.2, (3102, ROTEQ): 0.7,
+                                                         (3103, ROTEQ): 1.2, CNN: 1.2, CNN8: 1.2})
+            res, _, _ = syn.analyse(resamples=400)
+        t1 = res["table1"]
+        spread = max(t1["per_seed"]) - min(t1["per_seed"])
+        self.assertGreater(spread, 0.15)
+        self.assertGreater(t1["ci95"][1] - t1["ci95"][0], 0.5 * spread)
+        with tempfile.TemporaryDirectory() as tmp:
+            # One seed, 400 single-image photographs (little image-level noise), neurons that differ widely in
+            # which run predicts them better: the interval is at least as wide as the neurons' spread implies.
+            n = 60
+            rng = np.random.default_rng(1)
+            syn = Synthetic(tmp, seeds=(3101,), transfer=False, n_neurons=n, n_photos=400, per_photo=1,
+                            repeats=2, noise_sd=0.3, errors={ROTEQ: rng.uniform(0.1, 3, n),
+                                                             CNN: rng.uniform(0.1, 3, n)})
+            res, _, seeds = syn.analyse(resamples=400)
+        sd = seeds[0]
+        ceiling = sd.tiers["main"].ceiling.mean()
+        d = (rp.per_neuron(sd.tiers["main"], sd.runs[("main", "roteq", 1.0)])[0] -
+             rp.per_neuron(sd.tiers["main"], sd.runs[("main", "cnn", 1.0)])[0]) / ceiling
+        self.assertAlmostEqual(res["table1"]["estimate"], d.mean(), places=12)
+        width = res["table1"]["ci95"][1] - res["table1"]["ci95"][0]
+        self.assertGreater(width, 0.8 * 2 * 1.96 * d.std() / np.sqrt(n))
 
     def test_missing_and_failed_runs_reduce_the_seeds(self):
         with tempfile.TemporaryDirectory() as tmp:

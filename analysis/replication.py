@@ -12,7 +12,8 @@ relative to the manifest's folder.
       "simulator_seeds": [3101, 3102, 3103],
       "architectures": {"roteq": "roteq_4x8", "cnn": "cnn_32", "cnn_params": "cnn_8"},   (optional; these)
       "work": "work",                          (optional; the folder of the cached predictions, as --work)
-      "development": [{"results": "dev_results.h5"}],  (optional; listed in `runs` and in the compute used)
+      "development": [{"results": "dev_results.h5", "seed": 2019}],  (optional; only listed in `runs` and
+                                               counted in the compute used)
       "seeds": {
         "3101": {
           "main":     {"data": "s3101/main.h5",
@@ -896,7 +897,7 @@ def markdown(doc):
     return "\n".join(lines) + "\n"
 
 
-def figures(doc, folder, force, write_atomically):
+def figures(doc, folder, write_atomically):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -932,7 +933,7 @@ def figures(doc, folder, force, write_atomically):
         ax.minorticks_off()
         ax.legend(fontsize=8)
     fig.tight_layout()
-    written.append(_save(fig, os.path.join(folder, "fig3.png"), force, write_atomically))
+    written.append(_save(fig, os.path.join(folder, "fig3.png"), write_atomically))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -947,12 +948,12 @@ def figures(doc, folder, force, write_atomically):
     ax.minorticks_off()
     ax.legend(fontsize=8)
     fig.tight_layout()
-    written.append(_save(fig, os.path.join(folder, "transfer.png"), force, write_atomically))
+    written.append(_save(fig, os.path.join(folder, "transfer.png"), write_atomically))
     plt.close(fig)
     return written
 
 
-def _save(fig, path, force, write_atomically):
+def _save(fig, path, write_atomically):
     write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     return path
 
@@ -1045,7 +1046,7 @@ def main(argv=None):
         report.write_atomically(args.out, lambda f: f.write(json.dumps(doc, indent=1) + "\n"))
         report.write_atomically(tables, lambda f: f.write(markdown(doc)))
         if not args.no_figures:
-            figures(doc, fig_dir, args.force, report.write_atomically)
+            figures(doc, fig_dir, report.write_atomically)
     except ReplicationError as e:
         print(f"replication.py: error: {e}", file=sys.stderr)
         return e.exit_code

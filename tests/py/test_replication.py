@@ -1,0 +1,438 @@
+"""analysis/replication.py: the statistics of the pre-registered replication (issue 18, protocol sections 5-7).
+
+Synthetic runs with a known structure: a digital V1 whose test responses are signal + Gaussian noise (so the
+analytic ceiling is known), sweep results files in the layout of `v1sysid sweep` (with row checksums), checkpoint
+files and cached predictions next to them (so no training runs): prediction = signal + error, a run with a
+smaller error predicts better. Checked: the per-neuron metrics against independent numpy code and
+v1analysis.test_correlation_per_neuron; the sign of a known effect; a null (two runs with the same error level)
+whose interval covers 0 and whose table1 verdict is False; resampling by photograph gives wider intervals than
+by image when the images of a photograph share their prediction errors; the same seed gives the same numbers;
+failed runs, cap hits, missing runs (fewer seeds), a missing item_info/source_photo, outputs that exist.
+One test runs `v1sysid predict` on a tiny trained model when V1SYSID_EXE is set.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+EXE = os.environ.get("V1SYSID_EXE", "")
+ANALYSIS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis")
+TOOL = os.path.join(ANALYSIS, "replication.py")
+sys.path.insert(0, ANALYSIS)
+import replication as rp  # noqa: E402
+import v1analysis  # noqa: E402
+
+ROTEQ, CNN, CNN8 = "roteq_4x8", "cnn_32", "cnn_8"
+CONFIG_TEXT = "core:\n  kind: cnn\n  channels: [8]\ntrain:\n  schedule: ecker\n  max_iterations: {cap}\n  seed: 1\n"
+
+
+def write_dataset(path, signal, responses, trial_image, image_photo, ceiling, source_photo=True):
+    """A StaticImageSet-like file with only what the analysis reads: 4 training trials, then the test tier."""
+    n_train = 4
+    n_neurons = signal.shape[1]
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["responses"] = np.concatenate([rng.random((n_train, n_neurons)), responses]).astype(np.float32)
+        f["tiers"] = np.array([b"train"] * n_train + [b"test"] * len(trial_image))
+        f["item_info/frame_image_id"] = np.concatenate([np.arange(1000, 1000 + n_train), 10 + trial_image])
+        if source_photo:
+            f["item_info/source_photo"] = np.concatenate([np.full(n_train, 99), image_photo[trial_image]]) \
+                .astype(np.int64)
+        f["gt/ceiling_correlation"] = ceiling
+
+
+def write_results(path, rows, n_neurons=4):
+    """A results file in the layout of `v1sysid sweep` (docs/formats.md) with valid row checksums. rows:
+    [(architecture, fraction, status, iterations, wall_seconds)]."""
+    n = len(rows)
+    with h5py.File(path, "w") as f:
+        t = f.create_group("trials")
+        t["trial_id"] = np.arange(n, dtype=np.int64)
+        t["architecture"] = np.array([r[0].encode() for r in rows], dtype="S64")
+        t["data_fraction"] = np.array([r[1] for r in rows], dtype=np.float64)
+        t["seed"] = np.ones(n, dtype=np.int64)
+        t["hyperparameters/core.smooth_weight"] = np.full(n, 0.01)
+        t["status"] = np.array([r[2].encode() for r in rows], dtype="S16")
+        t["message"] = np.array([b"" if r[2] == "ok" else b"boom" for r in rows], dtype="S256")
+        for name in ("best_val_loss", "test_correlation", "feve", "fraction_oracle"):
+            t[name] = np.full(n, 0.5)
+        t["iterations"] = np.array([r[3] for r in rows], dtype=np.int64)
+        t["wall_seconds"] = np.array([r[4] for r in rows], dtype=np.float64)
+        t["rank"] = np.zeros(n, dtype=np.int32)
+        t["host"] = np.array([b"h"] * n, dtype="S64")
+        t["val_curve"] = np.full((n, 3), np.nan)
+        t["neuron_correlation"] = np.full((n, n_neurons), np.nan, dtype=np.float32)
+        t["row_checksum"] = v1analysis.row_checksums(t)
+        f.attrs["format_version"] = 2
+
+
+class Synthetic:
+    """Seeds x arms of a synthetic protocol. Each seed's test set: n_photos photographs x per_photo images x
+    repeats. Response = signal + N(0, noise_sd); prediction of a run = signal + error with SD error_sd[run]
+    (per image and neuron), plus, with photo_error, a part shared by the images of a photograph."""
+
+    def __init__(self, root, seeds=(3101, 3102, 3103), n_neurons=40, n_photos=20, per_photo=3, repeats=4,
+                 noise_sd=1.0, errors=None, photo_error=0.0, cap=100, by_image=False, transfer=True,
+                 skip=(), failed=()):
+        self.root = root
+        self.manifest = {"simulator_seeds": list(seeds), "seeds": {}}
+        errors = errors or {}
+        for s in seeds:
+            rng = np.random.default_rng(s)
+            n_img = n_photos * per_photo
+            image_photo = np.repeat(np.arange(n_photos), per_photo) + 7 * s  # any integer ids
+            if by_image:
+                image_photo = np.arange(n_img) + 7 * s
+            trial_image = np.tile(np.arange(n_img), repeats)
+            arms = {}
+            arm_runs = {"main": [(a, f) for a in (ROTEQ, CNN, CNN8) for f in rp.MAIN_FRACTIONS],
+                        "deep0": [(a, 0.25) for a in (ROTEQ, CNN, CNN8)],
+                        "absolute": [(a, 0.25) for a in (ROTEQ, CNN, CNN8)]}
+            if transfer:
+                arm_runs["transfer"] = ([("direct", f) for f in rp.TRANSFER_FRACTIONS] +
+                                        [("transfer", f) for f in rp.TRANSFER_FRACTIONS] +
+                                        [("random", 0.4), ("disjoint", 0.4)])
+            for arm, runs in arm_runs.items():
+                folder = os.path.join(root, str(s), arm)
+                os.makedirs(folder, exist_ok=True)
+                # Signal shared by the images of one photograph in part, so photographs are real clusters.
+                # (offset 10: positive responses, as a digital V1's, which v1analysis clips at 0).
+                signal = 10 + (rng.normal(size=(n_photos, n_neurons))[np.repeat(np.arange(n_photos), per_photo)] +
+                               rng.normal(size=(n_img, n_neurons)))
+                responses = signal[trial_image] + noise_sd * rng.normal(size=(len(trial_image), n_neurons))
+                var_s = signal.var(axis=0)
+                ceiling = np.sqrt(var_s / (var_s + noise_sd ** 2 / repeats))
+                data = os.path.join(folder, "data.h5")
+                write_dataset(data, signal, responses, trial_image, image_photo, ceiling)
+                rows, entries = [], []
+                for label, fraction in runs:
+                    name = f"{label}_{fraction:g}"
+                    status = "failed" if (s, arm, name) in failed else "ok"
+                    if (s, arm, name) in skip:
+                        continue
+                    sd = errors.get((s, label), errors.get((arm, label, fraction), errors.get(label, 0.5)))
+                    e = sd * rng.normal(size=(n_img, n_neurons))
+                    if photo_error:
+                        # The run's own photo-level error: independent between runs, shared within a photograph
+                        # and by every neuron, so that averaging over neurons does not remove it.
+                        e = e + photo_error * rng.normal(size=(n_photos, 1))[np.repeat(np.arange(n_photos), per_photo)]
+                    prediction = (signal + e)[trial_image]
+                    # The cap ends roteq at 100 % and direct at 100 %; the others stop early after more steps than
+                    # the cap (the schedule rewinds its counter at each learning-rate decay).
+                    hit = (label, fraction) in ((ROTEQ, 1.0), ("direct", 1.0))
+                    iterations = cap if hit else cap // 2
+                    steps = cap + 20 if hit else cap + 10
+                    if arm == "transfer":
+                        run_dir = os.path.join(folder, name)
+                        os.makedirs(run_dir, exist_ok=True)
+                        ckpt = os.path.join(run_dir, "checkpoint.h5")
+                        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+                            json.dump({"status": ("max_iterations" if hit else "finished") if status == "ok" else
+                                       "diverged", "iterations": iterations, "steps": steps, "wall_seconds": 10.0},
+                                      f)
+                        entries.append({"name": name, "kind": label, "data_fraction": fraction,
+                                        "checkpoint": ckpt})
+                    else:
+                        ckpt = os.path.join(folder, "ckpt", f"trial_{len(rows)}.h5")
+                        rows.append((label, fraction, status, steps, 20.0))
+                        name = f"{label}_{fraction:g}"
+                    if status != "ok":
+                        continue
+                    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+                    with h5py.File(ckpt, "w") as f:
+                        f.attrs["config"] = CONFIG_TEXT.format(cap=cap)
+                        if arm != "transfer":
+                            f.attrs["trial_id"] = len(rows) - 1
+                        f.create_group("training")
+                        f["training"].attrs.update({"status": "max_iterations" if hit else "finished",
+                                                    "iterations": iterations, "steps": steps})
+                    pred = os.path.join(root, "work", str(s), arm, f"{name}.pred.h5")
+                    os.makedirs(os.path.dirname(pred), exist_ok=True)
+                    with h5py.File(pred, "w") as f:
+                        f["predictions"] = prediction.astype(np.float32)
+                        f["image_ids"] = (10 + trial_image).astype(np.int64)
+                        f.attrs["tier"] = "test"
+                        f.attrs["checkpoint"] = os.path.abspath(ckpt)
+                if arm == "transfer":
+                    arms[arm] = {"data": data, "runs": entries}
+                else:
+                    results = os.path.join(folder, "results.h5")
+                    write_results(results, rows, n_neurons)
+                    arms[arm] = {"data": data, "sweeps": [{"results": results,
+                                                           "checkpoints": os.path.join(folder, "ckpt")}]}
+            self.manifest["seeds"][str(s)] = arms
+        self.path = os.path.join(root, "manifest.json")
+        with open(self.path, "w") as f:
+            json.dump(self.manifest, f)
+
+    def analyse(self, resamples=400, seed=18):
+        m = rp.read_manifest(self.path)
+        seeds, runs = rp.load(m, os.path.join(self.root, "work"), None)
+        results = rp.bootstrap(seeds, rp.statistics(m["architectures"]), resamples, seed)
+        return {r["name"]: r for r in results}, runs, seeds
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, timeout=300)
+
+
+class MetricsTest(unittest.TestCase):
+    def test_point_metrics_match_direct_numpy(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = Synthetic(tmp, seeds=(3101,), transfer=False)
+            _, _, seeds = syn.analyse(resamples=10)
+            sd = seeds[0]
+            tier = sd.tiers["main"]
+            data = syn.manifest["seeds"]["3101"]["main"]["data"]
+            with h5py.File(os.path.join(tmp, "work", "3101", "main", f"{ROTEQ}_1.pred.h5"), "r") as f:
+                pred, ids = f["predictions"][()].astype(np.float64), f["image_ids"][()]
+            ecker, single, oracle = rp.per_neuron(tier, sd.runs[("main", "roteq", 1.0)])
+            np.testing.assert_allclose(ecker, v1analysis.test_correlation_per_neuron(pred, ids, data), atol=1e-9)
+            with h5py.File(data, "r") as f:
+                y = f["responses"][()][4:].astype(np.float64)
+            for n in range(y.shape[1]):
+                self.assertAlmostEqual(single[n], np.corrcoef(pred[:, n], y[:, n])[0, 1], places=9)
+                loo = np.empty(len(ids))
+                for u in np.unique(ids):
+                    rows = ids == u
+                    loo[rows] = (y[rows, n].sum() - y[rows, n]) / (rows.sum() - 1)
+                self.assertAlmostEqual(oracle[n], np.corrcoef(loo, y[:, n])[0, 1], places=9)
+
+    def test_constant_prediction_counts_as_zero(self):
+        r = rp.pearson_from_sums(np.array([4.0]), np.array([4.0]), np.array([2.0]), np.array([4.0]),
+                                 np.array([3.0]), np.array([2.0]))
+        self.assertEqual(r[0], 0.0)  # x constant (variance 0): 0, not NaN
+
+
+class BootstrapTest(unittest.TestCase):
+    def test_known_effect_null_and_determinism(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            # roteq predicts better everywhere; at 100 % on main, roteq and cnn_32 have the same error (null).
+            errors = {ROTEQ: 0.3, CNN: 1.2, CNN8: 1.2, ("main", ROTEQ, 1.0): 0.8, ("main", CNN, 1.0): 0.8,
+                      "transfer": 0.4, "direct": 0.4, "random": 2.0, "disjoint": 1.0}
+            syn = Synthetic(tmp, errors=errors)
+            res, runs, _ = syn.analyse()
+            again, _, _ = syn.analyse()
+            other, _, _ = syn.analyse(seed=19)
+        t1 = res["table1"]
+        self.assertEqual(t1["n_seeds"], 3)
+        self.assertLess(t1["ci95"][0], 0)  # the null: the interval covers 0
+        self.assertGreater(t1["ci95"][1], 0)
+        self.assertIs(t1["holds"], False)
+        self.assertLess(abs(t1["estimate"]), 0.05)
+        # The known effect: the gaps at 12.5 % and 25 % are positive, so fig3 is positive and holds.
+        self.assertGreater(res["gap.main.0.25.ecker"]["ci95"][0], 0.05)
+        self.assertGreater(res["fig3"]["estimate"], 0.05)
+        self.assertIs(res["fig3"]["holds"], True)
+        self.assertGreater(res["transfer_minus_random.lurz"]["ci95"][0], 0)
+        # dose response: same gaps in both arms -> no verdict in favour; equivariance null likewise.
+        self.assertLess(res["dose_response"]["ci95"][0], 0)
+        self.assertGreater(res["dose_response"]["ci95"][1], 0)
+        self.assertIs(res["dose_response"]["holds"], False)
+        for name in ("table1", "fig3", "lurz_transfer", "equivariance_null", "dose_response"):
+            self.assertEqual(res[name]["estimate"], again[name]["estimate"])
+            self.assertEqual(res[name]["ci95"], again[name]["ci95"])  # same seed, same numbers
+            self.assertEqual(res[name]["estimate"], other[name]["estimate"])  # the point does not depend on it
+            self.assertIsNone(res[name + (".lurz" if name != "lurz_transfer" else ".ecker")]["holds"])
+        self.assertNotEqual(res["table1"]["ci95"], other["table1"]["ci95"])
+        self.assertEqual(res["level.main.roteq_4x8.1.ecker"]["estimate"],
+                         np.mean(res["level.main.roteq_4x8.1.ecker"]["per_seed"]))
+        # Ecker: a fraction of the ceiling, below 1. Lurz: a good model's single-trial correlation can exceed the
+        # leave-one-out oracle (whose mean of R - 1 = 3 repeats is noisier than the signal itself).
+        self.assertTrue(1.0 < res["level.transfer.transfer.0.4.lurz"]["estimate"] < 1.2)
+        self.assertTrue(0.3 < res["level.transfer.random.0.4.lurz"]["estimate"] < 0.9)
+        self.assertTrue(0.5 < res["level.main.roteq_4x8.0.25.ecker"]["estimate"] < 1.0)
+        cap_hits = [r for r in runs if r["cap_hit"]]
+        # Flagged from the trainer's status, not from steps >= cap (every run here has more steps than the cap).
+        self.assertEqual({(r["arm"], r["name"]) for r in cap_hits if r["seed"] == 3101},
+                         {("main", f"{ROTEQ}_1"), ("transfer", "direct_1")})
+        self.assertEqual(len(cap_hits), 6)
+        self.assertTrue(all(r["steps"] > r["cap"] for r in runs if r["cap"] is not None))
+        self.assertTrue(all(r["cap_source"] == "checkpoint config train.max_iterations" for r in cap_hits))
+        self.assertEqual({r["iterations"] for r in cap_hits}, {100})
+
+    def test_photograph_resampling_is_wider_than_image_resampling(self):
+        widths = {}
+        for by_image in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                syn = Synthetic(tmp, seeds=(3101,), transfer=False, n_photos=10, per_photo=8,
+                                errors={ROTEQ: 0.5, CNN: 0.5, CNN8: 0.5}, photo_error=1.0, by_image=by_image)
+                res, _, _ = syn.analyse(resamples=600)
+            widths[by_image] = np.mean([res[n]["ci95"][1] - res[n]["ci95"][0]
+                                        for n in ("gap.main.0.125.ecker", "gap.main.0.25.ecker",
+                                                  "gap.main.1.ecker")])
+        self.assertGreater(widths[False], 1.3 * widths[True])
+
+    def test_the_seeds_and_the_neurons_are_resampled(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            # The roteq advantage differs between seeds: the interval spans a good part of the seeds' spread
+            # (resampling neurons and images alone would give an interval as narrow as one seed's).
+            syn = Synthetic(tmp, transfer=False, errors={(3101, ROTEQ): 0.2, (3102, ROTEQ): 0.7,
+                                                         (3103, ROTEQ): 1.2, CNN: 1.2, CNN8: 1.2})
+            res, _, _ = syn.analyse(resamples=400)
+        t1 = res["table1"]
+        spread = max(t1["per_seed"]) - min(t1["per_seed"])
+        self.assertGreater(spread, 0.15)
+        self.assertGreater(t1["ci95"][1] - t1["ci95"][0], 0.5 * spread)
+        with tempfile.TemporaryDirectory() as tmp:
+            # One seed, 400 single-image photographs (little image-level noise), neurons that differ widely in
+            # which run predicts them better: the interval is at least as wide as the neurons' spread implies.
+            n = 60
+            rng = np.random.default_rng(1)
+            syn = Synthetic(tmp, seeds=(3101,), transfer=False, n_neurons=n, n_photos=400, per_photo=1,
+                            repeats=2, noise_sd=0.3, errors={ROTEQ: rng.uniform(0.1, 3, n),
+                                                             CNN: rng.uniform(0.1, 3, n)})
+            res, _, seeds = syn.analyse(resamples=400)
+        sd = seeds[0]
+        ceiling = sd.tiers["main"].ceiling.mean()
+        d = (rp.per_neuron(sd.tiers["main"], sd.runs[("main", "roteq", 1.0)])[0] -
+             rp.per_neuron(sd.tiers["main"], sd.runs[("main", "cnn", 1.0)])[0]) / ceiling
+        self.assertAlmostEqual(res["table1"]["estimate"], d.mean(), places=12)
+        width = res["table1"]["ci95"][1] - res["table1"]["ci95"][0]
+        self.assertGreater(width, 0.8 * 2 * 1.96 * d.std() / np.sqrt(n))
+
+    def test_missing_and_failed_runs_reduce_the_seeds(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = Synthetic(tmp, failed={(3102, "main", f"{CNN}_1")}, skip={(3103, "transfer", "direct_1")})
+            res, runs, _ = syn.analyse(resamples=50)
+        self.assertEqual(res["table1"]["n_seeds"], 2)
+        self.assertEqual(res["table1"]["seeds"], [3101, 3103])
+        self.assertEqual(res["lurz_transfer"]["n_seeds"], 2)
+        self.assertEqual(res["dose_response"]["n_seeds"], 3)
+        failed = [r for r in runs if r["status"] != "ok"]
+        self.assertEqual([(r["seed"], r["name"], r["status"]) for r in failed], [(3102, f"{CNN}_1", "failed")])
+        self.assertIsNone(failed[0]["cap_hit"])
+
+
+class CommandLineTest(unittest.TestCase):
+    def test_outputs_errors_and_force(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = Synthetic(tmp, seeds=(3101, 3102), n_neurons=12, n_photos=8, per_photo=2)
+            out = os.path.join(tmp, "docs", "results.json")
+            p = run_tool(syn.path, "--out", out, "--resamples", "200")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("table1:", p.stdout)
+            with open(out) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["simulator_seeds"], [3101, 3102])
+            self.assertEqual(set(doc["rules"]), set(rp.RULES))
+            names = {r["name"] for r in doc["results"]}
+            self.assertTrue(set(rp.RULES) <= names)
+            for r in doc["results"]:
+                self.assertEqual(set(r) >= {"name", "estimate", "ci95", "holds", "description", "metric",
+                                            "n_seeds"}, True)
+            self.assertEqual(len(doc["runs"]), 2 * (9 + 3 + 3 + 10))
+            self.assertTrue(all("wall_seconds" in r and "cap_hit" in r for r in doc["runs"]))
+            for name in ("results_tables.md", "fig3.png", "transfer.png"):
+                self.assertTrue(os.path.getsize(os.path.join(tmp, "docs", name)) > 100, name)
+            with open(out) as f:
+                before = f.read()
+            p = run_tool(syn.path, "--out", out, "--resamples", "200")
+            self.assertEqual(p.returncode, 3)
+            self.assertIn("pass --force", p.stderr)
+            p = run_tool(syn.path, "--out", out, "--resamples", "200", "--force")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(out) as f:
+                self.assertEqual(f.read(), before)  # deterministic
+            # A dataset without item_info/source_photo: the file and the field are named.
+            data = syn.manifest["seeds"]["3101"]["main"]["data"]
+            with h5py.File(data, "a") as f:
+                del f["item_info/source_photo"]
+            p = run_tool(syn.path, "--out", out, "--resamples", "200", "--force")
+            self.assertEqual(p.returncode, 4)
+            self.assertIn(f"{data}: item_info/source_photo: missing", p.stderr)
+            p = run_tool(os.path.join(tmp, "nope.json"), "--out", out, "--force")
+            self.assertEqual(p.returncode, 3)
+            self.assertIn("nope.json", p.stderr)
+
+
+SIM_CONFIG = """stimuli: stimuli.h5
+seed: 3
+n_neurons: 12
+n_train: 100
+n_validation: 20
+n_test_images: 12
+test_repeats: 4
+image: {height: 16, width: 30}
+noise: {model: poisson}
+"""
+SWEEP = """name: e2e
+seed: 7
+base_model: MODEL
+architectures:
+  - name: roteq_4x8
+    overrides: {core: {channels: [4, 4]}, train: {max_iterations: 20, val_every: 5, batch_size: 32}}
+  - name: cnn_32
+    overrides: {train: {max_iterations: 40, val_every: 5, batch_size: 32}}
+grid:
+  data_fraction: [1.0]
+"""
+
+
+@unittest.skipUnless(EXE, "V1SYSID_EXE is not set (run through ctest)")
+class PredictEndToEndTest(unittest.TestCase):
+    """A tiny sweep with --save-checkpoints and a `v1sysid train` run: the tool calls `v1sysid predict`, caches
+    the predictions, and its per-neuron Ecker correlation is the sweep's own (trials/neuron_correlation)."""
+
+    def test_predict_cache_and_metrics_match_the_sweep(self):
+        from test_sim import write_stimuli
+        with tempfile.TemporaryDirectory() as tmp:
+            def v1sysid(*args):
+                p = subprocess.run([EXE, *args], cwd=tmp, capture_output=True, text=True, timeout=300,
+                                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+                self.assertEqual(p.returncode, 0, p.stderr)
+
+            write_stimuli(os.path.join(tmp, "stimuli.h5"), n_trainval=120, n_test=12)
+            with open(os.path.join(tmp, "sim.yaml"), "w") as f:
+                f.write(SIM_CONFIG)
+            model = os.path.join(ANALYSIS, "..", "sweeps", "models", "cnn_tiny.yaml")
+            with open(os.path.join(tmp, "sweep.yaml"), "w") as f:
+                f.write(SWEEP.replace("MODEL", os.path.abspath(model)))
+            v1sysid("simulate", "sim.yaml", "--stimuli", "stimuli.h5", "--out", "data.h5")
+            with h5py.File(os.path.join(tmp, "data.h5"), "a") as f:
+                if "item_info/source_photo" not in f:  # until the simulator writes it: two images per photograph
+                    f["item_info/source_photo"] = f["item_info/frame_image_id"][()] // 2
+            v1sysid("sweep", "sweep.yaml", "--data", "data.h5", "--out", "res.h5", "--save-checkpoints", "ckpt")
+            v1sysid("train", os.path.abspath(model), "--data", "data.h5", "--out", "direct", "--max-iterations", "15",
+                    "--quiet")
+            manifest = {"simulator_seeds": [3101], "seeds": {"3101": {
+                "main": {"data": "data.h5", "sweeps": [{"results": "res.h5", "checkpoints": "ckpt"}]},
+                "transfer": {"data": "data.h5", "runs": [{"name": "direct_1", "kind": "direct", "data_fraction": 1.0,
+                                                          "checkpoint": "direct/checkpoint.h5"}]}}}}
+            path = os.path.join(tmp, "manifest.json")
+            with open(path, "w") as f:
+                json.dump(manifest, f)
+            out = os.path.join(tmp, "out", "results.json")
+            p = run_tool(path, "--out", out, "--resamples", "50", "--v1sysid", EXE, "--no-figures")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            cached = {n: os.path.join(tmp, "work", "3101", arm, n + ".pred.h5")
+                      for arm, n in (("main", "roteq_4x8_1"), ("main", "cnn_32_1"), ("transfer", "direct_1"))}
+            stamps = {n: os.stat(c).st_mtime_ns for n, c in cached.items()}
+            p = run_tool(path, "--out", out, "--resamples", "50", "--v1sysid", "/nonexistent", "--no-figures",
+                         "--force")
+            self.assertEqual(p.returncode, 0, p.stderr)  # every prediction is cached: predict is not run
+            self.assertEqual(stamps, {n: os.stat(c).st_mtime_ns for n, c in cached.items()})
+            tier = rp.TestTier(os.path.join(tmp, "data.h5"))
+            sweep = v1analysis.read_results(os.path.join(tmp, "res.h5"))
+            for trial, name in enumerate(("roteq_4x8_1", "cnn_32_1")):
+                with h5py.File(cached[name], "r") as f:
+                    sums = tier.run_sums(f["predictions"][()].astype(np.float64), cached[name])
+                ecker, _, _ = rp.per_neuron(tier, sums)
+                np.testing.assert_allclose(ecker, sweep["neuron_correlation"][trial], atol=2e-5)
+            with open(out) as f:
+                runs = {r["name"]: r for r in json.load(f)["runs"]}
+            for name, ckpt in (("roteq_4x8_1", "ckpt/trial_0.h5"), ("cnn_32_1", "ckpt/trial_1.h5"),
+                               ("direct_1", "direct/checkpoint.h5")):
+                with h5py.File(os.path.join(tmp, ckpt), "r") as f:
+                    status = v1analysis.text(f["training"].attrs["status"])
+                self.assertEqual(runs[name]["cap_hit"], status == "max_iterations", name)
+            self.assertEqual((runs["roteq_4x8_1"]["cap"], runs["cnn_32_1"]["cap"], runs["direct_1"]["cap"]),
+                             (20, 40, 15))
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1994,3 +1994,54 @@ TEST(SimCalibration, TheTinyPresetHasTheCalibratedFevDistribution) {
 }
 
 }  // namespace
+
+// The replication's populations (docs/replication/protocol.md, section 2) must be data/demo.yaml up to the keys
+// the protocol names, so that a later edit of demo.yaml, or of one of them, cannot make the arms drift apart.
+TEST(ReplicationPresets, DifferFromTheDemoPresetOnlyInTheKeysTheProtocolNames) {
+  const std::string root = v1sysid::testing::source_dir() + "/data/";
+  const sim::SimulationConfig demo = sim::load_simulation_config(root + "demo.yaml");
+  // Resets the keys the protocol allows to differ to demo.yaml's values and returns the variant's own values of
+  // them, so that the rest can be compared as a whole.
+  auto normalised = [&](sim::SimulationConfig c) {
+    c.stimuli = demo.stimuli;
+    c.height = demo.height;
+    c.width = demo.width;
+    c.cell_library.deep_fraction = demo.cell_library.deep_fraction;
+    c.cell_library.orientation_coupling = demo.cell_library.orientation_coupling;
+    c.cell_library.animal_modes = demo.cell_library.animal_modes;
+    c.n_animals = demo.n_animals;
+    c.n_neurons = demo.n_neurons;
+    c.n_neurons_by_animal = demo.n_neurons_by_animal;
+    c.n_train = demo.n_train;
+    c.n_validation = demo.n_validation;
+    return c.to_yaml();
+  };
+  const std::string expected = demo.to_yaml();
+  for (const char* name : {"main", "deep0", "absolute", "transfer"}) {
+    SCOPED_TRACE(name);
+    const sim::SimulationConfig c = sim::load_simulation_config(root + "replication/" + name + ".yaml");
+    EXPECT_EQ(normalised(c), expected);
+    EXPECT_EQ(c.height, 24);
+    EXPECT_EQ(c.width, 40);
+    const std::string arm = name;
+    EXPECT_DOUBLE_EQ(c.cell_library.deep_fraction, arm == "deep0" ? 0.0 : demo.cell_library.deep_fraction);
+    EXPECT_EQ(c.cell_library.orientation_coupling, arm == "absolute" ? "absolute" : "relative");
+    EXPECT_EQ(c.n_animals, arm == "transfer" ? 9 : 1);
+    if (arm != "transfer") {
+      EXPECT_EQ(c.n_neurons, demo.n_neurons);
+      EXPECT_EQ(c.n_train, demo.n_train);
+      EXPECT_EQ(c.n_validation, demo.n_validation);
+      EXPECT_TRUE(c.cell_library.animal_modes.empty());
+    }
+  }
+  // The transfer population: the matched core animals and the target share modes, the disjoint ones share none.
+  const sim::SimulationConfig t = sim::load_simulation_config(root + "replication/transfer.yaml");
+  ASSERT_EQ(t.cell_library.animal_modes.size(), 9u);
+  for (int a = 0; a < 9; ++a) {
+    EXPECT_EQ(t.neurons_of(a), a == 8 ? 500 : 1000);
+    for (const std::string& mode : t.cell_library.animal_modes[static_cast<size_t>(a)]) {
+      const bool in_target = t.cell_library.allows(8, mode);
+      EXPECT_EQ(in_target, a < 4 || a == 8) << "animal " << a + 1 << ", mode " << mode;
+    }
+  }
+}

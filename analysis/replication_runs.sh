@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the pre-registered replication (docs/replication/protocol.md) phase by phase, resumably:
+#
+#   analysis/replication_runs.sh dev  --out DIR    development phase (seed 2019): 4 regulariser draws x 3
+#                                                  architectures at 25 % (sweeps/replication/dev.yaml)
+#   analysis/replication_runs.sh test --out DIR    test phase (seeds 3101-3103): Table 1 / Fig. 3 on the main
+#                                                  population, 25 % on the deep0 and absolute populations
+#                                                  (sweeps/replication/test.yaml and test_25.yaml, written with
+#                                                  the frozen settings after the development phase)
+#   analysis/replication_runs.sh status --out DIR  finished / pending trials of every sweep so far
+#
+# Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --seeds "S ..." (test
+# phase; default the protocol's 3101 3102 3103).
+# Every step is skipped when its output is complete: stimulus and dataset files are written atomically, and a
+# sweep resumes its pending trials when run again. So after a stop (end of a session, SIGTERM: exit 75), run
+# the same command again. Each sweep runs as N MPI ranks of 1 thread (the protocol's 2 x 1).
+# Layout of DIR: stimuli_<S>.h5, <arm>_<S>.h5 (datasets), <sweep>_<arm>_<S>.h5 (results), ckpt/<sweep>_<arm>_<S>/
+# (checkpoints of every trial, for analysis/replication.py), logs/.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+v1sysid="$here/build/cpu-release/v1sysid"
+out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}"
+die() { echo "replication_runs.sh: $*" >&2; exit 2; }
+[[ "$phase" =~ ^(dev|test|status)$ ]] || die "first argument: dev, test or status (see the header of $0)"
+shift
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) out="${2:-}"; shift 2 ;;
+    --v1sysid) v1sysid="${2:-}"; shift 2 ;;
+    --ranks) ranks="${2:-}"; shift 2 ;;
+    --seeds) seeds="${2:-}"; shift 2 ;;
+    *) die "unknown option '$1'" ;;
+  esac
+done
+[ -n "$out" ] || die "--out DIR is required"
+[ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
+mkdir -p "$out/logs" "$out/ckpt"
+out="$(cd "$out" && pwd)"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+say() { echo "replication_runs.sh: $*"; }
+
+stimuli() {  # stimuli SEED: 24 x 40 crops of the seed (protocol section 2)
+  local f="$out/stimuli_$1.h5"
+  [ -f "$f" ] || "$v1sysid" images --seed "$1" --height 24 --width 40 --out "$f" > "$out/logs/stimuli_$1.log" 2>&1
+}
+
+dataset() {  # dataset ARM SEED: simulate data/replication/ARM.yaml at SEED
+  local f="$out/$1_$2.h5"
+  stimuli "$2"
+  [ -f "$f" ] || "$v1sysid" simulate "$here/data/replication/$1.yaml" --seed "$2" --stimuli "$out/stimuli_$2.h5" \
+    --out "$f" > "$out/logs/simulate_$1_$2.log" 2>&1
+}
+
+sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml on ARM_SEED.h5
+  local file="$here/sweeps/replication/$1.yaml" tag="$1_$2_$3"
+  [ -f "$file" ] || die "$file does not exist: the test-phase sweeps are written with the frozen settings of the development phase (protocol section 4.1)"
+  dataset "$2" "$3"
+  say "sweep $tag (log: $out/logs/$tag.log)"
+  local status=0
+  mpirun -np "$ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" --data "$out/$2_$3.h5" \
+    --out "$out/$tag.h5" --save-checkpoints "$out/ckpt/$tag" > "$out/logs/$tag.log" 2>&1 || status=$?
+  tail -n 2 "$out/logs/$tag.log"
+  [ "$status" = 0 ] || { say "sweep $tag stopped with exit $status; run the same command again to resume"; exit "$status"; }
+}
+
+case "$phase" in
+  dev) sweep dev main 2019 ;;
+  test)
+    for s in $seeds; do
+      sweep test main "$s"
+      sweep test_25 deep0 "$s"
+      sweep test_25 absolute "$s"
+    done ;;
+  status)
+    shopt -s nullglob
+    for f in "$out"/dev_*.h5 "$out"/test_*.h5; do
+      /usr/bin/python3 - "$f" <<'EOF'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    status = [s.decode() if isinstance(s, bytes) else str(s) for s in f["trials/status"][...]]
+    done = sum(s != "pending" for s in status)
+    print(f"{sys.argv[1]}: {done} of {len(status)} trials finished")
+EOF
+    done ;;
+esac

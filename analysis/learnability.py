@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shallow_bound import BoundError, fractions_by_group, pearson_columns, read_dataset, \
+from shallow_bound import BoundError, fractions_by_group, pearson_columns, print_by_group, read_dataset, \
     repeat_average_correlations  # noqa: E402
 
 N_KNOTS = 9
@@ -135,10 +135,7 @@ def main(argv=None):
           f"a {res['n_basis']}-piece linear readout per neuron fitted on the noisy training responses, "
           f"{res['n_neurons']} neurons, {res['seconds']:.0f} s)")
     if args.by_type:
-        for key, table in res["by"].items():
-            for name, grp in table.items():
-                print(f"  {key} {name}: n {grp['n']}, correlation {grp['correlation']:.3f}, ceiling "
-                      f"{grp['ceiling']:.3f}, fraction {grp['fraction_of_ceiling']:.3f}")
+        print_by_group(res["by"])
     return 0
 
 

@@ -430,6 +430,14 @@ def fractions_by_group(data, r):
     return groups
 
 
+def print_by_group(by):
+    """Prints the per-group table of fractions_by_group (cell type, modulators), one line a group."""
+    for key, table in by.items():
+        for name, g in table.items():
+            print(f"  {key} {name}: n {g['n']}, correlation {g['correlation']:.3f}, ceiling "
+                  f"{g['ceiling']:.3f}, fraction {g['fraction_of_ceiling']:.3f}")
+
+
 def summary_line(res):
     return (f"shallow bound of {res['file']}: test correlation {res['shallow_bound_correlation']:.3f}, "
             f"mean ceiling {res['ceiling']:.3f}, fraction of the ceiling {res['fraction_of_ceiling']:.3f} "
@@ -470,10 +478,7 @@ def main(argv=None):
         return 0
     print(summary_line(res))
     if args.by_type:
-        for key, table in res["by"].items():
-            for name, g in table.items():
-                print(f"  {key} {name}: n {g['n']}, correlation {g['correlation']:.3f}, ceiling "
-                      f"{g['ceiling']:.3f}, fraction {g['fraction_of_ceiling']:.3f}")
+        print_by_group(res["by"])
     return 0
 
 

@@ -8,6 +8,9 @@
 #                                                  (sweeps/replication/test.yaml and test_25.yaml, written with
 #                                                  the frozen settings after the development phase)
 #   analysis/replication_runs.sh status --out DIR  finished / pending trials of every sweep so far
+#   analysis/replication_runs.sh manifest --out DIR
+#                                                  DIR/manifest.json for analysis/replication.py (the sweeps of
+#                                                  the test seeds that exist so far)
 #
 # Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --seeds "S ..." (test
 # phase; default the protocol's 3101 3102 3103).
@@ -22,7 +25,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="$here/build/cpu-release/v1sysid"
 out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}"
 die() { echo "replication_runs.sh: $*" >&2; exit 2; }
-[[ "$phase" =~ ^(dev|test|status)$ ]] || die "first argument: dev, test or status (see the header of $0)"
+[[ "$phase" =~ ^(dev|test|status|manifest)$ ]] || die "first argument: dev, test, status or manifest (see the header of $0)"
 shift
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -85,4 +88,29 @@ with h5py.File(sys.argv[1], "r") as f:
     print(f"{sys.argv[1]}: {done} of {len(status)} trials finished")
 EOF
     done ;;
+  manifest)
+    /usr/bin/python3 - "$out" $seeds <<'EOF'
+import json, os, sys
+out, seeds = sys.argv[1], sys.argv[2:]
+def arm(name, sweep, seed):
+    results = f"{sweep}_{name}_{seed}.h5"
+    if not os.path.exists(os.path.join(out, results)):
+        return None
+    return {"data": f"{name}_{seed}.h5",
+            "sweeps": [{"results": results, "checkpoints": f"ckpt/{sweep}_{name}_{seed}"}]}
+manifest = {"simulator_seeds": [int(s) for s in seeds], "work": "work", "seeds": {}}
+if os.path.exists(os.path.join(out, "dev_main_2019.h5")):
+    manifest["development"] = [{"results": "dev_main_2019.h5", "seed": 2019}]
+for s in seeds:
+    arms = {k: v for k, v in (("main", arm("main", "test", s)), ("deep0", arm("deep0", "test_25", s)),
+                              ("absolute", arm("absolute", "test_25", s))) if v}
+    if arms:
+        manifest["seeds"][s] = arms
+path = os.path.join(out, "manifest.json")
+with open(path + ".partial", "w") as f:
+    json.dump(manifest, f, indent=1)
+os.replace(path + ".partial", path)
+print(f"replication_runs.sh: wrote {path} ({len(manifest['seeds'])} seeds with runs)")
+EOF
+    ;;
 esac

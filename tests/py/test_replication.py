@@ -434,5 +434,38 @@ class PredictEndToEndTest(unittest.TestCase):
             self.assertEqual((runs["roteq_4x8_1"]["cap"], runs["cnn_32_1"]["cap"], runs["direct_1"]["cap"]),
                              (20, 40, 15))
 
+
+class ReplicationRunsScript(unittest.TestCase):
+    """analysis/replication_runs.sh: its command line and the manifest it writes for replication.py."""
+
+    SCRIPT = os.path.join(ANALYSIS, "replication_runs.sh")
+
+    def run_script(self, *args):
+        return subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True)
+
+    def test_bad_command_lines_exit_2_and_say_why(self):
+        r = self.run_script("bogus", "--out", "x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("dev, test, status or manifest", r.stderr)
+        r = self.run_script("status")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--out DIR is required", r.stderr)
+
+    def test_manifest_lists_the_arms_whose_sweeps_exist(self):
+        with tempfile.TemporaryDirectory() as d:
+            for name in ("dev_main_2019.h5", "test_main_3101.h5", "test_25_deep0_3101.h5", "test_main_3102.h5"):
+                open(os.path.join(d, name), "w").close()
+            r = self.run_script("manifest", "--out", d, "--v1sysid", "/bin/true")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(d, "manifest.json")) as f:
+                m = json.load(f)
+            self.assertEqual(m["simulator_seeds"], [3101, 3102, 3103])
+            self.assertEqual(m["development"], [{"results": "dev_main_2019.h5", "seed": 2019}])
+            self.assertEqual(sorted(m["seeds"]), ["3101", "3102"])
+            self.assertEqual(sorted(m["seeds"]["3101"]), ["deep0", "main"])
+            self.assertEqual(m["seeds"]["3101"]["deep0"],
+                             {"data": "deep0_3101.h5", "sweeps": [{"results": "test_25_deep0_3101.h5",
+                                                                   "checkpoints": "ckpt/test_25_deep0_3101"}]})
+
 if __name__ == "__main__":
     unittest.main()

@@ -120,7 +120,7 @@ void run_sweep_command(const SweepOptions& o) {
       meta.dataset_path = o.data;
       meta.dataset_checksum = dataset_checksum(o.data);
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
-      training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+      training = std::make_unique<TrainingTrialRunner>(sweep, std::vector<std::string>{o.data}, o.save_checkpoints);
       layout.n_neurons = training->n_neurons();
       runner = [&training](const Trial& t) { return (*training)(t); };
     }

@@ -22,6 +22,9 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::ve
     m_datasets.push_back(prepare_dataset(path));
     m_sources += (m_sources.empty() ? "" : ",") + path;
   }
+  for (const auto& arch : sweep.architectures)
+    if (!arch.init_core.empty() && !m_init_cores.count(arch.init_core))
+      m_init_cores.emplace(arch.init_core, load_checkpoint(arch.init_core));
   create_output_folder(m_checkpoint_dir);  // no-op without --save-checkpoints
 }
 
@@ -32,10 +35,16 @@ int64_t TrainingTrialRunner::n_neurons() const {
 }
 
 TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
+  const ArchitectureSpec& arch = m_sweep.architectures.at(static_cast<size_t>(trial.architecture_index));
   RunSpec spec;
   spec.config = trial_config(m_sweep, trial);
   spec.config_origin = m_sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")";
   for (const auto& d : m_datasets) spec.datasets.push_back(d.get());
+  if (!arch.init_core.empty()) {
+    spec.init_core = m_init_cores.at(arch.init_core).model.get();
+    spec.init_core_origin = arch.init_core;
+    spec.freeze_core = arch.freeze_core;
+  }
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
   spec.control.progress_label = "sweep trial " + std::to_string(trial.id);
   spec.control.progress_interval_s = 60.0;

@@ -1,8 +1,9 @@
-// The `train` trial kind of a sweep: each rank loads and preprocesses the datasets once, then trains every
-// trial it is handed with train_one (train/pipeline.hpp, the path `v1sysid train` takes) on the trial's model
-// config (base model + architecture overrides + drawn hyperparameters + data fraction and seed), evaluates the
-// selected model on the test tier and returns one results row. A trial is a pure function of its config and
-// seed: nothing carries over between trials.
+// The `train` trial kind of a sweep: each rank loads and preprocesses the datasets (and reads the
+// architectures' init-core checkpoints) once, then trains every trial it is handed with train_one
+// (train/pipeline.hpp, the path `v1sysid train` takes) on the trial's model config (base model + architecture
+// overrides + drawn hyperparameters + data fraction and seed), evaluates the selected model on the test tier and
+// returns one results row. A trial is a pure function of its config and seed: nothing carries over between
+// trials.
 #pragma once
 
 #include "io/checkpoint.hpp"
@@ -10,6 +11,7 @@
 #include "sweep/trial_result.hpp"
 #include "train/pipeline.hpp"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +31,7 @@ class TrainingTrialRunner {
   const SweepConfig& m_sweep;
   std::string m_sources, m_checkpoint_dir;
   std::vector<std::unique_ptr<PreparedDataset>> m_datasets;
+  std::map<std::string, Checkpoint> m_init_cores;  // by path
 };
 
 // The model config of one trial (trial_model_yaml, decoded strictly).

@@ -61,7 +61,10 @@ def row_checksums(trials):
     names = list(_CHECKSUM_HEAD)
     if "hyperparameters" in trials:
         names += ["hyperparameters/" + hp for hp in sorted(trials["hyperparameters"])]
-    names += list(_CHECKSUM_TAIL)
+    tail = list(_CHECKSUM_TAIL)
+    if "steps" in trials:  # format_version 3 on
+        tail.insert(tail.index("iterations") + 1, "steps")
+    names += tail
     n = trials["status"].shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.uint64)

@@ -738,6 +738,18 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
     expect_same_tree(a, b, "params", compared);
     EXPECT_GT(compared, 20);
   }
+  // One meaning of iterations: the results row holds the schedule's counter (here epochs) as the checkpoint and
+  // metrics.json do, and the optimiser steps beside it.
+  for (const auto& [results, checkpoint] :
+       {std::pair<std::string, std::string>{"core.h5", "core/checkpoint.h5"}, {"frozen.h5", "frozen/checkpoint.h5"}}) {
+    auto row = v1sysid::h5::File::open(dir / results);
+    auto trained = v1sysid::h5::File::open(dir / checkpoint);
+    EXPECT_EQ(row.read<int64_t>("trials/iterations"),
+              std::vector<int64_t>{trained.read_attribute_int("training", "iterations")});
+    EXPECT_EQ(row.read<int64_t>("trials/steps"), std::vector<int64_t>{trained.read_attribute_int("training", "steps")});
+    EXPECT_EQ(row.read<int64_t>("trials/iterations"), std::vector<int64_t>{2});  // max_epochs
+    EXPECT_GT(trained.read_attribute_int("training", "steps"), 2);
+  }
   // Two datasets: trials/neuron_correlation holds both datasets' neurons.
   v1sysid::h5::Shape shape;
   v1sysid::h5::File::open(dir / "core.h5").read<float>("trials/neuron_correlation", &shape);

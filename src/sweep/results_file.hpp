@@ -40,7 +40,9 @@ struct ResultsMetadata {
 class ResultsFile {
  public:
   // 2: trials/row_checksum, sweep_identity and model_files (version 1 files have none of them).
-  static constexpr int64_t kFormatVersion = 2;
+  // 3: trials/iterations is the schedule's counter (as metrics.json and checkpoints), trials/steps the optimiser
+  //    steps (version 2 stored the steps in trials/iterations).
+  static constexpr int64_t kFormatVersion = 3;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,

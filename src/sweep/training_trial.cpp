@@ -54,7 +54,8 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   TrialResult r;
   r.message = training.message;
   r.best_val_loss = training.best_val_loss;
-  r.iterations = training.steps;
+  r.iterations = training.iterations;
+  r.steps = training.steps;
   for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
   if (training.status == "diverged" || training.status == "stopped") {
     r.status = training.status;  // "stopped" is not a finished status: the row stays pending for the rerun

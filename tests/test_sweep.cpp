@@ -749,6 +749,9 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
     EXPECT_EQ(row.read<int64_t>("trials/steps"), std::vector<int64_t>{trained.read_attribute_int("training", "steps")});
     EXPECT_EQ(row.read<int64_t>("trials/iterations"), std::vector<int64_t>{2});  // max_epochs
     EXPECT_GT(trained.read_attribute_int("training", "steps"), 2);
+    // trials/config: the trial's resolved model config, the text its checkpoint stores.
+    EXPECT_EQ(row.read_strings("trials/config"),
+              std::vector<std::string>{trained.read_attribute_string("/", "config")});
   }
   // Two datasets: trials/neuron_correlation holds both datasets' neurons.
   v1sysid::h5::Shape shape;

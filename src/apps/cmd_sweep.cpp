@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "io/output_file.hpp"
+#include "model/model_config.hpp"
 #include "sweep/checksum.hpp"
 #include "sweep/lock_file.hpp"
 #include "sweep/results_file.hpp"
@@ -134,6 +135,7 @@ void run_sweep_command(const SweepOptions& o) {
       meta.dataset_path = dataset_paths(o.data);
       meta.dataset_checksum = dataset_checksums(o.data);
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+      for (const auto& t : trials) meta.trial_configs.push_back(to_yaml(trial_config(sweep, t)));
       training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
       layout.n_neurons = training->n_neurons();
       runner = [&training](const Trial& t) { return (*training)(t); };

@@ -295,6 +295,9 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
       write_all("trials/seed", H5T_NATIVE_INT64, seeds.data());
       write_all("trials/data_fraction", H5T_NATIVE_DOUBLE, fractions.data());
       write_all("trials/architecture", arch_t.get(), archs.data());
+      std::vector<std::string> configs = meta.trial_configs;
+      configs.resize(trials.size());
+      f.write_strings("trials/config", configs);
       for (const auto& h : layout.hyperparameters) {
         std::vector<double> v;
         for (const auto& t : trials) {

@@ -35,6 +35,9 @@ struct ResultsMetadata {
   std::vector<ModelFileChecksum> model_files;
   std::string dataset_path;
   std::string dataset_checksum;
+  // trials/config: every trial's resolved model config (YAML, as a checkpoint's config attribute), in trial
+  // order; empty strings in a dry run. Written once at creation.
+  std::vector<std::string> trial_configs;
 };
 
 class ResultsFile {

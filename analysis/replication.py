@@ -56,9 +56,10 @@ the numbers do not depend on the order of the manifest or on which other seeds a
 (prediction, response, squares, products) are precomputed per neuron, so a resample's correlations are one
 matrix product of the image weights with them.
 
-Iterations and cap_hit. A run's `steps` are all its training steps (the results file's trials/iterations, which
-the sweep fills with TrainResult::steps; metrics.json `steps`); its `iterations` are the schedule's iteration
-counter at the end (checkpoint training/iterations; metrics.json `iterations`), which the Ecker schedule rewinds
+Iterations and cap_hit. A run's `steps` are all its training steps (the results file's trials/steps; in format
+version 2 files, trials/iterations; metrics.json `steps`); its `iterations` are the schedule's iteration
+counter at the end (trials/iterations from format version 3 on; checkpoint training/iterations; metrics.json
+`iterations`), which the Ecker schedule rewinds
 by patience x val_every at each learning-rate decay and which the cap train.max_iterations applies to, so steps
 can exceed the cap in a run that early stopping ended. cap_hit is the trainer's own verdict, training status
 `max_iterations` (checkpoint attribute training/status, metrics.json `status`); only when no status is stored,
@@ -463,7 +464,8 @@ def _results_rows(path, folder, seed, arm, data):
                "architecture": str(t["architecture"][i]), "kind": "sweep",
                "data_fraction": float(t["data_fraction"][i]), "status": status,
                "message": str(t["message"][i]) if "message" in t else "",
-               "steps": int(t["iterations"][i]) if status == "ok" else None, "iterations": None,
+               "steps": int(t["steps" if "steps" in t else "iterations"][i]) if status == "ok" else None,
+               "iterations": int(t["iterations"][i]) if status == "ok" and "steps" in t else None,
                "wall_seconds": float(t["wall_seconds"][i]) if status in v1analysis.FINISHED_STATUSES else None,
                "source": f"{path} trial {trial}", "data": data, "checkpoint": None}
         cap, cap_source, training_status = None, None, None
@@ -987,7 +989,7 @@ def build_document(manifest, seeds, runs, results, n_resamples, bootstrap_seed):
                     "status); only without a stored status, iterations (the schedule's counter, rewound at each "
                     "learning-rate decay) >= cap (train.max_iterations of the checkpoint's resolved config, or "
                     "trials/hyperparameters/train.max_iterations). steps: all training steps (the results "
-                    "file's trials/iterations), the compute",
+                    "file's trials/steps; trials/iterations in format version 2 files), the compute",
         "compute": {"wall_seconds": float(sum(timed)), "runs_with_time": len(timed),
                     "cap_hits": sum(1 for r in runs if r.get("cap_hit")),
                     "failed": sum(1 for r in runs if r["status"] != "ok")},

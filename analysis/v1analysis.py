@@ -61,7 +61,10 @@ def row_checksums(trials):
     names = list(_CHECKSUM_HEAD)
     if "hyperparameters" in trials:
         names += ["hyperparameters/" + hp for hp in sorted(trials["hyperparameters"])]
-    names += list(_CHECKSUM_TAIL)
+    tail = list(_CHECKSUM_TAIL)
+    if "steps" in trials:  # format_version 3 on
+        tail.insert(tail.index("iterations") + 1, "steps")
+    names += tail
     n = trials["status"].shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -180,6 +183,17 @@ def last_layer_features(architecture, hyperparameters=None):
     return int(numbers[-1]) if numbers else None
 
 
+def config_features(config_text):
+    """Number of last-layer features in a resolved model config (results.h5 trials/config): core.features[-1]
+    for roteq (per rotation), else core.channels[-1]. None when the text names neither."""
+    import yaml
+    core = (yaml.safe_load(config_text or "") or {}).get("core") or {}
+    values = core.get("features" if core.get("kind") == "roteq" else "channels")
+    if isinstance(values, list):
+        values = values[-1] if values else None
+    return int(values) if values is not None else None
+
+
 def family(architecture):
     """Architecture family for grouping curves: the name up to its first digit or separator (roteq, cnn)."""
     m = re.match(r"[A-Za-z]+", architecture)
@@ -199,7 +213,11 @@ def features_vs_loss(results, top=5):
             continue
         i = r["best_trial"]
         hp = {n: v[i] for n, v in results["hyperparameters"].items()}
-        k = last_layer_features(r["architecture"], hp)
+        # The stored config when the file has one (format 3); the architecture's name for older files.
+        configs = results.get("config")
+        k = config_features(configs[i]) if configs is not None and configs[i] else None
+        if k is None:
+            k = last_layer_features(r["architecture"], hp)
         if k is None:
             continue
         out.append({"architecture": r["architecture"], "family": family(r["architecture"]), "features": k,

@@ -661,3 +661,142 @@ TEST(SweepLock, ARequeuedSlurmJobTakesOverItsOwnLockFromAnotherNode) {
 }
 
 }  // namespace
+
+namespace {
+
+// Every dataset under `group` of two HDF5 files, compared value by value (floats read exactly as doubles).
+void expect_same_tree(const v1sysid::h5::File& a, const v1sysid::h5::File& b, const std::string& group, int& compared) {
+  ASSERT_EQ(a.list(group), b.list(group)) << group;
+  for (const auto& name : a.list(group)) {
+    const std::string path = group + "/" + name;
+    if (a.is_group(path)) {
+      expect_same_tree(a, b, path, compared);
+    } else if (a.is_string(path)) {
+      EXPECT_EQ(a.read_strings(path), b.read_strings(path)) << path;
+      ++compared;
+    } else {
+      EXPECT_EQ(a.read<double>(path), b.read<double>(path)) << path;
+      ++compared;
+    }
+  }
+}
+
+// One training path: a sweep trial on two datasets, and one that starts from a frozen core on a third, give the
+// checkpoints `v1sysid train` gives for the same model, data, seed and data fraction (the transfer protocol of
+// docs/replication/protocol.md section 4.4 in small).
+TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  {
+    std::ifstream in(src + "/data/tiny.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text.replace(text.find("\nseed: 1\n"), 9, "\nseed: 2\n");
+    std::ofstream(dir / "other.yaml") << text;
+  }
+  auto r = v1sysid::testing::run_v1sysid("simulate " + (dir / "other.yaml") + " --stimuli " + (dir / "stimuli.h5") +
+                                         " --out " + (dir / "other.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ofstream(dir / "m.yaml")
+      << "core: {kind: stacked2d, filter_sizes: [7, 5], channels: [4, 4], nonlinearities: [elu, elu],\n"
+         "       batchnorm_scale: [true, true], rel_smooth: [0, 0], rel_sparse: [0, 0]}\n"
+         "readout: {kind: gaussian, feature_weight: 0.1, grid_predictor: cortex}\n"
+         "train: {schedule: lurz, batch_size: 64, max_epochs: 2, seed: 1}\n";
+  const std::string data = " --data " + (dir / "tiny.h5") + " --data " + (dir / "other.h5");
+  // train under mpirun too: OpenBLAS takes one thread there and two in a plain process, and a GEMM's sums then
+  // round differently.
+  r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + data + " --out " + (dir / "core") + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + " --data " + (dir / "other.h5") + " --init-core " +
+                             (dir / "core/checkpoint.h5") + " --freeze-core --data-fraction 0.5 --out " +
+                             (dir / "frozen") + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  auto core_sweep = write_sweep(dir, "core.yaml",
+                                "name: core\nseed: 1\nbase_model: m.yaml\narchitectures: [{name: core}]\n"
+                                "search: {draws: 1}\n");
+  r = run_v1sysid_mpi(
+      1, "sweep " + core_sweep + data + " --out " + (dir / "core.h5") + " --save-checkpoints " + (dir / "core_ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // init_core is resolved against the sweep file's folder.
+  auto frozen_sweep = write_sweep(dir, "frozen.yaml",
+                                  "name: frozen\nseed: 1\nbase_model: m.yaml\n"
+                                  "architectures: [{name: frozen, init_core: core/checkpoint.h5, freeze_core: true}]\n"
+                                  "search: {draws: 1}\ngrid: {data_fraction: [0.5]}\n");
+  r = run_v1sysid_mpi(1, "sweep " + frozen_sweep + " --data " + (dir / "other.h5") + " --out " + (dir / "frozen.h5") +
+                             " --save-checkpoints " + (dir / "frozen_ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  for (const auto& [trained, swept] :
+       {std::pair<std::string, std::string>{"core/checkpoint.h5", "core_ckpt/trial_0.h5"},
+        {"frozen/checkpoint.h5", "frozen_ckpt/trial_0.h5"}}) {
+    SCOPED_TRACE(swept);
+    auto a = v1sysid::h5::File::open(dir / trained);
+    auto b = v1sysid::h5::File::open(dir / swept);
+    int compared = 0;
+    expect_same_tree(a, b, "export", compared);
+    expect_same_tree(a, b, "params", compared);
+    EXPECT_GT(compared, 20);
+  }
+  // One meaning of iterations: the results row holds the schedule's counter (here epochs) as the checkpoint and
+  // metrics.json do, and the optimiser steps beside it.
+  for (const auto& [results, checkpoint] :
+       {std::pair<std::string, std::string>{"core.h5", "core/checkpoint.h5"}, {"frozen.h5", "frozen/checkpoint.h5"}}) {
+    auto row = v1sysid::h5::File::open(dir / results);
+    auto trained = v1sysid::h5::File::open(dir / checkpoint);
+    EXPECT_EQ(row.read<int64_t>("trials/iterations"),
+              std::vector<int64_t>{trained.read_attribute_int("training", "iterations")});
+    EXPECT_EQ(row.read<int64_t>("trials/steps"), std::vector<int64_t>{trained.read_attribute_int("training", "steps")});
+    EXPECT_EQ(row.read<int64_t>("trials/iterations"), std::vector<int64_t>{2});  // max_epochs
+    EXPECT_GT(trained.read_attribute_int("training", "steps"), 2);
+    // trials/config: the trial's resolved model config, the text its checkpoint stores.
+    EXPECT_EQ(row.read_strings("trials/config"),
+              std::vector<std::string>{trained.read_attribute_string("/", "config")});
+  }
+  // Two datasets: trials/neuron_correlation holds both datasets' neurons.
+  v1sysid::h5::Shape shape;
+  v1sysid::h5::File::open(dir / "core.h5").read<float>("trials/neuron_correlation", &shape);
+  EXPECT_EQ(shape[1], 120u);
+  EXPECT_EQ(v1sysid::h5::File::open(dir / "frozen.h5").read_strings("trials/status"), std::vector<std::string>{"ok"});
+}
+
+// A resume must use the inputs the results file was started with: other datasets (fewer, or another order) or a
+// changed init-core checkpoint are refused; the same inputs resume.
+TEST(SweepIdentity, OtherDatasetsOrAnotherInitCoreAreRefusedOnResume) {
+  ScratchDir dir;
+  std::ofstream(dir / "a.bin") << "first dataset";
+  std::ofstream(dir / "b.bin") << "second dataset";
+  std::ofstream(dir / "core.h5") << "a core";
+  std::string body = dry_sweep(0);
+  auto edit = [&body](const std::string& from, const std::string& to) {
+    body.replace(body.find(from), from.size(), to);
+  };
+  edit("{name: a}", "{name: a, init_core: core.h5, freeze_core: true}");
+  edit("min_seconds: 0.15, max_seconds: 0.25", "min_seconds: 0.01, max_seconds: 0.02");
+  auto sweep = write_sweep(dir, "s.yaml", body);
+  const std::string out = " --out " + (dir / "r.h5");
+  const std::string a = " --data " + (dir / "a.bin"), b = " --data " + (dir / "b.bin");
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + a + b + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(v1sysid::h5::File::open(dir / "r.h5").read_attribute_string("/", "dataset_path"),
+            (dir / "a.bin") + "," + (dir / "b.bin"));
+  for (const std::string& other : {a, b + a}) {
+    r = run_v1sysid_mpi(1, "sweep " + sweep + other + out);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("the dataset differs from the one this results file was started with"), std::string::npos)
+        << r.output;
+  }
+  r = run_v1sysid_mpi(1, "sweep " + sweep + a + b + out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::ofstream(dir / "core.h5") << "another core";
+  r = run_v1sysid_mpi(1, "sweep " + sweep + a + b + out);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find((dir / "core.h5") + " (architectures[0].init_core) changed"), std::string::npos) << r.output;
+  // freeze_core alone would freeze a random core.
+  edit("init_core: core.h5, ", "");
+  r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "t.yaml", body) + a + " --out " + (dir / "t.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("freeze_core"), std::string::npos) << r.output;
+}
+
+}  // namespace

@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "io/output_file.hpp"
+#include "model/model_config.hpp"
 #include "sweep/checksum.hpp"
 #include "sweep/lock_file.hpp"
 #include "sweep/results_file.hpp"
@@ -27,7 +28,8 @@ namespace v1sysid::apps {
 namespace {
 
 struct SweepOptions {
-  std::string sweep_file, data, out, save_checkpoints;
+  std::string sweep_file, out, save_checkpoints;
+  std::vector<std::string> data;  // one readout per dataset, as train --data
   bool list = false, force = false, dry_run = false;
 };
 
@@ -71,6 +73,19 @@ void remove_stale_partials(const std::string& out, const std::string& checkpoint
   }
 }
 
+// Several --data: the paths and checksums in --data order, comma-separated (one dataset: as before), so that a
+// resume with other datasets, fewer, more or in another order is refused.
+std::string dataset_paths(const std::vector<std::string>& paths) {
+  std::string out;
+  for (const auto& p : paths) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+std::string dataset_checksums(const std::vector<std::string>& paths) {
+  std::string out;
+  for (const auto& p : paths) out += (out.empty() ? "" : ",") + dataset_checksum(p);
+  return out;
+}
+
 void run_sweep_command(const SweepOptions& o) {
   install_stop_handlers();
   int rank = 0;
@@ -93,7 +108,7 @@ void run_sweep_command(const SweepOptions& o) {
   ResultsLock lock;
   run_agreed(MPI_COMM_WORLD, [&] {
     if (rank != 0) return;
-    refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, {o.data});
+    refuse_outputs_inside_datasets({o.out, o.save_checkpoints}, o.data);
     create_output_folder(std::filesystem::path(o.out).parent_path().string());
     lock = ResultsLock(o.out);
     remove_stale_partials(o.out, o.save_checkpoints);
@@ -112,14 +127,15 @@ void run_sweep_command(const SweepOptions& o) {
     if (sweep.trial_kind == "dry_run") {
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
       layout.n_neurons = sweep.dry_run.neurons;
-      meta.dataset_path = o.data.empty() ? "none (dry run)" : o.data;
-      meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksum(o.data);
+      meta.dataset_path = o.data.empty() ? "none (dry run)" : dataset_paths(o.data);
+      meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksums(o.data);
       runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
     } else {
       if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
-      meta.dataset_path = o.data;
-      meta.dataset_checksum = dataset_checksum(o.data);
+      meta.dataset_path = dataset_paths(o.data);
+      meta.dataset_checksum = dataset_checksums(o.data);
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
+      for (const auto& t : trials) meta.trial_configs.push_back(to_yaml(trial_config(sweep, t)));
       training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
       layout.n_neurons = training->n_neurons();
       runner = [&training](const Trial& t) { return (*training)(t); };
@@ -157,7 +173,9 @@ void add_sweep_command(CLI::App& app) {
   auto o = std::make_shared<SweepOptions>();
   auto* cmd = app.add_subcommand("sweep", "Run a random search / data-efficiency sweep under MPI into one results.h5");
   cmd->add_option("SWEEP", o->sweep_file, "Sweep YAML (sweeps/*.yaml)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--data", o->data, "Dataset: StaticImageSet .h5, FileTree folder or .zip");
+  cmd->add_option("--data", o->data,
+                  "Dataset: StaticImageSet .h5, FileTree folder or .zip; repeat for several datasets on one core (one "
+                  "readout per data_key) in every trial");
   cmd->add_option("--out", o->out, "Results file (parallel HDF5); an existing one is resumed");
   cmd->add_option("--save-checkpoints", o->save_checkpoints, "Folder to keep each trial's best checkpoint");
   cmd->add_flag("--list", o->list, "Print the trial table and exit");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 namespace v1sysid {
 
@@ -56,9 +57,9 @@ std::vector<std::string> row_datasets(const ResultsLayout& l) {
   std::vector<std::string> names{"trials/trial_id",   "trials/architecture",    "trials/status",
                                  "trials/message",    "trials/best_val_loss",   "trials/test_correlation",
                                  "trials/feve",       "trials/fraction_oracle", "trials/data_fraction",
-                                 "trials/seed",       "trials/iterations",      "trials/wall_seconds",
-                                 "trials/rank",       "trials/host",            "trials/val_curve",
-                                 "trials/neuron_correlation", "trials/row_checksum"};
+                                 "trials/seed",       "trials/iterations",      "trials/steps",
+                                 "trials/wall_seconds", "trials/rank",          "trials/host",
+                                 "trials/val_curve",  "trials/neuron_correlation", "trials/row_checksum"};
   for (const auto& h : l.hyperparameters) names.push_back("trials/hyperparameters/" + h);
   return names;
 }
@@ -95,6 +96,7 @@ struct StoredRow {
   std::string status, message;
   double best_val_loss = 0, test_correlation = 0, feve = 0, fraction_oracle = 0;
   int64_t iterations = 0;
+  std::optional<int64_t> steps;  // format_version 3 on
   double wall_seconds = 0;
   int32_t rank = 0;
   std::string host;
@@ -136,6 +138,7 @@ uint64_t row_checksum(const StoredRow& r) {
   h.text(r.message, kMessageLen);
   for (double v : {r.best_val_loss, r.test_correlation, r.feve, r.fraction_oracle}) h.value(v);
   h.value(r.iterations);
+  if (r.steps) h.value(*r.steps);
   h.value(r.wall_seconds);
   h.value(r.rank);
   h.text(r.host, kHostLen);
@@ -251,6 +254,7 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
     }
     create_dataset(f, "trials/seed", H5T_NATIVE_INT64, {n}, &zero64);
     create_dataset(f, "trials/iterations", H5T_NATIVE_INT64, {n}, &zero64);
+    create_dataset(f, "trials/steps", H5T_NATIVE_INT64, {n}, &zero64);
     create_dataset(f, "trials/rank", H5T_NATIVE_INT32, {n}, &minus1);
     create_dataset(f, "trials/host", host_t.get(), {n}, nullptr);
     create_dataset(f, "trials/val_curve", H5T_NATIVE_DOUBLE, {n, static_cast<hsize_t>(std::max<int64_t>(1, layout.max_checks))}, &nan);
@@ -291,6 +295,9 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
       write_all("trials/seed", H5T_NATIVE_INT64, seeds.data());
       write_all("trials/data_fraction", H5T_NATIVE_DOUBLE, fractions.data());
       write_all("trials/architecture", arch_t.get(), archs.data());
+      std::vector<std::string> configs = meta.trial_configs;
+      configs.resize(trials.size());
+      f.write_strings("trials/config", configs);
       for (const auto& h : layout.hyperparameters) {
         std::vector<double> v;
         for (const auto& t : trials) {
@@ -362,6 +369,7 @@ void ResultsFile::write_row(const Trial& trial, const TrialResult& r, int rank, 
   row.feve = r.feve;
   row.fraction_oracle = r.fraction_oracle;
   row.iterations = r.iterations;
+  row.steps = r.steps;
   row.wall_seconds = r.wall_seconds;
   row.rank = rank;
   row.host = host;
@@ -376,6 +384,7 @@ void ResultsFile::write_row(const Trial& trial, const TrialResult& r, int rank, 
   write_double("fraction_oracle", r.fraction_oracle);
   write_double("wall_seconds", r.wall_seconds);
   write_row_raw(ds("iterations"), H5T_NATIVE_INT64, id, 1, &r.iterations, file, "iterations");
+  write_row_raw(ds("steps"), H5T_NATIVE_INT64, id, 1, &r.steps, file, "steps");
   write_row_raw(ds("rank"), H5T_NATIVE_INT32, id, 1, &row.rank, file, "rank");
   write_string("host", host, kHostLen);
   write_string("message", r.message, kMessageLen);
@@ -423,6 +432,8 @@ std::vector<int64_t> rows_failing_checksum(const h5::File& f) {
   const auto feve = f.read<double>("trials/feve");
   const auto oracle = f.read<double>("trials/fraction_oracle");
   const auto iterations = f.read<int64_t>("trials/iterations");
+  // format_version 2 files have no steps column (their trials/iterations held the steps).
+  const auto steps = f.exists("trials/steps") ? f.read<int64_t>("trials/steps") : std::vector<int64_t>{};
   const auto wall = f.read<double>("trials/wall_seconds");
   const auto ranks = f.read<int32_t>("trials/rank");
   const auto hosts = f.read_strings("trials/host");
@@ -456,6 +467,7 @@ std::vector<int64_t> rows_failing_checksum(const h5::File& f) {
     row.feve = feve.at(i);
     row.fraction_oracle = oracle.at(i);
     row.iterations = iterations.at(i);
+    if (!steps.empty()) row.steps = steps.at(i);
     row.wall_seconds = wall.at(i);
     row.rank = ranks.at(i);
     row.host = hosts[i];

@@ -35,12 +35,17 @@ struct ResultsMetadata {
   std::vector<ModelFileChecksum> model_files;
   std::string dataset_path;
   std::string dataset_checksum;
+  // trials/config: every trial's resolved model config (YAML, as a checkpoint's config attribute), in trial
+  // order; empty strings in a dry run. Written once at creation.
+  std::vector<std::string> trial_configs;
 };
 
 class ResultsFile {
  public:
   // 2: trials/row_checksum, sweep_identity and model_files (version 1 files have none of them).
-  static constexpr int64_t kFormatVersion = 2;
+  // 3: trials/iterations is the schedule's counter (as metrics.json and checkpoints), trials/steps the optimiser
+  //    steps (version 2 stored the steps in trials/iterations).
+  static constexpr int64_t kFormatVersion = 3;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,

@@ -197,6 +197,7 @@ TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial) {
   r.feve = r.test_correlation * r.test_correlation;
   r.fraction_oracle = r.test_correlation / 0.8;
   r.iterations = 50 * (5 + static_cast<int64_t>(10 * u("iters")));
+  r.steps = r.iterations;
   for (int64_t c = 0; c < r.iterations / 50; ++c) r.val_curve.push_back(r.best_val_loss + 1.0 / static_cast<double>(c + 1));
   r.neuron_correlation.resize(static_cast<size_t>(d.neurons));
   for (size_t i = 0; i < r.neuron_correlation.size(); ++i) {

@@ -1,6 +1,7 @@
 #include "sweep/sweep_config.hpp"
 
 #include "model/model_config.hpp"
+#include "sweep/checksum.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -137,6 +138,13 @@ SweepConfig SweepConfig::load(const std::string& path) {
       hp.finish();
       spec.hyperparameters = std::move(own);
     }
+    if (a.has("init_core")) {
+      a.get("init_core", spec.init_core);
+      spec.init_core = resolve(path, spec.init_core);
+    }
+    a.get("freeze_core", spec.freeze_core);
+    if (spec.freeze_core && spec.init_core.empty())
+      a.fail("freeze_core", "would freeze a random core: name the checkpoint whose core to freeze in init_core");
     if (spec.overrides.IsDefined() && !spec.overrides.IsNull() && !spec.overrides.IsMap()) {
       a.fail("overrides", "expected a mapping merged into the model config");
     }
@@ -190,6 +198,10 @@ SweepConfig SweepConfig::load(const std::string& path) {
       if (model.IsNull()) model = YAML::Node(YAML::NodeType::Map);
       merge_yaml(model, arch.overrides);
       require_model_sections(model, file + " (model of architecture '" + arch.name + "' of " + path + ")");
+      if (!arch.init_core.empty() && !fs::exists(arch.init_core))
+        throw ConfigError(
+            "the init_core checkpoint " + arch.init_core + " of architecture '" + arch.name + "' does not exist", path,
+            "train the core first (v1sysid train, or a sweep with --save-checkpoints) or fix the path");
     }
   }
   return s;
@@ -241,6 +253,12 @@ std::vector<ModelFileChecksum> SweepConfig::model_file_checksums() const {
     const std::string& file = architectures[i].model_file;
     if (!file.empty()) out.push_back({"architectures[" + std::to_string(i) + "].model", file, model_file_checksum(file)});
   }
+  for (size_t i = 0; i < architectures.size(); ++i) {
+    const std::string& core = architectures[i].init_core;
+    if (!core.empty())
+      out.push_back({"architectures[" + std::to_string(i) + "].init_core", core,
+                     fs::exists(core) ? dataset_checksum(core) : "missing"});
+  }
   return out;
 }
 
@@ -259,6 +277,10 @@ std::string SweepConfig::emit(bool identity) const {
     an["name"] = a.name;
     if (!a.model_file.empty()) an["model"] = model(a.model_file);
     if (a.overrides.IsDefined() && !a.overrides.IsNull()) an["overrides"] = a.overrides;
+    if (!a.init_core.empty())
+      an["init_core"] =
+          identity ? "content " + (fs::exists(a.init_core) ? dataset_checksum(a.init_core) : "missing") : a.init_core;
+    if (a.freeze_core) an["freeze_core"] = true;
     if (a.hyperparameters) {
       an["hyperparameters"] = YAML::Node(YAML::NodeType::Map);
       for (const auto& [k, d] : *a.hyperparameters) an["hyperparameters"][k] = encode_distribution(d);

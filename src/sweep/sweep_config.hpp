@@ -3,9 +3,10 @@
 // A sweep is: a base model config, a list of architectures (each the base with overrides, or its own model
 // file), a random search (draws per architecture; each hyperparameter log_uniform / uniform / choice / fixed,
 // named by its dotted key path in the model config, e.g. core.smooth_weight) and grid axes (data_fraction,
-// seed). Trials are ordered architecture-major, then grid point, then draw. Trial i is a pure function of
-// (sweep seed, i): the value of a hyperparameter depends only on (sweep seed, architecture name, draw index,
-// hyperparameter name), never on the number of ranks or the order trials run in. Draw d of an architecture has
+// seed). An architecture may start from another model's core (init_core: CHECKPOINT, freeze_core: true), as
+// train --init-core / --freeze-core. Trials are ordered architecture-major, then grid point, then draw. Trial i is a
+// pure function of (sweep seed, i): the value of a hyperparameter depends only on (sweep seed, architecture name, draw
+// index, hyperparameter name), never on the number of ranks or the order trials run in. Draw d of an architecture has
 // the same regulariser values at every grid point, so data-efficiency curves compare like with like.
 #pragma once
 
@@ -33,6 +34,10 @@ struct ArchitectureSpec {
   // When present, replaces the sweep's search.hyperparameters for this architecture (e.g. the "L1 mask,
   // L2 features" control draws mask and feature weights instead of the joint readout weight).
   std::optional<std::map<std::string, Distribution>> hyperparameters;
+  // Transfer (train --init-core / --freeze-core): a checkpoint (resolved path) whose core starts every trial of
+  // the architecture, and whether it stays fixed (only the readouts train).
+  std::string init_core;
+  bool freeze_core = false;
 };
 
 struct DryRunConfig {
@@ -42,9 +47,10 @@ struct DryRunConfig {
   double fail_fraction = 0.0; // fraction of trials that throw, to exercise failure recording
 };
 
-// A model file the sweep names, with a checksum of its content (parsed, so comments and layout do not count).
+// A model file the sweep names, with a checksum of its content (parsed, so comments and layout do not count),
+// or an architecture's init-core checkpoint, with the checksum of its bytes (sweep/checksum.hpp).
 struct ModelFileChecksum {
-  std::string role;  // "base_model" or "architectures[i].model"
+  std::string role;  // "base_model", "architectures[i].model" or "architectures[i].init_core"
   std::string path;
   std::string checksum;  // 16 hex digits; "missing" for a file that does not exist (a dry run reads none)
 };

@@ -3,61 +3,77 @@
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 #include "io/output_file.hpp"
-#include "model/model.hpp"
 #include "model/model_config.hpp"
-#include "train/batcher.hpp"
-#include "train/pipeline.hpp"
 
 #include <filesystem>
 
 namespace v1sysid {
 
-namespace {
 ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial) {
   YAML::Emitter e;
   e << trial_model_yaml(sweep, trial);
   return parse_model_config(e.c_str(), sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")");
 }
-}  // namespace
 
-TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::string& data_path,
+TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths,
                                          std::string checkpoint_dir)
-    : m_sweep(sweep), m_data_path(data_path), m_checkpoint_dir(std::move(checkpoint_dir)),
-      m_dataset(load_dataset(data_path)), m_preprocessing(compute_preprocessing(m_dataset)),
-      m_data(std::make_unique<TrainingData>(prepare_training_data(m_dataset, m_preprocessing))) {
+    : m_sweep(sweep), m_checkpoint_dir(std::move(checkpoint_dir)) {
+  for (const auto& path : data_paths) {
+    m_datasets.push_back(prepare_dataset(path));
+    m_sources += (m_sources.empty() ? "" : ",") + path;
+  }
+  for (const auto& arch : sweep.architectures)
+    if (!arch.init_core.empty() && !m_init_cores.count(arch.init_core))
+      m_init_cores.emplace(arch.init_core, load_checkpoint(arch.init_core));
   create_output_folder(m_checkpoint_dir);  // no-op without --save-checkpoints
 }
 
+int64_t TrainingTrialRunner::n_neurons() const {
+  int64_t n = 0;
+  for (const auto& d : m_datasets) n += d->dataset.n_neurons;
+  return n;
+}
+
 TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
-  const ModelConfig config = trial_config(m_sweep, trial);
-  Model<Real> model(config, static_cast<int>(m_dataset.height), static_cast<int>(m_dataset.width),
-                    static_cast<int>(m_dataset.n_neurons));
-  Batcher batcher(m_data->train_rows, config.train.data_fraction, config.train.batch_size, config.train.seed);
-  // The cortical coordinates feed the Gaussian readout's cortex grid predictor (ignored by other readouts).
-  model.initialize(config.train.seed,
-                   {ReadoutInit{mean_response(*m_data, batcher.rows()), m_dataset.cortical_coordinates}});
-  Trainer trainer(model, *m_data, batcher);
+  const ArchitectureSpec& arch = m_sweep.architectures.at(static_cast<size_t>(trial.architecture_index));
+  RunSpec spec;
+  spec.config = trial_config(m_sweep, trial);
+  spec.config_origin = m_sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")";
+  for (const auto& d : m_datasets) spec.datasets.push_back(d.get());
+  if (!arch.init_core.empty()) {
+    spec.init_core = m_init_cores.at(arch.init_core).model.get();
+    spec.init_core_origin = arch.init_core;
+    spec.freeze_core = arch.freeze_core;
+  }
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
-  const TrainResult training = trainer.run(/*show_progress=*/true, "sweep trial " + std::to_string(trial.id), 60.0);
+  spec.control.progress_label = "sweep trial " + std::to_string(trial.id);
+  spec.control.progress_interval_s = 60.0;
+  const RunOutcome run = train_one(spec);
+  const TrainResult& training = run.training;
 
   TrialResult r;
   r.message = training.message;
   r.best_val_loss = training.best_val_loss;
-  r.iterations = training.steps;
+  r.iterations = training.iterations;
+  r.steps = training.steps;
   for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
   if (training.status == "diverged" || training.status == "stopped") {
     r.status = training.status;  // "stopped" is not a finished status: the row stays pending for the rerun
     return r;
   }
-  const EvaluationReport e = evaluate_model(model, m_dataset, *m_data, Tier::test);
+  const EvaluationReport& e = *run.summary;
   r.status = "ok";
   r.test_correlation = e.metrics.test_correlation;
   r.feve = e.metrics.feve;
   r.fraction_oracle = e.metrics.fraction_oracle;
-  r.neuron_correlation.assign(e.metrics.test_correlation_per_neuron.begin(), e.metrics.test_correlation_per_neuron.end());
+  for (const auto& each : run.evaluations)
+    r.neuron_correlation.insert(r.neuron_correlation.end(), each.metrics.test_correlation_per_neuron.begin(),
+                                each.metrics.test_correlation_per_neuron.end());
   if (!m_checkpoint_dir.empty()) {
     const std::string path = (std::filesystem::path(m_checkpoint_dir) / ("trial_" + std::to_string(trial.id) + ".h5")).string();
-    save_checkpoint(path, model, m_preprocessing, training, m_data_path, /*force=*/true, trial.id);  // a rerun replaces it
+    std::vector<Preprocessing> preps;
+    for (const auto& d : m_datasets) preps.push_back(d->preprocessing);
+    save_checkpoint(path, *run.model, preps, training, m_sources, /*force=*/true, trial.id);  // a rerun replaces it
   }
   return r;
 }

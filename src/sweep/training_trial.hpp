@@ -1,33 +1,41 @@
-// The `train` trial kind of a sweep: each rank loads and preprocesses the dataset once, then trains every
-// trial it is handed with the trial's model config (base model + architecture overrides + drawn
-// hyperparameters + data fraction and seed), evaluates the selected model on the test tier and returns one
-// results row. A trial is a pure function of its config and seed: nothing carries over between trials.
+// The `train` trial kind of a sweep: each rank loads and preprocesses the datasets (and reads the
+// architectures' init-core checkpoints) once, then trains every trial it is handed with train_one
+// (train/pipeline.hpp, the path `v1sysid train` takes) on the trial's model config (base model + architecture
+// overrides + drawn hyperparameters + data fraction and seed), evaluates the selected model on the test tier and
+// returns one results row. A trial is a pure function of its config and seed: nothing carries over between
+// trials.
 #pragma once
 
-#include "data/dataset.hpp"
+#include "io/checkpoint.hpp"
 #include "sweep/sweep_config.hpp"
 #include "sweep/trial_result.hpp"
-#include "train/trainer.hpp"
+#include "train/pipeline.hpp"
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace v1sysid {
 
 class TrainingTrialRunner {
  public:
+  // data_paths: one dataset per readout (several: one core, one readout per data_key, as train --data ...).
   // checkpoint_dir: empty, or a folder that receives trial_<id>.h5 for every finished trial.
-  TrainingTrialRunner(const SweepConfig& sweep, const std::string& data_path, std::string checkpoint_dir);
+  TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths, std::string checkpoint_dir);
   TrialResult operator()(const Trial& trial) const;
-  int64_t n_neurons() const { return m_dataset.n_neurons; }
+  // Width of trials/neuron_correlation: the neurons of every dataset, in --data order.
+  int64_t n_neurons() const;
 
  private:
   const SweepConfig& m_sweep;
-  std::string m_data_path, m_checkpoint_dir;
-  Dataset m_dataset;
-  Preprocessing m_preprocessing;
-  std::unique_ptr<TrainingData> m_data;
+  std::string m_sources, m_checkpoint_dir;
+  std::vector<std::unique_ptr<PreparedDataset>> m_datasets;
+  std::map<std::string, Checkpoint> m_init_cores;  // by path
 };
+
+// The model config of one trial (trial_model_yaml, decoded strictly).
+ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial);
 
 // Width of trials/val_curve: the most validation checks any trial of the table can make (the reference's
 // schedule rewinds its counter at every restore, so it can exceed max_iterations / val_every; the Lurz

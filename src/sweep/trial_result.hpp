@@ -15,7 +15,8 @@ struct TrialResult {
   double test_correlation = std::numeric_limits<double>::quiet_NaN();
   double feve = std::numeric_limits<double>::quiet_NaN();
   double fraction_oracle = std::numeric_limits<double>::quiet_NaN();
-  int64_t iterations = 0;
+  int64_t iterations = 0;  // the schedule's counter at the end (TrainResult::iterations)
+  int64_t steps = 0;       // optimiser steps taken (TrainResult::steps)
   double wall_seconds = 0;
   std::vector<double> val_curve;           // validation loss at every check
   std::vector<float> neuron_correlation;   // [N] per-neuron test correlation

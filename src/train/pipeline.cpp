@@ -211,103 +211,99 @@ std::string core_yaml(const ModelConfig& c) {
 }
 }  // namespace
 
-TrainOutcome run_training(const TrainOptions& o) {
-  namespace fs = std::filesystem;
-  TrainOutcome out;
-  out.checkpoint_path = (fs::path(o.out_dir) / "checkpoint.h5").string();
-  out.metrics_path = (fs::path(o.out_dir) / "metrics.json").string();
-  if (fs::exists(out.checkpoint_path) && !o.force)
-    throw IoError("the output exists", out.checkpoint_path, "pass --force to overwrite it or choose another --out");
-  const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
-  refuse_outputs_inside_datasets({o.out_dir}, paths);
-  ModelConfig config = load_model_config(o.model_path);
-  if (o.seed) config.train.seed = *o.seed;
-  if (o.max_iterations) {
-    if (*o.max_iterations < 1) throw ConfigError("--max-iterations must be positive", "the command line", "");
-    config.train.max_iterations = *o.max_iterations;
+std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons,
+                                                 const std::string& option) {
+  auto p = std::make_unique<PreparedDataset>();
+  p->path = path;
+  p->dataset = load_dataset(path);
+  NeuronSelection selection;
+  if (!neurons.empty()) {
+    selection = parse_neuron_selection(neurons, p->dataset, option);
+    keep_neurons(p->dataset, selection.indices);
   }
-  if (o.data_fraction) {
-    if (!(*o.data_fraction > 0 && *o.data_fraction <= 1))
+  p->preprocessing = compute_preprocessing(p->dataset);
+  p->preprocessing.neurons = selection;
+  p->data = prepare_training_data(p->dataset, p->preprocessing);
+  return p;
+}
+
+namespace {
+// spec.config with the overrides applied; has_init_core: whether a core will be given (train checks its
+// options before it loads the checkpoint).
+ModelConfig resolved_config(const RunSpec& spec, bool has_init_core) {
+  ModelConfig config = spec.config;
+  if (spec.seed) config.train.seed = *spec.seed;
+  if (spec.max_iterations) {
+    if (*spec.max_iterations < 1) throw ConfigError("--max-iterations must be positive", "the command line", "");
+    config.train.max_iterations = *spec.max_iterations;
+  }
+  if (spec.data_fraction) {
+    if (!(*spec.data_fraction > 0 && *spec.data_fraction <= 1))
       throw ConfigError("--data-fraction must be in (0, 1]", "the command line", "");
-    config.train.data_fraction = *o.data_fraction;
+    config.train.data_fraction = *spec.data_fraction;
   }
-  if (o.freeze_core && o.init_core.empty())
+  if (spec.freeze_core && !has_init_core)
     throw ConfigError("--freeze-core without --init-core would freeze a random core", "the command line",
                       "pass --init-core CHECKPOINT with --freeze-core");
-  const bool multi = paths.size() > 1;
-  std::vector<Dataset> datasets;
-  std::vector<Preprocessing> preps;
-  std::vector<TrainingData> datas;
-  std::vector<ReadoutSpec> specs;
-  for (const auto& path : paths) {
-    datasets.push_back(load_dataset(path));
-    auto& d = datasets.back();
-    NeuronSelection selection;
-    if (!o.neurons.empty()) {
-      selection = parse_neuron_selection(o.neurons, d, "--neurons");
-      keep_neurons(d, selection.indices);
-    }
-    if (d.height != datasets.front().height || d.width != datasets.front().width)
+  return config;
+}
+}  // namespace
+
+RunOutcome train_one(const RunSpec& spec) {
+  RunOutcome out;
+  out.config = resolved_config(spec, spec.init_core != nullptr);
+  const ModelConfig& config = out.config;
+  if (spec.datasets.empty()) throw ConfigError("no dataset to train on", spec.config_origin, "give a dataset");
+  const bool multi = spec.datasets.size() > 1;
+  const Dataset& d0 = spec.datasets.front()->dataset;
+  std::vector<ReadoutSpec> readouts;
+  for (const PreparedDataset* p : spec.datasets) {
+    const Dataset& d = p->dataset;
+    if (d.height != d0.height || d.width != d0.width)
       throw DataError("images are " + std::to_string(d.height) + " x " + std::to_string(d.width) + ", those of " +
-                          paths.front() + " " + std::to_string(datasets.front().height) + " x " +
-                          std::to_string(datasets.front().width),
-                      path, "one core needs datasets with one image size");
-    preps.push_back(compute_preprocessing(d));
-    preps.back().neurons = selection;
-    specs.push_back(ReadoutSpec{multi ? d.data_key : std::string(), static_cast<int>(d.n_neurons)});
+                          spec.datasets.front()->path + " " + std::to_string(d0.height) + " x " +
+                          std::to_string(d0.width),
+                      p->path, "one core needs datasets with one image size");
+    readouts.push_back(ReadoutSpec{multi ? d.data_key : std::string(), static_cast<int>(d.n_neurons)});
   }
-  for (size_t k = 0; k < datasets.size(); ++k) datas.push_back(prepare_training_data(datasets[k], preps[k]));
-  const auto& d0 = datasets.front();
-  Model<Real> model(config, static_cast<int>(d0.height), static_cast<int>(d0.width), specs);
+  out.model = std::make_unique<Model<Real>>(config, static_cast<int>(d0.height), static_cast<int>(d0.width), readouts);
+  Model<Real>& model = *out.model;
   std::vector<Batcher> batchers;
   std::vector<ReadoutInit> inits;
-  for (size_t k = 0; k < datasets.size(); ++k) {
+  std::vector<const TrainingData*> data;
+  for (size_t k = 0; k < spec.datasets.size(); ++k) {
+    const PreparedDataset& p = *spec.datasets[k];
     // Dataset 0 keeps the seed of a one-dataset run; the others get their own minibatch streams.
-    batchers.emplace_back(datas[k].train_rows, config.train.data_fraction, config.train.batch_size,
+    batchers.emplace_back(p.data.train_rows, config.train.data_fraction, config.train.batch_size,
                           config.train.seed + 7919 * k);
-    inits.push_back(ReadoutInit{mean_response(datas[k], batchers.back().rows()), datasets[k].cortical_coordinates});
+    // The cortical coordinates feed the Gaussian readout's cortex grid predictor (ignored by other readouts).
+    inits.push_back(ReadoutInit{mean_response(p.data, batchers.back().rows()), p.dataset.cortical_coordinates});
+    data.push_back(&p.data);
   }
   model.initialize(config.train.seed, inits);
-  if (!o.init_core.empty()) {
-    const Checkpoint source = load_checkpoint(o.init_core);
-    if (core_yaml(source.model->config()) != core_yaml(config) || source.model->height() != model.height() ||
-        source.model->width() != model.width())
-      throw ConfigError("the core of " + o.init_core + " differs from the core of " + o.model_path +
+  if (spec.init_core) {
+    const Model<Real>& source = *spec.init_core;
+    if (core_yaml(source.config()) != core_yaml(config) || source.height() != model.height() ||
+        source.width() != model.width())
+      throw ConfigError("the core of " + spec.init_core_origin + " differs from the core of " + spec.config_origin +
                             " (or its images have another size)",
                         "--init-core", "use the same core: section (the checkpoint's config attribute has it)");
-    copy_core(*source.model, model, o.init_core);
-    model.set_core_frozen(o.freeze_core);
+    copy_core(source, model, spec.init_core_origin);
+    model.set_core_frozen(spec.freeze_core);
   }
-  create_output_folder(o.out_dir);
-  std::vector<const TrainingData*> data_ptrs;
-  for (const auto& t : datas) data_ptrs.push_back(&t);
-  Trainer trainer(model, data_ptrs, batchers);
-  out.training = trainer.run(o.show_progress);
-  std::string sources;
-  for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
-  if (out.training.status == "stopped") {
-    // A preempted run has no finished model to offer: writing the best state so far under the final names would
-    // pass a half-trained model off as the result. Nothing is written; a rerun trains from the start.
-    throw StoppedError("a stop signal ended the training after " + std::to_string(out.training.steps) +
-                           " steps; nothing was written",
-                       o.out_dir, "run the same command again to train the model from the start");
-  }
-  if (out.training.status == "diverged") {
-    write_file_atomically(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
-    throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
-                        "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
-  }
-  for (size_t k = 0; k < datasets.size(); ++k) {
-    auto e = evaluate_model(model, datasets[k], datas[k], Tier::test, static_cast<int>(k));
-    if (multi) out.dataset_evaluations.emplace_back(datasets[k].data_key, e);
-    if (k == 0) out.evaluation = e;
-  }
-  EvaluationReport summary = *out.evaluation;
+  if (spec.before_training) spec.before_training();
+  Trainer trainer(model, data, batchers);
+  out.training = make_schedule(config.train)->run(trainer, spec.control);
+  if (out.training.status == "stopped" || out.training.status == "diverged") return out;
+  for (size_t k = 0; k < spec.datasets.size(); ++k)
+    out.evaluations.push_back(
+        evaluate_model(model, spec.datasets[k]->dataset, spec.datasets[k]->data, Tier::test, static_cast<int>(k)));
+  EvaluationReport summary = out.evaluations.front();
   if (multi) {
     // Neuron-weighted means over the datasets for the top-level numbers.
     double n_total = 0, tc = 0, st = 0, feve = 0, feve_n = 0, fo = 0, loss = 0;
     summary.metrics.feve_neurons_left_out = 0;
-    for (const auto& [key, e] : out.dataset_evaluations) {
+    for (const auto& e : out.evaluations) {
       const double n = static_cast<double>(e.metrics.test_correlation_per_neuron.size());
       n_total += n;
       tc += n * e.metrics.test_correlation;
@@ -328,9 +324,66 @@ TrainOutcome run_training(const TrainOptions& o) {
     summary.ceiling_fraction.reset();
     summary.mean_ceiling_correlation.reset();
   }
-  save_checkpoint(out.checkpoint_path, model, preps, out.training, sources, o.force);
+  out.summary = summary;
+  return out;
+}
+
+TrainOutcome run_training(const TrainOptions& o) {
+  namespace fs = std::filesystem;
+  TrainOutcome out;
+  out.checkpoint_path = (fs::path(o.out_dir) / "checkpoint.h5").string();
+  out.metrics_path = (fs::path(o.out_dir) / "metrics.json").string();
+  if (fs::exists(out.checkpoint_path) && !o.force)
+    throw IoError("the output exists", out.checkpoint_path, "pass --force to overwrite it or choose another --out");
+  const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
+  refuse_outputs_inside_datasets({o.out_dir}, paths);
+  RunSpec spec;
+  spec.config = load_model_config(o.model_path);
+  spec.config_origin = o.model_path;
+  spec.seed = o.seed;
+  spec.max_iterations = o.max_iterations;
+  spec.data_fraction = o.data_fraction;
+  spec.freeze_core = o.freeze_core;
+  spec.init_core_origin = o.init_core;
+  resolved_config(spec, !o.init_core.empty());  // the options' errors before any data is read
+  std::vector<std::unique_ptr<PreparedDataset>> datasets;
+  for (const auto& path : paths) {
+    datasets.push_back(prepare_dataset(path, o.neurons));
+    spec.datasets.push_back(datasets.back().get());
+  }
+  std::optional<Checkpoint> source;
+  if (!o.init_core.empty()) {
+    source = load_checkpoint(o.init_core);
+    spec.init_core = source->model.get();
+  }
+  spec.control.show_progress = o.show_progress;
+  spec.before_training = [&] { create_output_folder(o.out_dir); };
+  RunOutcome run = train_one(spec);
+  out.training = run.training;
+  const ModelConfig& config = run.config;
+  std::string sources;
+  for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
+  if (out.training.status == "stopped") {
+    // A preempted run has no finished model to offer: writing the best state so far under the final names would
+    // pass a half-trained model off as the result. Nothing is written; a rerun trains from the start.
+    throw StoppedError(
+        "a stop signal ended the training after " + std::to_string(out.training.steps) + " steps; nothing was written",
+        o.out_dir, "run the same command again to train the model from the start");
+  }
+  if (out.training.status == "diverged") {
+    write_file_atomically(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
+    throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
+                        "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
+  }
+  out.evaluation = run.evaluations.front();
+  if (datasets.size() > 1)
+    for (size_t k = 0; k < datasets.size(); ++k)
+      out.dataset_evaluations.emplace_back(datasets[k]->dataset.data_key, run.evaluations[k]);
+  std::vector<Preprocessing> preps;
+  for (const auto& d : datasets) preps.push_back(d->preprocessing);
+  save_checkpoint(out.checkpoint_path, *run.model, preps, out.training, sources, o.force);
   write_file_atomically(out.metrics_path,
-                        metrics_json(out.training, &summary, config, out.dataset_evaluations, o.neurons));
+                        metrics_json(out.training, &*run.summary, config, out.dataset_evaluations, o.neurons));
   return out;
 }
 

@@ -14,8 +14,11 @@
 #include "io/checkpoint.hpp"
 #include "metrics/metrics.hpp"
 #include "model/model.hpp"
+#include "train/schedule.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +48,50 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
 // for a neuron the model does not predict.
 std::vector<int64_t> evaluation_columns(const std::string& spec, const Dataset& full,
                                         const NeuronSelection& model_neurons, const std::string& option);
+
+// A dataset ready to train on: read, restricted to a neuron subset, preprocessed and uploaded once, so that a
+// sweep rank trains all its trials on one copy.
+struct PreparedDataset {
+  std::string path;
+  Dataset dataset;
+  Preprocessing preprocessing;  // records the neuron subset
+  TrainingData data;
+};
+// neurons: a NeuronSelection spec (train --neurons; `option` names it in errors), empty for all neurons.
+std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons = "",
+                                                 const std::string& option = "--neurons");
+
+// One training run, whoever asks for it (train, sweep trials): what train_one needs.
+struct RunSpec {
+  ModelConfig config;                            // resolved: model file, overrides and drawn hyperparameters
+  std::string config_origin;                     // the model file or sweep trial, for messages
+  std::vector<const PreparedDataset*> datasets;  // one readout per dataset (keyed by data_key when several)
+  // Overrides of config.train (train's --seed, --max-iterations, --data-fraction); range-checked here.
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> max_iterations;
+  std::optional<double> data_fraction;
+  // Transfer: a model whose core (parameters and BN statistics) starts training; its core config and image
+  // size must match. freeze_core (requires init_core) then trains only the readouts.
+  const Model<Real>* init_core = nullptr;
+  std::string init_core_origin;  // its checkpoint path, for messages
+  bool freeze_core = false;
+  ScheduleControl control;                // stop flag and progress lines
+  std::function<void()> before_training;  // called once the model is built and initialised (train: creates --out)
+};
+
+struct RunOutcome {
+  ModelConfig config;  // spec.config with the overrides applied
+  std::unique_ptr<Model<Real>> model;
+  TrainResult training;
+  // Test-tier evaluation of every dataset (empty when the run diverged or was stopped), and their
+  // neuron-weighted summary (the one dataset's report when there is one).
+  std::vector<EvaluationReport> evaluations;
+  std::optional<EvaluationReport> summary;
+};
+
+// Builds the model, initialises it (init core), trains it with the config's schedule and evaluates the result
+// on every dataset's test tier. A diverged or stopped run is returned with its status, not thrown.
+RunOutcome train_one(const RunSpec& spec);
 
 // Several datasets (data_paths with more than one entry): one readout per dataset keyed by its data_key, one
 // core; metrics.json gains "datasets": {key: {...}} and its top-level metrics are neuron-weighted means.

@@ -16,7 +16,7 @@
 // dataset, as the reference's per-batch objective) and takes one Adam step. With a frozen core
 // (Model::set_core_frozen) Adam leaves every core/ slot untouched.
 //
-// train.schedule lurz (Trainer::run dispatches): epochs of max_k floor(n_train_k / batch) steps; the Poisson
+// train.schedule lurz (LurzSchedule, train/schedule.hpp): epochs of max_k floor(n_train_k / batch) steps; the Poisson
 // loss of dataset k is weighted sqrt(n_k / B) * B (the reference's sqrt(len(dataset) / B) times a summed
 // PoissonLoss, n_k = all trials of dataset k); after each epoch the evaluation-mode single-trial correlation
 // on the validation tier (mean over all neurons of all datasets) drives
@@ -105,17 +105,23 @@ class Trainer {
   Trainer(Model<Real>& model, const TrainingData& data, const Batcher& batcher);
   // One dataset per readout of the model, in readout order.
   Trainer(Model<Real>& model, std::vector<const TrainingData*> data, std::vector<Batcher> batchers);
-  // Runs the schedule of model.config().train. show_progress prints progress lines on stderr, each starting
-  // with progress_label, at most every progress_interval_s seconds when stderr is not a terminal.
+  // Runs the schedule of model.config().train (train/schedule.hpp), polling the stop flag of core/stop.hpp.
+  // show_progress prints progress lines on stderr, each starting with progress_label, at most every
+  // progress_interval_s seconds when stderr is not a terminal.
   TrainResult run(bool show_progress, const std::string& progress_label = "train", double progress_interval_s = 10.0);
-  // One training step on the next minibatch at learning rate lr; returns the training loss
-  // (Poisson + regularisers). Exposed for tests and benchmarks.
+
+  // What the schedules use. One training step on the next minibatch of every dataset at learning rate lr;
+  // returns the training loss (Poisson + regularisers).
   double step(double lr);
+  // Evaluation-mode Poisson loss on the validation tier, mean over the datasets.
+  double validation_loss();
+  // Evaluation-mode single-trial correlation on the validation tier, mean over all neurons of all datasets.
+  double validation_correlation();
+  // The Lurz schedule's epoch: max over datasets of floor(training rows / batch size), at least 1.
+  int64_t steps_per_epoch() const;
+  Model<Real>& model() { return m_model; }
 
  private:
-  TrainResult run_lurz(bool show_progress, const std::string& progress_label, double progress_interval_s);
-  double validation_loss();
-
   Model<Real>& m_model;
   std::vector<const TrainingData*> m_datas;
   std::vector<Batcher> m_batchers;

@@ -188,6 +188,15 @@ class ResultsTables(unittest.TestCase):
             self.assertEqual(sorted((p["features"], p["best_val_loss"]) for p in pts), [(24, 1.0), (256, 8.0)])
             curves = va.correlation_vs_fraction(res, 5)
             self.assertEqual([c[0] for c in curves["roteq_16x8-16x8-24x8"]], [0.5, 1.0])
+            # A results file with trials/config (format 3): the feature counts come from the stored configs, not
+            # from the architecture names.
+            with h5py.File(path, "a") as f:
+                arch = [va.text(a) for a in f["trials/architecture"][...]]
+                f["trials/config"] = np.array(["core: {kind: roteq, features: [8, 8, 12], rotations: 8}\n"
+                                               if a.startswith("roteq") else "core: {kind: cnn, channels: [8, 64]}\n"
+                                               for a in arch], dtype="S")
+            pts = va.features_vs_loss(va.read_results(path), 5)
+            self.assertEqual(sorted((p["features"], p["best_val_loss"]) for p in pts), [(12, 1.0), (64, 8.0)])
             self.assertAlmostEqual(curves["roteq_16x8-16x8-24x8"][0][1], 0.33)
 
     def test_damaged_row_is_left_out_like_select_does(self):

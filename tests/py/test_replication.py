@@ -11,6 +11,7 @@ failed runs, cap hits, missing runs (fewer seeds), a missing item_info/source_ph
 One test runs `v1sysid predict` on a tiny trained model when V1SYSID_EXE is set.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -466,6 +467,82 @@ class ReplicationRunsScript(unittest.TestCase):
             self.assertEqual(m["seeds"]["3101"]["deep0"],
                              {"data": "deep0_3101.h5", "sweeps": [{"results": "test_25_deep0_3101.h5",
                                                                    "checkpoints": "ckpt/test_25_deep0_3101"}]})
+
+
+@unittest.skipUnless(EXE, "needs V1SYSID_EXE (a dry-run development sweep)")
+class FreezeTest(unittest.TestCase):
+    """analysis/replication_freeze.py: the test-phase sweeps carry the development draw of the lowest validation
+    loss per architecture, parse as sweeps, and the freeze refuses an unfinished development phase."""
+
+    TOOL = os.path.join(ANALYSIS, "replication_freeze.py")
+    SWEEPS = os.path.join(ANALYSIS, "..", "sweeps")
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        self.dev = os.path.join(self.dir, "dev.h5")
+        r = subprocess.run([EXE, "sweep", os.path.join(self.SWEEPS, "replication", "dev.yaml"), "--dry-run",
+                            "--out", self.dev], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # The frozen sweeps name their models relative to sweeps/replication/, as the real ones do.
+        os.symlink(os.path.abspath(os.path.join(self.SWEEPS, "models")), os.path.join(self.dir, "models"))
+        self.out = os.path.join(self.dir, "replication")
+        os.mkdir(self.out)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def freeze(self, *extra):
+        return subprocess.run([sys.executable, self.TOOL, self.dev, "--sweeps-dir", self.out, *extra],
+                              capture_output=True, text=True)
+
+    def test_frozen_values_are_the_best_development_draw_and_the_sweeps_parse(self):
+        r = self.freeze()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        res = v1analysis.read_results(self.dev)
+        arch = np.asarray(res["architecture"]).astype(str)
+        loss = np.asarray(res["best_val_loss"], dtype=float)
+        with open(os.path.join(self.out, "test.yaml")) as f:
+            text = f.read()
+        blocks = text.split("  - name: ")[1:]
+        self.assertEqual([b.split()[0] for b in blocks], ["roteq_4x8", "cnn_32", "cnn_8"])
+        for block in blocks:
+            name = block.split()[0]
+            rows = np.flatnonzero(arch == name)
+            best = rows[np.argmin(loss[rows])]
+            for key in ("core.smooth_weight", "core.sparse_weight", "readout.feature_weight"):
+                value = repr(float(res["hyperparameters"][key][best]))
+                self.assertIn(f"{key.split('.')[1]}: {value}", block, f"{name} {key}")
+        self.assertIn("channels: [8, 8, 8]", blocks[2])
+        self.assertIn("| roteq_4x8 |", r.stdout)  # the amendment's table
+        for name, cells in (("test", 9), ("test_25", 3)):
+            r = subprocess.run([EXE, "sweep", os.path.join(self.out, f"{name}.yaml"), "--list"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len(r.stdout.strip().splitlines()) - 1, cells, r.stdout)
+        r = self.freeze()  # frozen once: a second freeze would silently change the settings
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("--force", r.stderr)
+
+    def test_an_unfinished_development_phase_is_refused(self):
+        with h5py.File(self.dev, "r+") as f:
+            status = f["trials/status"]
+            status[5] = np.array("pending", dtype=status.dtype)
+        r = self.freeze()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("trials [5] are not finished", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "test.yaml")))
+
+    def test_the_architecture_table_matches_dev_yaml(self):
+        sys.path.insert(0, ANALYSIS)
+        import replication_freeze as rf
+        with open(os.path.join(self.SWEEPS, "replication", "dev.yaml")) as f:
+            dev = f.read()
+        for name, spec in rf.ARCHITECTURES.items():
+            self.assertRegex(dev, rf"name: {name}\n\s+model: {re.escape(spec['model'])}\n")
+        self.assertIn("readout: " + rf.READOUT % "0.01", dev)
+        self.assertIn(f"train: {{max_iterations: {rf.MAX_ITERATIONS}}}", dev)
+        self.assertIn("core: {channels: [8, 8, 8]}", dev)
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -517,6 +519,54 @@ TEST(SweepLock, ASecondSweepOnTheSameOutputIsRefused) {
   EXPECT_NE(other.output.find("PID 4242 on host other-node-17"), std::string::npos) << other.output;
   EXPECT_NE(other.output.find("remove " + lock), std::string::npos) << other.output;
   EXPECT_TRUE(std::filesystem::exists(lock));
+}
+
+// A training trial stopped by SIGTERM saves its state beside the results file (RESULTS.states/trial_<id>.h5) and
+// the rerun continues it where it stopped: after several stops in the middle of trials, every row equals the row of
+// an uninterrupted sweep bit for bit (Serial Kokkos, one BLAS thread), and no state is left behind.
+TEST(SweepResume, TrialsStoppedMidwayContinueFromTheirStatesToTheSameRows) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: resume_test\nseed: 3\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
+                           "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 80, val_every: 10, "
+                           "batch_size: 32, patience: 3}}}\nsearch:\n  draws: 2\n  hyperparameters: {readout.weight: "
+                           "{log_uniform: [0.005, 0.03]}}\n");
+  const std::string env = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 ";
+  const std::string args = "sweep " + sweep + " --data " + (dir / "tiny.h5");
+  auto whole = run_shell(env + v1sysid::testing::mpi_command(1, args + " --out " + (dir / "whole.h5")));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const std::string out = dir / "r.h5";
+  int stops = 0, resumed = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const std::string log = dir / ("log" + std::to_string(attempt));
+    // SIGTERM a moment after a trial reports its first step (a different moment each time).
+    auto r = run_shell(env + v1sysid::testing::mpi_command(1, args + " --out " + out) + " > " + log +
+                       " 2>&1 & pid=$!; for i in $(seq 600); do grep -q 'sweep trial [0-9]* [0-9]*/' " + log +
+                       " && break; sleep 0.05; done; sleep 0." + std::to_string(2 + attempt % 5) +
+                       "; kill -TERM $pid; wait $pid; echo rc=$?");
+    const std::string text = v1sysid::testing::read_text(log);
+    resumed += text.find("resuming at step") != std::string::npos;
+    if (r.output.find("rc=0") != std::string::npos) break;
+    ++stops;
+  }
+  EXPECT_GE(stops, 2) << "the trials ended before the signals came";
+  auto again = run_shell(env + v1sysid::testing::mpi_command(1, args + " --out " + out));  // finishes what is pending
+  resumed += again.output.find("resuming at step") != std::string::npos;
+  std::printf("%d stops, %d reruns continued a saved state\n", stops, resumed);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_GE(resumed, 2) << "no rerun continued a saved state";
+  auto a = v1sysid::h5::File::open(dir / "whole.h5"), b = v1sysid::h5::File::open(out);
+  for (const char* name : {"trials/best_val_loss", "trials/test_correlation", "trials/val_curve", "trials/iterations"}) {
+    const auto x = a.read<double>(name), y = b.read<double>(name);  // val_curve is NaN-padded: compare the bits
+    ASSERT_EQ(x.size(), y.size()) << name;
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(double)), 0) << name;
+  }
+  EXPECT_EQ(a.read<float>("trials/neuron_correlation"), b.read<float>("trials/neuron_correlation"));
+  for (const auto& status : b.read_strings("trials/status")) EXPECT_EQ(status, "ok");
+  EXPECT_FALSE(std::filesystem::exists(out + ".states/trial_0.h5"));
+  EXPECT_FALSE(std::filesystem::exists(out + ".states/trial_1.h5"));
 }
 
 // SIGTERM ends a sweep early with exit 75 ("stopped, rerun to resume"), not 0, and removes its lock.

@@ -2,6 +2,7 @@
 // scripted validation curves, model configuration round trip, and end-to-end training on a tiny dataset.
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
+#include "io/train_state.hpp"
 #include "model/model_config.hpp"
 #include "train/batcher.hpp"
 #include "train/early_stopping.hpp"
@@ -925,6 +926,184 @@ TEST(Commands, NeuronSubsetsAreTrainedRecordedAndReappliedByEvaluateAndPredict) 
                           "pass A:B (0 <= A < B <= 12");
   }
   EXPECT_FALSE(std::filesystem::exists(fx.dir / "bad"));
+}
+
+// ---- Resumable training states (train/train_state.hpp) ------------------------------------------------------
+// A stop polled through a budget: false for the first g_stop_budget polls, true from then on.
+int64_t g_stop_polls = 0, g_stop_budget = 0;
+bool stop_after_budget() { return ++g_stop_polls > g_stop_budget; }
+bool never_stop() { return false; }
+
+struct RunRecord {
+  TrainResult training;
+  std::vector<float> params;
+  double test_correlation = std::nan("");
+  int64_t resumed_at = -1;
+};
+
+RunRecord train_spec(const ModelConfig& config, const PreparedDataset& data, const std::string& state_path,
+                     bool (*stop)(), bool discard_other_state = false) {
+  RunSpec spec;
+  spec.config = config;
+  spec.config_origin = "test model";
+  spec.datasets = {&data};
+  spec.control.show_progress = false;
+  spec.control.stop = stop;
+  spec.state_path = state_path;
+  spec.discard_other_state = discard_other_state;
+  const RunOutcome out = train_one(spec);
+  RunRecord r;
+  r.training = out.training;
+  r.params = params_of(*out.model);
+  r.resumed_at = out.resumed_at_step;
+  if (out.summary) r.test_correlation = out.summary->metrics.test_correlation;
+  return r;
+}
+
+void expect_same_run(const RunRecord& a, const RunRecord& b, const std::string& what) {
+  EXPECT_EQ(a.params, b.params) << what << ": parameters differ";
+  EXPECT_EQ(a.training.status, b.training.status) << what;
+  EXPECT_EQ(a.training.steps, b.training.steps) << what;
+  EXPECT_EQ(a.training.iterations, b.training.iterations) << what;
+  EXPECT_EQ(a.training.best_iteration, b.training.best_iteration) << what;
+  EXPECT_EQ(a.training.best_val_loss, b.training.best_val_loss) << what;
+  EXPECT_EQ(a.training.best_val_correlation, b.training.best_val_correlation) << what;
+  EXPECT_EQ(a.training.final_learning_rate, b.training.final_learning_rate) << what;
+  EXPECT_EQ(a.test_correlation, b.test_correlation) << what;
+  ASSERT_EQ(a.training.curve.size(), b.training.curve.size()) << what;
+  for (size_t i = 0; i < a.training.curve.size(); ++i) {
+    EXPECT_EQ(a.training.curve[i].val_loss, b.training.curve[i].val_loss) << what << ", check " << i;
+    EXPECT_EQ(a.training.curve[i].step, b.training.curve[i].step) << what << ", check " << i;
+  }
+}
+
+// A run stopped at arbitrary steps and continued from its saved state each time takes the steps an uninterrupted
+// run takes: parameters, curve, counters and test metrics bit-identical, for both schedules (the Lurz one with the
+// Gaussian readout, whose position noise follows the model's counter), restores and learning-rate decay included.
+TEST(Resume, BothSchedulesStoppedAndResumedRepeatedlyEndBitIdenticalToAnUninterruptedRun) {
+  TinyFixture fx;
+  const auto data = prepare_dataset(fx.data_path);
+  for (const char* yaml : {kTinyModel, kLurzModel}) {
+    auto config = parse_model_config(yaml, "model");
+    if (config.train.lurz()) {
+      config.train.patience = 1;
+      config.train.max_epochs = 12;
+      config.train.learning_rate = 0.05;  // high enough that the validation correlation plateaus
+    } else {
+      config.train.patience = 3;
+      config.train.val_every = 20;
+      config.train.max_iterations = 400;
+    }
+    const std::string schedule = config.train.schedule;
+    const RunRecord whole = train_spec(config, *data, "", never_stop);
+    ASSERT_NE(whole.training.status, "diverged") << schedule;
+    // The run restores a snapshot at least once, so the saved snapshot and the decayed rate are exercised.
+    std::printf("%s: %lld steps, final learning rate %g, status %s\n", schedule.c_str(),
+                static_cast<long long>(whole.training.steps), whole.training.final_learning_rate,
+                whole.training.status.c_str());
+    EXPECT_LT(whole.training.final_learning_rate, config.train.learning_rate) << schedule;
+    const std::string state = fx.dir / (schedule + "_state.h5");
+    RunRecord part;
+    int stops = 0;
+    for (int64_t budget : {7, 23, 1, 40, 13, 60, 1000000}) {
+      g_stop_polls = 0;
+      g_stop_budget = budget;
+      part = train_spec(config, *data, state, stop_after_budget);
+      if (stops > 0) EXPECT_GE(part.resumed_at, 0) << schedule << ": a saved state was not resumed";
+      if (part.training.status != "stopped") break;
+      ++stops;
+      ASSERT_TRUE(std::filesystem::exists(state)) << schedule << ": no state saved at the stop";
+    }
+    EXPECT_GE(stops, 5) << schedule;
+    expect_same_run(part, whole, schedule + " stopped " + std::to_string(stops) + " times");
+  }
+}
+
+// The state file names its run: one of another run (here another seed) is refused naming the file, or, where the
+// caller allows it (a sweep whose results file was started over), discarded so the run trains from the start; a
+// damaged file is an error naming it, or discarded alike.
+TEST(Resume, AStateOfAnotherRunOrADamagedOneIsRefusedOrDiscarded) {
+  TinyFixture fx;
+  const auto data = prepare_dataset(fx.data_path);
+  auto config = parse_model_config(kTinyModel, "model");
+  config.train.max_iterations = 60;
+  const std::string state = fx.dir / "state.h5";
+  g_stop_polls = 0;
+  g_stop_budget = 25;
+  ASSERT_EQ(train_spec(config, *data, state, stop_after_budget).training.status, "stopped");
+  ASSERT_TRUE(std::filesystem::exists(state));
+  auto other = config;
+  other.train.seed = 6;
+  try {
+    train_spec(other, *data, state, never_stop);
+    ADD_FAILURE() << "a state of another run was resumed";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(state), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another run"), std::string::npos) << e.what();
+  }
+  const RunRecord fresh = train_spec(other, *data, "", never_stop);
+  const RunRecord discarded = train_spec(other, *data, state, never_stop, /*discard_other_state=*/true);
+  EXPECT_EQ(discarded.resumed_at, -1);
+  expect_same_run(discarded, fresh, "after discarding another run's state");
+
+  std::ofstream(state, std::ios::trunc) << "not hdf5";
+  try {
+    train_spec(config, *data, state, never_stop);
+    ADD_FAILURE() << "a damaged state was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(state), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(train_spec(config, *data, state, never_stop, true).resumed_at, -1);
+
+  // Another schedule's state (same identity cannot happen, so the schedules check it themselves).
+  TrainState wrong_kind = load_train_state([&] {
+    g_stop_polls = 0;
+    g_stop_budget = 5;
+    std::filesystem::remove(state);
+    train_spec(config, *data, state, stop_after_budget);
+    return state;
+  }());
+  EXPECT_EQ(wrong_kind.schedule.schedule, "ecker");
+  EXPECT_EQ(wrong_kind.schedule.steps, 5);
+  EXPECT_EQ(wrong_kind.batchers.size(), 1u);
+}
+
+// `train` saves DIR/train_state.h5 when SIGTERM stops it (exit 75, still no checkpoint or metrics) and the same
+// command continues from it: the model written then equals the one of an uninterrupted run, and the state is gone.
+TEST(Commands, TrainStoppedBySigtermContinuesFromItsStateToTheSameModel) {
+  TinyFixture fx;
+  const std::string model = fx.dir / "model.yaml";
+  {
+    std::string text = kTinyModel;
+    text.replace(text.find("patience: 5, max_iterations: 400"), 32, "patience: 1000000, max_iterations: 600");
+    std::ofstream(model) << text;
+  }
+  const std::string env = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 ";
+  const std::string whole = fx.dir / "whole", out = fx.dir / "run", log = fx.dir / "log";
+  auto r = v1sysid::testing::run_shell(env + V1SYSID_TEST_EXE + " train " + model + " --data " + fx.data_path +
+                                       " --out " + whole + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string train = env + V1SYSID_TEST_EXE + " train " + model + " --data " + fx.data_path + " --out " + out;
+  r = v1sysid::testing::run_shell(train + " > " + log + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q 'train 1/' " +
+                                  log + " && break; sleep 0.1; done; sleep 0.3; kill -TERM $pid; wait $pid; echo \"exit=$?\"; cat " + log);
+  EXPECT_NE(r.output.find("exit=75"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("its state is saved in"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/checkpoint.h5")) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/metrics.json")) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(out + "/train_state.h5")) << r.output;
+  const int64_t saved_at = load_train_state(out + "/train_state.h5").schedule.steps;
+  EXPECT_GT(saved_at, 0);
+  EXPECT_LT(saved_at, 600);
+  r = v1sysid::testing::run_shell(train + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed at step " + std::to_string(saved_at)), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/train_state.h5"));
+  EXPECT_EQ(params_of(*load_checkpoint(out + "/checkpoint.h5").model),
+            params_of(*load_checkpoint(whole + "/checkpoint.h5").model));
+  // --force starts over: the state of a stopped run is discarded.
+  r = v1sysid::testing::run_shell(train + " --force --max-iterations 30 --quiet 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("resumed"), std::string::npos) << r.output;
 }
 
 }  // namespace

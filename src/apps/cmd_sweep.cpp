@@ -31,7 +31,11 @@ struct SweepOptions {
   std::string sweep_file, out, save_checkpoints;
   std::vector<std::string> data;  // one readout per dataset, as train --data
   bool list = false, force = false, dry_run = false;
+  double state_minutes = 10.0;  // --save-state-every; 0: no resumable states
 };
+
+// The resumable states of a results file's trials (TrainingTrialRunner): "<results>.states/".
+std::string state_folder(const std::string& out) { return out + ".states"; }
 
 void print_table(const SweepConfig& sweep, const std::vector<Trial>& trials) {
   std::cout << "trial\tarchitecture\tdraw\tdata_fraction\tseed";
@@ -112,6 +116,12 @@ void run_sweep_command(const SweepOptions& o) {
     create_output_folder(std::filesystem::path(o.out).parent_path().string());
     lock = ResultsLock(o.out);
     remove_stale_partials(o.out, o.save_checkpoints);
+    if (!(o.state_minutes >= 0))
+      throw ConfigError("--save-state-every must be 0 (no states) or positive", "the command line", "fix the value");
+    if (o.force) {  // starting over: no trial continues from a state of the replaced file
+      std::error_code ec;
+      std::filesystem::remove_all(state_folder(o.out), ec);
+    }
   });
 
   TrialRunner runner;
@@ -136,7 +146,8 @@ void run_sweep_command(const SweepOptions& o) {
       meta.dataset_checksum = dataset_checksums(o.data);
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
       for (const auto& t : trials) meta.trial_configs.push_back(to_yaml(trial_config(sweep, t)));
-      training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints);
+      const std::string states = o.state_minutes > 0 ? state_folder(o.out) : std::string();
+      training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints, states, o.state_minutes * 60.0);
       layout.n_neurons = training->n_neurons();
       runner = [&training](const Trial& t) { return (*training)(t); };
     }
@@ -148,7 +159,17 @@ void run_sweep_command(const SweepOptions& o) {
   ResultsFile results = (exists && !o.force)
                             ? ResultsFile::open_for_resume(o.out, MPI_COMM_WORLD, layout, meta)
                             : ResultsFile::create(o.out, MPI_COMM_WORLD, layout, meta, trials, o.force);
-  SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner);
+  // A trial's state is removed once its row is written; one left by a run killed between the two goes now.
+  auto remove_state = [&](const Trial& t) {
+    std::error_code ec;
+    std::filesystem::remove(trial_state_path(state_folder(o.out), t.id), ec);
+  };
+  if (rank == 0 && sweep.trial_kind != "dry_run") {
+    const auto statuses = results.read_statuses();
+    for (size_t i = 0; i < statuses.size() && i < trials.size(); ++i)
+      if (is_finished_status(statuses[i])) remove_state(trials[i]);
+  }
+  SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner, remove_state);
   if (rank == 0) {
     std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed), %lld finished before, in %.1f s\n",
                  static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
@@ -178,6 +199,10 @@ void add_sweep_command(CLI::App& app) {
                   "readout per data_key) in every trial");
   cmd->add_option("--out", o->out, "Results file (parallel HDF5); an existing one is resumed");
   cmd->add_option("--save-checkpoints", o->save_checkpoints, "Folder to keep each trial's best checkpoint");
+  cmd->add_option("--save-state-every", o->state_minutes,
+                  "Minutes between saved states of each running trial (RESULTS.states/, also written on SIGTERM): "
+                  "a rerun continues every unfinished trial where it stopped; 0 saves none")
+      ->capture_default_str();
   cmd->add_flag("--list", o->list, "Print the trial table and exit");
   cmd->add_flag("--force", o->force, "Start over even if --out exists");
   cmd->add_flag("--dry-run", o->dry_run, "Synthetic trials (no training): exercises scheduling and results I/O");

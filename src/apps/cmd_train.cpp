@@ -30,13 +30,20 @@ void add_train_command(CLI::App& app) {
   auto* s = cmd->add_option("--seed", *seed, "Override train.seed");
   auto* m = cmd->add_option("--max-iterations", *max_iterations, "Override train.max_iterations");
   auto* f = cmd->add_option("--data-fraction", *data_fraction, "Override train.data_fraction, in (0, 1]");
+  auto state_minutes = std::make_shared<double>(10.0);
+  cmd->add_option("--save-state-every", *state_minutes,
+                                "Minutes between saved training states (DIR/train_state.h5, also written on SIGTERM): "
+                                "the same command continues from it; 0 saves none")
+      ->capture_default_str();
   cmd->add_flag("--quiet", [o](int64_t) { o->show_progress = false; }, "No progress lines");
   cmd->callback([=] {
     if (s->count()) o->seed = *seed;
     if (m->count()) o->max_iterations = *max_iterations;
     if (f->count()) o->data_fraction = *data_fraction;
+    o->state_interval_s = *state_minutes * 60.0;
     install_stop_handlers();  // SLURM preemption sends SIGTERM first: stop at the next step, exit 75
     auto out = run_training(*o);
+    if (out.resumed_at_step >= 0) std::cout << "resumed at step " << out.resumed_at_step << "; ";
     std::cout << "wrote " << out.checkpoint_path << " and " << out.metrics_path << ": status " << out.training.status
               << ", best validation loss " << out.training.best_val_loss << ", test correlation "
               << out.evaluation->metrics.test_correlation;

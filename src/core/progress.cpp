@@ -37,7 +37,8 @@ void Progress::update(long done, const std::vector<std::pair<std::string, double
   m_last = now;
   m_printed = true;
   double elapsed = std::chrono::duration<double>(now - m_start).count();
-  double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(m_total - done) : -1;
+  const long here = done - m_first;  // steps this process took
+  double eta = here > 0 ? elapsed / static_cast<double>(here) * static_cast<double>(m_total - done) : -1;
   std::ostringstream line;
   line << m_label << ' ' << done << '/' << m_total;
   for (const auto& [name, value] : values) line << "  " << name << ' ' << value;

@@ -179,6 +179,20 @@ class ParamArena {
     m_adam_step = m_snapshot.adam_step;
     space.fence();
   }
+  // Replaces the snapshot with `s` (a resumed training state, train/train_state.hpp): its buffers must hold
+  // size() elements each (ShapeError otherwise).
+  void set_snapshot(HostSnapshot const& s) {
+    if (s.params.extent(0) != m_size || s.adam_m.extent(0) != m_size || s.adam_v.extent(0) != m_size)
+      throw ShapeError("a snapshot of " + std::to_string(s.params.extent(0)) + " elements for an arena of " +
+                           std::to_string(m_size),
+                       "ParamArena '" + m_label + "'", "restore a state saved by the same model");
+    ensure_snapshot_storage();
+    Kokkos::deep_copy(m_snapshot.params, s.params);
+    Kokkos::deep_copy(m_snapshot.adam_m, s.adam_m);
+    Kokkos::deep_copy(m_snapshot.adam_v, s.adam_v);
+    m_snapshot.adam_step = s.adam_step;
+    m_has_snapshot = true;
+  }
   bool has_snapshot() const { return m_has_snapshot; }
   HostSnapshot const& last_snapshot() const { return m_snapshot; }  // valid when has_snapshot()
 

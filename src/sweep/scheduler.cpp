@@ -70,7 +70,8 @@ std::string host_name() {
 
 }  // namespace
 
-SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner) {
+SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
+                       const std::function<void(const Trial&)>& on_recorded) {
   auto start = std::chrono::steady_clock::now();
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
@@ -130,6 +131,7 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         if (stop_requested() && r.status != "ok") break;  // interrupted mid-trial: leave it pending for the rerun
         try {
           results.write_row(trial, r, rank, host);
+          if (on_recorded) on_recorded(trial);
         } catch (const EnvironmentError&) {
           environment_error = std::current_exception();
         }

@@ -29,8 +29,10 @@ struct SweepSummary {
   double wall_seconds = 0;
 };
 
-// Collective over comm. Closes the results file at the end.
-SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner);
+// Collective over comm. Closes the results file at the end. on_recorded, when set, is called on the rank that ran a
+// trial once its row is written (e.g. to remove the trial's resumable state).
+SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
+                       const std::function<void(const Trial&)>& on_recorded = {});
 
 // A trial that trains nothing: it waits a configurable time and returns deterministic synthetic numbers, so
 // scheduling and results I/O can be exercised at any rank count (`--dry-run`).

@@ -15,9 +15,14 @@ ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial) {
   return parse_model_config(e.c_str(), sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")");
 }
 
+std::string trial_state_path(const std::string& state_dir, int64_t id) {
+  return (std::filesystem::path(state_dir) / ("trial_" + std::to_string(id) + ".h5")).string();
+}
+
 TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths,
-                                         std::string checkpoint_dir)
-    : m_sweep(sweep), m_checkpoint_dir(std::move(checkpoint_dir)) {
+                                         std::string checkpoint_dir, std::string state_dir, double state_interval_s)
+    : m_sweep(sweep), m_checkpoint_dir(std::move(checkpoint_dir)), m_state_dir(std::move(state_dir)),
+      m_state_interval_s(state_interval_s) {
   for (const auto& path : data_paths) {
     m_datasets.push_back(prepare_dataset(path));
     m_sources += (m_sources.empty() ? "" : ",") + path;
@@ -26,6 +31,7 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::ve
     if (!arch.init_core.empty() && !m_init_cores.count(arch.init_core))
       m_init_cores.emplace(arch.init_core, load_checkpoint(arch.init_core));
   create_output_folder(m_checkpoint_dir);  // no-op without --save-checkpoints
+  create_output_folder(m_state_dir);
 }
 
 int64_t TrainingTrialRunner::n_neurons() const {
@@ -48,6 +54,12 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
   spec.control.progress_label = "sweep trial " + std::to_string(trial.id);
   spec.control.progress_interval_s = 60.0;
+  if (!m_state_dir.empty()) {
+    spec.state_path = trial_state_path(m_state_dir, trial.id);
+    spec.state_identity = "\ntrial: " + std::to_string(trial.id) + "\ndata: " + m_sources + "\n";
+    spec.state_interval_s = m_state_interval_s;
+    spec.discard_other_state = true;  // e.g. left by an earlier sweep into this file that --force replaced
+  }
   const RunOutcome run = train_one(spec);
   const TrainResult& training = run.training;
 

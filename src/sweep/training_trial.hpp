@@ -22,17 +22,26 @@ class TrainingTrialRunner {
  public:
   // data_paths: one dataset per readout (several: one core, one readout per data_key, as train --data ...).
   // checkpoint_dir: empty, or a folder that receives trial_<id>.h5 for every finished trial.
-  TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths, std::string checkpoint_dir);
+  // state_dir: empty, or the folder of the trials' resumable states (trial_state_path), saved every
+  // state_interval_s seconds and on a stop signal; a trial with a state of its own continues from it, a trial
+  // with a state of another run (or an unreadable one) trains from the start and says so.
+  TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths, std::string checkpoint_dir,
+                      std::string state_dir = "", double state_interval_s = 600.0);
   TrialResult operator()(const Trial& trial) const;
   // Width of trials/neuron_correlation: the neurons of every dataset, in --data order.
   int64_t n_neurons() const;
 
  private:
   const SweepConfig& m_sweep;
-  std::string m_sources, m_checkpoint_dir;
+  std::string m_sources, m_checkpoint_dir, m_state_dir;
+  double m_state_interval_s;
   std::vector<std::unique_ptr<PreparedDataset>> m_datasets;
   std::map<std::string, Checkpoint> m_init_cores;  // by path
 };
+
+// The resumable state of trial `id` in `state_dir` (trial_<id>.h5); the sweep command keeps them in
+// "<results>.states/".
+std::string trial_state_path(const std::string& state_dir, int64_t id);
 
 // The model config of one trial (trial_model_yaml, decoded strictly).
 ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial);

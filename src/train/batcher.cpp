@@ -44,4 +44,23 @@ const std::vector<int64_t>& Batcher::next() {
   return m_batch;
 }
 
+BatcherState Batcher::state() const {
+  return BatcherState{m_epoch, static_cast<int64_t>(m_position), m_epochs, m_epoch_rng.state()};
+}
+
+void Batcher::restore(const BatcherState& s, const std::string& origin) {
+  std::vector<int64_t> sorted_state = s.epoch, sorted_rows = m_rows;
+  std::sort(sorted_state.begin(), sorted_state.end());
+  std::sort(sorted_rows.begin(), sorted_rows.end());
+  if (sorted_state != sorted_rows || s.position < 0 || s.position > static_cast<int64_t>(s.epoch.size()) || s.epochs < 0)
+    throw DataError("the minibatch state is not one of this run's training rows (" + std::to_string(s.epoch.size()) +
+                        " rows at position " + std::to_string(s.position) + ", the run keeps " +
+                        std::to_string(m_rows.size()) + ")",
+                    origin, "remove the state file to train from the start");
+  m_epoch = s.epoch;
+  m_position = static_cast<size_t>(s.position);
+  m_epochs = s.epochs;
+  m_epoch_rng = SplitMix64::from_state(s.rng_state);
+}
+
 }  // namespace v1sysid

@@ -10,9 +10,20 @@
 #include "train/rng.hpp"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace v1sysid {
+
+// Where a Batcher stands (resumable training states, train/train_state.hpp): the current epoch's permutation,
+// the position in it, the epochs started and the epoch generator's state. The kept rows are not part of it:
+// they follow from the seed and data fraction, which the resumed run shares.
+struct BatcherState {
+  std::vector<int64_t> epoch;
+  int64_t position = 0;
+  int64_t epochs = 0;
+  uint64_t rng_state = 0;
+};
 
 class Batcher {
  public:
@@ -24,6 +35,9 @@ class Batcher {
   // The next minibatch of batch_size() rows; the reference stays valid until the next call.
   const std::vector<int64_t>& next();
   int64_t epochs_started() const { return m_epochs; }
+  BatcherState state() const;
+  // Continues from `s`; DataError (naming `origin`) when it is not a state of this batcher's rows.
+  void restore(const BatcherState& s, const std::string& origin);
 
  private:
   void new_epoch();

@@ -36,6 +36,17 @@ EarlyStopping::Decision EarlyStopping::report_validation(double loss) {
   return Decision::restore_continue;
 }
 
+void EarlyStopping::restore(const State& s) {
+  m_lr = s.learning_rate;
+  m_iteration = s.iteration;
+  m_steps = s.steps;
+  m_best_iteration = s.best_iteration;
+  m_best = s.best;
+  m_bad = s.bad;
+  m_round = s.round;
+  m_finished = s.finished;
+}
+
 bool EarlyStopping::restore_at_end() const {
   return !m_finished && m_options.restore_best_at_max_iterations && m_best_iteration >= 0;
 }

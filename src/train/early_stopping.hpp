@@ -37,6 +37,14 @@ struct EarlyStoppingOptions {
 
 class EarlyStopping {
  public:
+  // Everything the policy has counted so far (resumable training states).
+  struct State {
+    double learning_rate = 0;
+    int64_t iteration = 0, steps = 0, best_iteration = -1;
+    double best = std::numeric_limits<double>::infinity();
+    int bad = 0, round = 0;
+    bool finished = false;
+  };
   enum class Decision {
     improved,          // snapshot the model now
     not_improved,      // nothing to do
@@ -62,6 +70,8 @@ class EarlyStopping {
   double best_loss() const { return m_best; }
   int64_t best_iteration() const { return m_best_iteration; }
   int round() const { return m_round; }
+  State state() const { return State{m_lr, m_iteration, m_steps, m_best_iteration, m_best, m_bad, m_round, m_finished}; }
+  void restore(const State& s);
   // True when the run ended by the patience rule in the last round (not by max_iterations).
   bool stopped_by_patience() const { return m_finished; }
 

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "io/output_file.hpp"
+#include "io/train_state.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -293,7 +294,42 @@ RunOutcome train_one(const RunSpec& spec) {
   }
   if (spec.before_training) spec.before_training();
   Trainer trainer(model, data, batchers);
-  out.training = make_schedule(config.train)->run(trainer, spec.control);
+  ScheduleControl control = spec.control;
+  const std::string identity = to_yaml(config) + spec.state_identity;
+  std::optional<TrainState> resumed;
+  if (!spec.state_path.empty() && std::filesystem::exists(spec.state_path)) {
+    try {
+      TrainState state = load_train_state(spec.state_path);
+      if (state.identity != identity)
+        throw ConfigError("the training state belongs to another run (another model config, data or options)",
+                          spec.state_path, "pass --force to train from the start, or choose another output");
+      trainer.restore_state(state, spec.state_path);
+      resumed = std::move(state);
+    } catch (const Error& e) {
+      if (!spec.discard_other_state) throw;
+      // restore_state checks everything before it changes anything, so the model is still the initial one.
+      std::fprintf(stderr, "%s: not resumed, training from the start: %s\n", spec.config_origin.c_str(), e.what());
+    }
+  }
+  if (resumed) {
+    control.resume = &resumed->schedule;
+    out.resumed_at_step = resumed->schedule.steps;
+    if (control.show_progress)
+      std::fprintf(stderr, "%s: resuming at step %lld (iteration %lld) from %s\n", control.progress_label.c_str(),
+                   static_cast<long long>(resumed->schedule.steps), static_cast<long long>(resumed->schedule.iteration),
+                   spec.state_path.c_str());
+  }
+  if (!spec.state_path.empty()) {
+    control.save_interval_s = spec.state_interval_s;
+    control.save_state = [&](const ScheduleState& schedule) {
+      TrainState state;
+      state.identity = identity;
+      trainer.capture_state(state);
+      state.schedule = schedule;
+      save_train_state(spec.state_path, state);
+    };
+  }
+  out.training = make_schedule(config.train)->run(trainer, control);
   if (out.training.status == "stopped" || out.training.status == "diverged") return out;
   for (size_t k = 0; k < spec.datasets.size(); ++k)
     out.evaluations.push_back(
@@ -328,6 +364,10 @@ RunOutcome train_one(const RunSpec& spec) {
   return out;
 }
 
+std::string train_state_path(const std::string& out_dir) {
+  return (std::filesystem::path(out_dir) / "train_state.h5").string();
+}
+
 TrainOutcome run_training(const TrainOptions& o) {
   namespace fs = std::filesystem;
   TrainOutcome out;
@@ -335,6 +375,8 @@ TrainOutcome run_training(const TrainOptions& o) {
   out.metrics_path = (fs::path(o.out_dir) / "metrics.json").string();
   if (fs::exists(out.checkpoint_path) && !o.force)
     throw IoError("the output exists", out.checkpoint_path, "pass --force to overwrite it or choose another --out");
+  if (!(o.state_interval_s >= 0))
+    throw ConfigError("--save-state-every must be 0 (no states) or positive", "the command line", "fix the value");
   const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
   refuse_outputs_inside_datasets({o.out_dir}, paths);
   RunSpec spec;
@@ -358,20 +400,47 @@ TrainOutcome run_training(const TrainOptions& o) {
   }
   spec.control.show_progress = o.show_progress;
   spec.before_training = [&] { create_output_folder(o.out_dir); };
+  const std::string state_path = train_state_path(o.out_dir);
+  if (o.force) {
+    std::error_code ec;
+    fs::remove(state_path, ec);  // --force starts over
+  }
+  if (o.state_interval_s > 0) {
+    spec.state_path = state_path;
+    spec.state_interval_s = o.state_interval_s;
+    // The data and options besides the model config that make a run: a state of another run is refused.
+    std::ostringstream identity;
+    identity << "\ndata:";
+    for (const auto& p : paths)
+      identity << " " << fs::absolute(p).lexically_normal().string() << " ("
+               << (fs::is_regular_file(p) ? std::to_string(fs::file_size(p)) + " bytes" : std::string("folder")) << ")";
+    identity << "\nneurons: " << o.neurons << "\ninit_core: " << o.init_core << "\nfreeze_core: " << o.freeze_core << "\n";
+    spec.state_identity = identity.str();
+  }
   RunOutcome run = train_one(spec);
   out.training = run.training;
+  out.resumed_at_step = run.resumed_at_step;
   const ModelConfig& config = run.config;
   std::string sources;
   for (const auto& p : paths) sources += (sources.empty() ? "" : ",") + p;
   if (out.training.status == "stopped") {
     // A preempted run has no finished model to offer: writing the best state so far under the final names would
-    // pass a half-trained model off as the result. Nothing is written; a rerun trains from the start.
-    throw StoppedError(
-        "a stop signal ended the training after " + std::to_string(out.training.steps) + " steps; nothing was written",
-        o.out_dir, "run the same command again to train the model from the start");
+    // pass a half-trained model off as the result. Only the training state is kept, to continue from.
+    if (spec.state_path.empty())
+      throw StoppedError("a stop signal ended the training after " + std::to_string(out.training.steps) +
+                             " steps; nothing was written (--save-state-every 0)",
+                         o.out_dir, "run the same command again to train the model from the start");
+    throw StoppedError("a stop signal ended the training after " + std::to_string(out.training.steps) +
+                           " steps; its state is saved in " + spec.state_path,
+                       o.out_dir, "run the same command again to continue from that step");
   }
+  auto remove_state = [&] {
+    std::error_code ec;
+    if (!spec.state_path.empty()) fs::remove(spec.state_path, ec);
+  };
   if (out.training.status == "diverged") {
     write_file_atomically(out.metrics_path, metrics_json(out.training, nullptr, config, {}, o.neurons));
+    remove_state();  // resuming it would diverge again
     throw DivergedError("training diverged: " + out.training.message, o.model_path + " on " + sources,
                         "lower train.learning_rate or check the data; status recorded in " + out.metrics_path);
   }
@@ -384,6 +453,7 @@ TrainOutcome run_training(const TrainOptions& o) {
   save_checkpoint(out.checkpoint_path, *run.model, preps, out.training, sources, o.force);
   write_file_atomically(out.metrics_path,
                         metrics_json(out.training, &*run.summary, config, out.dataset_evaluations, o.neurons));
+  remove_state();  // the result is written: nothing left to resume
   return out;
 }
 

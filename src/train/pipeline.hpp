@@ -76,6 +76,15 @@ struct RunSpec {
   std::string init_core_origin;  // its checkpoint path, for messages
   bool freeze_core = false;
   ScheduleControl control;                // stop flag and progress lines
+  // Resumable states (train/train_state.hpp): with state_path set, the run continues from the state saved there
+  // when it belongs to this run (identity: the resolved config plus state_identity, which names the data and
+  // options), and saves its state there every state_interval_s seconds and when a stop is requested. The caller
+  // removes the file once the result is written. A state of another run, or one that cannot be read: ConfigError
+  // unless discard_other_state, which then trains from the start (and later overwrites it).
+  std::string state_path;
+  std::string state_identity;
+  double state_interval_s = 600.0;
+  bool discard_other_state = false;
   std::function<void()> before_training;  // called once the model is built and initialised (train: creates --out)
 };
 
@@ -87,6 +96,7 @@ struct RunOutcome {
   // neuron-weighted summary (the one dataset's report when there is one).
   std::vector<EvaluationReport> evaluations;
   std::optional<EvaluationReport> summary;
+  int64_t resumed_at_step = -1;  // the optimiser step a saved state continued from; -1: trained from the start
 };
 
 // Builds the model, initialises it (init core), trains it with the config's schedule and evaluates the result
@@ -111,6 +121,9 @@ struct TrainOptions {
   std::optional<int64_t> max_iterations;
   std::optional<double> data_fraction;
   bool show_progress = true;
+  // DIR/train_state.h5 every this many seconds and when stopped (0: none); a rerun of the same command continues
+  // from it, --force discards it.
+  double state_interval_s = 600.0;
 };
 
 struct TrainOutcome {
@@ -118,7 +131,11 @@ struct TrainOutcome {
   std::optional<EvaluationReport> evaluation;  // absent when the run diverged; dataset 0
   std::vector<std::pair<std::string, EvaluationReport>> dataset_evaluations;  // per data_key (several datasets)
   std::string checkpoint_path, metrics_path;
+  int64_t resumed_at_step = -1;
 };
+
+// The state file of `train --out DIR`.
+std::string train_state_path(const std::string& out_dir);
 
 // Loads config and data, trains, writes DIR/checkpoint.h5 and DIR/metrics.json. A diverged run writes only
 // metrics.json (status "diverged" and the message) and then throws DivergedError. An existing

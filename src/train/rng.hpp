@@ -18,6 +18,13 @@ class SplitMix64 {
   SplitMix64(uint64_t seed, uint64_t stream) : m_state(seed) {
     m_state = next() ^ (stream * 0xD1B54A32D192ED03ull);
   }
+  // The whole generator state, for resumable training states (train/train_state.hpp).
+  uint64_t state() const { return m_state; }
+  static SplitMix64 from_state(uint64_t state) {
+    SplitMix64 r(0);
+    r.m_state = state;
+    return r;
+  }
   uint64_t next() {
     uint64_t z = (m_state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -1,5 +1,6 @@
 #include "train/schedule.hpp"
 
+#include "core/error.hpp"
 #include "core/progress.hpp"
 #include "train/early_stopping.hpp"
 
@@ -9,6 +10,38 @@
 #include <sstream>
 
 namespace v1sysid {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Saves a state through control.save_state every save_interval_s seconds (due()) and on request (now()).
+class StateSaver {
+ public:
+  StateSaver(const ScheduleControl& control) : m_control(control), m_last(std::chrono::steady_clock::now()) {}
+  bool enabled() const { return static_cast<bool>(m_control.save_state); }
+  bool due() const { return enabled() && seconds_since(m_last) >= m_control.save_interval_s; }
+  void save(const ScheduleState& s) {
+    m_control.save_state(s);
+    m_last = std::chrono::steady_clock::now();
+  }
+
+ private:
+  const ScheduleControl& m_control;
+  std::chrono::steady_clock::time_point m_last;
+};
+
+const ScheduleState* resumed_state(const ScheduleControl& control, const char* schedule) {
+  if (control.resume && control.resume->schedule != schedule)
+    throw DataError("a state of the " + control.resume->schedule + " schedule cannot resume a run of the " +
+                        std::string(schedule) + " schedule",
+                    "the training state", "remove the state file to train from the start");
+  return control.resume;
+}
+
+}  // namespace
 
 TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control) {
   const TrainConfig& tc = m_tc;
@@ -26,7 +59,35 @@ TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control)
   TrainResult result;
   const auto start = std::chrono::steady_clock::now();
   Progress progress(control.progress_label, tc.max_iterations, control.progress_interval_s);
-  double train_loss = 0, last_val = std::nan("");
+  double train_loss = 0, last_val = std::nan(""), elapsed_before = 0;
+  if (const ScheduleState* r = resumed_state(control, "ecker")) {
+    policy.restore({r->learning_rate, r->iteration, r->steps, r->best_iteration, r->best, static_cast<int>(r->bad),
+                    static_cast<int>(r->round), r->finished});
+    train_loss = r->train_loss;
+    last_val = r->last_val;
+    result.curve = r->curve;
+    elapsed_before = r->elapsed_seconds;
+    progress.resumed_at(r->iteration);
+  }
+  StateSaver saver(control);
+  auto state = [&] {
+    const EarlyStopping::State p = policy.state();
+    ScheduleState s;
+    s.schedule = "ecker";
+    s.learning_rate = p.learning_rate;
+    s.iteration = p.iteration;
+    s.steps = p.steps;
+    s.best_iteration = p.best_iteration;
+    s.best = p.best;
+    s.bad = p.bad;
+    s.round = p.round;
+    s.finished = p.finished;
+    s.train_loss = train_loss;
+    s.last_val = last_val;
+    s.elapsed_seconds = elapsed_before + seconds_since(start);
+    s.curve = result.curve;
+    return s;
+  };
   auto diverged = [&](const std::string& what, double value) {
     std::ostringstream m;
     m << what << " is " << value << " at iteration " << policy.iteration() << " (step " << policy.steps()
@@ -36,10 +97,12 @@ TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control)
   };
   while (policy.running()) {
     if (control.stop()) {  // only the sweep driver installs the handler (SLURM preemption): leave cleanly
+      if (saver.enabled()) saver.save(state());
       result.status = "stopped";
       result.message = "stopped by a signal before the schedule ended";
       break;
     }
+    if (saver.due()) saver.save(state());
     const double lr = policy.learning_rate();
     train_loss = trainer.step(lr);
     const bool validate = policy.step_done();
@@ -82,7 +145,7 @@ TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control)
   result.iterations = policy.iteration();
   result.steps = policy.steps();
   result.final_learning_rate = policy.learning_rate();
-  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.wall_seconds = elapsed_before + seconds_since(start);
   if (control.show_progress)
     progress.finish(result.status + ", best validation loss " + std::to_string(result.best_val_loss));
   return result;
@@ -98,28 +161,67 @@ TrainResult LurzSchedule::run(Trainer& trainer, const ScheduleControl& control) 
   Progress progress(control.progress_label, tc.max_epochs, control.progress_interval_s);
   constexpr double kTolerance = 1e-6;
   double lr = tc.learning_rate, best = -std::numeric_limits<double>::infinity(), sched_best = best;
-  int bad = 0, sched_bad = 0, rounds = 0;
-  int64_t steps = 0, epoch = 0;
+  int64_t bad = 0, sched_bad = 0, rounds = 0;
+  int64_t steps = 0, epoch = 0, epoch_step = 0;
   bool stopped = false;
-  double train_loss = 0;
-  // Epoch 0: the initial model is the first snapshot (the reference evaluates before training too).
-  {
+  double train_loss = 0, elapsed_before = 0;
+  if (const ScheduleState* r = resumed_state(control, "lurz")) {
+    lr = r->learning_rate;
+    best = r->best;
+    sched_best = r->plateau_best;
+    bad = r->bad;
+    sched_bad = r->plateau_bad;
+    rounds = r->round;
+    steps = r->steps;
+    epoch = r->iteration;
+    epoch_step = r->epoch_step;
+    train_loss = r->train_loss;
+    result.best_iteration = r->best_iteration;
+    result.best_val_loss = r->best_val_loss;
+    result.curve = r->curve;
+    elapsed_before = r->elapsed_seconds;
+    progress.resumed_at(epoch);
+  } else {
+    // Epoch 0: the initial model is the first snapshot (the reference evaluates before training too).
     const double corr = trainer.validation_correlation();
     best = sched_best = std::isfinite(corr) ? corr : best;
     model.arena().snapshot(space);
     result.best_iteration = 0;
   }
+  StateSaver saver(control);
+  auto state = [&] {
+    ScheduleState s;
+    s.schedule = "lurz";
+    s.learning_rate = lr;
+    s.best = best;
+    s.plateau_best = sched_best;
+    s.bad = bad;
+    s.plateau_bad = sched_bad;
+    s.round = rounds;
+    s.steps = steps;
+    s.iteration = epoch;
+    s.epoch_step = epoch_step;
+    s.train_loss = train_loss;
+    s.best_iteration = result.best_iteration;
+    s.best_val_loss = result.best_val_loss;
+    s.curve = result.curve;
+    s.elapsed_seconds = elapsed_before + seconds_since(start);
+    return s;
+  };
   while (epoch < tc.max_epochs && !stopped) {
-    for (int64_t i = 0; i < steps_per_epoch && !control.stop(); ++i) {
+    for (; epoch_step < steps_per_epoch && !control.stop(); ++epoch_step) {
+      if (saver.due()) saver.save(state());
       train_loss = trainer.step(lr);
       ++steps;
       if (!std::isfinite(train_loss)) break;
     }
     if (control.stop()) {  // SLURM preemption (see run()): leave at the next step, the epoch unfinished
+      if (saver.enabled()) saver.save(state());
       result.status = "stopped";
       result.message = "stopped by a signal before the schedule ended";
       break;
     }
+    epoch_step = 0;
     ++epoch;
     if (!std::isfinite(train_loss)) {
       result.status = "diverged";
@@ -165,7 +267,7 @@ TrainResult LurzSchedule::run(Trainer& trainer, const ScheduleControl& control) 
   result.iterations = epoch;
   result.steps = steps;
   result.final_learning_rate = lr;
-  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.wall_seconds = elapsed_before + seconds_since(start);
   if (control.show_progress) progress.finish(result.status + ", best validation correlation " + std::to_string(best));
   return result;
 }

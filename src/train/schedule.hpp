@@ -5,11 +5,18 @@
 //                  with restore (the rules are spelled out in train/trainer.hpp).
 // Both poll ScheduleControl::stop before every step, so a stop signal (core/stop.hpp) ends a run at the next step
 // with status "stopped".
+// Resumable states (train/train_state.hpp): with ScheduleControl::save_state set, a schedule hands its state to
+// it between two steps, every save_interval_s seconds and once more when a stop is requested; with
+// ScheduleControl::resume set, it continues from that state (the trainer's part restored by the caller) and
+// takes exactly the steps an uninterrupted run would.
 #pragma once
 
 #include "core/stop.hpp"
 #include "model/model_config.hpp"
+#include "train/train_state.hpp"
 #include "train/trainer.hpp"
+
+#include <functional>
 
 #include <memory>
 #include <string>
@@ -21,6 +28,9 @@ struct ScheduleControl {
   bool show_progress = true;
   std::string progress_label = "train";
   double progress_interval_s = 10.0;  // between progress lines when stderr is not a terminal
+  std::function<void(const ScheduleState&)> save_state;  // empty: no states are saved
+  double save_interval_s = 600.0;
+  const ScheduleState* resume = nullptr;  // the state to continue from, if any
 };
 
 class Schedule {

@@ -1,6 +1,7 @@
 #include "train/trainer.hpp"
 
 #include "train/schedule.hpp"
+#include "train/train_state.hpp"
 
 #include "core/error.hpp"
 #include "core/profiling.hpp"
@@ -233,6 +234,71 @@ int64_t Trainer::steps_per_epoch() const {
   for (const auto& b : m_batchers)
     steps = std::max<int64_t>(steps, static_cast<int64_t>(b.rows().size()) / b.batch_size());
   return steps;
+}
+
+namespace {
+// A device or host view (the snapshot) as a host vector.
+template <class View>
+std::vector<Real> to_host_vector(const View& v) {
+  auto host = Kokkos::create_mirror_view_and_copy(HostSpace(), v);
+  return std::vector<Real>(host.data(), host.data() + host.extent(0));
+}
+HostView1<Real> host_view(const std::vector<Real>& v, const char* label) {
+  HostView1<Real> out(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), v.size());
+  std::copy(v.begin(), v.end(), out.data());
+  return out;
+}
+}  // namespace
+
+void Trainer::capture_state(TrainState& state) const {
+  const auto& arena = m_model.arena();
+  state.params = to_host_vector(arena.params());
+  state.adam_m = to_host_vector(arena.adam_m());
+  state.adam_v = to_host_vector(arena.adam_v());
+  state.adam_step = arena.adam_step();
+  state.has_snapshot = arena.has_snapshot();
+  if (state.has_snapshot) {
+    const auto& s = arena.last_snapshot();
+    state.snapshot_params = to_host_vector(s.params);
+    state.snapshot_adam_m = to_host_vector(s.adam_m);
+    state.snapshot_adam_v = to_host_vector(s.adam_v);
+    state.snapshot_adam_step = s.adam_step;
+  }
+  state.sample_counter = m_model.sample_counter();
+  state.batchers.clear();
+  for (const auto& b : m_batchers) state.batchers.push_back(b.state());
+}
+
+void Trainer::restore_state(const TrainState& state, const std::string& origin) {
+  auto& arena = m_model.arena();
+  const size_t n = arena.size();
+  auto fits = [n](const std::vector<Real>& v) { return v.size() == n; };
+  if (!fits(state.params) || !fits(state.adam_m) || !fits(state.adam_v) || state.adam_step < 0 ||
+      state.snapshot_adam_step < 0 ||
+      (state.has_snapshot && (!fits(state.snapshot_params) || !fits(state.snapshot_adam_m) || !fits(state.snapshot_adam_v))))
+    throw DataError("the state holds " + std::to_string(state.params.size()) + " parameters, the model " +
+                        std::to_string(n),
+                    origin, "remove the state file to train from the start");
+  if (state.batchers.size() != m_batchers.size())
+    throw DataError("the state has " + std::to_string(state.batchers.size()) + " minibatch streams, the run " +
+                        std::to_string(m_batchers.size()) + " datasets",
+                    origin, "remove the state file to train from the start");
+  std::vector<Batcher> batchers = m_batchers;  // restored on copies, so that a bad state changes nothing
+  for (size_t k = 0; k < batchers.size(); ++k) batchers[k].restore(state.batchers[k], origin);
+  Kokkos::deep_copy(arena.params(), host_view(state.params, "v1sysid::resume::params"));
+  Kokkos::deep_copy(arena.adam_m(), host_view(state.adam_m, "v1sysid::resume::adam_m"));
+  Kokkos::deep_copy(arena.adam_v(), host_view(state.adam_v, "v1sysid::resume::adam_v"));
+  arena.set_adam_step(state.adam_step);
+  if (state.has_snapshot) {
+    ParamArena<Real>::HostSnapshot s;
+    s.params = host_view(state.snapshot_params, "v1sysid::resume::snapshot_params");
+    s.adam_m = host_view(state.snapshot_adam_m, "v1sysid::resume::snapshot_adam_m");
+    s.adam_v = host_view(state.snapshot_adam_v, "v1sysid::resume::snapshot_adam_v");
+    s.adam_step = state.snapshot_adam_step;
+    arena.set_snapshot(s);
+  }
+  m_model.set_sample_counter(state.sample_counter);
+  m_batchers = std::move(batchers);
 }
 
 TrainResult Trainer::run(bool show_progress, const std::string& progress_label, double progress_interval_s) {

@@ -39,6 +39,8 @@
 
 namespace v1sysid {
 
+struct TrainState;  // train/train_state.hpp
+
 struct TrainingData {
   int64_t n_trials = 0, height = 0, width = 0, n_neurons = 0;
   View1<Real> images;                // (n_trials * H * W), z-scored
@@ -120,6 +122,11 @@ class Trainer {
   // The Lurz schedule's epoch: max over datasets of floor(training rows / batch size), at least 1.
   int64_t steps_per_epoch() const;
   Model<Real>& model() { return m_model; }
+  // Resumable states (train/train_state.hpp): the trainer's part (arena, snapshot, noise counter, batchers) is
+  // copied into `state` (its schedule part is left as it is), or continued from; restore_state throws
+  // DataError naming `origin` when the state does not fit this model and data, before it changes anything.
+  void capture_state(TrainState& state) const;
+  void restore_state(const TrainState& state, const std::string& origin);
 
  private:
   Model<Real>& m_model;

@@ -52,7 +52,7 @@ def text(value):
 _CHECKSUM_HEAD = ("trial_id", "architecture", "data_fraction", "seed")
 _CHECKSUM_TAIL = ("status", "message", "best_val_loss", "test_correlation", "feve", "fraction_oracle", "iterations",
                   "wall_seconds", "rank", "host", "val_curve", "neuron_correlation")
-FINISHED_STATUSES = ("ok", "diverged", "failed")
+FINISHED_STATUSES = ("ok", "diverged", "failed", "pruned")  # "pending" and "running" rows are not finished
 
 
 def row_checksums(trials):

@@ -63,9 +63,12 @@ find_package(PNG REQUIRED)
 # WebP photos (gcompris-qt-data); libwebp has no CMake config on Debian 12.
 pkg_check_modules(LIBWEBP REQUIRED IMPORTED_TARGET libwebp)
 
+# SHA-256 dataset digests that `sha256sum` reproduces (data/digest.hpp).
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
 add_library(v1sysid_deps INTERFACE)
 target_link_libraries(v1sysid_deps INTERFACE
   Kokkos::kokkoskernels Kokkos::kokkos hdf5::hdf5 MPI::MPI_CXX ${V1SYSID_YAML_TARGET}
-  nlohmann_json::nlohmann_json PkgConfig::LIBZIP JPEG::JPEG PNG::PNG PkgConfig::LIBWEBP)
+  nlohmann_json::nlohmann_json PkgConfig::LIBZIP JPEG::JPEG PNG::PNG PkgConfig::LIBWEBP OpenSSL::Crypto)
 # Older FindHDF5 versions do not define hdf5::hdf5's include directories on every platform.
 target_include_directories(v1sysid_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})

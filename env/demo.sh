@@ -74,7 +74,7 @@ has_command() {
 # when complete, so a finished run leaves nothing else; a 0-byte file never counts.
 file_done() { [ -s "$1" ]; }
 
-# sweep_done <results.h5>: every trial row has a final status (ok, diverged, failed). A missing, empty or
+# sweep_done <results.h5>: every trial row has a final status (ok, diverged, failed, pruned). A missing, empty or
 # unreadable file, a `pending` row or a status this check does not know (a retryable one) means the sweep has
 # work left: running the same command again resumes exactly those rows.
 sweep_done() {
@@ -86,7 +86,7 @@ import h5py
 
 with h5py.File(sys.argv[1], "r") as f:
     status = [s.decode() if isinstance(s, bytes) else str(s) for s in f["trials/status"][()]]
-sys.exit(0 if all(s in ("ok", "diverged", "failed") for s in status) else 1)
+sys.exit(0 if all(s in ("ok", "diverged", "failed", "pruned") for s in status) else 1)
 PY
 }
 

@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev
   libjpeg-dev libpng-dev libwebp-dev
-  libcli11-dev nlohmann-json3-dev libzip-dev
+  libcli11-dev nlohmann-json3-dev libzip-dev libssl-dev
   python3-h5py python3-numpy python3-matplotlib
 )
 if [ "${V1SYSID_WITH_TORCH:-0}" = 1 ]; then packages+=(python3-torch); fi

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -14,6 +15,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) listing |= std::strncmp(argv[i], "--gtest_list_tests", 18) == 0;
   ::testing::InitGoogleTest(&argc, argv);
   if (listing) return RUN_ALL_TESTS();
+  // Dataset digests of test runs (data/digest.hpp) are cached in a folder of the build, not in the user's
+  // ~/.cache; commands the tests start inherit it. A test that needs its own cache sets the variable itself.
+  setenv("V1SYSID_CACHE_DIR", V1SYSID_TEST_CACHE_DIR, 0);
   MPI_Init(&argc, &argv);
   v1sysid::h5::silence_library_errors();
   int code = 0;

@@ -3,6 +3,7 @@
 // issue, the reference preprocessing against closed-form values, and area downsampling.
 #include "core/error.hpp"
 #include "data/dataset.hpp"
+#include "data/digest.hpp"
 #include "io/h5.hpp"
 #include "io/npy.hpp"
 #include "test_support.hpp"
@@ -736,6 +737,41 @@ TEST(FileTree, BadInputsNameTheFile) {
 }
 
 // ---- shared pieces -------------------------------------------------------------------------------------------
+
+// ---- Dataset identity (data/digest.hpp) -------------------------------------------------------------------------
+
+// A file's digest is what sha256sum prints; a folder's is the documented manifest pipeline; both are cached by path,
+// size and modification time (a same-size rewrite with the old time keeps the cached value, a new time does not).
+TEST(DatasetDigest, FilesMatchSha256sumFoldersTheManifestAndTheCacheFollowsChanges) {
+  v1sysid::testing::ScratchDir dir;
+  setenv("V1SYSID_CACHE_DIR", (dir / "cache").c_str(), 1);
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");  // FIPS 180-2
+  const std::string file = dir / "d.h5";
+  std::ofstream(file) << "first content";
+  auto shell = [](const std::string& c) { return v1sysid::testing::run_shell(c).output.substr(0, 64); };
+  EXPECT_EQ(dataset_digest(file), shell("sha256sum " + file));
+  namespace fs = std::filesystem;
+  fs::create_directories(dir / "tree/meta/neurons");
+  std::ofstream(dir / "tree/meta/neurons/unit_ids.npy") << "ids";
+  std::ofstream(dir / "tree/b.txt") << "b";
+  std::ofstream(dir / "tree/a b.txt") << "with a space";
+  EXPECT_EQ(dataset_digest(dir / "tree"),
+            shell("cd " + (dir / "tree") +
+                  " && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum"));
+  // The cache: rewritten with the same size and time, the old digest is served (the file is not read again) ...
+  const std::string before = dataset_digest(file);
+  const auto time = fs::last_write_time(file);
+  std::ofstream(file) << "other content";
+  fs::last_write_time(file, time);
+  EXPECT_EQ(dataset_digest(file), before);
+  // ... and with a new time it is read again; the cache keeps one line per path.
+  fs::last_write_time(file, time + std::chrono::seconds(5));
+  EXPECT_EQ(dataset_digest(file), shell("sha256sum " + file));
+  const std::string cached = v1sysid::testing::read_text(dir / "cache/digests.tsv");
+  EXPECT_EQ(std::count(cached.begin(), cached.end(), '\n'), 4) << cached;  // d.h5 and the folder's three files
+  unsetenv("V1SYSID_CACHE_DIR");
+  EXPECT_THROW(dataset_digest(dir / "missing.h5"), IoError);
+}
 
 TEST(Dataset, DataKeyFollowsTheSensoriumLoaders) {
   EXPECT_EQ(data_key_from_path("/data/static20457-5-9-preproc0.h5"), "20457-5-9-0");

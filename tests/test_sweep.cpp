@@ -1,12 +1,16 @@
 // Sweep files, the trial table, the MPI scheduler with its results file, resume after SIGKILL, and select.
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "sweep/checksum.hpp"
+#include "sweep/scheduler.hpp"
 #include "sweep/select.hpp"
 #include "sweep/sweep_config.hpp"
 #include "sweep/training_trial.hpp"
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 namespace {
 
@@ -588,6 +593,176 @@ TEST(SweepStop, AStoppedSweepExits75AndTheRerunFinishesIt) {
   for (const auto& s : read_results(out).status) EXPECT_EQ(s, "ok");
 }
 
+// ---- Live rows and `v1sysid status` ------------------------------------------------------------------------------
+
+// A running trial's row says so while it runs ("running", counters, curve, heartbeat); `status --json`, read twice
+// during the sweep, sees its iteration advance; `status --watch` follows the sweep to its end and then exits.
+TEST(SweepStatus, LiveRowsLetStatusWatchASweepAdvance) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: live\nseed: 1\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {draws: 2}\n"
+                           "dry_run: {min_seconds: 4, max_seconds: 4, neurons: 3}\n");
+  const std::string out = dir / "r.h5", log = dir / "log", watch = dir / "watch";
+  const std::string status = std::string(V1SYSID_TEST_EXE) + " status " + out;
+  auto r = run_shell(v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out) + " > " + log + " 2>&1 & " +
+                     status + " --watch 0.5 > " + watch + " 2>&1 & w=$!; " +
+                     "for i in $(seq 100); do " + status + " --json 2>/dev/null | grep -q '\"running\":1' && break; sleep 0.1; done; " +
+                     status + " --json; sleep 1.5; " + status + " --json; wait $w; echo watch_rc=$?; wait");
+  // Two JSON lines while trial 0 runs.
+  std::vector<nlohmann::json> reports;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') reports.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(reports.size(), 2u) << r.output;
+  ASSERT_EQ(reports[0]["running"].size(), 1u) << r.output;
+  ASSERT_EQ(reports[1]["running"].size(), 1u) << r.output;
+  EXPECT_EQ(reports[0]["running"][0]["trial"], 0) << r.output;
+  EXPECT_GT(reports[1]["running"][0]["iterations"].get<int64_t>(), reports[0]["running"][0]["iterations"].get<int64_t>())
+      << r.output;
+  EXPECT_LT(reports[1]["running"][0]["heartbeat_age_seconds"].get<double>(), 3.0) << r.output;
+  EXPECT_EQ(reports[1]["trials"]["pending"], 1) << r.output;
+  // --watch printed while the sweep ran and stopped by itself once every trial had finished.
+  EXPECT_NE(r.output.find("watch_rc=0"), std::string::npos) << r.output;
+  const std::string watched = v1sysid::testing::read_text(watch);
+  EXPECT_NE(watched.find("1 running"), std::string::npos) << watched;
+  EXPECT_NE(watched.find("2 of 2 trials finished (2 ok"), std::string::npos) << watched;
+  for (const auto& s : read_results(out).status) EXPECT_EQ(s, "ok");
+}
+
+// A "running" row whose heartbeat stopped (its job died) is reported as stalled, and the next run of the sweep
+// treats it as unfinished and runs it again.
+TEST(SweepStatus, ARowLeftRunningByADeadJobIsStalledAndRunAgain) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    auto f = v1sysid::h5::File::open_rw(out);
+    const hid_t d = f.open_dataset("trials/status").release();
+    const hid_t h = f.open_dataset("trials/heartbeat").release();
+    hsize_t start = 3, count = 1;
+    hid_t space = H5Dget_space(d), mem = H5Screate_simple(1, &count, nullptr);
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+    hid_t type = H5Dget_type(d);
+    std::string running(H5Tget_size(type), '\0');
+    running.replace(0, 7, "running");
+    H5Dwrite(d, type, mem, space, H5P_DEFAULT, running.data());
+    const double old = 1.0e9;  // 2001: long before now
+    H5Dwrite(h, H5T_NATIVE_DOUBLE, mem, space, H5P_DEFAULT, &old);
+    H5Tclose(type), H5Sclose(mem), H5Sclose(space), H5Dclose(h), H5Dclose(d);
+  }
+  r = run_shell(std::string(V1SYSID_TEST_EXE) + " status " + out + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["trials"]["running"], 1) << r.output;
+  EXPECT_EQ(j["stalled"], nlohmann::json::array({3})) << r.output;
+  r = run_shell(std::string(V1SYSID_TEST_EXE) + " status " + out);
+  EXPECT_NE(r.output.find("STALLED"), std::string::npos) << r.output;
+  // --png writes the curves, and refuses to overwrite without --force.
+  const std::string png = dir / "curves.png";
+  r = run_shell(std::string(V1SYSID_TEST_EXE) + " status " + out + " --png " + png);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(v1sysid::testing::read_text(png).substr(1, 3), "PNG");
+  r = run_shell(std::string(V1SYSID_TEST_EXE) + " status " + out + " --png " + png);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 to run"), std::string::npos) << r.output;
+  EXPECT_EQ(read_results(out).status[3], "ok");
+}
+
+// A results file of format 3 (before live rows) is upgraded in place when a sweep resumes it: trials/heartbeat is
+// added, its finished rows keep their values and checksums and are not run again.
+TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto before = v1sysid::h5::File::open(out).read<uint64_t>("trials/row_checksum");
+  {
+    auto f = v1sysid::h5::File::open_rw(out);
+    ASSERT_GE(H5Ldelete(f.id(), "trials/heartbeat", H5P_DEFAULT), 0);
+    f.write_attribute("/", "format_version", int64_t{3});
+  }
+  r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("upgraded " + out + " from results format 3 to 4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("0 to run"), std::string::npos) << r.output;
+  auto f = v1sysid::h5::File::open(out);
+  EXPECT_EQ(f.read_attribute_int("/", "format_version"), 4);
+  EXPECT_TRUE(f.exists("trials/heartbeat"));
+  EXPECT_EQ(f.read<uint64_t>("trials/row_checksum"), before);
+}
+
+// The median stopping rule (`pruning: {rule: median, ...}`, off by default) stops a trial whose best loss so far is
+// worse than the median, at the same check, of the finished ok trials of its architecture: its row says "pruned",
+// `select` leaves it out and a rerun does not redo it. Without the rule no trial is pruned.
+TEST(SweepPruning, TheMedianRuleStopsTrialsWorseThanTheFinishedOnes) {
+  ScratchDir dir;
+  const std::string body =
+      "name: prune\nseed: 5\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch:\n  draws: 10\n"
+      "  hyperparameters:\n    core.smooth_weight: {log_uniform: [0.0001, 1.0]}\n"
+      "dry_run: {min_seconds: 0.6, max_seconds: 0.6, neurons: 3}\n";
+  auto plain = write_sweep(dir, "plain.yaml", body);
+  auto pruned = write_sweep(dir, "pruned.yaml", body + "pruning: {rule: median, min_checks: 2, min_trials: 2}\n");
+  auto r = run_v1sysid_mpi(1, "sweep " + plain + " --out " + (dir / "plain.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& s : read_results(dir / "plain.h5").status) EXPECT_EQ(s, "ok");
+  const std::string out = dir / "pruned.h5";
+  r = run_v1sysid_mpi(1, "sweep " + pruned + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = v1sysid::h5::File::open(out);
+  const auto status = f.read_strings("trials/status");
+  v1sysid::h5::Shape shape;
+  const auto curves = f.read<double>("trials/val_curve", &shape);
+  auto curve = [&](size_t i) {
+    std::vector<double> c;
+    for (size_t k = 0; k < shape[1] && std::isfinite(curves[i * shape[1] + k]); ++k) c.push_back(curves[i * shape[1] + k]);
+    return c;
+  };
+  int n_pruned = 0, n_ok = 0;
+  for (size_t i = 0; i < status.size(); ++i) {
+    n_ok += status[i] == "ok";
+    if (status[i] != "pruned") continue;
+    ++n_pruned;
+    // One rank runs the trials in order: the peers of trial i are the ok trials before it.
+    const auto c = curve(i);
+    const size_t k = c.size();
+    std::vector<double> peer_best;
+    for (size_t j = 0; j < i; ++j)
+      if (status[j] == "ok" && curve(j).size() >= k) {
+        const auto p = curve(j);
+        peer_best.push_back(*std::min_element(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(k)));
+      }
+    ASSERT_GE(peer_best.size(), 2u) << "trial " << i;
+    std::sort(peer_best.begin(), peer_best.end());
+    const size_t m = peer_best.size();
+    const double median = m % 2 ? peer_best[m / 2] : 0.5 * (peer_best[m / 2 - 1] + peer_best[m / 2]);
+    EXPECT_GT(*std::min_element(c.begin(), c.end()), median) << "trial " << i << " pruned at check " << k;
+  }
+  EXPECT_GE(n_pruned, 1) << r.output;
+  EXPECT_GE(n_ok, 2) << r.output;
+  r = run_v1sysid_mpi(1, "select " + out);
+  EXPECT_NE(r.output.find(std::to_string(n_ok) + "/10"), std::string::npos) << r.output;
+  r = run_v1sysid_mpi(1, "sweep " + pruned + " --out " + out);
+  EXPECT_NE(r.output.find("0 to run"), std::string::npos) << r.output;
+  // The rule's own arithmetic: even and odd numbers of peers, too few peers, too early.
+  const std::vector<double> a{3, 2, 1}, b{3, 2, 2}, c{4, 4, 4}, shorter{1};
+  v1sysid::PruningConfig rule;
+  rule.enabled = true;
+  rule.min_checks = 2;
+  rule.min_trials = 2;
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));    // 4 > median(2, 2)
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 2}, {&a, &b}));   // 2 is not worse than 2
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &shorter}));  // one peer reached check 2
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4.5}, {&a, &b, &c}));   // median of 2, 2, 4 is 2
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {9}, {&a, &b, &c}));       // before min_checks
+  rule.enabled = false;
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));
+}
+
 // A file at --out that is not a results file (empty, or another format) is refused and left unchanged.
 TEST(SweepFaults, AnEmptyOrForeignFileAtOutIsRefusedUnchanged) {
   ScratchDir dir;
@@ -808,10 +983,52 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   v1sysid::h5::File::open(dir / "core.h5").read<float>("trials/neuron_correlation", &shape);
   EXPECT_EQ(shape[1], 120u);
   EXPECT_EQ(v1sysid::h5::File::open(dir / "frozen.h5").read_strings("trials/status"), std::vector<std::string>{"ok"});
+  // A core that does not fit its architecture (other channels) is refused before any trial, naming the checkpoint,
+  // instead of failing, and being recorded as failed, in every trial.
+  auto misfit = write_sweep(dir, "misfit.yaml",
+                            "name: misfit\nseed: 1\nbase_model: m.yaml\n"
+                            "architectures: [{name: wide, init_core: core/checkpoint.h5, freeze_core: true, "
+                            "overrides: {core: {channels: [6, 6]}}}]\nsearch: {draws: 3}\n");
+  r = run_v1sysid_mpi(1, "sweep " + misfit + " --data " + (dir / "other.h5") + " --out " + (dir / "misfit.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("core/checkpoint.h5 (architectures[0].init_core) differs from the core"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "misfit.h5"));
 }
 
 // A resume must use the inputs the results file was started with: other datasets (fewer, or another order) or a
 // changed init-core checkpoint are refused; the same inputs resume.
+// The results file records each dataset's SHA-256 (what sha256sum prints), computed once, on rank 0; a file started
+// before the SHA-256 digests recorded 64-bit FNV-1a checksums and still resumes on the same data, not on other data.
+TEST(SweepIdentity, DatasetDigestsAreSha256FromRankZeroAndOldChecksumFilesStillResume) {
+  ScratchDir dir;
+  std::ofstream(dir / "a.bin") << "a dataset of a few bytes";
+  std::string body = dry_sweep(0);
+  body.replace(body.find("min_seconds: 0.15, max_seconds: 0.25"), 36, "min_seconds: 0.01, max_seconds: 0.02");
+  auto sweep = write_sweep(dir, "s.yaml", body);
+  const std::string cache = "V1SYSID_CACHE_DIR=" + (dir / "cache") + " ";
+  const std::string cmd = "sweep " + sweep + " --data " + (dir / "a.bin") + " --out " + (dir / "r.h5");
+  auto r = run_shell(cache + v1sysid::testing::mpi_command(2, cmd));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  size_t lines = 0;
+  for (size_t at = r.output.find("dataset identity (SHA-256)"); at != std::string::npos;
+       at = r.output.find("dataset identity (SHA-256)", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 1u) << "the digest is computed by rank 0 alone: " << r.output;
+  const auto sha = run_shell("sha256sum " + (dir / "a.bin") + " | cut -c1-64");
+  const std::string expected = sha.output.substr(0, 64);
+  EXPECT_EQ(v1sysid::h5::File::open(dir / "r.h5").read_attribute_string("/", "dataset_checksum"), expected);
+  EXPECT_NE(v1sysid::testing::read_text(dir / "cache/digests.tsv").find(expected), std::string::npos);
+  // A file of the FNV-1a era: resumes on the same data, refused on other data.
+  v1sysid::h5::File::open_rw(dir / "r.h5").write_attribute("/", "dataset_checksum", v1sysid::dataset_checksum(dir / "a.bin"));
+  r = run_shell(cache + v1sysid::testing::mpi_command(1, cmd));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  v1sysid::h5::File::open_rw(dir / "r.h5").write_attribute("/", "dataset_checksum", std::string("0123456789abcdef"));
+  r = run_shell(cache + v1sysid::testing::mpi_command(1, cmd));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("the dataset differs"), std::string::npos) << r.output;
+}
+
 TEST(SweepIdentity, OtherDatasetsOrAnotherInitCoreAreRefusedOnResume) {
   ScratchDir dir;
   std::ofstream(dir / "a.bin") << "first dataset";

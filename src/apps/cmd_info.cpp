@@ -2,6 +2,7 @@
 // summarises it: trials per tier, neurons, image shape, test images and their repeats, data_key.
 #include "apps/commands.hpp"
 #include "data/dataset.hpp"
+#include "data/digest.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,7 @@ namespace {
 struct InfoOptions {
   std::string path;
   bool json = false;
+  bool digest = false;
 };
 
 const char* format_description(const std::string& format) {
@@ -77,12 +79,19 @@ void add_info_command(CLI::App& app) {
                   "StaticImageSet .h5 file, FileTree folder or zipped FileTree (.zip); read-only")
       ->required();
   cmd->add_flag("--json", options->json, "Print one JSON object instead of the table");
+  cmd->add_flag("--sha256", options->digest,
+                "Also print the dataset's SHA-256 identity, as a sweep records it (`sha256sum FILE` for a file; a "
+                "manifest digest for a FileTree folder, docs/formats.md)");
   cmd->callback([options] {
     const Dataset d = load_dataset(options->path);
+    const std::string digest = options->digest ? dataset_digest(options->path) : std::string();
     if (options->json) {
-      std::cout << summary_json(d).dump() << std::endl;
+      auto j = summary_json(d);
+      if (options->digest) j["sha256"] = digest;
+      std::cout << j.dump() << std::endl;
     } else {
       print_summary(d);
+      if (options->digest) std::cout << "sha256      " << digest << "\n";
     }
   });
 }

@@ -3,6 +3,7 @@
 #include "core/collective.hpp"
 #include "core/error.hpp"
 #include "core/stop.hpp"
+#include "data/digest.hpp"
 #include "io/output_file.hpp"
 #include "model/model_config.hpp"
 #include "sweep/checksum.hpp"
@@ -17,6 +18,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -84,9 +86,28 @@ std::string dataset_paths(const std::vector<std::string>& paths) {
   for (const auto& p : paths) out += (out.empty() ? "" : ",") + p;
   return out;
 }
-std::string dataset_checksums(const std::vector<std::string>& paths) {
+std::string legacy_dataset_checksums(const std::vector<std::string>& paths) {
   std::string out;
   for (const auto& p : paths) out += (out.empty() ? "" : ",") + dataset_checksum(p);
+  return out;
+}
+// The SHA-256 digests of the datasets (data/digest.hpp), computed on rank 0 only (cached there by path, size and
+// time) and broadcast, so that the ranks do not all read every dataset in full before the first trial.
+std::string dataset_digests(MPI_Comm comm, const std::vector<std::string>& paths) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  std::string out;
+  run_agreed(comm, [&] {
+    if (rank != 0) return;
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& p : paths) out += (out.empty() ? "" : ",") + dataset_digest(p);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "sweep: dataset identity (SHA-256) in %.2f s\n", seconds);
+  });
+  int length = static_cast<int>(out.size());
+  MPI_Bcast(&length, 1, MPI_INT, 0, comm);
+  out.resize(static_cast<size_t>(length));
+  MPI_Bcast(out.data(), length, MPI_CHAR, 0, comm);
   return out;
 }
 
@@ -138,21 +159,24 @@ void run_sweep_command(const SweepOptions& o) {
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : 16;
       layout.n_neurons = sweep.dry_run.neurons;
       meta.dataset_path = o.data.empty() ? "none (dry run)" : dataset_paths(o.data);
-      meta.dataset_checksum = o.data.empty() ? "none" : dataset_checksums(o.data);
-      runner = [&sweep](const Trial& t) { return run_dry_trial(sweep, t); };
+      meta.dataset_checksum = "none";  // replaced by the digests below when --data is given
+      runner = [&sweep](const Trial& t, const TrialProgress& p) { return run_dry_trial(sweep, t, p); };
     } else {
       if (o.data.empty()) throw ConfigError("missing --data", "v1sysid sweep", "trial_kind 'train' needs a dataset: --data PATH");
       meta.dataset_path = dataset_paths(o.data);
-      meta.dataset_checksum = dataset_checksums(o.data);
       layout.max_checks = sweep.max_checks > 0 ? sweep.max_checks : max_validation_checks(sweep, trials);
       for (const auto& t : trials) meta.trial_configs.push_back(to_yaml(trial_config(sweep, t)));
       const std::string states = o.state_minutes > 0 ? state_folder(o.out) : std::string();
       training = std::make_unique<TrainingTrialRunner>(sweep, o.data, o.save_checkpoints, states, o.state_minutes * 60.0);
       layout.n_neurons = training->n_neurons();
-      runner = [&training](const Trial& t) { return (*training)(t); };
+      runner = [&training](const Trial& t, const TrialProgress& p) { return (*training)(t, p); };
     }
   });
 
+  if (!o.data.empty()) {
+    meta.dataset_checksum = dataset_digests(MPI_COMM_WORLD, o.data);
+    meta.legacy_dataset_checksum = [&o] { return legacy_dataset_checksums(o.data); };
+  }
   int exists = 0;
   if (rank == 0) exists = std::filesystem::exists(o.out) ? 1 : 0;
   MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -169,11 +193,11 @@ void run_sweep_command(const SweepOptions& o) {
     for (size_t i = 0; i < statuses.size() && i < trials.size(); ++i)
       if (is_finished_status(statuses[i])) remove_state(trials[i]);
   }
-  SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner, remove_state);
+  SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner, remove_state, sweep.pruning);
   if (rank == 0) {
-    std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed), %lld finished before, in %.1f s\n",
+    std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed, %lld pruned), %lld finished before, in %.1f s\n",
                  static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
-                 static_cast<long long>(s.failed), static_cast<long long>(s.already_finished), s.wall_seconds);
+                 static_cast<long long>(s.failed), static_cast<long long>(s.pruned), static_cast<long long>(s.already_finished), s.wall_seconds);
     if (s.stopped && s.pending() == 0) std::fprintf(stderr, "sweep: stopped by a signal after the last trial\n");
     if (s.environment_error.empty() && !(s.stopped && s.pending() > 0)) std::cout << o.out << '\n';
   }

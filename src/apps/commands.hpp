@@ -17,5 +17,6 @@ void add_rf_command(CLI::App& app);
 void add_similarity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
+void add_status_command(CLI::App& app);
 
 }  // namespace v1sysid::apps

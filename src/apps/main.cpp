@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_similarity_command(app);
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);
+    v1sysid::apps::add_status_command(app);
 
     try {
       app.parse(argc, argv);

@@ -1,4 +1,5 @@
-// A cheap fingerprint of a dataset path, stored in results files so a resume cannot silently mix datasets.
+// A cheap fingerprint of a file or folder: the content identity of model files and init-core checkpoints in a
+// results file, and of the datasets of files started before the SHA-256 digests (data/digest.hpp).
 #pragma once
 
 #include <string>

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 namespace v1sysid {
 
@@ -53,13 +55,19 @@ void create_dataset(const h5::File& f, const std::string& name, hid_t type, cons
                H5Dclose);
 }
 
+// Seconds since the Unix epoch (the heartbeat's clock: comparable across the nodes of a job).
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::vector<std::string> row_datasets(const ResultsLayout& l) {
   std::vector<std::string> names{"trials/trial_id",   "trials/architecture",    "trials/status",
                                  "trials/message",    "trials/best_val_loss",   "trials/test_correlation",
                                  "trials/feve",       "trials/fraction_oracle", "trials/data_fraction",
                                  "trials/seed",       "trials/iterations",      "trials/steps",
                                  "trials/wall_seconds", "trials/rank",          "trials/host",
-                                 "trials/val_curve",  "trials/neuron_correlation", "trials/row_checksum"};
+                                 "trials/val_curve",  "trials/neuron_correlation", "trials/row_checksum",
+                                 "trials/heartbeat"};
   for (const auto& h : l.hyperparameters) names.push_back("trials/hyperparameters/" + h);
   return names;
 }
@@ -168,9 +176,34 @@ std::vector<ModelFileChecksum> parse_model_files(const std::string& text) {
   return out;
 }
 
+// "0123456789abcdef[,...]": the FNV-1a checksums that files started before the SHA-256 digests record.
+bool is_legacy_checksum(const std::string& stored) {
+  std::istringstream s(stored);
+  std::string token;
+  bool any = false;
+  while (std::getline(s, token, ',')) {
+    if (token.size() != 16 || token.find_first_not_of("0123456789abcdef") != std::string::npos) return false;
+    any = true;
+  }
+  return any;
+}
+
+// Version 3 -> 4, rank 0, serially, after check_existing: adds trials/heartbeat (NaN: no trial of the file has
+// a heartbeat yet) and sets format_version. Rows and their checksums are unchanged (the heartbeat is not hashed).
+void upgrade_from_version_3(const std::string& path, const ResultsLayout& layout) {
+  h5::File f = h5::File::open_rw(path);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  create_dataset(f, "trials/heartbeat", H5T_NATIVE_DOUBLE, {static_cast<hsize_t>(layout.n_trials)}, &nan);
+  f.write_attribute("/", "format_version", ResultsFile::kFormatVersion);
+  f.close();
+  std::fprintf(stderr, "sweep: upgraded %s from results format 3 to %lld (added trials/heartbeat)\n", path.c_str(),
+               static_cast<long long>(ResultsFile::kFormatVersion));
+}
+
 // Rank 0, read-only, before any rank opens the file for writing: a file that cannot be resumed is refused
 // unchanged. Returns the finished rows whose checksum does not match.
-std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout& layout, const ResultsMetadata& meta) {
+std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout& layout, const ResultsMetadata& meta,
+                                    int64_t& version) {
   const std::string start_over = "pass --force to replace it, or choose another --out";
   std::error_code ec;
   if (std::filesystem::file_size(path, ec) == 0 && !ec) {
@@ -184,10 +217,10 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
     throw IoError("not a v1sysid results file (an HDF5 file without format_version and trials/status), left unchanged",
                   path, start_over);
   }
-  const int64_t version = f.read_attribute_int("/", "format_version");
-  if (version != ResultsFile::kFormatVersion) {
+  version = f.read_attribute_int("/", "format_version");
+  if (version != ResultsFile::kFormatVersion && version != 3) {
     throw IoError("results file has format version " + std::to_string(version) + "; this v1sysid resumes version " +
-                      std::to_string(ResultsFile::kFormatVersion) + " only (left unchanged)",
+                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades version 3) only (left unchanged)",
                   path, "finish it with the v1sysid that started it, or pass --force to start over, or choose a new --out");
   }
   // Model files first: an edited base model is the likely change, and the message can name it.
@@ -206,7 +239,10 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
     throw ConfigError("the sweep changed since this results file was started", path,
                       "resume with the same sweep file, or pass --force to start over, or choose a new --out");
   }
-  if (f.read_attribute_string("/", "dataset_checksum") != meta.dataset_checksum) {
+  const std::string stored_checksum = f.read_attribute_string("/", "dataset_checksum");
+  if (stored_checksum != meta.dataset_checksum &&
+      !(is_legacy_checksum(stored_checksum) && meta.legacy_dataset_checksum &&
+        stored_checksum == meta.legacy_dataset_checksum())) {
     throw ConfigError("the dataset differs from the one this results file was started with", path,
                       "resume with the same --data, or pass --force to start over, or choose a new --out");
   }
@@ -220,7 +256,7 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
 }  // namespace
 
 bool is_finished_status(const std::string& status) {
-  return status == "ok" || status == "diverged" || status == "failed";
+  return status == "ok" || status == "diverged" || status == "failed" || status == "pruned";
 }
 
 ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
@@ -249,7 +285,7 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
     create_dataset(f, "trials/status", status_t.get(), {n}, pending.data());
     create_dataset(f, "trials/message", msg_t.get(), {n}, nullptr);
     for (const char* c : {"best_val_loss", "test_correlation", "feve", "fraction_oracle", "data_fraction",
-                          "wall_seconds"}) {
+                          "wall_seconds", "heartbeat"}) {
       create_dataset(f, std::string("trials/") + c, H5T_NATIVE_DOUBLE, {n}, &nan);
     }
     create_dataset(f, "trials/seed", H5T_NATIVE_INT64, {n}, &zero64);
@@ -318,7 +354,10 @@ ResultsFile ResultsFile::open_for_resume(const std::string& path, MPI_Comm comm,
   MPI_Comm_rank(comm, &rank);
   std::vector<int64_t> damaged;
   run_agreed(comm, [&] {
-    if (rank == 0) damaged = check_existing(path, layout, meta);
+    if (rank != 0) return;
+    int64_t version = 0;
+    damaged = check_existing(path, layout, meta, version);
+    if (version == 3) upgrade_from_version_3(path, layout);
   });
   ResultsFile r(h5::File(), layout);
   run_agreed(comm, [&] {
@@ -393,7 +432,65 @@ void ResultsFile::write_row(const Trial& trial, const TrialResult& r, int rank, 
 
   const uint64_t checksum = row_checksum(row);
   write_row_raw(ds("row_checksum"), H5T_NATIVE_UINT64, id, 1, &checksum, file, "row_checksum");
+  const double heartbeat = unix_seconds();
+  write_row_raw(ds("heartbeat"), H5T_NATIVE_DOUBLE, id, 1, &heartbeat, file, "heartbeat");
   write_string("status", r.status, kStatusLen);  // last: a row counts as finished only once this lands
+}
+
+void ResultsFile::mark_pending(const Trial& trial) {
+  auto status_t = string_type(kStatusLen);
+  const std::string pending = padded("pending", kStatusLen);
+  write_row_raw(m_datasets.at("trials/status").get(), status_t.get(), trial.id, 1, pending.data(), m_file.path(), "status");
+}
+
+void ResultsFile::write_running_row(const Trial& trial, const TrialResult& p, int rank, const std::string& host) {
+  const int64_t id = trial.id;
+  const std::string& file = m_file.path();
+  auto ds = [&](const std::string& name) { return m_datasets.at("trials/" + name).get(); };
+  std::vector<double> curve(static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks)), std::numeric_limits<double>::quiet_NaN());
+  std::copy_n(p.val_curve.begin(), std::min(curve.size(), p.val_curve.size()), curve.begin());
+  const double heartbeat = unix_seconds();
+  const int32_t rank32 = rank;
+  write_row_raw(ds("best_val_loss"), H5T_NATIVE_DOUBLE, id, 1, &p.best_val_loss, file, "best_val_loss");
+  write_row_raw(ds("wall_seconds"), H5T_NATIVE_DOUBLE, id, 1, &p.wall_seconds, file, "wall_seconds");
+  write_row_raw(ds("iterations"), H5T_NATIVE_INT64, id, 1, &p.iterations, file, "iterations");
+  write_row_raw(ds("steps"), H5T_NATIVE_INT64, id, 1, &p.steps, file, "steps");
+  write_row_raw(ds("rank"), H5T_NATIVE_INT32, id, 1, &rank32, file, "rank");
+  auto host_t = string_type(kHostLen), status_t = string_type(kStatusLen);
+  const std::string host_padded = padded(host, kHostLen), status_padded = padded("running", kStatusLen);
+  write_row_raw(ds("host"), host_t.get(), id, 1, host_padded.data(), file, "host");
+  write_row_raw(ds("val_curve"), H5T_NATIVE_DOUBLE, id, curve.size(), curve.data(), file, "val_curve");
+  write_row_raw(ds("heartbeat"), H5T_NATIVE_DOUBLE, id, 1, &heartbeat, file, "heartbeat");
+  write_row_raw(ds("status"), status_t.get(), id, 1, status_padded.data(), file, "status");
+}
+
+std::vector<ResultsFile::OkCurve> ResultsFile::read_ok_curves() const {
+  const auto n = static_cast<size_t>(m_layout.n_trials);
+  const auto width = static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks));
+  h5::Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);
+  auto read = [&](const char* name, hid_t type, void* out) {
+    if (n > 0)
+      h5::check(H5Dread(m_datasets.at(name).get(), type, H5S_ALL, H5S_ALL, dxpl.get(), out), "H5Dread", m_file.path(), name);
+  };
+  const auto statuses = read_statuses();
+  std::vector<char> arch(n * kArchLen);
+  std::vector<double> fraction(n), curves(n * width);
+  auto arch_t = string_type(kArchLen);
+  read("trials/architecture", arch_t.get(), arch.data());
+  read("trials/data_fraction", H5T_NATIVE_DOUBLE, fraction.data());
+  read("trials/val_curve", H5T_NATIVE_DOUBLE, curves.data());
+  std::vector<OkCurve> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i] != "ok") continue;
+    OkCurve c;
+    c.architecture.assign(arch.data() + i * kArchLen, kArchLen);
+    c.architecture.erase(c.architecture.find_last_not_of('\0') + 1);
+    c.data_fraction = fraction[i];
+    for (size_t k = 0; k < width && std::isfinite(curves[i * width + k]); ++k) c.curve.push_back(curves[i * width + k]);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 std::vector<std::string> ResultsFile::read_statuses() const {

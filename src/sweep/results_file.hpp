@@ -16,6 +16,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,7 +35,10 @@ struct ResultsMetadata {
   std::string sweep_identity;  // compared on resume (SweepConfig::identity_yaml)
   std::vector<ModelFileChecksum> model_files;
   std::string dataset_path;
-  std::string dataset_checksum;
+  std::string dataset_checksum;  // data/digest.hpp: SHA-256 per --data, comma-separated
+  // Files started before the SHA-256 digests recorded 64-bit FNV-1a checksums (16 hex digits each); such a file
+  // resumes when this (rank 0 only, called only then) returns the same FNV-1a checksums of today's --data.
+  std::function<std::string()> legacy_dataset_checksum;
   // trials/config: every trial's resolved model config (YAML, as a checkpoint's config attribute), in trial
   // order; empty strings in a dry run. Written once at creation.
   std::vector<std::string> trial_configs;
@@ -45,7 +49,9 @@ class ResultsFile {
   // 2: trials/row_checksum, sweep_identity and model_files (version 1 files have none of them).
   // 3: trials/iterations is the schedule's counter (as metrics.json and checkpoints), trials/steps the optimiser
   //    steps (version 2 stored the steps in trials/iterations).
-  static constexpr int64_t kFormatVersion = 3;
+  // 4: trials/heartbeat and live rows (status "running" while a trial trains); version 3 files are upgraded
+  //    in place when a sweep resumes them (the column is added, nothing else changes).
+  static constexpr int64_t kFormatVersion = 4;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
@@ -56,11 +62,25 @@ class ResultsFile {
   static ResultsFile open_for_resume(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
                                      const ResultsMetadata& meta);
 
-  // Independent: writes one finished trial's row (checksum, then status last).
+  // Independent: writes one finished trial's row (checksum, then status last) and its heartbeat.
   void write_row(const Trial& trial, const TrialResult& r, int rank, const std::string& host);
+  // Independent: the live row of a trial in progress (status "running", counters, best validation loss and the
+  // validation curve so far, elapsed time, rank, host, heartbeat = now). Not checksummed and not finished: a run
+  // that dies leaves it "running", which the next run treats as pending.
+  void write_running_row(const Trial& trial, const TrialResult& progress, int rank, const std::string& host);
+  // Independent: status "pending" again, for a trial this run leaves unfinished (stopped, or a full disk).
+  void mark_pending(const Trial& trial);
   // Reads every row's status (independent read, rank 0 after open_for_resume). A finished row whose checksum
   // does not match reads as "damaged", which is not finished: the sweep runs it again.
   std::vector<std::string> read_statuses() const;
+  // Independent: the validation curves (finite prefix) of every ok row with its architecture and data fraction,
+  // for the median stopping rule.
+  struct OkCurve {
+    std::string architecture;
+    double data_fraction = 0;
+    std::vector<double> curve;
+  };
+  std::vector<OkCurve> read_ok_curves() const;
   // Collective close.
   void close();
 
@@ -75,6 +95,7 @@ class ResultsFile {
   std::vector<int64_t> m_damaged;  // rank 0: finished rows whose checksum did not match at open
 };
 
+// ok, diverged, failed and pruned rows are finished (a rerun leaves them); pending, running and damaged are not.
 bool is_finished_status(const std::string& status);
 
 // The finished rows (status ok/diverged/failed) of an open results file whose trials/row_checksum does not

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -70,8 +71,22 @@ std::string host_name() {
 
 }  // namespace
 
+bool median_rule_prunes(const PruningConfig& rule, const std::vector<double>& curve,
+                        const std::vector<const std::vector<double>*>& peers) {
+  const auto k = static_cast<int64_t>(curve.size());
+  if (!rule.enabled || k < rule.min_checks) return false;
+  std::vector<double> peer_best;
+  for (const auto* p : peers)
+    if (static_cast<int64_t>(p->size()) >= k) peer_best.push_back(*std::min_element(p->begin(), p->begin() + k));
+  if (static_cast<int64_t>(peer_best.size()) < rule.min_trials) return false;
+  std::sort(peer_best.begin(), peer_best.end());
+  const size_t m = peer_best.size();
+  const double median = m % 2 ? peer_best[m / 2] : 0.5 * (peer_best[m / 2 - 1] + peer_best[m / 2]);
+  return *std::min_element(curve.begin(), curve.end()) > median;
+}
+
 SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
-                       const std::function<void(const Trial&)>& on_recorded) {
+                       const std::function<void(const Trial&)>& on_recorded, const PruningConfig& pruning) {
   auto start = std::chrono::steady_clock::now();
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
@@ -113,8 +128,41 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
       const Trial& trial = trials.at(static_cast<size_t>(todo[static_cast<size_t>(k)]));
       auto t0 = std::chrono::steady_clock::now();
       TrialResult r;
+      // The live row, at most once a second; a failure to write it (a full disk) is reported once and does not
+      // stop the trial: the final row meets the same disk and is handled there.
+      auto last_live = std::chrono::steady_clock::now() - std::chrono::seconds(2);
+      bool live_failed = false;
+      // The pruning peers (finished ok trials of this architecture and fraction), read again every 30 s.
+      std::vector<ResultsFile::OkCurve> peers;
+      auto peers_read = std::chrono::steady_clock::now() - std::chrono::hours(1);
+      const TrialProgress progress = [&](const TrialResult& now) {
+        const auto t = std::chrono::steady_clock::now();
+        if (!live_failed && t - last_live >= std::chrono::seconds(1)) {
+          last_live = t;
+          try {
+            results.write_running_row(trial, now, rank, host);
+          } catch (const std::exception& e) {
+            live_failed = true;
+            std::fprintf(stderr, "sweep [rank %d] trial %lld: its live row is not updated any more: %s\n", rank,
+                         static_cast<long long>(trial.id), e.what());
+          }
+        }
+        if (!pruning.enabled || static_cast<int64_t>(now.val_curve.size()) < pruning.min_checks) return false;
+        if (t - peers_read >= std::chrono::seconds(30)) {
+          peers_read = t;
+          try {
+            peers = results.read_ok_curves();
+          } catch (const std::exception&) {
+            peers.clear();  // no pruning on a failed read: the trial trains on
+          }
+        }
+        std::vector<const std::vector<double>*> same;
+        for (const auto& p : peers)
+          if (p.architecture == trial.architecture && p.data_fraction == trial.data_fraction) same.push_back(&p.curve);
+        return median_rule_prunes(pruning, now.val_curve, same);
+      };
       try {
-        r = runner(trial);
+        r = runner(trial, progress);
       } catch (const EnvironmentError&) {
         environment_error = std::current_exception();
       } catch (const DivergedError& e) {
@@ -127,8 +175,19 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         r.message = e.what();
       }
       r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // A trial this run does not finish goes back from its live "running" row to "pending" (best effort: a row
+      // left "running" is unfinished as well).
+      auto leave_pending = [&] {
+        try {
+          results.mark_pending(trial);
+        } catch (const std::exception&) {
+        }
+      };
       if (!environment_error) {
-        if (stop_requested() && r.status != "ok") break;  // interrupted mid-trial: leave it pending for the rerun
+        if (stop_requested() && r.status != "ok") {  // interrupted mid-trial: leave it pending for the rerun
+          leave_pending();
+          break;
+        }
         try {
           results.write_row(trial, r, rank, host);
           if (on_recorded) on_recorded(trial);
@@ -137,6 +196,7 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         }
       }
       if (environment_error) {
+        leave_pending();
         counter.exhaust();
         try {
           std::rethrow_exception(environment_error);
@@ -150,6 +210,7 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
       local.ok += r.status == "ok";
       local.diverged += r.status == "diverged";
       local.failed += r.status == "failed";
+      local.pruned += r.status == "pruned";
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       double per_trial = elapsed / static_cast<double>(k + 1);  // k+1 trials were handed out before this finished
       std::fprintf(stderr, "sweep [rank %d] trial %lld (%s, draw %lld, fraction %g): %s val %.6g corr %.4f in %s | %lld/%lld handed out, ETA %s\n",
@@ -164,12 +225,13 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
   results.close();  // collective
 
   SweepSummary total = local;
-  int64_t sums[4] = {local.ran, local.ok, local.diverged, local.failed};
-  MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_INT64_T, MPI_SUM, comm);
+  int64_t sums[5] = {local.ran, local.ok, local.diverged, local.failed, local.pruned};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 5, MPI_INT64_T, MPI_SUM, comm);
   total.ran = sums[0];
   total.ok = sums[1];
   total.diverged = sums[2];
   total.failed = sums[3];
+  total.pruned = sums[4];
   int stopped = local.stopped ? 1 : 0;
   MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, comm);
   total.stopped = stopped != 0;
@@ -184,11 +246,9 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
   return total;
 }
 
-TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial) {
+TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial, const TrialProgress& progress) {
   auto u = [&](const char* stream) { return unit_interval(hash_string(stream + std::to_string(trial.id), sweep.seed)); };
   const DryRunConfig& d = sweep.dry_run;
-  std::this_thread::sleep_for(std::chrono::duration<double>(d.min_seconds + u("time") * (d.max_seconds - d.min_seconds)));
-  if (u("fail") < d.fail_fraction) throw Error("dry-run trial failed on purpose (dry_run.fail_fraction)");
   TrialResult r;
   r.status = "ok";
   // A smooth synthetic landscape in the hyperparameters plus trial noise, so `select` has something to rank.
@@ -200,7 +260,28 @@ TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial) {
   r.fraction_oracle = r.test_correlation / 0.8;
   r.iterations = 50 * (5 + static_cast<int64_t>(10 * u("iters")));
   r.steps = r.iterations;
-  for (int64_t c = 0; c < r.iterations / 50; ++c) r.val_curve.push_back(r.best_val_loss + 1.0 / static_cast<double>(c + 1));
+  auto check = [&r](size_t c) { return r.best_val_loss + 1.0 / static_cast<double>(c + 1); };
+  for (int64_t c = 0; c < r.iterations / 50; ++c) r.val_curve.push_back(check(static_cast<size_t>(c)));
+  // The wait, with a synthetic check every 0.1 s reported as the live row (and offered to the pruning rule).
+  const double seconds = d.min_seconds + u("time") * (d.max_seconds - d.min_seconds);
+  const auto start = std::chrono::steady_clock::now();
+  TrialResult live;
+  live.status = "running";
+  for (double waited = 0; waited < seconds; waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(0.1, seconds - waited)));
+    if (!progress) continue;
+    live.iterations += 50;
+    live.steps = live.iterations;
+    live.val_curve.push_back(check(live.val_curve.size()));
+    live.best_val_loss = live.val_curve.back();
+    live.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress(live)) {
+      live.status = "pruned";
+      live.message = "pruned by the median stopping rule at check " + std::to_string(live.val_curve.size());
+      return live;
+    }
+  }
+  if (u("fail") < d.fail_fraction) throw Error("dry-run trial failed on purpose (dry_run.fail_fraction)");
   r.neuron_correlation.resize(static_cast<size_t>(d.neurons));
   for (size_t i = 0; i < r.neuron_correlation.size(); ++i) {
     r.neuron_correlation[i] = static_cast<float>(r.test_correlation + 0.1 * (u(("n" + std::to_string(i)).c_str()) - 0.5));

@@ -14,15 +14,19 @@
 
 namespace v1sysid {
 
+// Where a trial in progress reports itself at every validation check (status "running", counters, the curve so
+// far): the scheduler writes it into the trial's live row (ResultsFile::write_running_row, at most once a
+// second) and returns true when the trial is to stop as "pruned" (the median stopping rule, PruningConfig).
+using TrialProgress = std::function<bool(const TrialResult&)>;
 // Runs one trial. Exceptions are recorded: DivergedError -> "diverged", any other -> "failed", except an
 // EnvironmentError (full disk, I/O error), which leaves the trial pending for the next run.
-using TrialRunner = std::function<TrialResult(const Trial&)>;
+using TrialRunner = std::function<TrialResult(const Trial&, const TrialProgress&)>;
 
 struct SweepSummary {
   int64_t total = 0;            // trials in the table
   int64_t already_finished = 0; // finished before this run (resume)
   int64_t ran = 0;              // finished by this run, all ranks
-  int64_t ok = 0, diverged = 0, failed = 0;  // of those run now, all ranks
+  int64_t ok = 0, diverged = 0, failed = 0, pruned = 0;  // of those run now, all ranks
   bool stopped = false;         // a stop signal ended the run early
   std::string environment_error;  // non-empty: a rank met an EnvironmentError; its trial is still pending
   int64_t pending() const { return total - already_finished - ran; }
@@ -31,11 +35,18 @@ struct SweepSummary {
 
 // Collective over comm. Closes the results file at the end. on_recorded, when set, is called on the rank that ran a
 // trial once its row is written (e.g. to remove the trial's resumable state).
+// pruning: the median stopping rule for the trials' progress reports (off unless pruning.enabled).
 SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
-                       const std::function<void(const Trial&)>& on_recorded = {});
+                       const std::function<void(const Trial&)>& on_recorded = {}, const PruningConfig& pruning = {});
+
+// The median stopping rule: whether a trial whose validation curve so far is `curve` stops, given the curves of
+// the finished ok trials of its architecture and data fraction (`peers`).
+bool median_rule_prunes(const PruningConfig& rule, const std::vector<double>& curve,
+                        const std::vector<const std::vector<double>*>& peers);
 
 // A trial that trains nothing: it waits a configurable time and returns deterministic synthetic numbers, so
-// scheduling and results I/O can be exercised at any rank count (`--dry-run`).
-TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial);
+// scheduling and results I/O can be exercised at any rank count (`--dry-run`). While it waits it reports a
+// synthetic check every 0.1 s to `progress` (live rows, `v1sysid status`).
+TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial, const TrialProgress& progress = {});
 
 }  // namespace v1sysid

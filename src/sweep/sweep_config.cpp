@@ -188,6 +188,16 @@ SweepConfig SweepConfig::load(const std::string& path) {
     if (s.dry_run.max_seconds < s.dry_run.min_seconds) dr.fail("max_seconds", "expected max_seconds >= min_seconds");
     dr.finish();
   }
+  if (r.has("pruning")) {
+    ConfigReader pr = r.child("pruning");
+    std::string rule;
+    pr.get_choice("rule", rule, {"median"});
+    if (rule.empty()) pr.fail("rule", "expected rule: median");
+    s.pruning.enabled = true;
+    pr.get_in_range("min_checks", s.pruning.min_checks, int64_t{1}, int64_t{100000})
+        .get_in_range("min_trials", s.pruning.min_trials, int64_t{1}, int64_t{100000});
+    pr.finish();
+  }
   r.finish();
   if (s.trial_kind == "train") {
     // Each architecture's model (its file with the overrides merged in) must describe a core and a readout, as
@@ -296,6 +306,11 @@ std::string SweepConfig::emit(bool identity) const {
   n["dry_run"]["max_seconds"] = dry_run.max_seconds;
   n["dry_run"]["neurons"] = dry_run.neurons;
   n["dry_run"]["fail_fraction"] = dry_run.fail_fraction;
+  if (pruning.enabled) {  // only then: the identity of every sweep without pruning stays as it was
+    n["pruning"]["rule"] = "median";
+    n["pruning"]["min_checks"] = pruning.min_checks;
+    n["pruning"]["min_trials"] = pruning.min_trials;
+  }
   YAML::Emitter e;
   e << n;
   return e.c_str();

@@ -47,6 +47,18 @@ struct DryRunConfig {
   double fail_fraction = 0.0; // fraction of trials that throw, to exercise failure recording
 };
 
+// Median stopping rule (`pruning: {rule: median, min_checks: 5, min_trials: 3}`; absent = off, the default), as
+// Optuna's MedianPruner and Ray Tune's MedianStoppingRule: at validation check k (k >= min_checks) a trial whose
+// best validation loss so far is worse than the median, over the finished ok trials of its architecture and data
+// fraction that reached check k (at least min_trials of them), of their best loss by check k stops with status
+// "pruned". It saves compute on hopeless draws, but a pruned sweep is no longer a pure function of its configs:
+// which trials had finished when a check came decides it.
+struct PruningConfig {
+  bool enabled = false;
+  int64_t min_checks = 5;
+  int64_t min_trials = 3;
+};
+
 // A model file the sweep names, with a checksum of its content (parsed, so comments and layout do not count),
 // or an architecture's init-core checkpoint, with the checksum of its bytes (sweep/checksum.hpp).
 struct ModelFileChecksum {
@@ -68,6 +80,7 @@ struct SweepConfig {
   std::vector<int64_t> seeds{1};
   int64_t max_checks = 0;  // width of trials/val_curve; 0 = derive from the model's max_iterations/val_every
   DryRunConfig dry_run;
+  PruningConfig pruning;
 
   static SweepConfig load(const std::string& path);
   std::string resolved_yaml() const;  // the sweep with every default, stored in results.h5

@@ -5,6 +5,7 @@
 #include "io/output_file.hpp"
 #include "model/model_config.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace v1sysid {
@@ -30,6 +31,20 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::ve
   for (const auto& arch : sweep.architectures)
     if (!arch.init_core.empty() && !m_init_cores.count(arch.init_core))
       m_init_cores.emplace(arch.init_core, load_checkpoint(arch.init_core));
+  // A core that does not fit its architecture would fail every trial of it (each then recorded as failed):
+  // refuse before the first trial instead. The core section is the same in every trial of an architecture.
+  const std::vector<Trial> trials = expand_trials(sweep);
+  for (size_t a = 0; a < sweep.architectures.size(); ++a) {
+    const ArchitectureSpec& arch = sweep.architectures[a];
+    if (arch.init_core.empty()) continue;
+    const auto first = std::find_if(trials.begin(), trials.end(),
+                                     [a](const Trial& t) { return t.architecture_index == static_cast<int64_t>(a); });
+    if (first == trials.end()) continue;
+    const Dataset& d = m_datasets.front()->dataset;
+    check_init_core(*m_init_cores.at(arch.init_core).model, arch.init_core + " (architectures[" + std::to_string(a) +
+                        "].init_core)", trial_config(sweep, *first), d.height, d.width,
+                    sweep.file + " (architecture " + arch.name + ")");
+  }
   create_output_folder(m_checkpoint_dir);  // no-op without --save-checkpoints
   create_output_folder(m_state_dir);
 }
@@ -40,7 +55,7 @@ int64_t TrainingTrialRunner::n_neurons() const {
   return n;
 }
 
-TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
+TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgress& progress) const {
   const ArchitectureSpec& arch = m_sweep.architectures.at(static_cast<size_t>(trial.architecture_index));
   RunSpec spec;
   spec.config = trial_config(m_sweep, trial);
@@ -60,6 +75,18 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
     spec.state_interval_s = m_state_interval_s;
     spec.discard_other_state = true;  // e.g. left by an earlier sweep into this file that --force replaced
   }
+  if (progress) {
+    spec.control.on_check = [&progress](const TrainResult& now) -> bool {
+      TrialResult live;
+      live.status = "running";
+      live.best_val_loss = now.best_val_loss;
+      live.iterations = now.iterations;
+      live.steps = now.steps;
+      live.wall_seconds = now.wall_seconds;
+      for (const auto& point : now.curve) live.val_curve.push_back(point.val_loss);
+      return progress(live);
+    };
+  }
   const RunOutcome run = train_one(spec);
   const TrainResult& training = run.training;
 
@@ -69,7 +96,7 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial) const {
   r.iterations = training.iterations;
   r.steps = training.steps;
   for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
-  if (training.status == "diverged" || training.status == "stopped") {
+  if (training.status == "diverged" || training.status == "stopped" || training.status == "pruned") {
     r.status = training.status;  // "stopped" is not a finished status: the row stays pending for the rerun
     return r;
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "io/checkpoint.hpp"
+#include "sweep/scheduler.hpp"
 #include "sweep/sweep_config.hpp"
 #include "sweep/trial_result.hpp"
 #include "train/pipeline.hpp"
@@ -27,7 +28,8 @@ class TrainingTrialRunner {
   // with a state of another run (or an unreadable one) trains from the start and says so.
   TrainingTrialRunner(const SweepConfig& sweep, const std::vector<std::string>& data_paths, std::string checkpoint_dir,
                       std::string state_dir = "", double state_interval_s = 600.0);
-  TrialResult operator()(const Trial& trial) const;
+  // progress receives the trial's live state at every validation check (the scheduler's live row).
+  TrialResult operator()(const Trial& trial, const TrialProgress& progress = {}) const;
   // Width of trials/neuron_correlation: the neurons of every dataset, in --data order.
   int64_t n_neurons() const;
 

@@ -9,7 +9,8 @@
 namespace v1sysid {
 
 struct TrialResult {
-  std::string status = "failed";  // ok | diverged | failed ("pending" only marks rows not yet written)
+  std::string status = "failed";  // ok | diverged | failed; "running" for the live row of a trial in progress
+                                  // ("pending" only marks rows not yet written)
   std::string message;
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();
   double test_correlation = std::numeric_limits<double>::quiet_NaN();
@@ -18,7 +19,7 @@ struct TrialResult {
   int64_t iterations = 0;  // the schedule's counter at the end (TrainResult::iterations)
   int64_t steps = 0;       // optimiser steps taken (TrainResult::steps)
   double wall_seconds = 0;
-  std::vector<double> val_curve;           // validation loss at every check
+  std::vector<double> val_curve;           // validation loss at every check (so far, in a live row)           // validation loss at every check
   std::vector<float> neuron_correlation;   // [N] per-neuron test correlation
 };
 

@@ -212,6 +212,14 @@ std::string core_yaml(const ModelConfig& c) {
 }
 }  // namespace
 
+void check_init_core(const Model<Real>& source, const std::string& source_origin, const ModelConfig& config,
+                     int64_t height, int64_t width, const std::string& config_origin) {
+  if (core_yaml(source.config()) != core_yaml(config) || source.height() != height || source.width() != width)
+    throw ConfigError("the core of " + source_origin + " differs from the core of " + config_origin +
+                          " (or its images have another size)",
+                      "--init-core", "use the same core: section (the checkpoint's config attribute has it)");
+}
+
 std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons,
                                                  const std::string& option) {
   auto p = std::make_unique<PreparedDataset>();
@@ -284,11 +292,7 @@ RunOutcome train_one(const RunSpec& spec) {
   model.initialize(config.train.seed, inits);
   if (spec.init_core) {
     const Model<Real>& source = *spec.init_core;
-    if (core_yaml(source.config()) != core_yaml(config) || source.height() != model.height() ||
-        source.width() != model.width())
-      throw ConfigError("the core of " + spec.init_core_origin + " differs from the core of " + spec.config_origin +
-                            " (or its images have another size)",
-                        "--init-core", "use the same core: section (the checkpoint's config attribute has it)");
+    check_init_core(source, spec.init_core_origin, config, model.height(), model.width(), spec.config_origin);
     copy_core(source, model, spec.init_core_origin);
     model.set_core_frozen(spec.freeze_core);
   }
@@ -330,7 +334,7 @@ RunOutcome train_one(const RunSpec& spec) {
     };
   }
   out.training = make_schedule(config.train)->run(trainer, control);
-  if (out.training.status == "stopped" || out.training.status == "diverged") return out;
+  if (out.training.status == "stopped" || out.training.status == "diverged" || out.training.status == "pruned") return out;
   for (size_t k = 0; k < spec.datasets.size(); ++k)
     out.evaluations.push_back(
         evaluate_model(model, spec.datasets[k]->dataset, spec.datasets[k]->data, Tier::test, static_cast<int>(k)));

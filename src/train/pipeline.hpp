@@ -100,7 +100,8 @@ struct RunOutcome {
 };
 
 // Builds the model, initialises it (init core), trains it with the config's schedule and evaluates the result
-// on every dataset's test tier. A diverged or stopped run is returned with its status, not thrown.
+// on every dataset's test tier. A diverged, stopped or pruned run is returned with its status (and no
+// evaluation), not thrown.
 RunOutcome train_one(const RunSpec& spec);
 
 // Several datasets (data_paths with more than one entry): one readout per dataset keyed by its data_key, one
@@ -147,6 +148,10 @@ TrainOutcome run_training(const TrainOptions& o);
 std::string metrics_json(const TrainResult& t, const EvaluationReport* e, const ModelConfig& c,
                          const std::vector<std::pair<std::string, EvaluationReport>>& per_dataset = {},
                          const std::string& neurons = "");
+// Whether `source` (an --init-core / init_core checkpoint's model) can start a model of `config` on images of
+// height x width: same core section and image size; ConfigError naming both origins otherwise.
+void check_init_core(const Model<Real>& source, const std::string& source_origin, const ModelConfig& config,
+                     int64_t height, int64_t width, const std::string& config_origin);
 // Copies every core/ slot (parameters and BN buffers) of `from` into `to`; ShapeError naming the slot when
 // names or shapes differ.
 void copy_core(const Model<Real>& from, Model<Real>& to, const std::string& origin);

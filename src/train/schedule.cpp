@@ -128,11 +128,27 @@ TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control)
           model.arena().restore(space);
           break;
       }
+      if (control.on_check) {
+        TrainResult now;
+        now.status = "running";
+        now.best_val_loss = policy.best_loss();
+        now.best_iteration = policy.best_iteration();
+        now.iterations = policy.iteration();
+        now.steps = policy.steps();
+        now.final_learning_rate = policy.learning_rate();
+        now.wall_seconds = elapsed_before + seconds_since(start);
+        now.curve = result.curve;
+        if (control.on_check(now)) {
+          result.status = "pruned";
+          result.message = "pruned by the median stopping rule at check " + std::to_string(result.curve.size());
+          break;
+        }
+      }
     }
     if (control.show_progress)
       progress.update(policy.iteration(), {{"loss", train_loss}, {"val", last_val}, {"lr", policy.learning_rate()}});
   }
-  if (result.status != "diverged" && result.status != "stopped") {
+  if (result.status != "diverged" && result.status != "stopped" && result.status != "pruned") {
     result.status = policy.stopped_by_patience() ? "finished" : "max_iterations";
     result.restored_best = policy.stopped_by_patience();
     if (policy.restore_at_end()) {
@@ -256,10 +272,27 @@ TrainResult LurzSchedule::run(Trainer& trainer, const ScheduleControl& control) 
       bad = 0;
       if (++rounds >= tc.lr_decay_steps) stopped = true;
     }
+    if (control.on_check) {
+      TrainResult now;
+      now.status = "running";
+      now.best_val_loss = result.best_val_loss;
+      now.best_val_correlation = best;
+      now.best_iteration = result.best_iteration;
+      now.iterations = epoch;
+      now.steps = steps;
+      now.final_learning_rate = lr;
+      now.wall_seconds = elapsed_before + seconds_since(start);
+      now.curve = result.curve;
+      if (control.on_check(now)) {
+        result.status = "pruned";
+        result.message = "pruned by the median stopping rule at epoch " + std::to_string(epoch);
+        break;
+      }
+    }
     if (control.show_progress) progress.update(epoch, {{"loss", train_loss}, {"val_corr", corr}, {"lr", lr}});
   }
   if (result.status != "diverged") {
-    if (result.status != "stopped") result.status = stopped ? "finished" : "max_iterations";
+    if (result.status != "stopped" && result.status != "pruned") result.status = stopped ? "finished" : "max_iterations";
     model.arena().restore(space);  // the best model, also when max_epochs or a stop signal ended the run
     result.restored_best = true;
   }

@@ -31,6 +31,10 @@ struct ScheduleControl {
   std::function<void(const ScheduleState&)> save_state;  // empty: no states are saved
   double save_interval_s = 600.0;
   const ScheduleState* resume = nullptr;  // the state to continue from, if any
+  // Called after every validation check with the run so far (status "running": counters, best validation loss,
+  // the curve, the training time); a sweep writes it into the trial's live row. Returning true ends the run with
+  // status "pruned" (the sweep's median stopping rule).
+  std::function<bool(const TrainResult&)> on_check;
 };
 
 class Schedule {

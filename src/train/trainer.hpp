@@ -88,7 +88,8 @@ struct ValidationPoint {
 
 struct TrainResult {
   std::string status = "finished";  // "finished" (patience rounds done), "max_iterations", "diverged",
-                                    // "stopped" (a stop signal, see core/stop.hpp)
+                                    // "stopped" (a stop signal, see core/stop.hpp), "pruned" (a sweep's median
+                                    // stopping rule, ScheduleControl::on_check)
   std::string message;
   double best_val_loss = 0;
   int64_t best_iteration = -1;

@@ -7,7 +7,8 @@ time must end with the rows of an uninterrupted sweep, bit for bit, and lose lit
 Builds data/tiny.yaml data on procedural stimuli in WORK, runs sweeps/tiny.yaml once without interruption
 (WORK/whole.h5), then into WORK/stopped.h5: start, SIGTERM after a random delay (seeded), rerun, ... --stops
 times, then once more to the end. It prints, and writes to WORK/resume_check.json:
-  - whether every trial field but timing and placement (wall_seconds, rank, host, row_checksum) is bit-identical;
+  - whether every trial field but timing and placement (wall_seconds, heartbeat, rank, host, row_checksum) is
+    bit-identical;
   - the wall time of the uninterrupted sweep, the summed wall time of all the interrupted runs, and the overhead
     per stop (restart, data loading and the training lost since the last saved state, together), to compare with
     the state interval (--save-state-every, 10 minutes by default).
@@ -26,7 +27,7 @@ import h5py
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING_FIELDS = {"wall_seconds", "rank", "host", "row_checksum"}
+TIMING_FIELDS = {"wall_seconds", "rank", "host", "row_checksum", "heartbeat"}
 
 
 def run(cmd, **kw):

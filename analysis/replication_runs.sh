@@ -64,7 +64,7 @@ sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml o
   say "sweep $tag (log: $out/logs/$tag.log)"
   local status=0
   mpirun -np "$ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" --data "$out/$2_$3.h5" \
-    --out "$out/$tag.h5" --save-checkpoints "$out/ckpt/$tag" > "$out/logs/$tag.log" 2>&1 || status=$?
+    --out "$out/$tag.h5" --save-checkpoints "$out/ckpt/$tag" >> "$out/logs/$tag.log" 2>&1 || status=$?
   tail -n 2 "$out/logs/$tag.log"
   [ "$status" = 0 ] || { say "sweep $tag stopped with exit $status; run the same command again to resume"; exit "$status"; }
 }

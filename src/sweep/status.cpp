@@ -108,6 +108,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
       1, s.ranks_working > 0
              ? s.ranks_working
              : (f.has_attribute("/", "ranks_at_creation") ? f.read_attribute_int("/", "ranks_at_creation") : 1));
+  s.ranks_for_eta = ranks;
   double remaining = 0;
   bool known = false;
   if (finished_n > 0) {
@@ -307,7 +308,7 @@ std::string sweep_status_text(const SweepStatus& s, int plot_width) {
       << " diverged, " << s.failed << " failed), " << s.running << " running, " << s.pending << " pending";
   if (s.pending + s.running > 0)
     out << "; ETA " << (s.eta_seconds >= 0 ? format_duration(s.eta_seconds) : std::string("unknown")) << " on "
-        << std::max<int64_t>(1, s.ranks_working) << " rank(s)";
+        << s.ranks_for_eta << " rank(s)";
   out << "\n";
   if (!s.best.empty()) {
     out << "\nbest so far (lowest validation loss among ok trials):\n"

@@ -38,7 +38,8 @@ struct SweepStatus {
   std::string path;
   double now = 0;  // Unix seconds when it was read
   int64_t total = 0, ok = 0, diverged = 0, failed = 0, running = 0, pending = 0;
-  int64_t ranks_working = 0;
+  int64_t ranks_working = 0;  // distinct (host, rank) of the running rows
+  int64_t ranks_for_eta = 1;  // ranks_working, or the ranks the file was created with when none runs
   double eta_seconds = -1;  // -1: unknown (nothing finished or running yet)
   std::vector<SweepBest> best;
   std::vector<int64_t> stalled;

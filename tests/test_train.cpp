@@ -1068,6 +1068,32 @@ TEST(Resume, AStateOfAnotherRunOrADamagedOneIsRefusedOrDiscarded) {
   EXPECT_EQ(wrong_kind.batchers.size(), 1u);
 }
 
+// A state that cannot be written (here: its folder would be inside a file, as a full disk would fail it) does not end the
+// run: it trains to the same result as a run without states and says once that its state is not saved.
+TEST(Resume, AStateThatCannotBeWrittenIsReportedOnceAndTrainingGoesOn) {
+  TinyFixture fx;
+  const auto data = prepare_dataset(fx.data_path);
+  auto config = parse_model_config(kTinyModel, "model");
+  config.train.max_iterations = 60;
+  const RunRecord plain = train_spec(config, *data, "", never_stop);
+  RunSpec spec;
+  spec.config = config;
+  spec.config_origin = "test model";
+  spec.datasets = {data.get()};
+  spec.control.show_progress = false;
+  std::ofstream(fx.dir / "a_file") << "not a folder";
+  spec.state_path = fx.dir / "a_file/state.h5";
+  spec.state_interval_s = 0;  // before every step
+  ::testing::internal::CaptureStderr();
+  const RunOutcome out = train_one(spec);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(params_of(*out.model), plain.params);
+  EXPECT_EQ(out.training.steps, plain.training.steps);
+  size_t lines = 0;
+  for (size_t at = err.find("could not be saved"); at != std::string::npos; at = err.find("could not be saved", at + 1)) ++lines;
+  EXPECT_EQ(lines, 1u) << err;
+}
+
 // `train` saves DIR/train_state.h5 when SIGTERM stops it (exit 75, still no checkpoint or metrics) and the same
 // command continues from it: the model written then equals the one of an uninterrupted run, and the state is gone.
 TEST(Commands, TrainStoppedBySigtermContinuesFromItsStateToTheSameModel) {

@@ -325,12 +325,21 @@ RunOutcome train_one(const RunSpec& spec) {
   }
   if (!spec.state_path.empty()) {
     control.save_interval_s = spec.state_interval_s;
-    control.save_state = [&](const ScheduleState& schedule) {
-      TrainState state;
-      state.identity = identity;
-      trainer.capture_state(state);
-      state.schedule = schedule;
-      save_train_state(spec.state_path, state);
+    // A state that cannot be written (a full disk, a quota) costs only the resumability: the run trains on, and
+    // says so once; its result is written (or fails) as without states.
+    control.save_state = [&, warned = false](const ScheduleState& schedule) mutable {
+      try {
+        TrainState state;
+        state.identity = identity;
+        trainer.capture_state(state);
+        state.schedule = schedule;
+        save_train_state(spec.state_path, state);
+      } catch (const Error& e) {
+        if (!warned)
+          std::fprintf(stderr, "%s: its training state could not be saved (training goes on, but a stop now loses "
+                       "the steps since the last saved state): %s\n", control.progress_label.c_str(), e.what());
+        warned = true;
+      }
     };
   }
   out.training = make_schedule(config.train)->run(trainer, control);

@@ -80,7 +80,8 @@ struct RunSpec {
   // when it belongs to this run (identity: the resolved config plus state_identity, which names the data and
   // options), and saves its state there every state_interval_s seconds and when a stop is requested. The caller
   // removes the file once the result is written. A state of another run, or one that cannot be read: ConfigError
-  // unless discard_other_state, which then trains from the start (and later overwrites it).
+  // unless discard_other_state, which then trains from the start (and later overwrites it). A state that cannot be
+  // written (a full disk) is reported once on stderr and training goes on.
   std::string state_path;
   std::string state_identity;
   double state_interval_s = 600.0;

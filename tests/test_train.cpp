@@ -1120,6 +1120,9 @@ TEST(Commands, TrainStoppedBySigtermContinuesFromItsStateToTheSameModel) {
   const int64_t saved_at = load_train_state(out + "/train_state.h5").schedule.steps;
   EXPECT_GT(saved_at, 0);
   EXPECT_LT(saved_at, 600);
+  // The progress lines show "-" for a value not measured yet, not "nan" (the validation loss before its first check).
+  EXPECT_NE(r.output.find("val -  lr"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("val nan"), std::string::npos) << r.output;
   r = v1sysid::testing::run_shell(train + " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed at step " + std::to_string(saved_at)), std::string::npos) << r.output;

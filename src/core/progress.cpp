@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -41,7 +42,11 @@ void Progress::update(long done, const std::vector<std::pair<std::string, double
   double eta = here > 0 ? elapsed / static_cast<double>(here) * static_cast<double>(m_total - done) : -1;
   std::ostringstream line;
   line << m_label << ' ' << done << '/' << m_total;
-  for (const auto& [name, value] : values) line << "  " << name << ' ' << value;
+  for (const auto& [name, value] : values) {
+    line << "  " << name << ' ';
+    if (std::isfinite(value)) line << value;
+    else line << '-';  // not measured yet (a validation loss before the first check), not a numeric NaN
+  }
   line << "  elapsed " << format_duration(elapsed) << "  ETA " << format_duration(eta);
   if (m_tty) std::fprintf(stderr, "\r\033[K%s", line.str().c_str());
   else std::fprintf(stderr, "%s\n", line.str().c_str());

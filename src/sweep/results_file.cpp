@@ -21,13 +21,6 @@ namespace {
 
 constexpr size_t kArchLen = 64, kStatusLen = 16, kMessageLen = 256, kHostLen = 64;
 
-struct Column {
-  const char* name;
-  enum Type { f64, f32, i64, i32, str } type;
-  size_t str_len = 0;
-  int rank = 1;  // 1: [n_trials]; 2: [n_trials, width]
-};
-
 h5::Handle string_type(size_t len) {
   h5::Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(t.get(), len);

@@ -195,6 +195,8 @@ void run_sweep_command(const SweepOptions& o) {
   }
   SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner, remove_state, sweep.pruning);
   if (rank == 0) {
+    std::error_code ec;
+    std::filesystem::remove(state_folder(o.out), ec);  // only when empty: no trial left a state to continue
     std::fprintf(stderr, "sweep: %lld trials run now (%lld ok, %lld diverged, %lld failed, %lld pruned), %lld finished before, in %.1f s\n",
                  static_cast<long long>(s.ran), static_cast<long long>(s.ok), static_cast<long long>(s.diverged),
                  static_cast<long long>(s.failed), static_cast<long long>(s.pruned), static_cast<long long>(s.already_finished), s.wall_seconds);

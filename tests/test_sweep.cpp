@@ -745,6 +745,13 @@ TEST(SweepPruning, TheMedianRuleStopsTrialsWorseThanTheFinishedOnes) {
   EXPECT_GE(n_ok, 2) << r.output;
   r = run_v1sysid_mpi(1, "select " + out);
   EXPECT_NE(r.output.find(std::to_string(n_ok) + "/10"), std::string::npos) << r.output;
+  // `status` counts pruned trials as finished, not as pending work.
+  r = run_shell(std::string(V1SYSID_TEST_EXE) + " status " + out + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["trials"]["pruned"], n_pruned) << r.output;
+  EXPECT_EQ(j["trials"]["pending"], 0) << r.output;
+  EXPECT_EQ(j["trials"]["finished"], 10) << r.output;
   r = run_v1sysid_mpi(1, "sweep " + pruned + " --out " + out);
   EXPECT_NE(r.output.find("0 to run"), std::string::npos) << r.output;
   // The rule's own arithmetic: even and odd numbers of peers, too few peers, too early.

@@ -85,6 +85,8 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
       ++s.diverged;
     else if (r.status == "failed")
       ++s.failed;
+    else if (r.status == "pruned")
+      ++s.pruned;
     else if (r.status == "running") {
       ++s.running;
       working.insert({r.host, r.rank});
@@ -100,7 +102,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   double finished_time = 0;
   int64_t finished_n = 0;
   for (const auto& r : s.rows)
-    if ((r.status == "ok" || r.status == "diverged" || r.status == "failed") && r.wall_seconds > 0) {
+    if (is_finished_status(r.status) && r.wall_seconds > 0) {
       finished_time += r.wall_seconds;
       ++finished_n;
     }
@@ -219,9 +221,9 @@ std::string sweep_status_json(const SweepStatus& s) {
   nlohmann::json j;
   j["results"] = s.path;
   j["time"] = s.now;
-  j["trials"] = {{"total", s.total},       {"finished", s.finished()},   {"ok", s.ok},
-                 {"diverged", s.diverged}, {"failed", s.failed},         {"running", s.running},
-                 {"pending", s.pending},   {"stalled", s.stalled.size()}};
+  j["trials"] = {{"total", s.total},       {"finished", s.finished()}, {"ok", s.ok},
+                 {"diverged", s.diverged}, {"failed", s.failed},       {"pruned", s.pruned},
+                 {"running", s.running},   {"pending", s.pending},     {"stalled", s.stalled.size()}};
   j["ranks_working"] = s.ranks_working;
   j["eta_seconds"] = s.eta_seconds >= 0 ? nlohmann::json(s.eta_seconds) : nlohmann::json(nullptr);
   j["best"] = nlohmann::json::array();
@@ -305,7 +307,8 @@ std::string sweep_status_png(const SweepStatus& s) {
 std::string sweep_status_text(const SweepStatus& s, int plot_width) {
   std::ostringstream out;
   out << s.path << ": " << s.finished() << " of " << s.total << " trials finished (" << s.ok << " ok, " << s.diverged
-      << " diverged, " << s.failed << " failed), " << s.running << " running, " << s.pending << " pending";
+      << " diverged, " << s.failed << " failed, " << s.pruned << " pruned), " << s.running << " running, " << s.pending
+      << " pending";
   if (s.pending + s.running > 0)
     out << "; ETA " << (s.eta_seconds >= 0 ? format_duration(s.eta_seconds) : std::string("unknown")) << " on "
         << s.ranks_for_eta << " rank(s)";

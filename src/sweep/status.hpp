@@ -37,14 +37,14 @@ struct SweepBest {
 struct SweepStatus {
   std::string path;
   double now = 0;  // Unix seconds when it was read
-  int64_t total = 0, ok = 0, diverged = 0, failed = 0, running = 0, pending = 0;
+  int64_t total = 0, ok = 0, diverged = 0, failed = 0, pruned = 0, running = 0, pending = 0;
   int64_t ranks_working = 0;  // distinct (host, rank) of the running rows
   int64_t ranks_for_eta = 1;  // ranks_working, or the ranks the file was created with when none runs
-  double eta_seconds = -1;  // -1: unknown (nothing finished or running yet)
+  double eta_seconds = -1;    // -1: unknown (nothing finished or running yet)
   std::vector<SweepBest> best;
   std::vector<int64_t> stalled;
   std::vector<StatusRow> rows;
-  int64_t finished() const { return ok + diverged + failed; }
+  int64_t finished() const { return ok + diverged + failed + pruned; }
 };
 
 // Reads `path` read-only (retrying a torn read up to 10 times); IoError/DataError naming the file otherwise.

@@ -6,11 +6,11 @@
 #include "analysis/receptive_field.hpp"
 #include "analysis/similarity.hpp"
 #include "core/error.hpp"
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "io/h5.hpp"
 #include "model/model.hpp"
 #include "test_support.hpp"
-#include "train/rng.hpp"
+#include "core/random.hpp"
 
 #include <gtest/gtest.h>
 

@@ -9,8 +9,8 @@
 #include "layers/conv2d.hpp"
 #include "layers/hermite.hpp"
 #include "model/model.hpp"
-#include "optim/regularizers.hpp"
-#include "train/rng.hpp"
+#include "layers/regularizers.hpp"
+#include "core/random.hpp"
 
 #include <gtest/gtest.h>
 
@@ -258,15 +258,15 @@ void check_coefficient_gradient(const HermiteShape& s) {
     const auto o = to_host_vector(out), wo = to_host_vector(w_out);
     double l = 0;
     for (size_t i = 0; i < o.size(); ++i) l += o[i] * wo[i];
-    return l + conv_smoothness_value(space, syn.filters, smooth) + conv_group_sparsity_value(space, syn.filters, sparse);
+    return l + layers::conv_smoothness_value(space, syn.filters, smooth) + layers::conv_group_sparsity_value(space, syn.filters, sparse);
   };
   // Analytic: d_filters from conv and the regularisers, then through the synthesis.
   View4<double> d_filters("d_filters", size_t(s.C_out()), size_t(s.C_in), size_t(s.K), size_t(s.K));
   View3<double> d_coeffs("d_coeffs", size_t(s.Q()), size_t(s.C_in), size_t(s.F));
   syn.forward();
   layers::conv2d_backward<double>(space, cs, syn.filters, x, w_out, {}, d_filters, conv_ws);
-  conv_smoothness_grad(space, syn.filters, smooth, d_filters);
-  conv_group_sparsity_grad(space, syn.filters, sparse, d_filters);
+  layers::conv_smoothness_grad(space, syn.filters, smooth, d_filters);
+  layers::conv_group_sparsity_grad(space, syn.filters, sparse, d_filters);
   layers::hermite_synthesize_backward<double>(space, s, syn.basis, d_filters, d_coeffs, syn.ws);
   const auto analytic = to_host_vector(d_coeffs);
   auto c = Kokkos::create_mirror_view_and_copy(HostSpace(), syn.coeffs);

@@ -10,7 +10,7 @@
 #include "core/error.hpp"
 #include "model/architectures.hpp"
 #include "test_support.hpp"
-#include "train/rng.hpp"
+#include "core/random.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,9 +2,9 @@
 // formulation, closed form) and the regularisers (finite differences in double, naive host references,
 // hand-computed values). Everything runs on the host execution space in double.
 #include "core/error.hpp"
-#include "model/param_arena.hpp"
+#include "core/param_arena.hpp"
 #include "optim/adam.hpp"
-#include "optim/regularizers.hpp"
+#include "layers/regularizers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -487,13 +487,13 @@ TEST(Regularizers, HandComputedValues) {
   // A centred delta in a 3x3 filter: L*W is L itself, so sum (L*W)^2 = sum L^2.
   W4 delta("delta", 1, 1, 3, 3);
   delta(0, 0, 1, 1) = 1.0;
-  EXPECT_NEAR(conv_smoothness_value(Host(), delta, 1.0), (4 * 0.0625 + 4 * 0.25 + 9.0) / (1 + 1e-8), 1e-12);
-  EXPECT_NEAR(laplace_l2_value(Host(), delta, 2.0), 2.0 * (16.0 + 4.0), 1e-12);
+  EXPECT_NEAR(layers::conv_smoothness_value(Host(), delta, 1.0), (4 * 0.0625 + 4 * 0.25 + 9.0) / (1 + 1e-8), 1e-12);
+  EXPECT_NEAR(layers::laplace_l2_value(Host(), delta, 2.0), 2.0 * (16.0 + 4.0), 1e-12);
   // Two input-channel groups with norms 3 and 4: (3 + 4) / sqrt(25).
   W4 groups("groups", 1, 2, 2, 2);
   groups(0, 0, 1, 0) = 3.0;
   groups(0, 1, 0, 1) = -4.0;
-  EXPECT_NEAR(conv_group_sparsity_value(Host(), groups, 0.5), 0.5 * 7.0 / std::sqrt(25 + 1e-8), 1e-12);
+  EXPECT_NEAR(layers::conv_group_sparsity_value(Host(), groups, 0.5), 0.5 * 7.0 / std::sqrt(25 + 1e-8), 1e-12);
   // Readout: one neuron, mask [1, -2], features [3, -1]: (1 + 2) (3 + 1) = 12.
   W3 m("m", 1, 1, 2);
   W2 f("f", 1, 2);
@@ -501,19 +501,19 @@ TEST(Regularizers, HandComputedValues) {
   m(0, 0, 1) = -2;
   f(0, 0) = 3;
   f(0, 1) = -1;
-  EXPECT_NEAR(readout_joint_l1_value(Host(), m, f, 0.1), 1.2, 1e-12);
-  EXPECT_NEAR(readout_separate_l1_value(Host(), m, f, 0.1, 0.01), 0.1 * 3 + 0.01 * 4, 1e-12);
-  EXPECT_NEAR(readout_l1_mask_l2_features_value(Host(), m, f, 0.1, 0.01), 0.1 * 3 + 0.01 * 10, 1e-12);
+  EXPECT_NEAR(layers::readout_joint_l1_value(Host(), m, f, 0.1), 1.2, 1e-12);
+  EXPECT_NEAR(layers::readout_separate_l1_value(Host(), m, f, 0.1, 0.01), 0.1 * 3 + 0.01 * 4, 1e-12);
+  EXPECT_NEAR(layers::readout_l1_mask_l2_features_value(Host(), m, f, 0.1, 0.01), 0.1 * 3 + 0.01 * 10, 1e-12);
   // Zero weight: nothing is computed and nothing added.
   W2 df("df", 1, 2);
   W3 dm("dm", 1, 1, 2);
-  EXPECT_EQ(readout_joint_l1_grad(Host(), m, f, 0.0, dm, df), 0.0);
+  EXPECT_EQ(layers::readout_joint_l1_grad(Host(), m, f, 0.0, dm, df), 0.0);
   EXPECT_EQ(sum_abs(df) + sum_abs(dm), 0.0);
   // All-zero weights: the reference's 0/0 is defined as 0 here, and no gradient.
   W4 zero("zero", 2, 1, 3, 3), dzero("dzero", 2, 1, 3, 3);
-  EXPECT_EQ(laplace_l2_grad(Host(), zero, 1.0, dzero), 0.0);
-  EXPECT_EQ(conv_group_sparsity_grad(Host(), zero, 1.0, dzero), 0.0);
-  EXPECT_EQ(conv_smoothness_grad(Host(), zero, 1.0, dzero), 0.0);
+  EXPECT_EQ(layers::laplace_l2_grad(Host(), zero, 1.0, dzero), 0.0);
+  EXPECT_EQ(layers::conv_group_sparsity_grad(Host(), zero, 1.0, dzero), 0.0);
+  EXPECT_EQ(layers::conv_smoothness_grad(Host(), zero, 1.0, dzero), 0.0);
   EXPECT_EQ(sum_abs(dzero), 0.0);
 }
 
@@ -525,24 +525,24 @@ TEST(Regularizers, ConvSmoothnessMatchesNaiveAndFiniteDifferences) {
     W4 w("w", 3, 2, k, k);
     fill_normal(w, 20 + std::uint32_t(k));
     const double weight = 0.7;
-    EXPECT_NEAR(conv_smoothness_value(Host(), w, weight), smoothness_naive(w, weight),
+    EXPECT_NEAR(layers::conv_smoothness_value(Host(), w, weight), smoothness_naive(w, weight),
                 1e-12 * smoothness_naive(w, weight));
     double returned = 0;
-    W4 g = gradient_increment(w, 21, [&](W4 const& d) { return conv_smoothness_grad(Host(), w, weight, d); },
+    W4 g = gradient_increment(w, 21, [&](W4 const& d) { return layers::conv_smoothness_grad(Host(), w, weight, d); },
                               &returned);
     EXPECT_NEAR(returned, smoothness_naive(w, weight), 1e-12 * returned);
     expect_gradient_matches_fd("conv_smoothness_k" + std::to_string(k), w, g,
-                               [&]() { return conv_smoothness_value(Host(), w, weight); });
+                               [&]() { return layers::conv_smoothness_value(Host(), w, weight); });
   }
 }
 
 TEST(Regularizers, ConvSmoothnessNonSquareKernel) {
   W4 w("w", 2, 3, 4, 6);
   fill_normal(w, 25);
-  EXPECT_NEAR(conv_smoothness_value(Host(), w, 1.0), smoothness_naive(w, 1.0), 1e-12 * smoothness_naive(w, 1.0));
+  EXPECT_NEAR(layers::conv_smoothness_value(Host(), w, 1.0), smoothness_naive(w, 1.0), 1e-12 * smoothness_naive(w, 1.0));
   double returned = 0;
-  W4 g = gradient_increment(w, 26, [&](W4 const& d) { return conv_smoothness_grad(Host(), w, 1.0, d); }, &returned);
-  expect_gradient_matches_fd("conv_smoothness_4x6", w, g, [&]() { return conv_smoothness_value(Host(), w, 1.0); });
+  W4 g = gradient_increment(w, 26, [&](W4 const& d) { return layers::conv_smoothness_grad(Host(), w, 1.0, d); }, &returned);
+  expect_gradient_matches_fd("conv_smoothness_4x6", w, g, [&]() { return layers::conv_smoothness_value(Host(), w, 1.0); });
 }
 
 TEST(Regularizers, ConvGroupSparsityMatchesNaiveAndFiniteDifferences) {
@@ -553,29 +553,29 @@ TEST(Regularizers, ConvGroupSparsityMatchesNaiveAndFiniteDifferences) {
   for (int y = 0; y < 5; ++y)
     for (int x = 0; x < 5; ++x) w(1, 2, y, x) = 0.0;
   const double weight = 1.3;
-  EXPECT_NEAR(conv_group_sparsity_value(Host(), w, weight), group_sparsity_naive(w, weight),
+  EXPECT_NEAR(layers::conv_group_sparsity_value(Host(), w, weight), group_sparsity_naive(w, weight),
               1e-12 * group_sparsity_naive(w, weight));
   double returned = 0;
-  W4 g = gradient_increment(w, 31, [&](W4 const& d) { return conv_group_sparsity_grad(Host(), w, weight, d); },
+  W4 g = gradient_increment(w, 31, [&](W4 const& d) { return layers::conv_group_sparsity_grad(Host(), w, weight, d); },
                             &returned);
   EXPECT_NEAR(returned, group_sparsity_naive(w, weight), 1e-12 * returned);
   for (int y = 0; y < 5; ++y)
     for (int x = 0; x < 5; ++x) EXPECT_EQ(g(1, 2, y, x), 0.0);
   expect_gradient_matches_fd("conv_group_sparsity", w, g,
-                             [&]() { return conv_group_sparsity_value(Host(), w, weight); });
+                             [&]() { return layers::conv_group_sparsity_value(Host(), w, weight); });
 }
 
 TEST(Regularizers, LaplaceL2MatchesNaiveAndFiniteDifferences) {
   W4 w("w", 4, 1, 7, 7);  // Lurz: first layer, one input channel
   fill_normal(w, 40);
   const double gamma_input = 1.0;
-  EXPECT_NEAR(laplace_l2_value(Host(), w, gamma_input), laplace_l2_naive(w, gamma_input),
+  EXPECT_NEAR(layers::laplace_l2_value(Host(), w, gamma_input), laplace_l2_naive(w, gamma_input),
               1e-12 * laplace_l2_naive(w, gamma_input));
   double returned = 0;
-  W4 g = gradient_increment(w, 41, [&](W4 const& d) { return laplace_l2_grad(Host(), w, gamma_input, d); },
+  W4 g = gradient_increment(w, 41, [&](W4 const& d) { return layers::laplace_l2_grad(Host(), w, gamma_input, d); },
                             &returned);
   EXPECT_NEAR(returned, laplace_l2_naive(w, gamma_input), 1e-12 * returned);
-  expect_gradient_matches_fd("laplace_l2", w, g, [&]() { return laplace_l2_value(Host(), w, gamma_input); });
+  expect_gradient_matches_fd("laplace_l2", w, g, [&]() { return layers::laplace_l2_value(Host(), w, gamma_input); });
 }
 
 TEST(Regularizers, ReadoutJointL1MatchesNaiveAndFiniteDifferences) {
@@ -584,7 +584,7 @@ TEST(Regularizers, ReadoutJointL1MatchesNaiveAndFiniteDifferences) {
   fill_away_from_zero(m, 50);
   fill_away_from_zero(f, 51);
   const double weight = 0.02;
-  EXPECT_NEAR(readout_joint_l1_value(Host(), m, f, weight), joint_l1_naive(m, f, weight),
+  EXPECT_NEAR(layers::readout_joint_l1_value(Host(), m, f, weight), joint_l1_naive(m, f, weight),
               1e-12 * joint_l1_naive(m, f, weight));
   W3 dm("dm", 5, 4, 3);
   W2 df("df", 5, 6);
@@ -594,11 +594,11 @@ TEST(Regularizers, ReadoutJointL1MatchesNaiveAndFiniteDifferences) {
   W2 df0("df0", 5, 6);
   Kokkos::deep_copy(dm0, dm);
   Kokkos::deep_copy(df0, df);
-  const double returned = readout_joint_l1_grad(Host(), m, f, weight, dm, df);
+  const double returned = layers::readout_joint_l1_grad(Host(), m, f, weight, dm, df);
   EXPECT_NEAR(returned, joint_l1_naive(m, f, weight), 1e-12 * returned);
   for (std::size_t i = 0; i < dm.size(); ++i) dm.data()[i] -= dm0.data()[i];
   for (std::size_t i = 0; i < df.size(); ++i) df.data()[i] -= df0.data()[i];
-  auto value = [&]() { return readout_joint_l1_value(Host(), m, f, weight); };
+  auto value = [&]() { return layers::readout_joint_l1_value(Host(), m, f, weight); };
   expect_gradient_matches_fd("readout_joint_l1_mask", m, dm, value);
   expect_gradient_matches_fd("readout_joint_l1_features", f, df, value);
 }
@@ -616,11 +616,11 @@ TEST(Regularizers, ReadoutTable1ControlsMatchNaiveAndFiniteDifferences) {
     double naive;
   };
   const std::vector<Case> cases = {
-      {"separate_l1", [&]() { return readout_separate_l1_value(Host(), m, f, mw, fw); },
-       [&](W3 const& dm, W2 const& df) { return readout_separate_l1_grad(Host(), m, f, mw, fw, dm, df); },
+      {"separate_l1", [&]() { return layers::readout_separate_l1_value(Host(), m, f, mw, fw); },
+       [&](W3 const& dm, W2 const& df) { return layers::readout_separate_l1_grad(Host(), m, f, mw, fw, dm, df); },
        mw * sum_abs(m) + fw * sum_abs(f)},
-      {"l1_mask_l2_features", [&]() { return readout_l1_mask_l2_features_value(Host(), m, f, mw, fw); },
-       [&](W3 const& dm, W2 const& df) { return readout_l1_mask_l2_features_grad(Host(), m, f, mw, fw, dm, df); },
+      {"l1_mask_l2_features", [&]() { return layers::readout_l1_mask_l2_features_value(Host(), m, f, mw, fw); },
+       [&](W3 const& dm, W2 const& df) { return layers::readout_l1_mask_l2_features_grad(Host(), m, f, mw, fw, dm, df); },
        mw * sum_abs(m) + fw * sum_sq(f)},
   };
   for (Case const& c : cases) {
@@ -650,15 +650,15 @@ TEST(Regularizers, ElementwiseL1AndL2OnAnArenaSlot) {
   W1 x = arena.param_flat(feat);
   W1 dx = arena.grad_flat(feat);
   double returned = 0;
-  W1 g = gradient_increment(dx, 71, [&](W1 const& d) { return l1_grad(Host(), x, gamma_readout, d); }, &returned);
+  W1 g = gradient_increment(dx, 71, [&](W1 const& d) { return layers::l1_grad(Host(), x, gamma_readout, d); }, &returned);
   EXPECT_NEAR(returned, gamma_readout * sum_abs(x), 1e-12);
-  expect_gradient_matches_fd("l1", x, g, [&]() { return l1_value(Host(), x, gamma_readout); });
-  g = gradient_increment(dx, 72, [&](W1 const& d) { return l2_grad(Host(), x, 0.5, d); }, &returned);
+  expect_gradient_matches_fd("l1", x, g, [&]() { return layers::l1_value(Host(), x, gamma_readout); });
+  g = gradient_increment(dx, 72, [&](W1 const& d) { return layers::l2_grad(Host(), x, 0.5, d); }, &returned);
   EXPECT_NEAR(returned, 0.5 * sum_sq(x), 1e-12);
-  expect_gradient_matches_fd("l2", x, g, [&]() { return l2_value(Host(), x, 0.5); });
+  expect_gradient_matches_fd("l2", x, g, [&]() { return layers::l2_value(Host(), x, 0.5); });
   // Through the arena's own gradient view: accumulates on top of what is there.
   Kokkos::deep_copy(dx, 1.0);
-  l1_grad(Host(), x, gamma_readout, dx);
+  layers::l1_grad(Host(), x, gamma_readout, dx);
   Host().fence();
   for (std::size_t i = 0; i < dx.size(); ++i) EXPECT_DOUBLE_EQ(dx(i), 1.0 + gamma_readout * (x(i) > 0 ? 1 : -1));
 }
@@ -670,7 +670,7 @@ TEST(Regularizers, AbsoluteValueGradientIsZeroAtZero) {
   x(0) = 0.0;
   x(1) = -0.5;
   x(2) = 2.0;
-  l1_grad(Host(), x, 1.0, dx);
+  layers::l1_grad(Host(), x, 1.0, dx);
   EXPECT_EQ(dx(0), 0.0);
   EXPECT_EQ(dx(1), -1.0);
   EXPECT_EQ(dx(2), 1.0);
@@ -682,7 +682,7 @@ TEST(Regularizers, AbsoluteValueGradientIsZeroAtZero) {
   f(0, 1) = -1.0;
   f(1, 0) = 3.0;     // neuron 1: zero mask
   f(1, 1) = 1.0;
-  readout_joint_l1_grad(Host(), m, f, 1.0, dm, df);
+  layers::readout_joint_l1_grad(Host(), m, f, 1.0, dm, df);
   EXPECT_EQ(dm(0, 0, 0), 0.0);
   EXPECT_EQ(dm(0, 0, 1), 1.0);   // sign(0.5) * (|0| + |-1|)
   EXPECT_EQ(df(0, 0), 0.0);
@@ -699,7 +699,7 @@ TEST(Regularizers, ArenaSlotViewsWorkWithConvRegularizers) {
   arena.allocate();
   fill_normal(arena.param<4>(w0), 80);
   fill_normal(arena.param<4>(w1), 81);
-  const double v = conv_group_sparsity_grad(Host(), arena.param<4>(w1), 1.0, arena.grad<4>(w1));
+  const double v = layers::conv_group_sparsity_grad(Host(), arena.param<4>(w1), 1.0, arena.grad<4>(w1));
   EXPECT_NEAR(v, group_sparsity_naive(arena.param<4>(w1), 1.0), 1e-12 * v);
   EXPECT_EQ(sum_abs(arena.grad_flat(w0)), 0.0);
   EXPECT_GT(sum_abs(arena.grad_flat(w1)), 0.0);
@@ -718,15 +718,15 @@ TEST(Regularizers, FloatStorageAgreesWithDouble) {
   fill_away_from_zero(da.param<2>(df), 92);
   for (std::size_t i = 0; i < da.size(); ++i) fa.params()(i) = static_cast<float>(da.params()(i));
   for (std::size_t i = 0; i < da.size(); ++i) da.params()(i) = static_cast<double>(fa.params()(i));
-  const double vd = conv_smoothness_grad(Host(), da.param<4>(dw), 0.3, da.grad<4>(dw)) +
-                    conv_group_sparsity_grad(Host(), da.param<4>(dw), 0.2, da.grad<4>(dw)) +
-                    laplace_l2_grad(Host(), da.param<4>(dw), 0.1, da.grad<4>(dw)) +
-                    readout_joint_l1_grad(Host(), da.param<3>(dm), da.param<2>(df), 0.05, da.grad<3>(dm),
+  const double vd = layers::conv_smoothness_grad(Host(), da.param<4>(dw), 0.3, da.grad<4>(dw)) +
+                    layers::conv_group_sparsity_grad(Host(), da.param<4>(dw), 0.2, da.grad<4>(dw)) +
+                    layers::laplace_l2_grad(Host(), da.param<4>(dw), 0.1, da.grad<4>(dw)) +
+                    layers::readout_joint_l1_grad(Host(), da.param<3>(dm), da.param<2>(df), 0.05, da.grad<3>(dm),
                                           da.grad<2>(df));
-  const double vf = conv_smoothness_grad(Host(), fa.param<4>(fw), 0.3, fa.grad<4>(fw)) +
-                    conv_group_sparsity_grad(Host(), fa.param<4>(fw), 0.2, fa.grad<4>(fw)) +
-                    laplace_l2_grad(Host(), fa.param<4>(fw), 0.1, fa.grad<4>(fw)) +
-                    readout_joint_l1_grad(Host(), fa.param<3>(fm), fa.param<2>(ff), 0.05, fa.grad<3>(fm),
+  const double vf = layers::conv_smoothness_grad(Host(), fa.param<4>(fw), 0.3, fa.grad<4>(fw)) +
+                    layers::conv_group_sparsity_grad(Host(), fa.param<4>(fw), 0.2, fa.grad<4>(fw)) +
+                    layers::laplace_l2_grad(Host(), fa.param<4>(fw), 0.1, fa.grad<4>(fw)) +
+                    layers::readout_joint_l1_grad(Host(), fa.param<3>(fm), fa.param<2>(ff), 0.05, fa.grad<3>(fm),
                                           fa.grad<2>(ff));
   Host().fence();
   EXPECT_NEAR(vf, vd, 1e-12 * vd) << "values are accumulated in double from the same (float) inputs";
@@ -743,16 +743,16 @@ TEST(Regularizers, FloatStorageAgreesWithDouble) {
 
 TEST(Regularizers, MismatchedShapesGiveShapeError) {
   W4 w("w", 2, 1, 3, 3), dw("dw", 2, 1, 3, 5);
-  EXPECT_THROW(conv_smoothness_grad(Host(), w, 1.0, dw), ShapeError);
-  EXPECT_THROW(conv_group_sparsity_grad(Host(), w, 1.0, dw), ShapeError);
-  EXPECT_THROW(laplace_l2_grad(Host(), w, 1.0, dw), ShapeError);
+  EXPECT_THROW(layers::conv_smoothness_grad(Host(), w, 1.0, dw), ShapeError);
+  EXPECT_THROW(layers::conv_group_sparsity_grad(Host(), w, 1.0, dw), ShapeError);
+  EXPECT_THROW(layers::laplace_l2_grad(Host(), w, 1.0, dw), ShapeError);
   W3 m("m", 3, 2, 2);
   W2 f("f", 4, 5), df("df", 3, 5);
   W3 dm("dm", 3, 2, 2);
-  EXPECT_THROW(readout_joint_l1_value(Host(), m, f, 1.0), ShapeError);
+  EXPECT_THROW(layers::readout_joint_l1_value(Host(), m, f, 1.0), ShapeError);
   W2 f3("f3", 3, 5);
-  EXPECT_THROW(readout_joint_l1_grad(Host(), m, f3, 1.0, dm, f), ShapeError);
-  EXPECT_NO_THROW(readout_joint_l1_grad(Host(), m, f3, 1.0, dm, df));
+  EXPECT_THROW(layers::readout_joint_l1_grad(Host(), m, f3, 1.0, dm, f), ShapeError);
+  EXPECT_NO_THROW(layers::readout_joint_l1_grad(Host(), m, f3, 1.0, dm, df));
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 // Training: batcher (fixed permutation, data_fraction, epochs), the early-stopping / lr-decay policy on
 // scripted validation curves, model configuration round trip, and end-to-end training on a tiny dataset.
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "io/h5.hpp"
-#include "io/train_state.hpp"
+#include "train/train_state_file.hpp"
 #include "model/model_config.hpp"
 #include "train/batcher.hpp"
 #include "train/early_stopping.hpp"
 #include "train/pipeline.hpp"
-#include "train/rng.hpp"
+#include "core/random.hpp"
 #include "train/trainer.hpp"
 
 #include "core/error.hpp"

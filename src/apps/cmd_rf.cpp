@@ -3,7 +3,7 @@
 // image (src/analysis/receptive_field.hpp); --data-key picks the readout of a model with several.
 #include "analysis/receptive_field.hpp"
 #include "apps/commands.hpp"
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "io/h5.hpp"
 #include "io/output_file.hpp"
 

@@ -3,7 +3,7 @@
 #include "analysis/receptive_field.hpp"
 #include "analysis/similarity.hpp"
 #include "apps/commands.hpp"
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "io/output_file.hpp"
 
 #include <iostream>

@@ -5,7 +5,7 @@
 #include "core/version.hpp"
 #include "model/model.hpp"
 #include "train/batcher.hpp"
-#include "train/rng.hpp"
+#include "core/random.hpp"
 #include "train/trainer.hpp"
 
 #include <Kokkos_Core.hpp>

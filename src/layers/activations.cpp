@@ -48,6 +48,6 @@ void activation_backward(ExecSpace const& space, Activation act, UView1<const T,
   template void activation_forward<T, E>(E const&, Activation, UView1<const T, E>, UView1<T, E>);         \
   template void activation_backward<T, E>(E const&, Activation, UView1<const T, E>, UView1<const T, E>,   \
                                           UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_ACTIVATION_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_ACTIVATION_INSTANTIATE)
 
 }  // namespace v1sysid::layers

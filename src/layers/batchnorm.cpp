@@ -332,6 +332,6 @@ void batchnorm_backward_eval(ExecSpace const& space, BatchNormShape const& s, Ba
                                               UView1<const T, E>, UView1<const T, E>, UView1<const T, E>,          \
                                               UView4<const T, E>, UView4<const T, E>, UView4<const T, E>,          \
                                               UView4<T, E>, UView1<T, E>, UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_BATCHNORM_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_BATCHNORM_INSTANTIATE)
 
 }  // namespace v1sysid::layers

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "core/error.hpp"
+#include "core/instantiate.hpp"
 #include "core/types.hpp"
 
 #include <KokkosBlas3_gemm.hpp>
@@ -130,18 +131,5 @@ KOKKOS_INLINE_FUNCTION double row_sum(const T* x, int n) {
 }
 
 }  // namespace detail
-
-// The (scalar, execution space) pairs every layer .cpp instantiates: float and double on ExecSpace, and on
-// HostExecSpace too where the default space is a device (CUDA/HIP/SYCL), so tests can run on the host.
-#if defined(KOKKOS_ENABLE_CUDA) || defined(KOKKOS_ENABLE_HIP) || defined(KOKKOS_ENABLE_SYCL) || \
-    defined(KOKKOS_ENABLE_OPENMPTARGET)
-#define V1SYSID_LAYERS_INSTANTIATE(MACRO)                                                             \
-  MACRO(float, ::v1sysid::ExecSpace)                                                                  \
-  MACRO(double, ::v1sysid::ExecSpace) MACRO(float, ::v1sysid::HostExecSpace) MACRO(double, ::v1sysid::HostExecSpace)
-#else
-static_assert(std::is_same<ExecSpace, HostExecSpace>::value,
-              "v1sysid::layers: a host-only Kokkos build must have one default execution space");
-#define V1SYSID_LAYERS_INSTANTIATE(MACRO) MACRO(float, ::v1sysid::ExecSpace) MACRO(double, ::v1sysid::ExecSpace)
-#endif
 
 }  // namespace v1sysid::layers

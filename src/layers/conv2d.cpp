@@ -347,6 +347,6 @@ void depthwise_conv2d_backward(ExecSpace const& space, DepthwiseConv2dShape cons
                                                UView4<const T, E>, UView4<T, E>);                                \
   template void depthwise_conv2d_backward<T, E>(E const&, DepthwiseConv2dShape const&, UView4<const T, E>,       \
                                                 UView4<const T, E>, UView4<const T, E>, UView4<T, E>, UView4<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_CONV2D_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_CONV2D_INSTANTIATE)
 
 }  // namespace v1sysid::layers

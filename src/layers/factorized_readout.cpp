@@ -208,6 +208,6 @@ void factorized_readout_backward(ExecSpace const& space, FactorizedReadoutShape 
                                                   UView2<const T, E>, UView4<const T, E>, UView2<const T, E>,       \
                                                   UView1<T, E>, UView4<T, E>, UView3<T, E>, UView2<T, E>,           \
                                                   UView1<T, E>, UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_READOUT_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_READOUT_INSTANTIATE)
 
 }  // namespace v1sysid::layers

@@ -6,16 +6,11 @@
 #include "layers/gaussian_readout.hpp"
 
 #include "core/kmath.hpp"
+#include "core/random.hpp"
 
 namespace v1sysid::layers {
 
 namespace {
-
-KOKKOS_INLINE_FUNCTION std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Position of one (b, n) on the pixel grid: the top-left tap (x0, y0), the fractions (fx, fy), and whether
 // each clamped coordinate was inside [-1, 1] before the clamp (the gradient mask).
@@ -60,13 +55,13 @@ void gaussian_readout_draw_noise(ExecSpace const& space, GaussianReadoutShape co
                                  UView3<T, ExecSpace> z) {
   validate(s);
   detail::require_extents(z, {std::size_t(s.B), std::size_t(s.N), 2}, "gaussian_readout_draw_noise", "z");
-  const std::uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ull);
+  const std::uint64_t key = splitmix64_mix(seed + kSplitMix64Gamma);
   const int total = s.B * s.N;
   Kokkos::parallel_for(
       "v1sysid::gaussian_readout::draw_noise", Kokkos::RangePolicy<ExecSpace>(space, 0, total),
       KOKKOS_LAMBDA(const int i) {
-        const std::uint64_t h1 = mix64(key ^ (std::uint64_t(i) * 0xD1B54A32D192ED03ull + 1));
-        const std::uint64_t h2 = mix64(h1 + 0x9E3779B97F4A7C15ull);
+        const std::uint64_t h1 = splitmix64_mix(key ^ (std::uint64_t(i) * 0xD1B54A32D192ED03ull + 1));
+        const std::uint64_t h2 = splitmix64_mix(h1 + kSplitMix64Gamma);
         const double u1 = (double(h1 >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
         const double u2 = double(h2 >> 11) * 0x1.0p-53;          // [0, 1)
         const double r = kmath::sqrt(-2.0 * kmath::log(u1));
@@ -308,6 +303,6 @@ void grid_predictor_backward(ExecSpace const& space, UView2<const T, ExecSpace> 
                                              UView2<const T, E>, UView2<T, E>);                                  \
   template void grid_predictor_backward<T, E>(E const&, UView2<const T, E>, UView2<const T, E>, UView2<T, E>,    \
                                               UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_GAUSSIAN_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_GAUSSIAN_INSTANTIATE)
 
 }  // namespace v1sysid::layers

@@ -234,6 +234,6 @@ void hermite_synthesize_backward(ExecSpace const& space, HermiteShape const& s,
                                                  UView3<const T, E>, UView4<T, E>, UView1<T, E>);                 \
   template void hermite_synthesize_backward<T, E>(E const&, HermiteShape const&, UView2<const T, E>,              \
                                                   UView4<const T, E>, UView3<T, E>, UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_HERMITE_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_HERMITE_INSTANTIATE)
 
 }  // namespace v1sysid::layers

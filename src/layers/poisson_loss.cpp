@@ -118,6 +118,6 @@ void poisson_loss_backward(ExecSpace const& space, OutputNonlinearity f, Poisson
                                              UView2<const T, E>, UView2<const T, E>, UView2<T, E>);              \
   template void poisson_loss_backward<T, E>(E const&, OutputNonlinearity, PoissonLossOptions const&,             \
                                             UView2<const T, E>, UView2<const T, E>, UView2<T, E>, double);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_POISSON_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_POISSON_INSTANTIATE)
 
 }  // namespace v1sysid::layers

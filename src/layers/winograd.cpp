@@ -510,6 +510,6 @@ void winograd_conv2d_backward(ExecSpace const& space, Conv2dShape const& s, UVie
   template void winograd_conv2d_backward<T, E>(E const&, Conv2dShape const&, UView4<const T, E>,               \
                                                UView4<const T, E>, UView4<const T, E>, UView4<T, E>,           \
                                                UView4<T, E>, UView1<T, E>);
-V1SYSID_LAYERS_INSTANTIATE(V1SYSID_WINOGRAD_INSTANTIATE)
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_WINOGRAD_INSTANTIATE)
 
 }  // namespace v1sysid::layers

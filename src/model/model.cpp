@@ -4,8 +4,8 @@
 
 #include "core/error.hpp"
 #include "layers/winograd.hpp"
-#include "optim/regularizers.hpp"
-#include "train/rng.hpp"
+#include "layers/regularizers.hpp"
+#include "core/random.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -661,9 +661,9 @@ double Model<T>::core_regularization(bool with_grad) const {
     const double wl = l == 0 ? core.laplace_weight : 0.0;
     if (with_grad) {
       const auto d_w = d_filter_view(l);
-      total += conv_smoothness_grad(space, w, ws, d_w);
-      total += conv_group_sparsity_grad(space, w, wg, d_w);
-      total += laplace_l2_grad(space, w, wl, d_w);
+      total += layers::conv_smoothness_grad(space, w, ws, d_w);
+      total += layers::conv_group_sparsity_grad(space, w, wg, d_w);
+      total += layers::laplace_l2_grad(space, w, wl, d_w);
       if (roteq()) {  // the filter gradient (conv + regularisers) into the Hermite coefficients
         ScopedRegion synthesis_region("backward/hermite_synthesis");
         const auto& s = m_layers[static_cast<size_t>(l)];
@@ -672,9 +672,9 @@ double Model<T>::core_regularization(bool with_grad) const {
                                                U3<T>(m_arena.template grad<3>(s.coeffs)), U1<T>(m_synth_scratch));
       }
     } else {
-      total += conv_smoothness_value(space, w, ws);
-      total += conv_group_sparsity_value(space, w, wg);
-      total += laplace_l2_value(space, w, wl);
+      total += layers::conv_smoothness_value(space, w, ws);
+      total += layers::conv_group_sparsity_value(space, w, wg);
+      total += layers::laplace_l2_value(space, w, wl);
     }
   }
   return total;
@@ -687,23 +687,23 @@ double Model<T>::readout_regularization(int r, bool with_grad) const {
   const auto& ro = m_config.readout;
   if (ro.gaussian()) {
     if (with_grad)
-      return l1_grad(space, m_arena.param_flat(rs.features), ro.feature_weight, m_arena.grad_flat(rs.features));
-    return l1_value(space, m_arena.param_flat(rs.features), ro.feature_weight);
+      return layers::l1_grad(space, m_arena.param_flat(rs.features), ro.feature_weight, m_arena.grad_flat(rs.features));
+    return layers::l1_value(space, m_arena.param_flat(rs.features), ro.feature_weight);
   }
   const auto mask = m_arena.template param<3>(rs.mask);
   const auto features = m_arena.template param<2>(rs.features);
   if (!with_grad) {
-    if (ro.regularizer == "joint_l1") return readout_joint_l1_value(space, mask, features, ro.weight);
+    if (ro.regularizer == "joint_l1") return layers::readout_joint_l1_value(space, mask, features, ro.weight);
     if (ro.regularizer == "separate_l1")
-      return readout_separate_l1_value(space, mask, features, ro.mask_weight, ro.feature_weight);
-    return readout_l1_mask_l2_features_value(space, mask, features, ro.mask_weight, ro.feature_weight);
+      return layers::readout_separate_l1_value(space, mask, features, ro.mask_weight, ro.feature_weight);
+    return layers::readout_l1_mask_l2_features_value(space, mask, features, ro.mask_weight, ro.feature_weight);
   }
   const auto d_mask = m_arena.template grad<3>(rs.mask);
   const auto d_features = m_arena.template grad<2>(rs.features);
-  if (ro.regularizer == "joint_l1") return readout_joint_l1_grad(space, mask, features, ro.weight, d_mask, d_features);
+  if (ro.regularizer == "joint_l1") return layers::readout_joint_l1_grad(space, mask, features, ro.weight, d_mask, d_features);
   if (ro.regularizer == "separate_l1")
-    return readout_separate_l1_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask, d_features);
-  return readout_l1_mask_l2_features_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask,
+    return layers::readout_separate_l1_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask, d_features);
+  return layers::readout_l1_mask_l2_features_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask,
                                           d_features);
 }
 

@@ -53,7 +53,7 @@
 #include "layers/hermite.hpp"
 #include "layers/poisson_loss.hpp"
 #include "model/model_config.hpp"
-#include "model/param_arena.hpp"
+#include "core/param_arena.hpp"
 
 #include <cstdint>
 #include <string>

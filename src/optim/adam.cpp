@@ -3,7 +3,7 @@
 
 #include "core/error.hpp"
 #include "core/kmath.hpp"
-#include "optim/instantiate.hpp"
+#include "core/instantiate.hpp"
 
 #include <cmath>
 #include <string>

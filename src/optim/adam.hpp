@@ -13,7 +13,7 @@
 #pragma once
 
 #include "core/types.hpp"
-#include "model/param_arena.hpp"
+#include "core/param_arena.hpp"
 
 #include <cstdint>
 #include <vector>

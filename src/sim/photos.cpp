@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/progress.hpp"
+#include "core/random.hpp"
 #include "io/h5.hpp"
 
 // libjpeg's header needs FILE and size_t declared first.
@@ -728,10 +729,7 @@ namespace {
 
 // Seeds of independent streams derived from one user seed (SplitMix64 finaliser).
 uint64_t derive_seed(uint64_t seed, uint64_t stream) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (stream + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return splitmix64_mix(seed + kSplitMix64Gamma * (stream + 1));
 }
 
 // Unbiased draw from [0, bound) by rejection; unlike std::uniform_int_distribution its sequence is the

@@ -1,5 +1,7 @@
 #include "sim/random.hpp"
 
+#include "core/random.hpp"
+
 #include <cmath>
 
 namespace v1sysid::sim {
@@ -9,21 +11,12 @@ constexpr double kPi = 3.14159265358979323846;
 inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 uint64_t stream_key(uint64_t seed, uint64_t animal, Stream stream, uint64_t index) {
   // Each counter is added with its own odd constant before mixing, so (a, b) and (b, a) differ.
-  uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
-  h = mix64(h ^ (animal + 0xd1b54a32d192ed03ULL));
-  h = mix64(h ^ (static_cast<uint64_t>(stream) + 0x8cb92ba72f3d8dd7ULL));
-  h = mix64(h ^ (index + 0xabc98388fb8fac03ULL));
+  uint64_t h = splitmix64_mix(seed + kSplitMix64Gamma);
+  h = splitmix64_mix(h ^ (animal + 0xd1b54a32d192ed03ULL));
+  h = splitmix64_mix(h ^ (static_cast<uint64_t>(stream) + 0x8cb92ba72f3d8dd7ULL));
+  h = splitmix64_mix(h ^ (index + 0xabc98388fb8fac03ULL));
   return h;
 }
 
@@ -31,8 +24,8 @@ Rng::Rng(uint64_t key) {
   // SplitMix64 sequence from the key fills the state (never all zero).
   uint64_t z = key;
   for (auto& s : m_s) {
-    z += 0x9e3779b97f4a7c15ULL;
-    s = mix64(z);
+    z += kSplitMix64Gamma;
+    s = splitmix64_mix(z);
   }
 }
 

@@ -26,8 +26,6 @@ enum class Stream : uint64_t {
   noise = 8,         // index: neuron; gain-factor loadings and private gain variance (noise.hpp)
 };
 
-// SplitMix64 finaliser: a bijective 64-bit mix.
-uint64_t mix64(uint64_t x);
 // Hash of the four counters that name a stream; distinct tuples give unrelated seeds.
 uint64_t stream_key(uint64_t seed, uint64_t animal, Stream stream, uint64_t index);
 

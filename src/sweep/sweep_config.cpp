@@ -1,5 +1,6 @@
 #include "sweep/sweep_config.hpp"
 
+#include "core/random.hpp"
 #include "model/model_config.hpp"
 #include "sweep/checksum.hpp"
 
@@ -13,20 +14,13 @@ namespace v1sysid {
 
 namespace fs = std::filesystem;
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 uint64_t hash_string(const std::string& s, uint64_t seed) {
-  uint64_t h = 0xcbf29ce484222325ull ^ splitmix64(seed);
+  uint64_t h = 0xcbf29ce484222325ull ^ splitmix64_mix(seed + kSplitMix64Gamma);
   for (unsigned char c : s) {
     h ^= c;
     h *= 0x100000001b3ull;
   }
-  return splitmix64(h);
+  return splitmix64_mix(h + kSplitMix64Gamma);
 }
 
 double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }

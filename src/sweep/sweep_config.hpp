@@ -119,9 +119,9 @@ void set_yaml_path(YAML::Node& root, const std::string& dotted, const YAML::Node
 // Deep-merges `overrides` into `base` (maps merge, everything else replaces).
 void merge_yaml(YAML::Node& base, const YAML::Node& overrides);
 
-// Counter-based hashing used for every random draw of the sweep (FNV-1a over bytes, then splitmix64).
+// Counter-based hashing used for every random draw of the sweep (FNV-1a over bytes, then the SplitMix64 step
+// of core/random.hpp).
 uint64_t hash_string(const std::string& s, uint64_t seed = 0);
-uint64_t splitmix64(uint64_t x);
 double unit_interval(uint64_t bits);  // [0, 1) from the top 53 bits
 
 }  // namespace v1sysid

@@ -1,7 +1,7 @@
 #include "sweep/training_trial.hpp"
 
 #include "core/error.hpp"
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "io/output_file.hpp"
 #include "model/model_config.hpp"
 

@@ -6,7 +6,7 @@
 // trials.
 #pragma once
 
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "sweep/scheduler.hpp"
 #include "sweep/sweep_config.hpp"
 #include "sweep/trial_result.hpp"

@@ -7,7 +7,7 @@
 // When fewer rows than batch_size are kept, the batch is all kept rows (batch_size() says so).
 #pragma once
 
-#include "train/rng.hpp"
+#include "core/random.hpp"
 
 #include <cstdint>
 #include <string>

@@ -3,7 +3,7 @@
 #include "core/error.hpp"
 #include "core/stop.hpp"
 #include "io/output_file.hpp"
-#include "io/train_state.hpp"
+#include "train/train_state_file.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -11,7 +11,7 @@
 #pragma once
 
 #include "data/dataset.hpp"
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 #include "metrics/metrics.hpp"
 #include "model/model.hpp"
 #include "train/schedule.hpp"

@@ -9,7 +9,7 @@
 //             the training time already spent.
 //
 // `identity` names the run the state belongs to (the resolved model config and the data, see RunSpec); a run
-// resumes only a state with its own identity. Files: io/train_state.hpp.
+// resumes only a state with its own identity. Files: train/train_state_file.hpp.
 #pragma once
 
 #include "core/types.hpp"

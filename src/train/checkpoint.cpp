@@ -1,4 +1,4 @@
-#include "io/checkpoint.hpp"
+#include "train/checkpoint.hpp"
 
 #include "core/error.hpp"
 #include "io/h5.hpp"

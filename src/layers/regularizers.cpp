@@ -3,16 +3,16 @@
 // filter's sums, then the same team writes that filter's gradient, so every gradient element is written by
 // exactly one thread (no atomics, bitwise reproducible). Global penalties (laplace_l2, l1, l2) are flat
 // range reductions followed by a flat element-wise update.
-#include "optim/regularizers.hpp"
+#include "layers/regularizers.hpp"
 
 #include "core/error.hpp"
 #include "core/kmath.hpp"
-#include "optim/instantiate.hpp"
+#include "core/instantiate.hpp"
 
 #include <cstdint>
 #include <string>
 
-namespace v1sysid {
+namespace v1sysid::layers {
 
 namespace detail {
 
@@ -89,7 +89,7 @@ void require_contiguous(View const& v, const char* what, const char* where) {
 }
 
 // ---- Ecker smoothness, per output filter ------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_smoothness(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w, double weight,
                        View4<T, typename ExecSpace::memory_space> const& d_w, bool with_grad) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
@@ -137,7 +137,7 @@ double conv_smoothness(ExecSpace const& space, View4<T, typename ExecSpace::memo
 }
 
 // ---- Ecker group sparsity, per output filter ----------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_group_sparsity(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                            double weight, View4<T, typename ExecSpace::memory_space> const& d_w, bool with_grad) {
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
@@ -203,7 +203,7 @@ double conv_group_sparsity(ExecSpace const& space, View4<T, typename ExecSpace::
 }
 
 // ---- Lurz LaplaceL2norm, one ratio over the whole tensor ---------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double laplace_l2(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w, double weight,
                   View4<T, typename ExecSpace::memory_space> const& d_w, bool with_grad) {
   using Policy = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>;
@@ -248,7 +248,7 @@ double laplace_l2(ExecSpace const& space, View4<T, typename ExecSpace::memory_sp
 }
 
 // ---- Ecker joint readout L1, per neuron ----------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_joint_l1(ExecSpace const& space, View3<T, typename ExecSpace::memory_space> const& mask,
                         View2<T, typename ExecSpace::memory_space> const& features, double weight,
                         View3<T, typename ExecSpace::memory_space> const& d_mask,
@@ -289,7 +289,7 @@ double readout_joint_l1(ExecSpace const& space, View3<T, typename ExecSpace::mem
 }
 
 // ---- element-wise L1 and L2 ---------------------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l1(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight,
           View1<T, typename ExecSpace::memory_space> const& d_x, bool with_grad) {
   using Policy = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>;
@@ -305,7 +305,7 @@ double l1(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> con
   return weight * total;
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l2(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight,
           View1<T, typename ExecSpace::memory_space> const& d_x, bool with_grad) {
   using Policy = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>;
@@ -345,13 +345,13 @@ void require_readout_shapes(Mask const& mask, Features const& features, const ch
 
 // ---- public entry points: argument checks, then the shared implementations above -----------------------
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_smoothness_value(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                              double weight) {
   if (weight == 0) return 0.0;
   return detail::conv_smoothness(space, w, weight, View4<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_smoothness_grad(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                             double weight, View4<T, typename ExecSpace::memory_space> const& d_w) {
   detail::require_same_extents(w, d_w, "d_w", "conv_smoothness_grad");
@@ -359,13 +359,13 @@ double conv_smoothness_grad(ExecSpace const& space, View4<T, typename ExecSpace:
   return detail::conv_smoothness(space, w, weight, d_w, true);
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_group_sparsity_value(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                                  double weight) {
   if (weight == 0) return 0.0;
   return detail::conv_group_sparsity(space, w, weight, View4<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_group_sparsity_grad(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                                 double weight, View4<T, typename ExecSpace::memory_space> const& d_w) {
   detail::require_same_extents(w, d_w, "d_w", "conv_group_sparsity_grad");
@@ -373,13 +373,13 @@ double conv_group_sparsity_grad(ExecSpace const& space, View4<T, typename ExecSp
   return detail::conv_group_sparsity(space, w, weight, d_w, true);
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double laplace_l2_value(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w,
                         double weight) {
   if (weight == 0) return 0.0;
   return detail::laplace_l2(space, w, weight, View4<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double laplace_l2_grad(ExecSpace const& space, View4<T, typename ExecSpace::memory_space> const& w, double weight,
                        View4<T, typename ExecSpace::memory_space> const& d_w) {
   detail::require_same_extents(w, d_w, "d_w", "laplace_l2_grad");
@@ -387,7 +387,7 @@ double laplace_l2_grad(ExecSpace const& space, View4<T, typename ExecSpace::memo
   return detail::laplace_l2(space, w, weight, d_w, true);
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_joint_l1_value(ExecSpace const& space, View3<T, typename ExecSpace::memory_space> const& mask,
                               View2<T, typename ExecSpace::memory_space> const& features, double weight) {
   detail::require_readout_shapes(mask, features, "readout_joint_l1_value");
@@ -395,7 +395,7 @@ double readout_joint_l1_value(ExecSpace const& space, View3<T, typename ExecSpac
   return detail::readout_joint_l1(space, mask, features, weight, View3<T, typename ExecSpace::memory_space>(),
                                   View2<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_joint_l1_grad(ExecSpace const& space, View3<T, typename ExecSpace::memory_space> const& mask,
                              View2<T, typename ExecSpace::memory_space> const& features, double weight,
                              View3<T, typename ExecSpace::memory_space> const& d_mask,
@@ -407,7 +407,7 @@ double readout_joint_l1_grad(ExecSpace const& space, View3<T, typename ExecSpace
   return detail::readout_joint_l1(space, mask, features, weight, d_mask, d_features, true);
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_separate_l1_value(ExecSpace const& space, View3<T, typename ExecSpace::memory_space> const& mask,
                                  View2<T, typename ExecSpace::memory_space> const& features, double mask_weight,
                                  double feature_weight) {
@@ -416,7 +416,7 @@ double readout_separate_l1_value(ExecSpace const& space, View3<T, typename ExecS
   return l1_value(space, detail::flatten(mask, "mask", where), mask_weight) +
          l1_value(space, detail::flatten(features, "features", where), feature_weight);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_separate_l1_grad(ExecSpace const& space, View3<T, typename ExecSpace::memory_space> const& mask,
                                 View2<T, typename ExecSpace::memory_space> const& features, double mask_weight,
                                 double feature_weight, View3<T, typename ExecSpace::memory_space> const& d_mask,
@@ -430,7 +430,7 @@ double readout_separate_l1_grad(ExecSpace const& space, View3<T, typename ExecSp
                  detail::flatten(d_features, "d_features", where));
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_l1_mask_l2_features_value(ExecSpace const& space,
                                          View3<T, typename ExecSpace::memory_space> const& mask,
                                          View2<T, typename ExecSpace::memory_space> const& features,
@@ -440,7 +440,7 @@ double readout_l1_mask_l2_features_value(ExecSpace const& space,
   return l1_value(space, detail::flatten(mask, "mask", where), mask_weight) +
          l2_value(space, detail::flatten(features, "features", where), feature_weight);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_l1_mask_l2_features_grad(ExecSpace const& space,
                                         View3<T, typename ExecSpace::memory_space> const& mask,
                                         View2<T, typename ExecSpace::memory_space> const& features,
@@ -456,24 +456,24 @@ double readout_l1_mask_l2_features_grad(ExecSpace const& space,
                  detail::flatten(d_features, "d_features", where));
 }
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l1_value(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight) {
   if (weight == 0) return 0.0;
   return detail::l1(space, x, weight, View1<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l1_grad(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight,
                View1<T, typename ExecSpace::memory_space> const& d_x) {
   detail::require_same_extents(x, d_x, "d_x", "l1_grad");
   if (weight == 0) return 0.0;
   return detail::l1(space, x, weight, d_x, true);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l2_value(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight) {
   if (weight == 0) return 0.0;
   return detail::l2(space, x, weight, View1<T, typename ExecSpace::memory_space>(), false);
 }
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l2_grad(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x, double weight,
                View1<T, typename ExecSpace::memory_space> const& d_x) {
   detail::require_same_extents(x, d_x, "d_x", "l2_grad");
@@ -481,44 +481,39 @@ double l2_grad(ExecSpace const& space, View1<T, typename ExecSpace::memory_space
   return detail::l2(space, x, weight, d_x, true);
 }
 
-#define V1SYSID_INSTANTIATE_REGULARIZERS(S, T)                                                                    \
-  template double conv_smoothness_value<S, T>(S const&, View4<T, S::memory_space> const&, double);               \
-  template double conv_smoothness_grad<S, T>(S const&, View4<T, S::memory_space> const&, double,                 \
+#define V1SYSID_INSTANTIATE_REGULARIZERS(T, S)                                                                    \
+  template double conv_smoothness_value<T, S>(S const&, View4<T, S::memory_space> const&, double);               \
+  template double conv_smoothness_grad<T, S>(S const&, View4<T, S::memory_space> const&, double,                 \
                                              View4<T, S::memory_space> const&);                                  \
-  template double conv_group_sparsity_value<S, T>(S const&, View4<T, S::memory_space> const&, double);           \
-  template double conv_group_sparsity_grad<S, T>(S const&, View4<T, S::memory_space> const&, double,             \
+  template double conv_group_sparsity_value<T, S>(S const&, View4<T, S::memory_space> const&, double);           \
+  template double conv_group_sparsity_grad<T, S>(S const&, View4<T, S::memory_space> const&, double,             \
                                                  View4<T, S::memory_space> const&);                              \
-  template double laplace_l2_value<S, T>(S const&, View4<T, S::memory_space> const&, double);                    \
-  template double laplace_l2_grad<S, T>(S const&, View4<T, S::memory_space> const&, double,                      \
+  template double laplace_l2_value<T, S>(S const&, View4<T, S::memory_space> const&, double);                    \
+  template double laplace_l2_grad<T, S>(S const&, View4<T, S::memory_space> const&, double,                      \
                                         View4<T, S::memory_space> const&);                                       \
-  template double readout_joint_l1_value<S, T>(S const&, View3<T, S::memory_space> const&,                       \
+  template double readout_joint_l1_value<T, S>(S const&, View3<T, S::memory_space> const&,                       \
                                                View2<T, S::memory_space> const&, double);                        \
-  template double readout_joint_l1_grad<S, T>(S const&, View3<T, S::memory_space> const&,                        \
+  template double readout_joint_l1_grad<T, S>(S const&, View3<T, S::memory_space> const&,                        \
                                               View2<T, S::memory_space> const&, double,                          \
                                               View3<T, S::memory_space> const&, View2<T, S::memory_space> const&); \
-  template double readout_separate_l1_value<S, T>(S const&, View3<T, S::memory_space> const&,                    \
+  template double readout_separate_l1_value<T, S>(S const&, View3<T, S::memory_space> const&,                    \
                                                   View2<T, S::memory_space> const&, double, double);             \
-  template double readout_separate_l1_grad<S, T>(S const&, View3<T, S::memory_space> const&,                     \
+  template double readout_separate_l1_grad<T, S>(S const&, View3<T, S::memory_space> const&,                     \
                                                  View2<T, S::memory_space> const&, double, double,               \
                                                  View3<T, S::memory_space> const&,                               \
                                                  View2<T, S::memory_space> const&);                              \
-  template double readout_l1_mask_l2_features_value<S, T>(S const&, View3<T, S::memory_space> const&,            \
+  template double readout_l1_mask_l2_features_value<T, S>(S const&, View3<T, S::memory_space> const&,            \
                                                           View2<T, S::memory_space> const&, double, double);     \
-  template double readout_l1_mask_l2_features_grad<S, T>(S const&, View3<T, S::memory_space> const&,             \
+  template double readout_l1_mask_l2_features_grad<T, S>(S const&, View3<T, S::memory_space> const&,             \
                                                          View2<T, S::memory_space> const&, double, double,       \
                                                          View3<T, S::memory_space> const&,                       \
                                                          View2<T, S::memory_space> const&);                      \
-  template double l1_value<S, T>(S const&, View1<T, S::memory_space> const&, double);                            \
-  template double l1_grad<S, T>(S const&, View1<T, S::memory_space> const&, double,                              \
+  template double l1_value<T, S>(S const&, View1<T, S::memory_space> const&, double);                            \
+  template double l1_grad<T, S>(S const&, View1<T, S::memory_space> const&, double,                              \
                                 View1<T, S::memory_space> const&);                                               \
-  template double l2_value<S, T>(S const&, View1<T, S::memory_space> const&, double);                            \
-  template double l2_grad<S, T>(S const&, View1<T, S::memory_space> const&, double, View1<T, S::memory_space> const&);
+  template double l2_value<T, S>(S const&, View1<T, S::memory_space> const&, double);                            \
+  template double l2_grad<T, S>(S const&, View1<T, S::memory_space> const&, double, View1<T, S::memory_space> const&);
 
-V1SYSID_INSTANTIATE_REGULARIZERS(ExecSpace, float)
-V1SYSID_INSTANTIATE_REGULARIZERS(ExecSpace, double)
-#if V1SYSID_HOST_SPACE_IS_SEPARATE
-V1SYSID_INSTANTIATE_REGULARIZERS(HostExecSpace, float)
-V1SYSID_INSTANTIATE_REGULARIZERS(HostExecSpace, double)
-#endif
+V1SYSID_INSTANTIATE_FOR_EACH(V1SYSID_INSTANTIATE_REGULARIZERS)
 
-}  // namespace v1sysid
+}  // namespace v1sysid::layers

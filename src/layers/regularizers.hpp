@@ -36,46 +36,46 @@
 
 #include "core/types.hpp"
 
-namespace v1sysid {
+namespace v1sysid::layers {
 
 // ---- convolution weights ---------------------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_smoothness_value(ExecSpace const& space,
                              View4<T, typename ExecSpace::memory_space> const& w,  // (C_out, C_in, K, K)
                              double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_smoothness_grad(ExecSpace const& space,
                             View4<T, typename ExecSpace::memory_space> const& w,    // (C_out, C_in, K, K)
                             double weight,
                             View4<T, typename ExecSpace::memory_space> const& d_w); // (C_out, C_in, K, K) +=
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_group_sparsity_value(ExecSpace const& space,
                                  View4<T, typename ExecSpace::memory_space> const& w,  // (C_out, C_in, K, K)
                                  double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double conv_group_sparsity_grad(ExecSpace const& space,
                                 View4<T, typename ExecSpace::memory_space> const& w,    // (C_out, C_in, K, K)
                                 double weight,
                                 View4<T, typename ExecSpace::memory_space> const& d_w); // (C_out, C_in, K, K) +=
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double laplace_l2_value(ExecSpace const& space,
                         View4<T, typename ExecSpace::memory_space> const& w,  // (C_out, C_in, K, K)
                         double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double laplace_l2_grad(ExecSpace const& space,
                        View4<T, typename ExecSpace::memory_space> const& w,    // (C_out, C_in, K, K)
                        double weight,
                        View4<T, typename ExecSpace::memory_space> const& d_w); // (C_out, C_in, K, K) +=
 
 // ---- factorised readout ----------------------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_joint_l1_value(ExecSpace const& space,
                               View3<T, typename ExecSpace::memory_space> const& mask,      // (N, H, W) raw M~
                               View2<T, typename ExecSpace::memory_space> const& features,  // (N, C) raw F~
                               double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_joint_l1_grad(ExecSpace const& space,
                              View3<T, typename ExecSpace::memory_space> const& mask,        // (N, H, W)
                              View2<T, typename ExecSpace::memory_space> const& features,    // (N, C)
@@ -83,12 +83,12 @@ double readout_joint_l1_grad(ExecSpace const& space,
                              View3<T, typename ExecSpace::memory_space> const& d_mask,      // (N, H, W) +=
                              View2<T, typename ExecSpace::memory_space> const& d_features); // (N, C) +=
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_separate_l1_value(ExecSpace const& space,
                                  View3<T, typename ExecSpace::memory_space> const& mask,      // (N, H, W)
                                  View2<T, typename ExecSpace::memory_space> const& features,  // (N, C)
                                  double mask_weight, double feature_weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_separate_l1_grad(ExecSpace const& space,
                                 View3<T, typename ExecSpace::memory_space> const& mask,        // (N, H, W)
                                 View2<T, typename ExecSpace::memory_space> const& features,    // (N, C)
@@ -96,12 +96,12 @@ double readout_separate_l1_grad(ExecSpace const& space,
                                 View3<T, typename ExecSpace::memory_space> const& d_mask,      // (N, H, W) +=
                                 View2<T, typename ExecSpace::memory_space> const& d_features); // (N, C) +=
 
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_l1_mask_l2_features_value(ExecSpace const& space,
                                          View3<T, typename ExecSpace::memory_space> const& mask,      // (N,H,W)
                                          View2<T, typename ExecSpace::memory_space> const& features,  // (N, C)
                                          double mask_weight, double feature_weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double readout_l1_mask_l2_features_grad(ExecSpace const& space,
                                         View3<T, typename ExecSpace::memory_space> const& mask,       // (N,H,W)
                                         View2<T, typename ExecSpace::memory_space> const& features,   // (N, C)
@@ -110,17 +110,17 @@ double readout_l1_mask_l2_features_grad(ExecSpace const& space,
                                         View2<T, typename ExecSpace::memory_space> const& d_features); // (N, C) +=
 
 // ---- element-wise primitives -------------------------------------------------------------------------
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l1_value(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x,  // (n)
                 double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l1_grad(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x,  // (n)
                double weight, View1<T, typename ExecSpace::memory_space> const& d_x);        // (n) +=
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l2_value(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x,  // (n)
                 double weight);
-template <class ExecSpace, class T>
+template <class T, class ExecSpace>
 double l2_grad(ExecSpace const& space, View1<T, typename ExecSpace::memory_space> const& x,  // (n)
                double weight, View1<T, typename ExecSpace::memory_space> const& d_x);        // (n) +=
 
-}  // namespace v1sysid
+}  // namespace v1sysid::layers

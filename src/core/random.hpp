@@ -1,14 +1,28 @@
-// Small, portable random numbers for everything a training run draws on the host: data permutations,
-// minibatch order and parameter initialisation. std::shuffle and std::normal_distribution differ between
-// standard libraries, so a seed would not reproduce a run across machines; these do (pure integer arithmetic
-// plus IEEE double operations).
+// Small, portable random numbers: the one SplitMix64 mix that every seeded draw of the project goes through
+// (host and device: sweep draws, the simulator's stream keys, photo selection, the Gaussian readout's noise),
+// and the host generator of a training run (data permutations, minibatch order, parameter initialisation).
+// std::shuffle and std::normal_distribution differ between standard libraries, so a seed would not reproduce a
+// run across machines; these do (pure integer arithmetic plus IEEE double operations).
 #pragma once
+
+#include <Kokkos_Core.hpp>
 
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 namespace v1sysid {
+
+// The Weyl increment of SplitMix64 (2^64 / golden ratio, odd).
+constexpr uint64_t kSplitMix64Gamma = 0x9E3779B97F4A7C15ull;
+
+// The SplitMix64 finaliser (Steele, Lea, Flood 2014; constants of Stafford's "Mix13"): a bijection of 64-bit
+// words whose outputs pass as independent for distinct inputs. Callable in device kernels.
+KOKKOS_INLINE_FUNCTION constexpr uint64_t splitmix64_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 // SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state advanced by a Weyl constant and mixed.
 class SplitMix64 {
@@ -25,12 +39,7 @@ class SplitMix64 {
     r.m_state = state;
     return r;
   }
-  uint64_t next() {
-    uint64_t z = (m_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64_mix(m_state += kSplitMix64Gamma); }
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   // Uniform integer in [0, n) without modulo bias (rejection of the incomplete last block).

@@ -1,7 +1,7 @@
 // ParamArena: slot registration, allocation and lookups (see param_arena.hpp).
-#include "model/param_arena.hpp"
+#include "core/param_arena.hpp"
 
-#include "optim/instantiate.hpp"
+#include "core/instantiate.hpp"
 
 #include <utility>
 

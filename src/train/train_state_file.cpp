@@ -1,4 +1,4 @@
-#include "io/train_state.hpp"
+#include "train/train_state_file.hpp"
 
 #include "core/error.hpp"
 #include "io/h5.hpp"

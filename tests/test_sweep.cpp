@@ -816,6 +816,35 @@ TEST(SweepSelect, ADamagedRowIsNeverPickedAsBestAndTheRerunRedoesIt) {
   EXPECT_NE(v1sysid::selection_markdown(v1sysid::select_best(out, 3), 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
 }
 
+// A status spelling no v1sysid writes (a hand-edited file) is an error that names the file and the row, for the
+// sweep that would resume it, select and status alike. Before the status enum, the sweep ran such a row again
+// and select, status and the checksum check passed over it.
+TEST(SweepSelect, AnUnknownStatusSpellingIsAnErrorNamingTheRow) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  ASSERT_EQ(run_v1sysid_mpi(2, "sweep " + sweep + " --out " + out).exit_code, 0);
+  {
+    auto f = v1sysid::h5::File::open_rw(out);
+    auto d = f.open_dataset("trials/status");
+    std::vector<char> raw(24 * 16, '\0');
+    for (size_t i = 0; i < 24; ++i) std::memcpy(raw.data() + i * 16, i == 3 ? "finishd" : "ok", i == 3 ? 7 : 2);
+    v1sysid::h5::Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(t.get(), 16);
+    H5Tset_strpad(t.get(), H5T_STR_NULLPAD);
+    ASSERT_GE(H5Dwrite(d.get(), t.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), 0);
+  }
+  for (const std::string command : {"select " + out, "status " + out}) {
+    auto r = v1sysid::testing::run_v1sysid(command);
+    EXPECT_NE(r.exit_code, 0) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find("trials/status of row 3 reads 'finishd'"), std::string::npos) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find(out), std::string::npos) << r.output;
+  }
+  auto again = run_v1sysid_mpi(2, "sweep " + sweep + " --out " + out);
+  EXPECT_NE(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("trials/status of row 3 reads 'finishd'"), std::string::npos) << again.output;
+}
+
 }  // namespace
 
 namespace {

@@ -191,7 +191,7 @@ void run_sweep_command(const SweepOptions& o) {
   if (rank == 0 && sweep.trial_kind != "dry_run") {
     const auto statuses = results.read_statuses();
     for (size_t i = 0; i < statuses.size() && i < trials.size(); ++i)
-      if (is_finished_status(statuses[i])) remove_state(trials[i]);
+      if (is_finished(statuses[i])) remove_state(trials[i]);
   }
   SweepSummary s = run_sweep(MPI_COMM_WORLD, trials, results, runner, remove_state, sweep.pruning);
   if (rank == 0) {

@@ -19,8 +19,6 @@ namespace v1sysid {
 
 namespace {
 
-constexpr size_t kArchLen = 64, kStatusLen = 16, kMessageLen = 256, kHostLen = 64;
-
 h5::Handle string_type(size_t len) {
   h5::Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(t.get(), len);
@@ -53,18 +51,6 @@ double unix_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::vector<std::string> row_datasets(const ResultsLayout& l) {
-  std::vector<std::string> names{"trials/trial_id",   "trials/architecture",    "trials/status",
-                                 "trials/message",    "trials/best_val_loss",   "trials/test_correlation",
-                                 "trials/feve",       "trials/fraction_oracle", "trials/data_fraction",
-                                 "trials/seed",       "trials/iterations",      "trials/steps",
-                                 "trials/wall_seconds", "trials/rank",          "trials/host",
-                                 "trials/val_curve",  "trials/neuron_correlation", "trials/row_checksum",
-                                 "trials/heartbeat"};
-  for (const auto& h : l.hyperparameters) names.push_back("trials/hyperparameters/" + h);
-  return names;
-}
-
 // Writes one row (or a [1, width] row of a 2-D dataset) with an independent transfer.
 void write_row_raw(hid_t dset, hid_t mem_type, int64_t row, hsize_t width, const void* data, const std::string& file,
                    const std::string& name) {
@@ -85,67 +71,195 @@ void write_row_raw(hid_t dset, hid_t mem_type, int64_t row, hsize_t width, const
 #error "trials/row_checksum hashes the little-endian bytes of each value (docs/formats.md)"
 #endif
 
-// One row of trials/ as stored. Its checksum is 64-bit FNV-1a over the stored bytes of its columns in this order
-// (little-endian numbers, strings NUL-padded to their fixed width), the order docs/formats.md gives and
-// analysis/v1analysis.py repeats.
-struct StoredRow {
-  int64_t trial_id = 0;
-  std::string architecture;
-  double data_fraction = 0;
-  int64_t seed = 0;
-  std::vector<double> hyperparameters;  // in name order
-  std::string status, message;
-  double best_val_loss = 0, test_correlation = 0, feve = 0, fraction_oracle = 0;
-  int64_t iterations = 0;
-  std::optional<int64_t> steps;  // format_version 3 on
-  double wall_seconds = 0;
-  int32_t rank = 0;
-  std::string host;
-  const double* val_curve = nullptr;
-  size_t curve_width = 0;
-  const float* neuron_correlation = nullptr;
-  size_t n_neurons = 0;
+// ---- the columns of trials/ -------------------------------------------------------------------------------
+// One table drives the file: create() makes a dataset per column, write_row / write_running_row write a row's
+// cells, rows_failing_checksum reads them back, and trials/row_checksum hashes the stored bytes of the hashed
+// columns in table order (docs/formats.md gives the same order; analysis/v1analysis.py repeats it).
+
+enum class Kind { int64, int32, uint64, float64, float32, text };
+enum class Extent { scalar, curve, neurons, per_hyperparameter };
+// Who writes a column: create() (the trial table), write_row (a finished trial), write_row and the live rows of
+// write_running_row, or one of the three cells write_row writes last, in this order: checksum, heartbeat, status.
+enum class Writer { creation, result, live, checksum, heartbeat, status };
+
+struct FileColumn;
+// What a row's cells are computed from.
+struct RowSource {
+  const Trial& trial;
+  const TrialResult& result;
+  TrialStatus status;
+  int32_t rank;
+  const std::string& host;
+};
+using CellWriter = void (*)(const RowSource&, const FileColumn&, std::string& bytes);
+
+struct Column {
+  const char* name;  // under trials/
+  Kind kind;
+  size_t text_width;  // text: fixed width, NUL-padded
+  Extent extent;
+  Writer writer;
+  bool hashed;            // part of trials/row_checksum
+  int64_t since_version;  // results files of older formats lack the column
+  double fill;            // numbers: the value of a row nobody wrote yet
+  const char* fill_text;  // text: the same
+  CellWriter cell;        // appends the stored bytes of one row (nullptr: the writer computes them)
 };
 
-class Fnv1a {
- public:
-  void bytes(const void* data, size_t n) {
-    const auto* c = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) {
-      m_h ^= c[i];
-      m_h *= 0x100000001b3ull;
+// A column as it is in one file: hyperparameter columns expanded, curve and neuron widths known.
+struct FileColumn {
+  const Column* column;
+  std::string path;
+  std::string hyperparameter;  // per_hyperparameter columns
+  hsize_t width = 1;           // values per row
+};
+
+template <class T>
+void append(std::string& bytes, const T& value) {
+  bytes.append(reinterpret_cast<const char*>(&value), sizeof value);
+}
+template <class T>
+void append_padded(std::string& bytes, const std::vector<T>& values, hsize_t width) {
+  for (hsize_t i = 0; i < width; ++i)
+    append(bytes, i < values.size() ? values[i] : std::numeric_limits<T>::quiet_NaN());
+}
+void append_text(std::string& bytes, const std::string& text, const FileColumn& c) {
+  bytes += padded(text, c.column->text_width);
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+const Column kColumns[] = {
+    {"trial_id", Kind::int64, 0, Extent::scalar, Writer::creation, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.trial.id); }},
+    {"architecture", Kind::text, 64, Extent::scalar, Writer::creation, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_text(b, s.trial.architecture, c); }},
+    {"data_fraction", Kind::float64, 0, Extent::scalar, Writer::creation, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.trial.data_fraction); }},
+    {"seed", Kind::int64, 0, Extent::scalar, Writer::creation, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.trial.seed); }},
+    {"hyperparameters", Kind::float64, 0, Extent::per_hyperparameter, Writer::creation, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) {
+       auto it = s.trial.hyperparameters.find(c.hyperparameter);
+       append(b, it == s.trial.hyperparameters.end() ? kNaN : it->second);
+     }},
+    {"status", Kind::text, 16, Extent::scalar, Writer::status, true, 1, 0, "pending",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_text(b, std::string(status_name(s.status)), c); }},
+    {"message", Kind::text, 256, Extent::scalar, Writer::result, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_text(b, s.result.message, c); }},
+    {"best_val_loss", Kind::float64, 0, Extent::scalar, Writer::live, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.best_val_loss); }},
+    {"test_correlation", Kind::float64, 0, Extent::scalar, Writer::result, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.test_correlation); }},
+    {"feve", Kind::float64, 0, Extent::scalar, Writer::result, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.feve); }},
+    {"fraction_oracle", Kind::float64, 0, Extent::scalar, Writer::result, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.fraction_oracle); }},
+    {"iterations", Kind::int64, 0, Extent::scalar, Writer::live, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.iterations); }},
+    {"steps", Kind::int64, 0, Extent::scalar, Writer::live, true, 3, 0, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.steps); }},
+    {"wall_seconds", Kind::float64, 0, Extent::scalar, Writer::live, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.wall_seconds); }},
+    {"rank", Kind::int32, 0, Extent::scalar, Writer::live, true, 1, -1, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.rank); }},
+    {"host", Kind::text, 64, Extent::scalar, Writer::live, true, 1, 0, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_text(b, s.host, c); }},
+    {"val_curve", Kind::float64, 0, Extent::curve, Writer::live, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_padded(b, s.result.val_curve, c.width); }},
+    {"neuron_correlation", Kind::float32, 0, Extent::neurons, Writer::result, true, 1, kNaN, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) { append_padded(b, s.result.neuron_correlation, c.width); }},
+    {"row_checksum", Kind::uint64, 0, Extent::scalar, Writer::checksum, false, 2, 0, "", nullptr},
+    {"heartbeat", Kind::float64, 0, Extent::scalar, Writer::heartbeat, false, 4, kNaN, "", nullptr},
+};
+
+const Column& column_named(const std::string& name) {
+  for (const auto& c : kColumns)
+    if (name == c.name) return c;
+  throw std::logic_error("results_file.cpp: no column trials/" + name);
+}
+
+// The memory (and file) type of a column's values.
+h5::Handle value_type(const Column& c) {
+  switch (c.kind) {
+    case Kind::int64: return h5::Handle(H5Tcopy(H5T_NATIVE_INT64), H5Tclose);
+    case Kind::int32: return h5::Handle(H5Tcopy(H5T_NATIVE_INT32), H5Tclose);
+    case Kind::uint64: return h5::Handle(H5Tcopy(H5T_NATIVE_UINT64), H5Tclose);
+    case Kind::float64: return h5::Handle(H5Tcopy(H5T_NATIVE_DOUBLE), H5Tclose);
+    case Kind::float32: return h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+    case Kind::text: break;
+  }
+  return string_type(c.text_width);
+}
+
+size_t value_bytes(const Column& c) {
+  switch (c.kind) {
+    case Kind::int64: case Kind::uint64: case Kind::float64: return 8;
+    case Kind::int32: case Kind::float32: return 4;
+    case Kind::text: break;
+  }
+  return c.text_width;
+}
+
+// The bytes of one unwritten value (the dataset's fill value).
+std::string fill_bytes(const Column& c) {
+  std::string b;
+  switch (c.kind) {
+    case Kind::int64: append(b, static_cast<int64_t>(c.fill)); break;
+    case Kind::int32: append(b, static_cast<int32_t>(c.fill)); break;
+    case Kind::uint64: append(b, static_cast<uint64_t>(c.fill)); break;
+    case Kind::float64: append(b, c.fill); break;
+    case Kind::float32: append(b, static_cast<float>(c.fill)); break;
+    case Kind::text: b = padded(c.fill_text, c.text_width); break;
+  }
+  return b;
+}
+
+std::vector<FileColumn> file_columns(const ResultsLayout& l) {
+  std::vector<FileColumn> out;
+  for (const auto& c : kColumns) {
+    const std::string path = std::string("trials/") + c.name;
+    switch (c.extent) {
+      case Extent::scalar: out.push_back({&c, path, "", 1}); break;
+      case Extent::curve: out.push_back({&c, path, "", static_cast<hsize_t>(std::max<int64_t>(1, l.max_checks))}); break;
+      case Extent::neurons: out.push_back({&c, path, "", static_cast<hsize_t>(std::max<int64_t>(1, l.n_neurons))}); break;
+      case Extent::per_hyperparameter:
+        for (const auto& h : l.hyperparameters) out.push_back({&c, path + "/" + h, h, 1});
+        break;
     }
   }
-  template <class T>
-  void value(const T& v) { bytes(&v, sizeof v); }
-  void text(const std::string& s, size_t len) {
-    const std::string p = padded(s, len);
-    bytes(p.data(), len);
+  return out;
+}
+
+// The cells of one row, column by column (file_columns order), and the row checksum over the hashed ones:
+// 64-bit FNV-1a over their stored bytes.
+uint64_t fnv1a(uint64_t h, const char* data, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ull;
   }
-  uint64_t get() const { return m_h; }
+  return h;
+}
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
 
- private:
-  uint64_t m_h = 0xcbf29ce484222325ull;
-};
+std::vector<std::string> row_cells(const std::vector<FileColumn>& columns, const RowSource& source) {
+  std::vector<std::string> cells(columns.size());
+  for (size_t i = 0; i < columns.size(); ++i)
+    if (columns[i].column->cell) columns[i].column->cell(source, columns[i], cells[i]);
+  return cells;
+}
 
-uint64_t row_checksum(const StoredRow& r) {
-  Fnv1a h;
-  h.value(r.trial_id);
-  h.text(r.architecture, kArchLen);
-  h.value(r.data_fraction);
-  h.value(r.seed);
-  for (double v : r.hyperparameters) h.value(v);
-  h.text(r.status, kStatusLen);
-  h.text(r.message, kMessageLen);
-  for (double v : {r.best_val_loss, r.test_correlation, r.feve, r.fraction_oracle}) h.value(v);
-  h.value(r.iterations);
-  if (r.steps) h.value(*r.steps);
-  h.value(r.wall_seconds);
-  h.value(r.rank);
-  h.text(r.host, kHostLen);
-  h.bytes(r.val_curve, r.curve_width * sizeof(double));
-  h.bytes(r.neuron_correlation, r.n_neurons * sizeof(float));
-  return h.get();
+uint64_t row_checksum(const std::vector<FileColumn>& columns, const std::vector<std::string>& cells) {
+  uint64_t h = kFnvOffset;
+  for (size_t i = 0; i < columns.size(); ++i)
+    if (columns[i].column->hashed) h = fnv1a(h, cells[i].data(), cells[i].size());
+  return h;
+}
+
+// A fixed-width text cell without its NUL padding.
+std::string trimmed(std::string text) {
+  text.erase(text.find_last_not_of('\0') + 1);
+  return text;
 }
 
 std::string model_files_text(const std::vector<ModelFileChecksum>& files) {
@@ -248,10 +362,6 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
 
 }  // namespace
 
-bool is_finished_status(const std::string& status) {
-  return status == "ok" || status == "diverged" || status == "failed" || status == "pruned";
-}
-
 ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
                                 const ResultsMetadata& meta, const std::vector<Trial>& trials, bool force) {
   int rank = 0, size = 1;
@@ -263,33 +373,15 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
     if (rank != 0) return;
     h5::File f = h5::File::create(path, force);  // under "<path>.partial-<pid>" until commit()
     const hsize_t n = static_cast<hsize_t>(layout.n_trials);
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    const float nanf = std::numeric_limits<float>::quiet_NaN();
-    const int64_t zero64 = 0;
-    const uint64_t zero_u64 = 0;
-    const int32_t minus1 = -1;
-    auto arch_t = string_type(kArchLen), status_t = string_type(kStatusLen), msg_t = string_type(kMessageLen),
-         host_t = string_type(kHostLen);
-    std::string pending = padded("pending", kStatusLen);
+    const auto columns = file_columns(layout);
     // Groups first, through File, so that they too are created without timestamps (as every object is).
     f.create_group(layout.hyperparameters.empty() ? "trials" : "trials/hyperparameters");
-    create_dataset(f, "trials/trial_id", H5T_NATIVE_INT64, {n}, &zero64);
-    create_dataset(f, "trials/architecture", arch_t.get(), {n}, nullptr);
-    create_dataset(f, "trials/status", status_t.get(), {n}, pending.data());
-    create_dataset(f, "trials/message", msg_t.get(), {n}, nullptr);
-    for (const char* c : {"best_val_loss", "test_correlation", "feve", "fraction_oracle", "data_fraction",
-                          "wall_seconds", "heartbeat"}) {
-      create_dataset(f, std::string("trials/") + c, H5T_NATIVE_DOUBLE, {n}, &nan);
+    for (const auto& c : columns) {
+      const std::string fill = fill_bytes(*c.column);
+      std::vector<hsize_t> dims{n};
+      if (c.column->extent == Extent::curve || c.column->extent == Extent::neurons) dims.push_back(c.width);
+      create_dataset(f, c.path, value_type(*c.column).get(), dims, fill.data());
     }
-    create_dataset(f, "trials/seed", H5T_NATIVE_INT64, {n}, &zero64);
-    create_dataset(f, "trials/iterations", H5T_NATIVE_INT64, {n}, &zero64);
-    create_dataset(f, "trials/steps", H5T_NATIVE_INT64, {n}, &zero64);
-    create_dataset(f, "trials/rank", H5T_NATIVE_INT32, {n}, &minus1);
-    create_dataset(f, "trials/host", host_t.get(), {n}, nullptr);
-    create_dataset(f, "trials/val_curve", H5T_NATIVE_DOUBLE, {n, static_cast<hsize_t>(std::max<int64_t>(1, layout.max_checks))}, &nan);
-    create_dataset(f, "trials/neuron_correlation", H5T_NATIVE_FLOAT, {n, static_cast<hsize_t>(std::max<int64_t>(1, layout.n_neurons))}, &nanf);
-    create_dataset(f, "trials/row_checksum", H5T_NATIVE_UINT64, {n}, &zero_u64);
-    for (const auto& h : layout.hyperparameters) create_dataset(f, "trials/hyperparameters/" + h, H5T_NATIVE_DOUBLE, {n}, &nan);
 
     f.write_attribute("/", "format_version", kFormatVersion);
     f.write_attribute("/", "sweep_yaml", meta.sweep_yaml);
@@ -304,37 +396,21 @@ ResultsFile ResultsFile::create(const std::string& path, MPI_Comm comm, const Re
     f.write_attribute("/", "versions", version_report());
     f.write_attribute("/", "ranks_at_creation", static_cast<int64_t>(size));
 
-    // Static columns of the trial table.
+    // The trial table: the columns create() writes, every row at once; and every trial's resolved config.
     if (n > 0) {
-      std::vector<int64_t> ids, seeds;
-      std::vector<double> fractions;
-      std::string archs;
-      for (const auto& t : trials) {
-        ids.push_back(t.id);
-        seeds.push_back(t.seed);
-        fractions.push_back(t.data_fraction);
-        archs += padded(t.architecture, kArchLen);
-      }
-      auto write_all = [&](const char* name, hid_t type, const void* data) {
-        h5::Handle d(h5::check_id(H5Dopen2(f.id(), name, H5P_DEFAULT), "H5Dopen2", path, name), H5Dclose);
+      const TrialResult none;
+      for (const auto& c : columns) {
+        if (c.column->writer != Writer::creation) continue;
+        std::string values;
+        for (const auto& t : trials) c.column->cell(RowSource{t, none, TrialStatus::pending, -1, ""}, c, values);
+        h5::Handle d(h5::check_id(H5Dopen2(f.id(), c.path.c_str(), H5P_DEFAULT), "H5Dopen2", path, c.path), H5Dclose);
         errno = 0;
-        h5::check_write(H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "H5Dwrite", path, name);
-      };
-      write_all("trials/trial_id", H5T_NATIVE_INT64, ids.data());
-      write_all("trials/seed", H5T_NATIVE_INT64, seeds.data());
-      write_all("trials/data_fraction", H5T_NATIVE_DOUBLE, fractions.data());
-      write_all("trials/architecture", arch_t.get(), archs.data());
+        h5::check_write(H5Dwrite(d.get(), value_type(*c.column).get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+                        "H5Dwrite", path, c.path);
+      }
       std::vector<std::string> configs = meta.trial_configs;
       configs.resize(trials.size());
       f.write_strings("trials/config", configs);
-      for (const auto& h : layout.hyperparameters) {
-        std::vector<double> v;
-        for (const auto& t : trials) {
-          auto it = t.hyperparameters.find(h);
-          v.push_back(it == t.hyperparameters.end() ? nan : it->second);
-        }
-        write_all(("trials/hyperparameters/" + h).c_str(), H5T_NATIVE_DOUBLE, v.data());
-      }
     }
     f.commit();  // flush, close, fsync and rename; on failure the partial file is removed
   });
@@ -367,139 +443,99 @@ ResultsFile ResultsFile::open_for_resume(const std::string& path, MPI_Comm comm,
 }
 
 void ResultsFile::open_datasets() {
-  for (const auto& name : row_datasets(m_layout)) m_datasets.emplace(name, m_file.open_dataset(name));
+  for (const auto& c : file_columns(m_layout)) m_datasets.emplace(c.path, m_file.open_dataset(c.path));
+}
+
+void ResultsFile::write_cells(int64_t row, const std::vector<std::string>& cells, bool finished) const {
+  const auto columns = file_columns(m_layout);
+  auto write = [&](size_t i, const std::string& bytes) {
+    const FileColumn& c = columns[i];
+    write_row_raw(m_datasets.at(c.path).get(), value_type(*c.column).get(), row, c.width, bytes.data(), m_file.path(),
+                  c.path);
+  };
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const Writer w = columns[i].column->writer;
+    if (w == Writer::live || (finished && w == Writer::result)) write(i, cells[i]);
+  }
+  // Last, in this order: the checksum (finished rows), the heartbeat and the status, so that a row counts as
+  // finished (or running) only once everything else has landed.
+  for (Writer last : {Writer::checksum, Writer::heartbeat, Writer::status}) {
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (columns[i].column->writer != last) continue;
+      std::string bytes;
+      if (last == Writer::checksum) {
+        if (!finished) continue;
+        append(bytes, row_checksum(columns, cells));
+      } else if (last == Writer::heartbeat) {
+        append(bytes, unix_seconds());
+      } else {
+        bytes = cells[i];
+      }
+      write(i, bytes);
+    }
+  }
 }
 
 void ResultsFile::write_row(const Trial& trial, const TrialResult& r, int rank, const std::string& host) {
-  const int64_t id = trial.id;
-  const std::string& file = m_file.path();
-  auto ds = [&](const std::string& name) { return m_datasets.at("trials/" + name).get(); };
-  auto write_double = [&](const char* name, double v) { write_row_raw(ds(name), H5T_NATIVE_DOUBLE, id, 1, &v, file, name); };
-  auto write_string = [&](const char* name, const std::string& s, size_t len) {
-    auto t = string_type(len);
-    std::string p = padded(s, len);
-    write_row_raw(ds(name), t.get(), id, 1, p.data(), file, name);
-  };
-  std::vector<double> curve(static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks)), std::numeric_limits<double>::quiet_NaN());
-  std::copy_n(r.val_curve.begin(), std::min(curve.size(), r.val_curve.size()), curve.begin());
-  std::vector<float> corr(static_cast<size_t>(std::max<int64_t>(1, m_layout.n_neurons)), std::numeric_limits<float>::quiet_NaN());
-  std::copy_n(r.neuron_correlation.begin(), std::min(corr.size(), r.neuron_correlation.size()), corr.begin());
-
-  StoredRow row;
-  row.trial_id = id;
-  row.architecture = trial.architecture;
-  row.data_fraction = trial.data_fraction;
-  row.seed = trial.seed;
-  for (const auto& h : m_layout.hyperparameters) {
-    auto it = trial.hyperparameters.find(h);
-    row.hyperparameters.push_back(it == trial.hyperparameters.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
-  }
-  row.status = r.status;
-  row.message = r.message;
-  row.best_val_loss = r.best_val_loss;
-  row.test_correlation = r.test_correlation;
-  row.feve = r.feve;
-  row.fraction_oracle = r.fraction_oracle;
-  row.iterations = r.iterations;
-  row.steps = r.steps;
-  row.wall_seconds = r.wall_seconds;
-  row.rank = rank;
-  row.host = host;
-  row.val_curve = curve.data();
-  row.curve_width = curve.size();
-  row.neuron_correlation = corr.data();
-  row.n_neurons = corr.size();
-
-  write_double("best_val_loss", r.best_val_loss);
-  write_double("test_correlation", r.test_correlation);
-  write_double("feve", r.feve);
-  write_double("fraction_oracle", r.fraction_oracle);
-  write_double("wall_seconds", r.wall_seconds);
-  write_row_raw(ds("iterations"), H5T_NATIVE_INT64, id, 1, &r.iterations, file, "iterations");
-  write_row_raw(ds("steps"), H5T_NATIVE_INT64, id, 1, &r.steps, file, "steps");
-  write_row_raw(ds("rank"), H5T_NATIVE_INT32, id, 1, &row.rank, file, "rank");
-  write_string("host", host, kHostLen);
-  write_string("message", r.message, kMessageLen);
-  write_row_raw(ds("val_curve"), H5T_NATIVE_DOUBLE, id, curve.size(), curve.data(), file, "val_curve");
-  write_row_raw(ds("neuron_correlation"), H5T_NATIVE_FLOAT, id, corr.size(), corr.data(), file, "neuron_correlation");
-
-  const uint64_t checksum = row_checksum(row);
-  write_row_raw(ds("row_checksum"), H5T_NATIVE_UINT64, id, 1, &checksum, file, "row_checksum");
-  const double heartbeat = unix_seconds();
-  write_row_raw(ds("heartbeat"), H5T_NATIVE_DOUBLE, id, 1, &heartbeat, file, "heartbeat");
-  write_string("status", r.status, kStatusLen);  // last: a row counts as finished only once this lands
-}
-
-void ResultsFile::mark_pending(const Trial& trial) {
-  auto status_t = string_type(kStatusLen);
-  const std::string pending = padded("pending", kStatusLen);
-  write_row_raw(m_datasets.at("trials/status").get(), status_t.get(), trial.id, 1, pending.data(), m_file.path(), "status");
+  write_cells(trial.id, row_cells(file_columns(m_layout), RowSource{trial, r, r.status, rank, host}), true);
 }
 
 void ResultsFile::write_running_row(const Trial& trial, const TrialResult& p, int rank, const std::string& host) {
-  const int64_t id = trial.id;
-  const std::string& file = m_file.path();
-  auto ds = [&](const std::string& name) { return m_datasets.at("trials/" + name).get(); };
-  std::vector<double> curve(static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks)), std::numeric_limits<double>::quiet_NaN());
-  std::copy_n(p.val_curve.begin(), std::min(curve.size(), p.val_curve.size()), curve.begin());
-  const double heartbeat = unix_seconds();
-  const int32_t rank32 = rank;
-  write_row_raw(ds("best_val_loss"), H5T_NATIVE_DOUBLE, id, 1, &p.best_val_loss, file, "best_val_loss");
-  write_row_raw(ds("wall_seconds"), H5T_NATIVE_DOUBLE, id, 1, &p.wall_seconds, file, "wall_seconds");
-  write_row_raw(ds("iterations"), H5T_NATIVE_INT64, id, 1, &p.iterations, file, "iterations");
-  write_row_raw(ds("steps"), H5T_NATIVE_INT64, id, 1, &p.steps, file, "steps");
-  write_row_raw(ds("rank"), H5T_NATIVE_INT32, id, 1, &rank32, file, "rank");
-  auto host_t = string_type(kHostLen), status_t = string_type(kStatusLen);
-  const std::string host_padded = padded(host, kHostLen), status_padded = padded("running", kStatusLen);
-  write_row_raw(ds("host"), host_t.get(), id, 1, host_padded.data(), file, "host");
-  write_row_raw(ds("val_curve"), H5T_NATIVE_DOUBLE, id, curve.size(), curve.data(), file, "val_curve");
-  write_row_raw(ds("heartbeat"), H5T_NATIVE_DOUBLE, id, 1, &heartbeat, file, "heartbeat");
-  write_row_raw(ds("status"), status_t.get(), id, 1, status_padded.data(), file, "status");
+  write_cells(trial.id, row_cells(file_columns(m_layout), RowSource{trial, p, TrialStatus::running, rank, host}), false);
+}
+
+void ResultsFile::mark_pending(const Trial& trial) {
+  const Column& status = column_named("status");
+  const std::string pending = padded(std::string(status_name(TrialStatus::pending)), status.text_width);
+  write_row_raw(m_datasets.at("trials/status").get(), value_type(status).get(), trial.id, 1, pending.data(),
+                m_file.path(), "trials/status");
+}
+
+// Reads a whole column (independent) as stored: value_bytes(column) x width bytes per row.
+std::string ResultsFile::read_column(const std::string& name) const {
+  const Column& c = column_named(name);
+  const std::string path = "trials/" + name;
+  const hid_t d = m_datasets.at(path).get();
+  h5::Handle space(H5Dget_space(d), H5Sclose);
+  std::string raw(static_cast<size_t>(H5Sget_simple_extent_npoints(space.get())) * value_bytes(c), '\0');
+  h5::Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);
+  if (!raw.empty())
+    h5::check(H5Dread(d, value_type(c).get(), H5S_ALL, H5S_ALL, dxpl.get(), raw.data()), "H5Dread", m_file.path(), path);
+  return raw;
 }
 
 std::vector<ResultsFile::OkCurve> ResultsFile::read_ok_curves() const {
   const auto n = static_cast<size_t>(m_layout.n_trials);
   const auto width = static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks));
-  h5::Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);
-  auto read = [&](const char* name, hid_t type, void* out) {
-    if (n > 0)
-      h5::check(H5Dread(m_datasets.at(name).get(), type, H5S_ALL, H5S_ALL, dxpl.get(), out), "H5Dread", m_file.path(), name);
-  };
   const auto statuses = read_statuses();
-  std::vector<char> arch(n * kArchLen);
-  std::vector<double> fraction(n), curves(n * width);
-  auto arch_t = string_type(kArchLen);
-  read("trials/architecture", arch_t.get(), arch.data());
-  read("trials/data_fraction", H5T_NATIVE_DOUBLE, fraction.data());
-  read("trials/val_curve", H5T_NATIVE_DOUBLE, curves.data());
+  const std::string arch = read_column("architecture"), fraction = read_column("data_fraction"),
+                    curves = read_column("val_curve");
+  const size_t arch_width = column_named("architecture").text_width;
   std::vector<OkCurve> out;
   for (size_t i = 0; i < n; ++i) {
-    if (statuses[i] != "ok") continue;
+    if (statuses[i] != TrialStatus::ok) continue;
     OkCurve c;
-    c.architecture.assign(arch.data() + i * kArchLen, kArchLen);
-    c.architecture.erase(c.architecture.find_last_not_of('\0') + 1);
-    c.data_fraction = fraction[i];
-    for (size_t k = 0; k < width && std::isfinite(curves[i * width + k]); ++k) c.curve.push_back(curves[i * width + k]);
+    c.architecture = trimmed(arch.substr(i * arch_width, arch_width));
+    std::memcpy(&c.data_fraction, fraction.data() + i * sizeof(double), sizeof(double));
+    for (size_t k = 0; k < width; ++k) {
+      double v;
+      std::memcpy(&v, curves.data() + (i * width + k) * sizeof(double), sizeof v);
+      if (!std::isfinite(v)) break;
+      c.curve.push_back(v);
+    }
     out.push_back(std::move(c));
   }
   return out;
 }
 
-std::vector<std::string> ResultsFile::read_statuses() const {
-  const hid_t d = m_datasets.at("trials/status").get();
-  auto t = string_type(kStatusLen);
-  std::vector<char> raw(static_cast<size_t>(m_layout.n_trials) * kStatusLen);
-  h5::Handle dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);
-  if (!raw.empty()) h5::check(H5Dread(d, t.get(), H5S_ALL, H5S_ALL, dxpl.get(), raw.data()), "H5Dread", m_file.path(), "trials/status");
-  std::vector<std::string> out;
-  for (int64_t i = 0; i < m_layout.n_trials; ++i) {
-    std::string s(raw.data() + i * kStatusLen, kStatusLen);
-    s.erase(s.find_last_not_of('\0') + 1);
-    out.push_back(s);
-  }
-  for (int64_t id : m_damaged) out.at(static_cast<size_t>(id)) = "damaged";
+std::vector<TrialStatus> ResultsFile::read_statuses() const {
+  const std::string raw = read_column("status");
+  const size_t width = column_named("status").text_width;
+  std::vector<TrialStatus> out;
+  for (int64_t i = 0; i < m_layout.n_trials; ++i)
+    out.push_back(stored_status(trimmed(raw.substr(static_cast<size_t>(i) * width, width)), i, m_file.path()));
+  for (int64_t id : m_damaged) out.at(static_cast<size_t>(id)) = TrialStatus::damaged;
   return out;
 }
 
@@ -510,62 +546,57 @@ void ResultsFile::close() {
 
 std::vector<int64_t> rows_failing_checksum(const h5::File& f) {
   if (!f.exists("trials/row_checksum")) return {};
-  const auto status = f.read_strings("trials/status");
-  const auto stored = f.read<uint64_t>("trials/row_checksum");
-  const auto ids = f.read<int64_t>("trials/trial_id");
-  const auto archs = f.read_strings("trials/architecture");
-  const auto fractions = f.read<double>("trials/data_fraction");
-  const auto seeds = f.read<int64_t>("trials/seed");
-  const auto messages = f.read_strings("trials/message");
-  const auto val = f.read<double>("trials/best_val_loss");
-  const auto corr = f.read<double>("trials/test_correlation");
-  const auto feve = f.read<double>("trials/feve");
-  const auto oracle = f.read<double>("trials/fraction_oracle");
-  const auto iterations = f.read<int64_t>("trials/iterations");
-  // format_version 2 files have no steps column (their trials/iterations held the steps).
-  const auto steps = f.exists("trials/steps") ? f.read<int64_t>("trials/steps") : std::vector<int64_t>{};
-  const auto wall = f.read<double>("trials/wall_seconds");
-  const auto ranks = f.read<int32_t>("trials/rank");
-  const auto hosts = f.read_strings("trials/host");
-  h5::Shape curve_shape, neuron_shape;
-  const auto curves = f.read<double>("trials/val_curve", &curve_shape);
-  const auto neurons = f.read<float>("trials/neuron_correlation", &neuron_shape);
-  std::vector<std::string> names;
-  if (f.exists("trials/hyperparameters")) names = f.list("trials/hyperparameters");
-  std::sort(names.begin(), names.end());
-  std::vector<std::vector<double>> hyper;
-  for (const auto& name : names) hyper.push_back(f.read<double>("trials/hyperparameters/" + name));
-  const size_t n = status.size();
-  if (stored.size() != n || ids.size() != n || archs.size() != n || messages.size() != n || hosts.size() != n ||
-      curve_shape.size() != 2 || neuron_shape.size() != 2 || curve_shape[0] != n || neuron_shape[0] != n) {
-    throw DataError("trials/ datasets have different lengths", f.path(), "the file is not a complete v1sysid results file");
+  const int64_t version = f.read_attribute_int("/", "format_version");
+  ResultsLayout layout;
+  const h5::Shape status_shape = f.shape("trials/status");
+  layout.n_trials = status_shape.empty() ? 0 : static_cast<int64_t>(status_shape[0]);
+  layout.max_checks = static_cast<int64_t>(f.shape("trials/val_curve").at(1));
+  layout.n_neurons = static_cast<int64_t>(f.shape("trials/neuron_correlation").at(1));
+  if (f.exists("trials/hyperparameters")) layout.hyperparameters = f.list("trials/hyperparameters");
+  std::sort(layout.hyperparameters.begin(), layout.hyperparameters.end());
+  const size_t n = static_cast<size_t>(layout.n_trials);
+
+  // Every column as stored (raw bytes per row); columns newer than the file's format are not there and not hashed.
+  auto columns = file_columns(layout);
+  std::vector<std::string> stored(columns.size());
+  std::vector<size_t> row_bytes(columns.size(), 0);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const FileColumn& c = columns[i];
+    if (!(c.column->hashed || c.column->writer == Writer::checksum || c.column->writer == Writer::status)) continue;
+    if (!f.exists(c.path)) {
+      if (c.column->since_version > version) continue;
+      throw DataError(c.path + " is missing", f.path(), "the file is not a complete v1sysid results file");
+    }
+    const h5::Shape shape = f.shape(c.path);
+    const bool two_d = c.column->extent == Extent::curve || c.column->extent == Extent::neurons;
+    if (shape.size() != (two_d ? 2u : 1u) || shape[0] != n || (two_d && shape[1] != c.width)) {
+      throw DataError("trials/ datasets have different lengths (" + c.path + ")", f.path(),
+                      "the file is not a complete v1sysid results file");
+    }
+    h5::Handle d = f.open_dataset(c.path);
+    row_bytes[i] = value_bytes(*c.column) * c.width;
+    stored[i].resize(n * row_bytes[i]);
+    if (n > 0)
+      h5::check(H5Dread(d.get(), value_type(*c.column).get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, stored[i].data()),
+                "H5Dread", f.path(), c.path);
   }
+  auto column_of = [&](Writer w) {
+    for (size_t i = 0; i < columns.size(); ++i)
+      if (columns[i].column->writer == w) return i;
+    throw std::logic_error("results_file.cpp: no column for a writer");
+  };
+  const size_t status_i = column_of(Writer::status), checksum_i = column_of(Writer::checksum);
 
   std::vector<int64_t> damaged;
   for (size_t i = 0; i < n; ++i) {
-    if (!is_finished_status(status[i])) continue;
-    StoredRow row;
-    row.trial_id = ids[i];
-    row.architecture = archs[i];
-    row.data_fraction = fractions.at(i);
-    row.seed = seeds.at(i);
-    for (const auto& h : hyper) row.hyperparameters.push_back(h.at(i));
-    row.status = status[i];
-    row.message = messages[i];
-    row.best_val_loss = val.at(i);
-    row.test_correlation = corr.at(i);
-    row.feve = feve.at(i);
-    row.fraction_oracle = oracle.at(i);
-    row.iterations = iterations.at(i);
-    if (!steps.empty()) row.steps = steps.at(i);
-    row.wall_seconds = wall.at(i);
-    row.rank = ranks.at(i);
-    row.host = hosts[i];
-    row.curve_width = curve_shape[1];
-    row.val_curve = curves.data() + i * row.curve_width;
-    row.n_neurons = neuron_shape[1];
-    row.neuron_correlation = neurons.data() + i * row.n_neurons;
-    if (row_checksum(row) != stored[i]) damaged.push_back(static_cast<int64_t>(i));
+    const std::string status = trimmed(stored[status_i].substr(i * row_bytes[status_i], row_bytes[status_i]));
+    if (!is_finished(stored_status(status, static_cast<int64_t>(i), f.path()))) continue;
+    uint64_t h = kFnvOffset;
+    for (size_t c = 0; c < columns.size(); ++c)
+      if (columns[c].column->hashed && row_bytes[c] > 0) h = fnv1a(h, stored[c].data() + i * row_bytes[c], row_bytes[c]);
+    uint64_t expected;
+    std::memcpy(&expected, stored[checksum_i].data() + i * sizeof expected, sizeof expected);
+    if (h != expected) damaged.push_back(static_cast<int64_t>(i));
   }
   return damaged;
 }

@@ -72,7 +72,7 @@ class ResultsFile {
   void mark_pending(const Trial& trial);
   // Reads every row's status (independent read, rank 0 after open_for_resume). A finished row whose checksum
   // does not match reads as "damaged", which is not finished: the sweep runs it again.
-  std::vector<std::string> read_statuses() const;
+  std::vector<TrialStatus> read_statuses() const;
   // Independent: the validation curves (finite prefix) of every ok row with its architecture and data fraction,
   // for the median stopping rule.
   struct OkCurve {
@@ -89,16 +89,17 @@ class ResultsFile {
  private:
   ResultsFile(h5::File f, ResultsLayout layout) : m_file(std::move(f)), m_layout(std::move(layout)) {}
   void open_datasets();
+  // Writes one row's cells (file column order): the live columns, and for a finished row the result columns and
+  // the checksum; then the heartbeat and the status, last.
+  void write_cells(int64_t row, const std::vector<std::string>& cells, bool finished) const;
+  std::string read_column(const std::string& name) const;
   h5::File m_file;
   ResultsLayout m_layout;
   std::map<std::string, h5::Handle> m_datasets;
   std::vector<int64_t> m_damaged;  // rank 0: finished rows whose checksum did not match at open
 };
 
-// ok, diverged, failed and pruned rows are finished (a rerun leaves them); pending, running and damaged are not.
-bool is_finished_status(const std::string& status);
-
-// The finished rows (status ok/diverged/failed) of an open results file whose trials/row_checksum does not
+// The finished rows (is_finished) of an open results file whose trials/row_checksum does not
 // match their values: a damaged file. Files without checksums (format_version 1) have none.
 std::vector<int64_t> rows_failing_checksum(const h5::File& f);
 

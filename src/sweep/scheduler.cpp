@@ -98,7 +98,7 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
   if (rank == 0) {
     auto statuses = results.read_statuses();
     for (size_t i = 0; i < statuses.size(); ++i) {
-      if (!is_finished_status(statuses[i])) todo.push_back(static_cast<int64_t>(i));
+      if (!is_finished(statuses[i])) todo.push_back(static_cast<int64_t>(i));
     }
     n_todo = static_cast<int64_t>(todo.size());
   }
@@ -167,11 +167,11 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         environment_error = std::current_exception();
       } catch (const DivergedError& e) {
         r = TrialResult{};
-        r.status = "diverged";
+        r.status = TrialStatus::diverged;
         r.message = e.what();
       } catch (const std::exception& e) {
         r = TrialResult{};
-        r.status = "failed";
+        r.status = TrialStatus::failed;
         r.message = e.what();
       }
       r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -184,7 +184,7 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         }
       };
       if (!environment_error) {
-        if (stop_requested() && r.status != "ok") {  // interrupted mid-trial: leave it pending for the rerun
+        if (stop_requested() && r.status != TrialStatus::ok) {  // interrupted mid-trial: leave it pending for the rerun
           leave_pending();
           break;
         }
@@ -207,15 +207,15 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         break;
       }
       ++local.ran;
-      local.ok += r.status == "ok";
-      local.diverged += r.status == "diverged";
-      local.failed += r.status == "failed";
-      local.pruned += r.status == "pruned";
+      local.ok += r.status == TrialStatus::ok;
+      local.diverged += r.status == TrialStatus::diverged;
+      local.failed += r.status == TrialStatus::failed;
+      local.pruned += r.status == TrialStatus::pruned;
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       double per_trial = elapsed / static_cast<double>(k + 1);  // k+1 trials were handed out before this finished
       std::fprintf(stderr, "sweep [rank %d] trial %lld (%s, draw %lld, fraction %g): %s val %.6g corr %.4f in %s | %lld/%lld handed out, ETA %s\n",
                    rank, static_cast<long long>(trial.id), trial.architecture.c_str(),
-                   static_cast<long long>(trial.draw), trial.data_fraction, r.status.c_str(), r.best_val_loss,
+                   static_cast<long long>(trial.draw), trial.data_fraction, std::string(status_name(r.status)).c_str(), r.best_val_loss,
                    r.test_correlation, format_duration(r.wall_seconds).c_str(), static_cast<long long>(k + 1),
                    static_cast<long long>(n_todo), format_duration(per_trial * static_cast<double>(n_todo - k - 1)).c_str());
     }
@@ -250,7 +250,7 @@ TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial, const Tr
   auto u = [&](const char* stream) { return unit_interval(hash_string(stream + std::to_string(trial.id), sweep.seed)); };
   const DryRunConfig& d = sweep.dry_run;
   TrialResult r;
-  r.status = "ok";
+  r.status = TrialStatus::ok;
   // A smooth synthetic landscape in the hyperparameters plus trial noise, so `select` has something to rank.
   double landscape = 0;
   for (const auto& [name, v] : trial.hyperparameters) landscape += std::pow(std::log10(std::fabs(v) + 1e-12) + 2.0, 2);
@@ -266,7 +266,7 @@ TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial, const Tr
   const double seconds = d.min_seconds + u("time") * (d.max_seconds - d.min_seconds);
   const auto start = std::chrono::steady_clock::now();
   TrialResult live;
-  live.status = "running";
+  live.status = TrialStatus::running;
   for (double waited = 0; waited < seconds; waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) {
     std::this_thread::sleep_for(std::chrono::duration<double>(std::min(0.1, seconds - waited)));
     if (!progress) continue;
@@ -276,7 +276,7 @@ TrialResult run_dry_trial(const SweepConfig& sweep, const Trial& trial, const Tr
     live.best_val_loss = live.val_curve.back();
     live.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress(live)) {
-      live.status = "pruned";
+      live.status = TrialStatus::pruned;
       live.message = "pruned by the median stopping rule at check " + std::to_string(live.val_curve.size());
       return live;
     }

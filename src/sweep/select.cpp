@@ -53,7 +53,8 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
       members.emplace_back();
     }
     ++rows[g].trials_total;
-    if (status[i] == "ok" && std::isfinite(val[i]) && !damaged[i]) members[g].push_back(i);
+    if (stored_status(status[i], static_cast<int64_t>(i), path) == TrialStatus::ok && std::isfinite(val[i]) && !damaged[i])
+      members[g].push_back(i);
   }
   for (size_t g = 0; g < rows.size(); ++g) {
     auto& m = members[g];

@@ -58,7 +58,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
     StatusRow r;
     r.trial = static_cast<int64_t>(i);
     r.architecture = arch[i];
-    r.status = status[i];
+    r.status = stored_status(status[i], static_cast<int64_t>(i), path);
     r.host = host[i];
     r.data_fraction = fraction[i];
     r.best_val_loss = val[i];
@@ -79,15 +79,15 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
         // trials/config is informative here; a row without it has no max_iterations
       }
     }
-    if (r.status == "ok")
+    if (r.status == TrialStatus::ok)
       ++s.ok;
-    else if (r.status == "diverged")
+    else if (r.status == TrialStatus::diverged)
       ++s.diverged;
-    else if (r.status == "failed")
+    else if (r.status == TrialStatus::failed)
       ++s.failed;
-    else if (r.status == "pruned")
+    else if (r.status == TrialStatus::pruned)
       ++s.pruned;
-    else if (r.status == "running") {
+    else if (r.status == TrialStatus::running) {
       ++s.running;
       working.insert({r.host, r.rank});
       const double per_check = r.wall_seconds / static_cast<double>(std::max<size_t>(1, r.curve.size()));
@@ -102,7 +102,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   double finished_time = 0;
   int64_t finished_n = 0;
   for (const auto& r : s.rows)
-    if (is_finished_status(r.status) && r.wall_seconds > 0) {
+    if (is_finished(r.status) && r.wall_seconds > 0) {
       finished_time += r.wall_seconds;
       ++finished_n;
     }
@@ -117,13 +117,13 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
     const double mean = finished_time / static_cast<double>(finished_n);
     remaining = static_cast<double>(s.pending) * mean;
     for (const auto& r : s.rows)
-      if (r.status == "running") remaining += std::max(0.0, mean - r.wall_seconds);
+      if (r.status == TrialStatus::running) remaining += std::max(0.0, mean - r.wall_seconds);
     known = true;
   } else {
     double mean = 0;
     int64_t counted = 0;
     for (const auto& r : s.rows)
-      if (r.status == "running" && r.iterations > 0 && r.max_iterations > 0) {
+      if (r.status == TrialStatus::running && r.iterations > 0 && r.max_iterations > 0) {
         const double whole = r.wall_seconds / static_cast<double>(r.iterations) * static_cast<double>(r.max_iterations);
         remaining += std::max(0.0, whole - r.wall_seconds);
         mean += whole;
@@ -139,7 +139,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   // Best per (architecture, data fraction), in order of first appearance.
   std::map<std::pair<std::string, double>, size_t> index;
   for (const auto& r : s.rows) {
-    if (r.status != "ok" || !std::isfinite(r.best_val_loss)) continue;
+    if (r.status != TrialStatus::ok || !std::isfinite(r.best_val_loss)) continue;
     auto [it, added] = index.emplace(std::make_pair(r.architecture, r.data_fraction), s.best.size());
     if (added) s.best.push_back({r.architecture, r.data_fraction, r.trial, 0, r.best_val_loss, r.test_correlation});
     SweepBest& b = s.best[it->second];
@@ -199,7 +199,7 @@ std::string plot_curves(const std::vector<const StatusRow*>& rows, int width, in
   }
   out << std::string(11, ' ') << '+' << std::string(static_cast<size_t>(width), '-') << "\n";
   for (size_t k = 0; k < rows.size(); ++k)
-    out << "  " << marks[k] << " trial " << rows[k]->trial << " (" << rows[k]->architecture << ", " << rows[k]->status
+    out << "  " << marks[k] << " trial " << rows[k]->trial << " (" << rows[k]->architecture << ", " << status_name(rows[k]->status)
         << ", best " << number(rows[k]->best_val_loss) << ")\n";
   return out.str();
 }
@@ -237,7 +237,7 @@ std::string sweep_status_json(const SweepStatus& s) {
   j["stalled"] = s.stalled;
   j["running"] = nlohmann::json::array();
   for (const auto& r : s.rows)
-    if (r.status == "running")
+    if (r.status == TrialStatus::running)
       j["running"].push_back({{"trial", r.trial},
                               {"architecture", r.architecture},
                               {"iterations", r.iterations},
@@ -258,7 +258,7 @@ namespace {
 std::vector<const StatusRow*> best_curves(const SweepStatus& s) {
   std::vector<const StatusRow*> rows;
   for (const auto& r : s.rows)
-    if ((r.status == "ok" || r.status == "running") && r.curve.size() >= 2 && std::isfinite(r.best_val_loss))
+    if ((r.status == TrialStatus::ok || r.status == TrialStatus::running) && r.curve.size() >= 2 && std::isfinite(r.best_val_loss))
       rows.push_back(&r);
   std::sort(rows.begin(), rows.end(),
             [](const StatusRow* a, const StatusRow* b) { return a->best_val_loss < b->best_val_loss; });
@@ -327,7 +327,7 @@ std::string sweep_status_text(const SweepStatus& s, int plot_width) {
   if (s.running > 0) {
     out << "\nrunning:\n";
     for (const auto& r : s.rows) {
-      if (r.status != "running") continue;
+      if (r.status != TrialStatus::running) continue;
       const bool stalled = std::find(s.stalled.begin(), s.stalled.end(), r.trial) != s.stalled.end();
       out << "  trial " << r.trial << " (" << r.architecture << ") iteration " << r.iterations;
       if (r.max_iterations > 0) out << "/" << r.max_iterations;

@@ -12,6 +12,8 @@
 //               than 60 s)
 #pragma once
 
+#include "sweep/trial_result.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,7 +22,8 @@ namespace v1sysid {
 
 struct StatusRow {
   int64_t trial = 0;
-  std::string architecture, status, host;
+  std::string architecture, host;
+  TrialStatus status = TrialStatus::pending;
   double data_fraction = 0, best_val_loss = 0, test_correlation = 0, wall_seconds = 0, heartbeat = 0;
   int64_t iterations = 0, steps = 0, max_iterations = 0;
   int32_t rank = -1;

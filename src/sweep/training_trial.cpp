@@ -78,7 +78,7 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
   if (progress) {
     spec.control.on_check = [&progress](const TrainResult& now) -> bool {
       TrialResult live;
-      live.status = "running";
+      live.status = TrialStatus::running;
       live.best_val_loss = now.best_val_loss;
       live.iterations = now.iterations;
       live.steps = now.steps;
@@ -97,11 +97,14 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
   r.steps = training.steps;
   for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
   if (training.status == "diverged" || training.status == "stopped" || training.status == "pruned") {
-    r.status = training.status;  // "stopped" is not a finished status: the row stays pending for the rerun
+    // A stopped trial is not finished: its row stays pending for the rerun.
+    r.status = training.status == "diverged" ? TrialStatus::diverged
+               : training.status == "pruned" ? TrialStatus::pruned
+                                             : TrialStatus::pending;
     return r;
   }
   const EvaluationReport& e = *run.summary;
-  r.status = "ok";
+  r.status = TrialStatus::ok;
   r.test_correlation = e.metrics.test_correlation;
   r.feve = e.metrics.feve;
   r.fraction_oracle = e.metrics.fraction_oracle;

@@ -3,14 +3,35 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace v1sysid {
 
+// The state of one row of results.h5 trials/. Spelled in the file as status_name gives (docs/formats.md).
+enum class TrialStatus {
+  pending,   // not started, or left unfinished by a run (rows are created pending)
+  running,   // the live row of a trial in progress (or of one whose run died: unfinished)
+  ok,        // finished
+  diverged,  // finished: the loss became NaN or infinite
+  failed,    // finished: an error ended the trial (the message says which)
+  pruned,    // finished: stopped by the median stopping rule
+  damaged,   // read only, never stored: a finished row whose checksum does not match (run again)
+};
+
+// The one spelling of each status.
+std::string_view status_name(TrialStatus status);
+// The status spelled `name`, or nothing for a spelling no v1sysid writes.
+std::optional<TrialStatus> parse_status(std::string_view name);
+// The status a row of `file` spells in trials/status; a spelling no v1sysid writes is a DataError naming the row.
+TrialStatus stored_status(std::string_view spelled, int64_t row, const std::string& file);
+// ok, diverged, failed and pruned rows are finished (a rerun leaves them); pending, running and damaged are not.
+bool is_finished(TrialStatus status);
+
 struct TrialResult {
-  std::string status = "failed";  // ok | diverged | failed; "running" for the live row of a trial in progress
-                                  // ("pending" only marks rows not yet written)
+  TrialStatus status = TrialStatus::failed;  // running for the live row of a trial in progress
   std::string message;
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();
   double test_correlation = std::numeric_limits<double>::quiet_NaN();
@@ -19,8 +40,8 @@ struct TrialResult {
   int64_t iterations = 0;  // the schedule's counter at the end (TrainResult::iterations)
   int64_t steps = 0;       // optimiser steps taken (TrainResult::steps)
   double wall_seconds = 0;
-  std::vector<double> val_curve;           // validation loss at every check (so far, in a live row)           // validation loss at every check
-  std::vector<float> neuron_correlation;   // [N] per-neuron test correlation
+  std::vector<double> val_curve;          // validation loss at every check (so far, in a live row)
+  std::vector<float> neuron_correlation;  // [N] per-neuron test correlation
 };
 
 }  // namespace v1sysid

@@ -189,7 +189,7 @@ TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
   EXPECT_DOUBLE_EQ(c.train.learning_rate, 0.005);
   EXPECT_EQ(c.train.batch_size, 64);
   EXPECT_EQ(c.train.max_epochs, 200);
-  EXPECT_EQ(parse_model_config(to_yaml(c), "round trip").core.kind, "stacked2d");
+  EXPECT_EQ(parse_model_config(to_yaml(c), "round trip").core.kind, v1sysid::CoreKind::stacked2d);
   EXPECT_EQ(to_yaml(parse_model_config(to_yaml(c), "round trip")), to_yaml(c));
   // 36 x 64 -> 22 x 50 (Lurz's pad_input=False), hidden layers SAME.
   Model<float> m(c, 36, 64, 7);

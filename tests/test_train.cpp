@@ -729,8 +729,8 @@ TEST(Training, BothSchedulesStopAtTheNextStepWhenAStopIsRequested) {
     request_stop();
     const auto result = trainer.run(false);
     clear_stop_request();
-    EXPECT_EQ(result.status, "stopped") << config.train.schedule << ": " << result.message;
-    EXPECT_EQ(result.steps, 0) << config.train.schedule;
+    EXPECT_EQ(result.status, "stopped") << v1sysid::name_of(config.train.schedule) << ": " << result.message;
+    EXPECT_EQ(result.steps, 0) << v1sysid::name_of(config.train.schedule);
     EXPECT_NE(result.message.find("stopped by a signal"), std::string::npos) << result.message;
   }
 }
@@ -994,7 +994,7 @@ TEST(Resume, BothSchedulesStoppedAndResumedRepeatedlyEndBitIdenticalToAnUninterr
       config.train.val_every = 20;
       config.train.max_iterations = 400;
     }
-    const std::string schedule = config.train.schedule;
+    const std::string schedule = v1sysid::name_of(config.train.schedule);
     const RunRecord whole = train_spec(config, *data, "", never_stop);
     ASSERT_NE(whole.training.status, "diverged") << schedule;
     // The run restores a snapshot at least once, so the saved snapshot and the decayed rate are exercised.

@@ -104,10 +104,10 @@ ModelConfig bench_model_config(const BenchOptions& o) {
   c.train.eval_batch_size = o.batch;
   c.train.seed = o.seed;
   if (o.model == "cnn") {
-    core.kind = "cnn";
+    core.kind = CoreKind::cnn;
     core.channels = {o.channels, o.channels, o.channels};
   } else if (o.model == "roteq") {
-    core.kind = "roteq";
+    core.kind = CoreKind::roteq;
     core.features = {o.features, o.features, o.features};
     core.rotations = o.rotations;
     core.batchnorm_shared_rotations = true;

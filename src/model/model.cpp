@@ -210,7 +210,7 @@ void Model<T>::build(const std::vector<ReadoutSpec>& readouts) {
 template <class T>
 const layers::HermiteShape& Model<T>::hermite_shape(int l) const {
   if (!roteq())
-    throw ShapeError("layer " + std::to_string(l) + " of a " + m_config.core.kind + " core has no Hermite synthesis",
+    throw ShapeError("layer " + std::to_string(l) + " of a " + name_of(m_config.core.kind) + " core has no Hermite synthesis",
                      "Model::hermite_shape", "ask only a roteq core");
   return m_hermite.at(static_cast<size_t>(l));
 }
@@ -276,7 +276,7 @@ void Model<T>::initialize(uint64_t seed, const std::vector<ReadoutInit>& readout
                          std::to_string(m_readouts.size()) + " readouts",
                      "Model::initialize", "pass one entry per dataset");
   SplitMix64 rng(seed, kStreamInit);
-  const bool xavier = m_config.core.kind == "stacked2d";
+  const bool xavier = m_config.core.kind == CoreKind::stacked2d;
   for (const auto& s : m_layers) {
     if (s.coeffs >= 0) {
       fill_truncated_normal(m_arena, s.coeffs, rng, m_config.core.coeff_init_sd);

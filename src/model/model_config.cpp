@@ -7,32 +7,139 @@
 #include <yaml-cpp/yaml.h>
 
 #include <limits>
+#include <type_traits>
+#include <utility>
 
 namespace v1sysid {
 
-const char* nonlinearity_name(Nonlinearity n) {
-  switch (n) {
-    case Nonlinearity::softplus: return "softplus";
-    case Nonlinearity::elu: return "elu";
-    case Nonlinearity::none: break;
-  }
-  return "none";
-}
-
 namespace {
+
 constexpr int kMaxInt = std::numeric_limits<int>::max();
 // Published cores use kernels up to 15 (Lurz) and 13 (Ecker); a larger one is a typo and would otherwise
 // fail later as an allocation of kernel^2 * channels^2 weights.
 constexpr int kMaxFilterSize = 99;
 constexpr double kInf = std::numeric_limits<double>::max();
 
-Nonlinearity parse_nonlinearity(ConfigReader& r, const std::string& key, const std::string& name) {
-  if (name == "softplus") return Nonlinearity::softplus;
-  if (name == "elu") return Nonlinearity::elu;
-  if (name == "none") return Nonlinearity::none;
-  r.fail(key, "expected one of {softplus, elu, none}, got \"" + name + "\"");
+// The YAML spelling of every enum value, in the order error messages list them.
+template <class E>
+struct Spelling;
+template <>
+struct Spelling<Nonlinearity> {
+  static constexpr std::pair<Nonlinearity, const char*> names[] = {
+      {Nonlinearity::softplus, "softplus"}, {Nonlinearity::elu, "elu"}, {Nonlinearity::none, "none"}};
+};
+template <>
+struct Spelling<CoreKind> {
+  static constexpr std::pair<CoreKind, const char*> names[] = {
+      {CoreKind::cnn, "cnn"}, {CoreKind::roteq, "roteq"}, {CoreKind::stacked2d, "stacked2d"}};
+};
+template <>
+struct Spelling<ReadoutKind> {
+  static constexpr std::pair<ReadoutKind, const char*> names[] = {{ReadoutKind::factorized, "factorized"},
+                                                                  {ReadoutKind::gaussian, "gaussian"}};
+};
+template <>
+struct Spelling<ScheduleKind> {
+  static constexpr std::pair<ScheduleKind, const char*> names[] = {{ScheduleKind::ecker, "ecker"}, {ScheduleKind::lurz, "lurz"}};
+};
+
+template <class E>
+const char* spelled(E value) {
+  for (const auto& [v, name] : Spelling<E>::names)
+    if (v == value) return name;
+  return "unknown";
 }
+
+template <class E>
+std::vector<std::string> spellings() {
+  std::vector<std::string> out;
+  for (const auto& [v, name] : Spelling<E>::names) out.emplace_back(name);
+  return out;
+}
+
+// Reads each field of a config struct from its YAML mapping (absent keys keep the member's value).
+class FieldReader {
+ public:
+  explicit FieldReader(ConfigReader& r) : m_r(r) {}
+  template <class T>
+  void field(const char* key, T& value) {
+    if constexpr (std::is_enum_v<T>) {
+      std::string name = spelled(value);
+      m_r.get_choice(key, name, spellings<T>());
+      for (const auto& [v, spelling] : Spelling<T>::names)
+        if (name == spelling) value = v;
+    } else {
+      m_r.get(key, value);
+    }
+  }
+  void field(const char* key, std::vector<Nonlinearity>& value) {
+    if (!m_r.has(key)) return;
+    std::vector<std::string> names;
+    m_r.get(key, names);
+    value.clear();
+    for (const auto& name : names) {
+      bool known = false;
+      for (const auto& [v, spelling] : Spelling<Nonlinearity>::names)
+        if (name == spelling) {
+          value.push_back(v);
+          known = true;
+        }
+      if (!known) m_r.fail(key, "expected one of {softplus, elu, none}, got \"" + name + "\"");
+    }
+  }
+  template <class T>
+  void field(const char* key, T& value, T lo, T hi) {
+    m_r.get_in_range(key, value, lo, hi);
+  }
+  void field(const char* key, std::string& value, const std::vector<std::string>& choices) {
+    m_r.get_choice(key, value, choices);
+  }
+
+ private:
+  ConfigReader& m_r;
+};
+
+// Writes each field of a config struct as a key of the current YAML mapping (lists in flow style).
+class FieldWriter {
+ public:
+  explicit FieldWriter(YAML::Emitter& e) : m_e(e) {}
+  template <class T>
+  void field(const char* key, const T& value) {
+    m_e << YAML::Key << key << YAML::Value;
+    if constexpr (std::is_enum_v<T>) {
+      m_e << spelled(value);
+    } else {
+      m_e << value;
+    }
+  }
+  template <class T>
+  void field(const char* key, const std::vector<T>& values) {
+    m_e << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& v : values) {
+      if constexpr (std::is_enum_v<T>) {
+        m_e << spelled(v);
+      } else {
+        m_e << static_cast<T>(v);
+      }
+    }
+    m_e << YAML::EndSeq;
+  }
+  template <class T>
+  void field(const char* key, const T& value, T, T) {
+    field(key, value);
+  }
+  void field(const char* key, const std::string& value, const std::vector<std::string>&) { field(key, value); }
+
+ private:
+  YAML::Emitter& m_e;
+};
+
 }  // namespace
+
+const char* name_of(Nonlinearity n) { return spelled(n); }
+const char* name_of(CoreKind k) { return spelled(k); }
+const char* name_of(ReadoutKind k) { return spelled(k); }
+const char* name_of(ScheduleKind s) { return spelled(s); }
 
 int64_t CoreConfig::output_height(int64_t h) const {
   for (int l = 0; l < num_layers(); ++l)
@@ -41,9 +148,32 @@ int64_t CoreConfig::output_height(int64_t h) const {
 }
 int64_t CoreConfig::output_width(int64_t w) const { return output_height(w); }
 
-void CoreConfig::decode(ConfigReader& r) {
-  r.get_choice("kind", kind, {"cnn", "roteq", "stacked2d"});
-  if (kind == "stacked2d") {  // Lurz et al. 2021 SE2dCore defaults (reference-models.md §5.1)
+template <class Fields>
+void CoreConfig::fields(Fields& f) {
+  f.field("kind", kind);
+  f.field("filter_sizes", filter_sizes);
+  if (rotation_equivariant()) {
+    f.field("features", features);
+    f.field("rotations", rotations, 1, 360);
+    f.field("batchnorm_shared_rotations", batchnorm_shared_rotations);
+    f.field("coeff_init_sd", coeff_init_sd, 0.0, kInf);
+  } else {
+    f.field("channels", channels);
+  }
+  f.field("nonlinearities", nonlinearities);
+  f.field("padding", padding, {"same", "valid"});
+  f.field("batchnorm_decay", batchnorm_decay, 0.0, 1.0);
+  f.field("batchnorm_eps", batchnorm_eps, 1e-12, 1.0);
+  f.field("batchnorm_scale", batchnorm_scale);
+  f.field("smooth_weight", smooth_weight, 0.0, kInf);
+  f.field("sparse_weight", sparse_weight, 0.0, kInf);
+  f.field("rel_smooth", rel_smooth);
+  f.field("rel_sparse", rel_sparse);
+  f.field("laplace_weight", laplace_weight, 0.0, kInf);
+}
+
+void CoreConfig::apply_kind_defaults() {
+  if (kind == CoreKind::stacked2d) {  // Lurz et al. 2021 SE2dCore defaults (reference-models.md §5.1)
     filter_sizes = {15, 13, 13, 13};
     channels = {64, 64, 64, 64};
     nonlinearities.assign(4, Nonlinearity::elu);
@@ -54,42 +184,28 @@ void CoreConfig::decode(ConfigReader& r) {
     rel_smooth.assign(4, 0.0);
     rel_sparse.assign(4, 0.0);
     laplace_weight = 1.0;
-  }
-  r.get("filter_sizes", filter_sizes);
-  if (rotation_equivariant()) {
-    // Defaults of the reference's rotation-equivariant core (reference-models.md §1.2-§1.3).
+  } else if (kind == CoreKind::roteq) {  // the reference's rotation-equivariant core (reference-models.md §1.2-§1.3)
     features = {16, 16, 16};
     rotations = 8;
     batchnorm_decay = 0.9;
-    if (r.has("channels"))
-      r.fail("channels", "a roteq core is sized by 'features' (per rotation) and 'rotations'; its channels are "
-                         "rotations * features");
-    r.get("features", features);
-    r.get_in_range("rotations", rotations, 1, 360);
-    r.get("batchnorm_shared_rotations", batchnorm_shared_rotations);
-    r.get_in_range("coeff_init_sd", coeff_init_sd, 0.0, kInf);
+  }
+}
+
+void CoreConfig::decode(ConfigReader& r) {
+  FieldReader reader(r);
+  reader.field("kind", kind);
+  apply_kind_defaults();
+  if (rotation_equivariant() && r.has("channels"))
+    r.fail("channels", "a roteq core is sized by 'features' (per rotation) and 'rotations'; its channels are "
+                       "rotations * features");
+  fields(reader);
+  if (rotation_equivariant()) {
     channels.clear();
     for (int f : features) {
       if (f < 1) r.fail("features", "expected positive feature counts, got " + std::to_string(f));
       channels.push_back(rotations * f);
     }
-  } else {
-    r.get("channels", channels);
   }
-  if (r.has("nonlinearities")) {
-    std::vector<std::string> names;
-    r.get("nonlinearities", names);
-    nonlinearities.clear();
-    for (const auto& n : names) nonlinearities.push_back(parse_nonlinearity(r, "nonlinearities", n));
-  }
-  r.get_choice("padding", padding, {"same", "valid"});
-  r.get_in_range("batchnorm_decay", batchnorm_decay, 0.0, 1.0);
-  r.get_in_range("batchnorm_eps", batchnorm_eps, 1e-12, 1.0);
-  r.get("batchnorm_scale", batchnorm_scale);
-  r.get_in_range("smooth_weight", smooth_weight, 0.0, kInf);
-  r.get_in_range("sparse_weight", sparse_weight, 0.0, kInf);
-  r.get("rel_smooth", rel_smooth).get("rel_sparse", rel_sparse);
-  r.get_in_range("laplace_weight", laplace_weight, 0.0, kInf);
   // Per-layer lists must agree with the number of layers; a short list is a typo, not a request to pad.
   const size_t n = channels.size();
   const std::string layers_key = rotation_equivariant() ? "features" : "channels";
@@ -113,21 +229,32 @@ void CoreConfig::decode(ConfigReader& r) {
   r.finish();
 }
 
-void ReadoutConfig::decode(ConfigReader& r) {
-  r.get_choice("kind", kind, {"factorized", "gaussian"});
-  if (kind == "gaussian") {  // Lurz et al. 2021 paper config (reference-models.md §5.1)
+template <class Fields>
+void ReadoutConfig::fields(Fields& f) {
+  f.field("kind", kind);
+  f.field("regularizer", regularizer, {"joint_l1", "l1_mask_l2_features", "separate_l1", "l1_features"});
+  f.field("weight", weight, 0.0, kInf);
+  f.field("mask_weight", mask_weight, 0.0, kInf);
+  f.field("feature_weight", feature_weight, 0.0, kInf);
+  f.field("positive_features", positive_features);
+  f.field("init_sigma", init_sigma, 0.0, 10.0);
+  f.field("init_mu_range", init_mu_range, 0.0, 1.0);
+  f.field("grid_predictor", grid_predictor, {"none", "cortex"});
+}
+
+void ReadoutConfig::apply_kind_defaults() {
+  if (kind == ReadoutKind::gaussian) {  // Lurz et al. 2021 paper config (reference-models.md §5.1)
     regularizer = "l1_features";
     feature_weight = 2.439;
   }
-  r.get_choice("regularizer", regularizer, {"joint_l1", "l1_mask_l2_features", "separate_l1", "l1_features"});
-  r.get_in_range("weight", weight, 0.0, kInf);
-  r.get_in_range("mask_weight", mask_weight, 0.0, kInf);
-  r.get_in_range("feature_weight", feature_weight, 0.0, kInf);
-  r.get("positive_features", positive_features);
-  r.get_in_range("init_sigma", init_sigma, 0.0, 10.0);
-  r.get_in_range("init_mu_range", init_mu_range, 0.0, 1.0);
-  r.get_choice("grid_predictor", grid_predictor, {"none", "cortex"});
-  if (kind == "gaussian") {
+}
+
+void ReadoutConfig::decode(ConfigReader& r) {
+  FieldReader reader(r);
+  reader.field("kind", kind);
+  apply_kind_defaults();
+  fields(reader);
+  if (gaussian()) {
     if (regularizer != "l1_features")
       r.fail("regularizer", "the gaussian readout takes regularizer l1_features (feature_weight * sum |features|)");
     if (weight != 0 || mask_weight != 0 || positive_features)
@@ -148,30 +275,41 @@ void ReadoutConfig::decode(ConfigReader& r) {
   r.finish();
 }
 
-void TrainConfig::decode(ConfigReader& r) {
-  r.get_choice("schedule", schedule, {"ecker", "lurz"});
-  if (schedule == "lurz") {  // L:training/trainers.py:standard_trainer (reference-models.md §5.2)
+template <class Fields>
+void TrainConfig::fields(Fields& f) {
+  f.field("schedule", schedule);
+  f.field("learning_rate", learning_rate, 1e-12, 10.0);
+  f.field("batch_size", batch_size, 1, kMaxInt);
+  f.field("val_every", val_every, 1, kMaxInt);
+  f.field("patience", patience, 1, kMaxInt);
+  f.field("lr_decay_steps", lr_decay_steps, 0, 1000);
+  f.field("lr_decay_factor", lr_decay_factor, 1.0, kInf);
+  f.field("max_iterations", max_iterations, int64_t{1}, std::numeric_limits<int64_t>::max());
+  f.field("data_fraction", data_fraction);  // in (0, 1]: checked by decode
+  f.field("seed", seed);
+  f.field("restore_best_at_max_iterations", restore_best_at_max_iterations);
+  f.field("eval_batch_size", eval_batch_size, 1, kMaxInt);
+  f.field("max_epochs", max_epochs, 1, kMaxInt);
+  f.field("min_learning_rate", min_learning_rate, 0.0, 10.0);
+}
+
+void TrainConfig::apply_kind_defaults() {
+  if (schedule == ScheduleKind::lurz) {  // L:training/trainers.py:standard_trainer (reference-models.md §5.2)
     learning_rate = 0.005;
     batch_size = 64;
     patience = 5;
     lr_decay_steps = 3;
     lr_decay_factor = 1.0 / 0.3;
   }
-  r.get_in_range("learning_rate", learning_rate, 1e-12, 10.0);
-  r.get_in_range("batch_size", batch_size, 1, kMaxInt);
-  r.get_in_range("val_every", val_every, 1, kMaxInt);
-  r.get_in_range("patience", patience, 1, kMaxInt);
-  r.get_in_range("lr_decay_steps", lr_decay_steps, 0, 1000);
-  r.get_in_range("lr_decay_factor", lr_decay_factor, 1.0, kInf);
-  r.get_in_range<int64_t>("max_iterations", max_iterations, 1, std::numeric_limits<int64_t>::max());
-  r.get("data_fraction", data_fraction);
+}
+
+void TrainConfig::decode(ConfigReader& r) {
+  FieldReader reader(r);
+  reader.field("schedule", schedule);
+  apply_kind_defaults();
+  fields(reader);
   if (!(data_fraction > 0.0 && data_fraction <= 1.0))
     r.fail("data_fraction", "expected a fraction in (0, 1], got " + std::to_string(data_fraction));
-  r.get("seed", seed);
-  r.get("restore_best_at_max_iterations", restore_best_at_max_iterations);
-  r.get_in_range("eval_batch_size", eval_batch_size, 1, kMaxInt);
-  r.get_in_range("max_epochs", max_epochs, 1, kMaxInt);
-  r.get_in_range("min_learning_rate", min_learning_rate, 0.0, 10.0);
   r.finish();
 }
 
@@ -238,60 +376,18 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
 std::string to_yaml(const ModelConfig& c) {
   YAML::Emitter e;
   e.SetDoublePrecision(17);
+  FieldWriter writer(e);
+  ModelConfig copy = c;  // fields() takes members by reference
   e << YAML::BeginMap;
   if (!c.architecture.empty()) e << YAML::Key << "architecture" << YAML::Value << c.architecture;
   e << YAML::Key << "core" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "kind" << YAML::Value << c.core.kind;
-  e << YAML::Key << "filter_sizes" << YAML::Value << YAML::Flow << c.core.filter_sizes;
-  if (c.core.rotation_equivariant()) {
-    e << YAML::Key << "features" << YAML::Value << YAML::Flow << c.core.features;
-    e << YAML::Key << "rotations" << YAML::Value << c.core.rotations;
-    e << YAML::Key << "batchnorm_shared_rotations" << YAML::Value << c.core.batchnorm_shared_rotations;
-    e << YAML::Key << "coeff_init_sd" << YAML::Value << c.core.coeff_init_sd;
-  } else {
-    e << YAML::Key << "channels" << YAML::Value << YAML::Flow << c.core.channels;
-  }
-  std::vector<std::string> nl;
-  for (auto n : c.core.nonlinearities) nl.push_back(nonlinearity_name(n));
-  e << YAML::Key << "nonlinearities" << YAML::Value << YAML::Flow << nl;
-  e << YAML::Key << "padding" << YAML::Value << c.core.padding;
-  e << YAML::Key << "batchnorm_decay" << YAML::Value << c.core.batchnorm_decay;
-  e << YAML::Key << "batchnorm_eps" << YAML::Value << c.core.batchnorm_eps;
-  e << YAML::Key << "batchnorm_scale" << YAML::Value << YAML::Flow << YAML::BeginSeq;
-  for (bool b : c.core.batchnorm_scale) e << b;
-  e << YAML::EndSeq;
-  e << YAML::Key << "smooth_weight" << YAML::Value << c.core.smooth_weight;
-  e << YAML::Key << "sparse_weight" << YAML::Value << c.core.sparse_weight;
-  e << YAML::Key << "rel_smooth" << YAML::Value << YAML::Flow << c.core.rel_smooth;
-  e << YAML::Key << "rel_sparse" << YAML::Value << YAML::Flow << c.core.rel_sparse;
-  e << YAML::Key << "laplace_weight" << YAML::Value << c.core.laplace_weight;
+  copy.core.fields(writer);
   e << YAML::EndMap;
   e << YAML::Key << "readout" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "kind" << YAML::Value << c.readout.kind;
-  e << YAML::Key << "regularizer" << YAML::Value << c.readout.regularizer;
-  e << YAML::Key << "weight" << YAML::Value << c.readout.weight;
-  e << YAML::Key << "mask_weight" << YAML::Value << c.readout.mask_weight;
-  e << YAML::Key << "feature_weight" << YAML::Value << c.readout.feature_weight;
-  e << YAML::Key << "positive_features" << YAML::Value << c.readout.positive_features;
-  e << YAML::Key << "init_sigma" << YAML::Value << c.readout.init_sigma;
-  e << YAML::Key << "init_mu_range" << YAML::Value << c.readout.init_mu_range;
-  e << YAML::Key << "grid_predictor" << YAML::Value << c.readout.grid_predictor;
+  copy.readout.fields(writer);
   e << YAML::EndMap;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "schedule" << YAML::Value << c.train.schedule;
-  e << YAML::Key << "learning_rate" << YAML::Value << c.train.learning_rate;
-  e << YAML::Key << "batch_size" << YAML::Value << c.train.batch_size;
-  e << YAML::Key << "val_every" << YAML::Value << c.train.val_every;
-  e << YAML::Key << "patience" << YAML::Value << c.train.patience;
-  e << YAML::Key << "lr_decay_steps" << YAML::Value << c.train.lr_decay_steps;
-  e << YAML::Key << "lr_decay_factor" << YAML::Value << c.train.lr_decay_factor;
-  e << YAML::Key << "max_iterations" << YAML::Value << c.train.max_iterations;
-  e << YAML::Key << "data_fraction" << YAML::Value << c.train.data_fraction;
-  e << YAML::Key << "seed" << YAML::Value << c.train.seed;
-  e << YAML::Key << "restore_best_at_max_iterations" << YAML::Value << c.train.restore_best_at_max_iterations;
-  e << YAML::Key << "eval_batch_size" << YAML::Value << c.train.eval_batch_size;
-  e << YAML::Key << "max_epochs" << YAML::Value << c.train.max_epochs;
-  e << YAML::Key << "min_learning_rate" << YAML::Value << c.train.min_learning_rate;
+  copy.train.fields(writer);
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

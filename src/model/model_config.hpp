@@ -64,11 +64,23 @@ namespace v1sysid {
 
 class ConfigReader;
 
+// The kinds a config chooses between; each enum's spelling in YAML is name_of (model_config.cpp lists them).
 enum class Nonlinearity : uint8_t { none = 0, softplus = 1, elu = 2 };
-const char* nonlinearity_name(Nonlinearity n);
+enum class CoreKind : uint8_t { cnn, roteq, stacked2d };
+enum class ReadoutKind : uint8_t { factorized, gaussian };
+enum class ScheduleKind : uint8_t { ecker, lurz };
+const char* name_of(Nonlinearity n);
+const char* name_of(CoreKind k);
+const char* name_of(ReadoutKind k);
+const char* name_of(ScheduleKind s);
+inline const char* nonlinearity_name(Nonlinearity n) { return name_of(n); }
+
+// Each config struct lists its keys once, in fields(f): the key, the member and its allowed range or choices,
+// in the order of the resolved YAML. Decoding (model_config.cpp FieldReader) and to_yaml (FieldWriter) both
+// walk that list; a key's default is the member's initialiser, changed only by apply_kind_defaults.
 
 struct CoreConfig {
-  std::string kind = "cnn";
+  CoreKind kind = CoreKind::cnn;
   std::vector<int> filter_sizes{13, 5, 5};
   std::vector<int> channels{32, 32, 32};
   std::vector<Nonlinearity> nonlinearities{Nonlinearity::softplus, Nonlinearity::softplus, Nonlinearity::none};
@@ -87,20 +99,24 @@ struct CoreConfig {
   double coeff_init_sd = 0.1;
   double laplace_weight = 0.0;  // gamma_input: LaplaceL2 (Lurz) on the first layer's weights
 
-  bool depth_separable() const { return kind == "stacked2d"; }
+  bool depth_separable() const { return kind == CoreKind::stacked2d; }
   // Padding of layer l: `padding` for the first layer; stacked2d's hidden layers are always SAME.
-  std::string layer_padding(int l) const { return (l == 0 || kind != "stacked2d") ? padding : "same"; }
+  std::string layer_padding(int l) const { return (l == 0 || kind != CoreKind::stacked2d) ? padding : "same"; }
 
-  bool rotation_equivariant() const { return kind == "roteq"; }
+  bool rotation_equivariant() const { return kind == CoreKind::roteq; }
   int num_layers() const { return static_cast<int>(channels.size()); }
   // Spatial size of the core output for an input of size h x w (SAME keeps it, VALID shrinks by k-1).
   int64_t output_height(int64_t h) const;
   int64_t output_width(int64_t w) const;
+  template <class Fields>
+  void fields(Fields& f);
+  // The defaults `kind` changes (the reference values of that kind's paper).
+  void apply_kind_defaults();
   void decode(ConfigReader& r);
 };
 
 struct ReadoutConfig {
-  std::string kind = "factorized";
+  ReadoutKind kind = ReadoutKind::factorized;
   std::string regularizer = "joint_l1";
   double weight = 0.0;
   double mask_weight = 0.0;
@@ -110,7 +126,10 @@ struct ReadoutConfig {
   double init_sigma = 0.4;
   double init_mu_range = 0.55;
   std::string grid_predictor = "none";  // none | cortex (mu = A s + a from neurons/cell_motor_coordinates)
-  bool gaussian() const { return kind == "gaussian"; }
+  bool gaussian() const { return kind == ReadoutKind::gaussian; }
+  template <class Fields>
+  void fields(Fields& f);
+  void apply_kind_defaults();
   void decode(ConfigReader& r);
 };
 
@@ -129,10 +148,13 @@ struct TrainConfig {
   bool restore_best_at_max_iterations = false;
   // Batch size of evaluation-mode passes (validation loss, predictions); only memory, not results, depend on it.
   int eval_batch_size = 256;
-  std::string schedule = "ecker";  // ecker (iterations, validation loss) | lurz (epochs, validation correlation)
+  ScheduleKind schedule = ScheduleKind::ecker;  // ecker (iterations, validation loss) | lurz (epochs, validation correlation)
   int max_epochs = 200;            // lurz
   double min_learning_rate = 1e-4; // lurz: ReduceLROnPlateau's min_lr
-  bool lurz() const { return schedule == "lurz"; }
+  bool lurz() const { return schedule == ScheduleKind::lurz; }
+  template <class Fields>
+  void fields(Fields& f);
+  void apply_kind_defaults();
   void decode(ConfigReader& r);
 };
 

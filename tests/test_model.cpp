@@ -14,7 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -356,11 +359,22 @@ TEST(ModelConfig, RoteqDefaultsRoundTripAndErrors) {
   EXPECT_NE(error_of("architecture: roteq_17").find("roteq_16"), std::string::npos);
 }
 
-// Every preset decodes; the file's own keys override the preset; sweeps/models/<name>.yaml spell the same
-// core and readout out in full.
-TEST(ModelConfig, ArchitecturePresetsMatchTheSweepModelFiles) {
+// `architecture: NAME` is the core and readout of sweeps/models/NAME.yaml (the only place presets are written);
+// the file's own keys override them; V1SYSID_MODELS_DIR names another folder.
+TEST(ModelConfig, ArchitecturePresetsAreTheSweepModelFiles) {
+  auto error_of = [](const std::string& yaml) {
+    try {
+      parse_model_config(yaml, "m.yaml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
   const auto names = architecture_names();
-  EXPECT_EQ(names.size(), 15u);
+  for (const char* paper : {"roteq_8", "roteq_12", "roteq_16", "roteq_20", "roteq_24", "roteq_28", "roteq_32",
+                            "roteq_40", "roteq_48", "roteq_16_positive_features", "roteq_16_l2_features", "cnn_32",
+                            "cnn_64", "cnn_128", "cnn_128_128_256"})
+    EXPECT_NE(std::find(names.begin(), names.end(), paper), names.end()) << paper;
   for (const auto& name : names) {
     SCOPED_TRACE(name);
     const auto preset = parse_model_config("architecture: " + name + "\n", "preset");
@@ -384,7 +398,18 @@ TEST(ModelConfig, ArchitecturePresetsMatchTheSweepModelFiles) {
   EXPECT_DOUBLE_EQ(l2.readout.feature_weight, 0.315181);
   EXPECT_TRUE(parse_model_config("architecture: roteq_16_positive_features", "m").readout.positive_features);
   EXPECT_EQ(parse_model_config("architecture: cnn_128_128_256", "m").core.channels, (std::vector<int>{128, 128, 256}));
-  EXPECT_EQ(architecture_label("roteq_48"), "rot-eq 16x8-16x8-48x8");
+  EXPECT_NE(error_of("architecture: ../models/roteq_16").find("unknown preset"), std::string::npos);
+
+  // Another folder: its files are the presets.
+  v1sysid::testing::ScratchDir dir;
+  std::ofstream(dir / "wide.yaml") << "core: {kind: cnn, channels: [7, 7, 7]}\nreadout: {weight: 0.01}\n";
+  std::ofstream(dir / "no_readout.yaml") << "core: {kind: cnn}\n";
+  setenv("V1SYSID_MODELS_DIR", dir.path.c_str(), 1);
+  EXPECT_EQ(architecture_names(), (std::vector<std::string>{"no_readout", "wide"}));
+  EXPECT_EQ(parse_model_config("architecture: wide", "m").core.channels, (std::vector<int>{7, 7, 7}));
+  EXPECT_NE(error_of("architecture: no_readout").find("has no 'readout' mapping"), std::string::npos);
+  EXPECT_NE(error_of("architecture: roteq_16").find("use one of: no_readout, wide"), std::string::npos);
+  unsetenv("V1SYSID_MODELS_DIR");
 }
 
 TEST(Model, SlotTableInitialisationAndShapes) {

@@ -30,8 +30,8 @@
 //                                      # (exactly equivariant); false: per channel, as the paper's runs
 //     coeff_init_sd: 0.1               # truncated-normal sd of the Hermite coefficients
 //   and its defaults differ: batchnorm_decay 0.9; the other keys are those of cnn.
-//   architecture: roteq_16             # optional: start from a named preset (model/architectures.hpp);
-//                                      # the keys given in the file override the preset's
+//   architecture: roteq_16             # optional: start from the core and readout of sweeps/models/roteq_16.yaml
+//                                      # (model/architectures.hpp); the keys given in the file override them
 //   train: {learning_rate: 0.002, batch_size: 256, val_every: 50, patience: 5, lr_decay_steps: 2,
 //           lr_decay_factor: 10, max_iterations: 10000, data_fraction: 1.0, seed: 0,
 //           restore_best_at_max_iterations: false, eval_batch_size: 256}

@@ -16,6 +16,24 @@ ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial) {
   return parse_model_config(e.c_str(), sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")");
 }
 
+namespace {
+
+// The training part of a trial's row (the run so far, or the whole run): message, counters, best validation
+// loss and the validation curve.
+TrialResult trial_result_of(const TrainResult& training, TrialStatus status) {
+  TrialResult r;
+  r.status = status;
+  r.message = training.message;
+  r.best_val_loss = training.best_val_loss;
+  r.iterations = training.iterations;
+  r.steps = training.steps;
+  r.wall_seconds = training.wall_seconds;
+  for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
+  return r;
+}
+
+}  // namespace
+
 std::string trial_state_path(const std::string& state_dir, int64_t id) {
   return (std::filesystem::path(state_dir) / ("trial_" + std::to_string(id) + ".h5")).string();
 }
@@ -77,34 +95,19 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
   }
   if (progress) {
     spec.control.on_check = [&progress](const TrainResult& now) -> bool {
-      TrialResult live;
-      live.status = TrialStatus::running;
-      live.best_val_loss = now.best_val_loss;
-      live.iterations = now.iterations;
-      live.steps = now.steps;
-      live.wall_seconds = now.wall_seconds;
-      for (const auto& point : now.curve) live.val_curve.push_back(point.val_loss);
-      return progress(live);
+      return progress(trial_result_of(now, TrialStatus::running));
     };
   }
   const RunOutcome run = train_one(spec);
   const TrainResult& training = run.training;
-
-  TrialResult r;
-  r.message = training.message;
-  r.best_val_loss = training.best_val_loss;
-  r.iterations = training.iterations;
-  r.steps = training.steps;
-  for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
   if (training.status == "diverged" || training.status == "stopped" || training.status == "pruned") {
     // A stopped trial is not finished: its row stays pending for the rerun.
-    r.status = training.status == "diverged" ? TrialStatus::diverged
-               : training.status == "pruned" ? TrialStatus::pruned
-                                             : TrialStatus::pending;
-    return r;
+    return trial_result_of(training, training.status == "diverged" ? TrialStatus::diverged
+                                     : training.status == "pruned" ? TrialStatus::pruned
+                                                                   : TrialStatus::pending);
   }
+  TrialResult r = trial_result_of(training, TrialStatus::ok);
   const EvaluationReport& e = *run.summary;
-  r.status = TrialStatus::ok;
   r.test_correlation = e.metrics.test_correlation;
   r.feve = e.metrics.feve;
   r.fraction_oracle = e.metrics.fraction_oracle;

@@ -11,6 +11,7 @@
 #include "train/trainer.hpp"
 
 #include "core/error.hpp"
+#include "core/progress.hpp"
 #include "core/stop.hpp"
 #include "test_support.hpp"
 
@@ -1070,6 +1071,20 @@ TEST(Resume, AStateOfAnotherRunOrADamagedOneIsRefusedOrDiscarded) {
 
 // A state that cannot be written (here: its folder would be inside a file, as a full disk would fail it) does not end the
 // run: it trains to the same result as a run without states and says once that its state is not saved.
+// A resumed run's progress line shows the elapsed time of the whole run (before: it restarted at 0 in every
+// process), while its ETA still comes from this process's own rate.
+TEST(Resume, ProgressOfAResumedRunCountsTheTimeOfEarlierProcesses) {
+  ::testing::internal::CaptureStderr();
+  v1sysid::Progress progress("train", 100, 0.0);
+  progress.resumed_at(40, 3600.0);
+  progress.update(41);
+  progress.finish();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(out.find("train 41/100"), std::string::npos) << out;
+  EXPECT_NE(out.find("elapsed 1h00m"), std::string::npos) << out;
+  EXPECT_NE(out.find("done in 1h00m"), std::string::npos) << out;
+}
+
 TEST(Resume, AStateThatCannotBeWrittenIsReportedOnceAndTrainingGoesOn) {
   TinyFixture fx;
   const auto data = prepare_dataset(fx.data_path);

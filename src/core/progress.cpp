@@ -37,7 +37,7 @@ void Progress::update(long done, const std::vector<std::pair<std::string, double
   if (m_printed && !last_step && since_last < (m_tty ? 0.1 : m_interval_s)) return;
   m_last = now;
   m_printed = true;
-  double elapsed = std::chrono::duration<double>(now - m_start).count();
+  const double elapsed = std::chrono::duration<double>(now - m_start).count();  // this process
   const long here = done - m_first;  // steps this process took
   double eta = here > 0 ? elapsed / static_cast<double>(here) * static_cast<double>(m_total - done) : -1;
   std::ostringstream line;
@@ -47,7 +47,7 @@ void Progress::update(long done, const std::vector<std::pair<std::string, double
     if (std::isfinite(value)) line << value;
     else line << '-';  // not measured yet (a validation loss before the first check), not a numeric NaN
   }
-  line << "  elapsed " << format_duration(elapsed) << "  ETA " << format_duration(eta);
+  line << "  elapsed " << format_duration(m_elapsed_before + elapsed) << "  ETA " << format_duration(eta);
   if (m_tty) std::fprintf(stderr, "\r\033[K%s", line.str().c_str());
   else std::fprintf(stderr, "%s\n", line.str().c_str());
   std::fflush(stderr);
@@ -55,7 +55,8 @@ void Progress::update(long done, const std::vector<std::pair<std::string, double
 
 void Progress::finish(const std::string& message) {
   if (!g_enabled) return;
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
+  const double elapsed =
+      m_elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
   if (m_tty && m_printed) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "%s done in %s%s%s\n", m_label.c_str(), format_duration(elapsed).c_str(),
                message.empty() ? "" : ": ", message.c_str());

@@ -15,8 +15,12 @@ class Progress {
   Progress(std::string label, long total, double interval_s = 10.0);
   // Reports that `done` of `total` steps are finished, with optional named values.
   void update(long done, const std::vector<std::pair<std::string, double>>& values = {});
-  // A run resumed at `done` steps: the rate and ETA count only the steps from here on.
-  void resumed_at(long done) { m_first = done; }
+  // A run resumed at `done` steps after `elapsed_before_s` seconds of earlier processes: the rate and ETA count
+  // only the steps from here on; the elapsed time shown is the whole run's.
+  void resumed_at(long done, double elapsed_before_s = 0) {
+    m_first = done;
+    m_elapsed_before = elapsed_before_s;
+  }
   // Prints a final line with the elapsed time.
   void finish(const std::string& message = "");
   // Whether stderr is a terminal (tests and batch jobs get plain lines).
@@ -27,7 +31,8 @@ class Progress {
  private:
   std::string m_label;
   long m_total;
-  long m_first = 0;  // steps done before this process started (resumed runs)
+  long m_first = 0;             // steps done before this process started (resumed runs)
+  double m_elapsed_before = 0;  // seconds those steps took
   double m_interval_s;
   bool m_tty;
   std::chrono::steady_clock::time_point m_start, m_last;

@@ -67,7 +67,7 @@ TrainResult EckerSchedule::run(Trainer& trainer, const ScheduleControl& control)
     last_val = r->last_val;
     result.curve = r->curve;
     elapsed_before = r->elapsed_seconds;
-    progress.resumed_at(r->iteration);
+    progress.resumed_at(r->iteration, elapsed_before);
   }
   StateSaver saver(control);
   auto state = [&] {
@@ -196,7 +196,7 @@ TrainResult LurzSchedule::run(Trainer& trainer, const ScheduleControl& control) 
     result.best_val_loss = r->best_val_loss;
     result.curve = r->curve;
     elapsed_before = r->elapsed_seconds;
-    progress.resumed_at(epoch);
+    progress.resumed_at(epoch, elapsed_before);
   } else {
     // Epoch 0: the initial model is the first snapshot (the reference evaluates before training too).
     const double corr = trainer.validation_correlation();

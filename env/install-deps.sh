@@ -13,7 +13,7 @@ packages=(
   libopenblas-dev
   libjpeg-dev libpng-dev libwebp-dev
   libcli11-dev nlohmann-json3-dev libzip-dev libssl-dev
-  python3-h5py python3-numpy python3-matplotlib
+  python3-h5py python3-numpy python3-matplotlib python3-yaml
 )
 if [ "${V1SYSID_WITH_TORCH:-0}" = 1 ]; then packages+=(python3-torch); fi
 

@@ -7,7 +7,7 @@
 #                                                  population, 25 % on the deep0 and absolute populations
 #                                                  (sweeps/replication/test.yaml and test_25.yaml, written with
 #                                                  the frozen settings after the development phase)
-#   analysis/replication_runs.sh status --out DIR  finished / pending trials of every sweep so far
+#   analysis/replication_runs.sh status --out DIR  finished / running / pending trials of every sweep so far
 #   analysis/replication_runs.sh manifest --out DIR
 #                                                  DIR/manifest.json for analysis/replication.py (the sweeps of
 #                                                  the test seeds that exist so far)
@@ -77,16 +77,10 @@ case "$phase" in
       sweep test_25 deep0 "$s"
       sweep test_25 absolute "$s"
     done ;;
-  status)
+  status)  # the first line of `v1sysid status` for every sweep so far (finished, running, pending, ETA)
     shopt -s nullglob
     for f in "$out"/dev_*.h5 "$out"/test_*.h5; do
-      /usr/bin/python3 - "$f" <<'EOF'
-import sys, h5py, numpy as np
-with h5py.File(sys.argv[1], "r") as f:
-    status = [s.decode() if isinstance(s, bytes) else str(s) for s in f["trials/status"][...]]
-    done = sum(s != "pending" for s in status)
-    print(f"{sys.argv[1]}: {done} of {len(status)} trials finished")
-EOF
+      "$v1sysid" status "$f" 2>&1 | head -n 1
     done ;;
   manifest)
     /usr/bin/python3 - "$out" $seeds <<'EOF'

@@ -452,6 +452,24 @@ class ReplicationRunsScript(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("--out DIR is required", r.stderr)
 
+    @unittest.skipUnless(EXE, "needs V1SYSID_EXE (a dry-run development sweep)")
+    def test_status_counts_running_rows_as_unfinished(self):
+        # Before, the script's own count took every row that was not "pending" as finished, a live "running"
+        # row included; it now prints what `v1sysid status` says.
+        with tempfile.TemporaryDirectory() as d:
+            results = os.path.join(d, "dev_main_2019.h5")
+            sweep = os.path.join(ANALYSIS, "..", "sweeps", "replication", "dev.yaml")
+            r = subprocess.run([EXE, "sweep", sweep, "--dry-run", "--out", results], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with h5py.File(results, "r+") as f:
+                status = f["trials/status"][...]
+                status[0], status[1] = b"running", b"pending"
+                f["trials/status"][...] = status
+            r = self.run_script("status", "--out", d, "--v1sysid", EXE)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("10 of 12 trials finished", r.stdout)
+            self.assertIn("1 running, 1 pending", r.stdout)
+
     def test_manifest_lists_the_arms_whose_sweeps_exist(self):
         with tempfile.TemporaryDirectory() as d:
             for name in ("dev_main_2019.h5", "test_main_3101.h5", "test_25_deep0_3101.h5", "test_main_3102.h5"):

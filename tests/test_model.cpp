@@ -203,9 +203,9 @@ TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
   EXPECT_EQ(a.slot(m.layer_slots(1).pointwise_in).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
   EXPECT_EQ(a.slot(m.layer_slots(1).depthwise).extents, (std::array<size_t, 4>{64, 1, 13, 13}));
   EXPECT_EQ(a.slot(m.layer_slots(1).weight).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
-  EXPECT_EQ(a.slot(m.readout_slots().mu).extents, (std::array<size_t, 4>{7, 2, 1, 1}));
-  EXPECT_EQ(a.slot(m.readout_slots().sigma).extents, (std::array<size_t, 4>{7, 2, 2, 1}));
-  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{7, 64, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "mu")).extents, (std::array<size_t, 4>{7, 2, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "sigma")).extents, (std::array<size_t, 4>{7, 2, 2, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{7, 64, 1, 1}));
   EXPECT_EQ(m.output_nonlinearity(), layers::OutputNonlinearity::elu_plus_one);
   std::vector<double> means{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7};
   m.initialize(3, means);
@@ -214,9 +214,9 @@ TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
     const auto& s = a.slot(slot);
     return std::vector<double>(p.data() + s.offset, p.data() + s.offset + s.size);
   };
-  for (double x : slot_values(m.readout_slots().mu)) EXPECT_LE(std::fabs(x), 0.55);
-  for (double x : slot_values(m.readout_slots().sigma)) EXPECT_LE(std::fabs(x), 0.4);
-  const auto bias = slot_values(m.readout_slots().bias);
+  for (double x : slot_values(m.readout_slot(0, "mu"))) EXPECT_LE(std::fabs(x), 0.55);
+  for (double x : slot_values(m.readout_slot(0, "sigma"))) EXPECT_LE(std::fabs(x), 0.4);
+  const auto bias = slot_values(m.readout_slot(0, "bias"));
   for (size_t n = 0; n < means.size(); ++n) EXPECT_FLOAT_EQ(bias[n], means[n]);  // mean training response
   // Xavier normal: sd sqrt(2 / (fan_in + fan_out)), here 1x1 64 -> 64: sqrt(2 / 128) = 0.125.
   const auto w = slot_values(m.layer_slots(2).pointwise_in);
@@ -239,9 +239,9 @@ TEST(Model, SeveralReadoutsShareOneCore) {
   EXPECT_EQ(m.readout_index("b"), 1);
   EXPECT_THROW(m.readout_index("c"), ShapeError);
   const auto& a = m.arena();
-  EXPECT_EQ(a.slot(m.readout_slots(0).features).name, "readout/a/features");
-  EXPECT_EQ(a.slot(m.readout_slots(1).mu).name, "readout/b/mu");
-  EXPECT_EQ(a.slot(m.readout_slots(1).bias).size, 5u);
+  EXPECT_EQ(a.slot(m.readout_slot(0, "features")).name, "readout/a/features");
+  EXPECT_EQ(a.slot(m.readout_slot(1, "mu")).name, "readout/b/mu");
+  EXPECT_EQ(a.slot(m.readout_slot(1, "bias")).size, 5u);
   EXPECT_THROW(Model<double>(c, 9, 8, std::vector<ReadoutSpec>{{"a", 3}, {"a", 5}}), ShapeError);
   m.initialize(1, std::vector<ReadoutInit>{ReadoutInit{std::vector<double>(3, 0.5), {}},
                                             ReadoutInit{std::vector<double>(5, 0.5), {}}});
@@ -309,7 +309,7 @@ TEST(Model, RoteqSlotsAndExpandedFilters) {
   EXPECT_EQ(a.slot(m.layer_slots(0).coeffs).extents, (std::array<size_t, 4>{15, 1, 2, 1}));  // (Q, C_in, F)
   EXPECT_EQ(a.slot(m.layer_slots(1).coeffs).extents, (std::array<size_t, 4>{6, 8, 2, 1}));
   EXPECT_EQ(a.slot(m.layer_slots(0).beta).size, 2u);  // shared across rotations: one per feature
-  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{3, 8, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{3, 8, 1, 1}));
   m.initialize(4, std::vector<double>(3, 0.5));
   auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
   const auto& cs = a.slot(m.layer_slots(0).coeffs);
@@ -421,12 +421,12 @@ TEST(Model, SlotTableInitialisationAndShapes) {
   EXPECT_GE(m.layer_slots(0).gamma, 0);
   EXPECT_EQ(m.layer_slots(1).gamma, -1);  // no BN scale on the last layer
   EXPECT_FALSE(a.slot(m.layer_slots(0).running_var).trainable);
-  EXPECT_EQ(a.slot(m.readout_slots().mask).extents, (std::array<size_t, 4>{7, 12, 10, 1}));
-  EXPECT_EQ(a.slot(m.readout_slots().features).extents, (std::array<size_t, 4>{7, 4, 1, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "mask")).extents, (std::array<size_t, 4>{7, 12, 10, 1}));
+  EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{7, 4, 1, 1}));
   std::vector<double> means{0.0, 1e-9, 0.5, 1.0, 2.0, 5.0, 0.2};
   m.initialize(5, means);
   auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
-  const auto& bias = a.slot(m.readout_slots().bias);
+  const auto& bias = a.slot(m.readout_slot(0, "bias"));
   EXPECT_NEAR(p(bias.offset + 3), 0.5 * std::log(std::exp(1.0) - 1.0), 1e-6);
   EXPECT_NEAR(p(bias.offset + 0), 0.5 * std::log(std::exp(1e-3) - 1.0), 1e-5);  // clamped, finite
   EXPECT_EQ(p(bias.offset + 0), p(bias.offset + 1));

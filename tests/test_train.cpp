@@ -468,7 +468,7 @@ TEST(Training, NonFiniteLossGivesTheDivergedStatus) {
   Model<Real> model(config, 16, 16, 12);
   Batcher batcher(data.train_rows, 1.0, 64, 1);
   model.initialize(1, mean_response(data, batcher.rows()));
-  Kokkos::deep_copy(model.arena().param_flat(model.readout_slots().bias), std::nanf(""));
+  Kokkos::deep_copy(model.arena().param_flat(model.readout_slot(0, "bias")), std::nanf(""));
   Trainer trainer(model, data, batcher);
   const auto r = trainer.run(false);
   EXPECT_EQ(r.status, "diverged");

@@ -15,17 +15,8 @@ namespace v1sysid {
 namespace {
 
 constexpr uint64_t kStreamInit = 3;
-constexpr double kInitSd = 0.01;
-constexpr double kMinMeanResponse = 1e-3;
 
-template <class T>
-using U1 = layers::UView1<T, ExecSpace>;
-template <class T>
-using U2 = layers::UView2<T, ExecSpace>;
-template <class T>
-using U3 = layers::UView3<T, ExecSpace>;
-template <class T>
-using U4 = layers::UView4<T, ExecSpace>;
+using namespace model_views;
 
 template <class T>
 View1<T> alloc(const std::string& name, size_t n) {
@@ -41,27 +32,9 @@ layers::Activation to_activation(Nonlinearity n) {
   return layers::Activation::none;
 }
 
-// Fills a slot with truncated-normal values drawn on the host, in slot element order.
-template <class T>
-void fill_truncated_normal(ParamArena<T>& arena, int slot, SplitMix64& rng, double sd = kInitSd) {
-  auto flat = arena.param_flat(slot);
-  auto host = Kokkos::create_mirror_view(flat);
-  for (size_t i = 0; i < host.extent(0); ++i) host(i) = static_cast<T>(rng.truncated_normal(sd));
-  Kokkos::deep_copy(flat, host);
-}
-
 template <class T>
 void fill_constant(ParamArena<T>& arena, int slot, T value) {
   if (slot >= 0) Kokkos::deep_copy(arena.param_flat(slot), value);
-}
-
-// Fills a slot on the host with draw(i) for every element i.
-template <class T, class Draw>
-void fill_with(ParamArena<T>& arena, int slot, Draw draw) {
-  auto flat = arena.param_flat(slot);
-  auto host = Kokkos::create_mirror_view(flat);
-  for (size_t i = 0; i < host.extent(0); ++i) host(i) = static_cast<T>(draw(i));
-  Kokkos::deep_copy(flat, host);
 }
 
 // PyTorch's xavier_normal_: sd = sqrt(2 / (fan_in + fan_out)), fan_in = size(1) k k, fan_out = size(0) k k.
@@ -87,8 +60,6 @@ uint64_t mix_seed(uint64_t seed, uint64_t counter) {
 }
 
 }  // namespace
-
-double inverse_softplus(double y) { return y + std::log(-std::expm1(-y)); }
 
 template <class T>
 Model<T>::Model(ModelConfig config, int height, int width, int n_neurons)
@@ -173,23 +144,8 @@ void Model<T>::build(const std::vector<ReadoutSpec>& readouts) {
   for (const auto& spec : readouts) {
     if (spec.n_neurons < 1)
       throw ShapeError("readout '" + spec.key + "' has no neurons", "Model", "check the dataset");
-    const std::string p = spec.key.empty() ? "readout/" : "readout/" + spec.key + "/";
-    ReadoutSlots rs;
-    if (m_config.readout.gaussian()) {
-      if (m_config.readout.grid_predictor == "cortex") {
-        rs.grid_A = m_arena.add(p + "grid_A", 2, 2);
-        rs.grid_a = m_arena.add(p + "grid_a", 2);
-        rs.grid_coords = m_arena.add_buffer(p + "grid_coords", spec.n_neurons, 2);
-      } else {
-        rs.mu = m_arena.add(p + "mu", spec.n_neurons, 2);
-      }
-      rs.sigma = m_arena.add(p + "sigma", spec.n_neurons, 2, 2);
-    } else {
-      rs.mask = m_arena.add(p + "mask", spec.n_neurons, h, w);
-    }
-    rs.features = m_arena.add(p + "features", spec.n_neurons, c_in);
-    rs.bias = m_arena.add(p + "bias", spec.n_neurons);
-    m_readouts.push_back(rs);
+    m_readouts.push_back(make_readout<T>(m_config.readout, ReadoutPlace{spec.key, spec.n_neurons, c_in, h, w}));
+    m_readouts.back()->add_slots(m_arena);
   }
   m_readout_specs = readouts;
   m_arena.allocate();
@@ -261,7 +217,12 @@ int Model<T>::readout_index(const std::string& key) const {
 
 template <class T>
 layers::OutputNonlinearity Model<T>::output_nonlinearity() const {
-  return m_config.readout.gaussian() ? layers::OutputNonlinearity::elu_plus_one : layers::OutputNonlinearity::softplus;
+  return m_readouts.front()->output_nonlinearity();  // every readout of a model is of config.readout.kind
+}
+
+template <class T>
+int Model<T>::readout_slot(int r, const std::string& name) const {
+  return m_arena.find(m_readouts.at(static_cast<size_t>(r))->place().slot_prefix() + name);
 }
 
 template <class T>
@@ -306,74 +267,27 @@ void Model<T>::initialize_readout(uint64_t seed, int r, const ReadoutInit& init)
   if (r < 0 || r >= num_readouts()) throw ShapeError("no readout " + std::to_string(r), "Model::initialize_readout", "");
   SplitMix64 rng(seed, kStreamInit + 1000 + static_cast<uint64_t>(r));
   init_readout(rng, r, init);
-  const auto& rs = m_readouts[static_cast<size_t>(r)];
-  for (int slot : {rs.mask, rs.mu, rs.sigma, rs.grid_A, rs.grid_a, rs.features, rs.bias}) zero_adam_slot(m_arena, slot);
+  for (int slot : m_readouts[static_cast<size_t>(r)]->slots()) zero_adam_slot(m_arena, slot);
 }
 
 template <class T>
 void Model<T>::init_readout(SplitMix64& rng, int r, const ReadoutInit& init) {
-  const auto& rs = m_readouts[static_cast<size_t>(r)];
-  const auto& spec = m_readout_specs[static_cast<size_t>(r)];
-  const auto& mean_response = init.mean_response;
-  const int N = spec.n_neurons;
-  if (static_cast<int>(mean_response.size()) != N)
-    throw ShapeError("mean_response has " + std::to_string(mean_response.size()) + " entries for " +
+  const int N = m_readout_specs[static_cast<size_t>(r)].n_neurons;
+  if (static_cast<int>(init.mean_response.size()) != N)
+    throw ShapeError("mean_response has " + std::to_string(init.mean_response.size()) + " entries for " +
                          std::to_string(N) + " neurons",
                      "Model::initialize", "pass one mean training response per neuron");
-  const auto& ro = m_config.readout;
-  if (!ro.gaussian()) {
-    fill_truncated_normal(m_arena, rs.mask, rng);
-    fill_truncated_normal(m_arena, rs.features, rng);
-    fill_with(m_arena, rs.bias, [&](size_t n) {
-      return 0.5 * inverse_softplus(std::max(mean_response[n], kMinMeanResponse));
-    });
-    return;
-  }
-  if (rs.grid_coords >= 0) {
-    const auto& xyz = init.cortical_coordinates;
-    if (xyz.size() != static_cast<size_t>(N) * 3)
-      throw ConfigError("readout.grid_predictor cortex needs neurons/cell_motor_coordinates [" + std::to_string(N) +
-                            ", 3], the dataset has " + std::to_string(xyz.size()) + " values",
-                        spec.key.empty() ? std::string("the dataset") : "dataset '" + spec.key + "'",
-                        "use grid_predictor: none for data without cortical coordinates");
-    // s = coordinates[:, :2] - mean, divided by max |.| (neuralpredictors' cortex source grid).
-    double mean[2] = {0, 0}, max_abs = 0;
-    for (int n = 0; n < N; ++n)
-      for (int i = 0; i < 2; ++i) mean[i] += xyz[size_t(n) * 3 + size_t(i)] / double(N);
-    for (int n = 0; n < N; ++n)
-      for (int i = 0; i < 2; ++i) max_abs = std::max(max_abs, std::fabs(xyz[size_t(n) * 3 + size_t(i)] - mean[i]));
-    if (max_abs <= 0) max_abs = 1;
-    fill_with(m_arena, rs.grid_coords, [&](size_t k) { return (xyz[(k / 2) * 3 + k % 2] - mean[k % 2]) / max_abs; });
-    const double angle = 6.283185307179586 * rng.uniform();
-    const double reflect = rng.uniform() < 0.5 ? -1.0 : 1.0;
-    const double c = std::cos(angle), sn = std::sin(angle);
-    const double A[4] = {0.2 * c, -0.2 * sn * reflect, 0.2 * sn, 0.2 * c * reflect};  // 0.2 x orthogonal
-    fill_with(m_arena, rs.grid_A, [&](size_t k) { return A[k]; });
-    fill_with(m_arena, rs.grid_a, [&](size_t) { return rng.normal() * 1e-3; });
-  } else {
-    fill_with(m_arena, rs.mu, [&](size_t) { return (2 * rng.uniform() - 1) * ro.init_mu_range; });
-  }
-  fill_with(m_arena, rs.sigma, [&](size_t) { return (2 * rng.uniform() - 1) * ro.init_sigma; });
-  fill_with(m_arena, rs.features, [&](size_t) { return rng.normal() * 1e-3; });
-  fill_with(m_arena, rs.bias, [&](size_t n) { return mean_response[n]; });
+  m_readouts[static_cast<size_t>(r)]->initialize(m_arena, rng, init);
 }
 
 template <class T>
-std::vector<float> Model<T>::gaussian_mu(int r) const {
-  const auto& rs = m_readouts[static_cast<size_t>(r)];
-  const int N = m_readout_specs[static_cast<size_t>(r)].n_neurons;
-  auto host = [&](int slot) { return Kokkos::create_mirror_view_and_copy(HostSpace(), m_arena.param_flat(slot)); };
-  std::vector<float> mu(static_cast<size_t>(N) * 2);
-  if (rs.mu >= 0) {
-    auto m = host(rs.mu);
-    for (size_t i = 0; i < mu.size(); ++i) mu[i] = static_cast<float>(m(i));
-  } else if (rs.grid_A >= 0) {
-    auto A = host(rs.grid_A), a = host(rs.grid_a), s = host(rs.grid_coords);
-    for (int n = 0; n < N; ++n)
-      for (int i = 0; i < 2; ++i)
-        mu[size_t(n) * 2 + size_t(i)] = static_cast<float>(A(2 * i) * s(2 * n) + A(2 * i + 1) * s(2 * n + 1) + a(i));
-  }
-  return mu;
+std::vector<float> Model<T>::readout_positions(int r) const {
+  return m_readouts.at(static_cast<size_t>(r))->positions(m_arena);
+}
+
+template <class T>
+ExportGroup Model<T>::readout_export(int r) const {
+  return m_readouts.at(static_cast<size_t>(r))->export_group(m_arena);
 }
 
 template <class T>
@@ -417,24 +331,6 @@ layers::BatchNormOptions Model<T>::bn_options(int l) const {
 }
 
 template <class T>
-layers::FactorizedReadoutShape Model<T>::readout_shape(int batch, int r) const {
-  const auto& g = m_geometry.back();
-  layers::FactorizedReadoutShape s;
-  s.B = batch;
-  s.C = g.c_out;
-  s.H = g.h_out;
-  s.W = g.w_out;
-  s.N = m_readout_specs[static_cast<size_t>(r)].n_neurons;
-  return s;
-}
-
-template <class T>
-layers::GaussianReadoutShape Model<T>::gaussian_shape(int batch, int r) const {
-  const auto& g = m_geometry.back();
-  return layers::GaussianReadoutShape{batch, g.c_out, g.h_out, g.w_out, m_readout_specs[static_cast<size_t>(r)].n_neurons};
-}
-
-template <class T>
 ModelWorkspace<T> Model<T>::make_workspace(int capacity) const {
   if (capacity < 1) throw ShapeError("workspace capacity must be positive", "Model::make_workspace", "");
   ModelWorkspace<T> ws;
@@ -465,22 +361,14 @@ ModelWorkspace<T> Model<T>::make_workspace(int capacity) const {
   }
   ws.readout_h = alloc<T>("readout_h", B * N);
   ws.prediction = alloc<T>("prediction", B * N);
-  if (m_config.readout.gaussian()) {
-    ws.noise = alloc<T>("noise", B * N * 2);
-    ws.grid = alloc<T>("grid", B * N * 2);
-    ws.mu = alloc<T>("mu", N * 2);
-    ws.d_mu = alloc<T>("d_mu", N * 2);
-    ws.readout_cache = alloc<T>("readout_cache", 1);
-    ws.readout_scratch = alloc<T>("readout_scratch", 1);
-  } else {
-    size_t cache = 0, scratch = 0;
-    for (int r = 0; r < num_readouts(); ++r) {
-      cache = std::max(cache, layers::factorized_readout_cache_size(readout_shape(capacity, r)));
-      scratch = std::max(scratch, layers::factorized_readout_workspace_size(readout_shape(capacity, r)));
-    }
-    ws.readout_cache = alloc<T>("readout_cache", cache);
-    ws.readout_scratch = alloc<T>("readout_scratch", scratch);
+  ReadoutBufferSizes sizes;  // per buffer position, the largest over the readouts
+  for (const auto& r : m_readouts) {
+    const auto own = r->buffer_sizes(capacity);
+    sizes.resize(std::max(sizes.size(), own.size()), 0);
+    for (size_t i = 0; i < own.size(); ++i) sizes[i] = std::max(sizes[i], own[i]);
   }
+  for (size_t i = 0; i < sizes.size(); ++i)
+    ws.readout_buffers.push_back(alloc<T>("readout_buffer" + std::to_string(i), std::max<size_t>(sizes[i], 1)));
   ws.conv_scratch = alloc<T>("conv_scratch", std::max<size_t>(conv_scratch, 1));
   ws.grad_a = alloc<T>("grad_a", max_act);
   ws.grad_b = alloc<T>("grad_b", max_act);
@@ -513,16 +401,6 @@ layers::DepthwiseConv2dShape depthwise_shape(int batch, int c, int h, int w, int
   s.K = k;
   s.padding = layers::Padding::same;
   return s;
-}
-
-// mu <- clamp(mu, -1, 1) in place (the reference's projection of mu at every forward).
-template <class T>
-void clamp_unit_in_place(View1<T> v) {
-  Kokkos::parallel_for(
-      "v1sysid::model::clamp_mu", Kokkos::RangePolicy<ExecSpace>(0, v.extent(0)), KOKKOS_LAMBDA(const size_t i) {
-        const T x = v(i);
-        v(i) = x < T(-1) ? T(-1) : (x > T(1) ? T(1) : x);
-      });
 }
 }  // namespace
 
@@ -575,13 +453,6 @@ void Model<T>::core_forward(ModelWorkspace<T>& ws, int batch, bool training) {
 }
 
 template <class T>
-layers::UView2<const T, ExecSpace> Model<T>::gaussian_mu_view(ModelWorkspace<T>& ws, int r, int n) {
-  const auto& rs = m_readouts[static_cast<size_t>(r)];
-  if (rs.mu >= 0) return m_arena.template param<2>(rs.mu);
-  return U2<const T>(ws.mu.data(), n, 2);
-}
-
-template <class T>
 void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training, int readout) {
   if (batch < 1 || batch > ws.capacity)
     throw ShapeError("batch of " + std::to_string(batch) + " images for a workspace of " +
@@ -595,32 +466,12 @@ void Model<T>::forward(ModelWorkspace<T>& ws, int batch, bool training, int read
   ScopedRegion region("forward/readout");
   const T* in = ws.act_out.back().data();
   const auto& g = m_geometry.back();
-  const auto& rs = m_readouts[static_cast<size_t>(readout)];
-  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
+  const Readout<T>& ro = *m_readouts[static_cast<size_t>(readout)];
+  const int N = ro.n_neurons();
   U4<const T> core_out(in, batch, g.c_out, g.h_out, g.w_out);
   U2<T> h(ws.readout_h.data(), batch, N);
-  if (m_config.readout.gaussian()) {
-    if (rs.mu >= 0 && training) clamp_unit_in_place(m_arena.param_flat(rs.mu));
-    if (rs.grid_A >= 0)
-      layers::grid_predictor_forward<T>(space, m_arena.template param<2>(rs.grid_A), m_arena.param_flat(rs.grid_a),
-                                        m_arena.template param<2>(rs.grid_coords), U2<T>(ws.mu.data(), N, 2));
-    const auto gs = gaussian_shape(batch, readout);
-    U3<T> z;
-    if (training) {
-      z = U3<T>(ws.noise.data(), batch, N, 2);
-      layers::gaussian_readout_draw_noise<T>(space, gs, mix_seed(m_config.train.seed, m_sample_counter++), z);
-    }
-    layers::gaussian_readout_forward<T>(space, gs, gaussian_mu_view(ws, readout, N),
-                                        m_arena.template param<3>(rs.sigma), m_arena.template param<2>(rs.features),
-                                        m_arena.param_flat(rs.bias), core_out, z, U3<T>(ws.grid.data(), batch, N, 2), h);
-  } else {
-    layers::FactorizedReadoutOptions ro;
-    ro.positive_features = m_config.readout.positive_features;
-    layers::factorized_readout_forward<T>(space, readout_shape(batch, readout), ro,
-                                          m_arena.template param<3>(rs.mask), m_arena.template param<2>(rs.features),
-                                          m_arena.param_flat(rs.bias), core_out, h, ws.readout_cache,
-                                          ws.readout_scratch);
-  }
+  const uint64_t noise_seed = training && ro.draws_noise() ? mix_seed(m_config.train.seed, m_sample_counter++) : 0;
+  ro.forward(space, m_arena, ws.readout_buffers, batch, training, noise_seed, core_out, h);
   U2<T> yhat(ws.prediction.data(), batch, N);
   layers::output_nonlinearity_forward<T>(space, output_nonlinearity(), h, yhat);
 }
@@ -682,29 +533,7 @@ double Model<T>::core_regularization(bool with_grad) const {
 
 template <class T>
 double Model<T>::readout_regularization(int r, bool with_grad) const {
-  ExecSpace space;
-  const auto& rs = m_readouts[static_cast<size_t>(r)];
-  const auto& ro = m_config.readout;
-  if (ro.gaussian()) {
-    if (with_grad)
-      return layers::l1_grad(space, m_arena.param_flat(rs.features), ro.feature_weight, m_arena.grad_flat(rs.features));
-    return layers::l1_value(space, m_arena.param_flat(rs.features), ro.feature_weight);
-  }
-  const auto mask = m_arena.template param<3>(rs.mask);
-  const auto features = m_arena.template param<2>(rs.features);
-  if (!with_grad) {
-    if (ro.regularizer == "joint_l1") return layers::readout_joint_l1_value(space, mask, features, ro.weight);
-    if (ro.regularizer == "separate_l1")
-      return layers::readout_separate_l1_value(space, mask, features, ro.mask_weight, ro.feature_weight);
-    return layers::readout_l1_mask_l2_features_value(space, mask, features, ro.mask_weight, ro.feature_weight);
-  }
-  const auto d_mask = m_arena.template grad<3>(rs.mask);
-  const auto d_features = m_arena.template grad<2>(rs.features);
-  if (ro.regularizer == "joint_l1") return layers::readout_joint_l1_grad(space, mask, features, ro.weight, d_mask, d_features);
-  if (ro.regularizer == "separate_l1")
-    return layers::readout_separate_l1_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask, d_features);
-  return layers::readout_l1_mask_l2_features_grad(space, mask, features, ro.mask_weight, ro.feature_weight, d_mask,
-                                          d_features);
+  return m_readouts[static_cast<size_t>(r)]->regularization(ExecSpace(), m_arena, with_grad);
 }
 
 template <class T>
@@ -777,40 +606,14 @@ void Model<T>::core_backward(ModelWorkspace<T>& ws, int batch, bool eval_batchno
 
 template <class T>
 void Model<T>::readout_backward(ModelWorkspace<T>& ws, int batch, int readout, bool training, bool force_d_core) {
-  ExecSpace space;
-  const auto& rs = m_readouts[static_cast<size_t>(readout)];
-  const int N = m_readout_specs[static_cast<size_t>(readout)].n_neurons;
-  U2<const T> d_h(ws.readout_h.data(), batch, N);
+  const Readout<T>& ro = *m_readouts[static_cast<size_t>(readout)];
+  U2<const T> d_h(ws.readout_h.data(), batch, ro.n_neurons());
   // The gradient into the last core layer's output (grad_a), unless the core is frozen.
   const auto& last = m_geometry.back();
   U4<const T> core_out(ws.act_out.back().data(), batch, last.c_out, last.h_out, last.w_out);
   U4<T> d_core;
   if (!m_core_frozen || force_d_core) d_core = U4<T>(ws.grad_a.data(), batch, last.c_out, last.h_out, last.w_out);
-  if (m_config.readout.gaussian()) {
-    U2<T> d_mu;
-    if (rs.mu >= 0) d_mu = m_arena.template grad<2>(rs.mu);
-    else {
-      d_mu = U2<T>(ws.d_mu.data(), N, 2);
-      Kokkos::deep_copy(space, d_mu, T(0));
-    }
-    U3<const T> z;  // evaluation: positions at mu
-    if (training) z = U3<const T>(ws.noise.data(), batch, N, 2);
-    layers::gaussian_readout_backward<T>(
-        space, gaussian_shape(batch, readout), gaussian_mu_view(ws, readout, N), m_arena.template param<3>(rs.sigma),
-        m_arena.template param<2>(rs.features), core_out, z, U3<const T>(ws.grid.data(), batch, N, 2), d_h, d_core,
-        d_mu, m_arena.template grad<3>(rs.sigma), m_arena.template grad<2>(rs.features), m_arena.grad_flat(rs.bias));
-    if (rs.grid_A >= 0)
-      layers::grid_predictor_backward<T>(space, m_arena.template param<2>(rs.grid_coords), U2<const T>(d_mu),
-                                         m_arena.template grad<2>(rs.grid_A), m_arena.grad_flat(rs.grid_a));
-  } else {
-    layers::FactorizedReadoutOptions ro;
-    ro.positive_features = m_config.readout.positive_features;
-    layers::factorized_readout_backward<T>(space, readout_shape(batch, readout), ro,
-                                           m_arena.template param<3>(rs.mask), m_arena.template param<2>(rs.features),
-                                           core_out, d_h, ws.readout_cache, d_core,
-                                           m_arena.template grad<3>(rs.mask), m_arena.template grad<2>(rs.features),
-                                           m_arena.grad_flat(rs.bias), ws.readout_scratch);
-  }
+  ro.backward(ExecSpace(), m_arena, ws.readout_buffers, batch, training, core_out, d_h, d_core);
 }
 
 template <class T>

@@ -1,7 +1,7 @@
-// The CNN model of Ecker et al. 2019 / Klindt et al. 2017 (reference-models.md §1.3, §2):
+// The model of Ecker et al. 2019 / Klindt et al. 2017 / Lurz et al. 2021 (reference-models.md §1.3, §2, §5):
 //   core:    L layers of  conv (no bias, stride 1) -> batch norm (TF decay convention) -> nonlinearity
-//   readout: h[b,n] = sum_c F[n,c] sum_{y,x} |M~[n,y,x]| X[b,c,y,x] + bias[n]    (F = |F~| if positive)
-//   output:  yhat = softplus(h);  loss = mean_b sum_n (yhat - y log(yhat + 1e-5)) + regularisers
+//   readout: one per dataset, a Readout of config.readout.kind (model/readout.hpp: factorized, gaussian)
+//   output:  yhat = the readout's output nonlinearity of h;  loss = Poisson + regularisers
 // Every parameter, the batch-norm running statistics (as non-trainable buffers) and the Adam moments live
 // in one ParamArena. Activations, caches and workspaces for one batch capacity are allocated once in a
 // ModelWorkspace; forward/backward run on any batch b <= capacity without allocating (views of the first b
@@ -18,28 +18,20 @@
 //   core/layer{i}/weight [C_out, C_in, k, k] (cnn)   core/layer{i}/coeffs [Q, C_in, F] (roteq, Q = k(k+1)/2)
 //   core/layer{i}/bn_gamma [G] (only where batchnorm_scale; G = C_out, or F for rotation-shared batch norm)
 //   core/layer{i}/bn_beta [G]                  core/layer{i}/bn_running_mean, bn_running_var [G] (buffers)
-//   readout/mask [N, H', W'] (raw M~)          readout/features [N, C_L] (raw F~)      readout/bias [N]
+//   readout/... : the readout's own slots (model/readout_factorized.cpp, readout_gaussian.cpp)
 //
-// Initialisation (initialize()): conv weights (Hermite coefficients: sd core.coeff_init_sd, 0.1 in the
-// reference), mask and features truncated normal (sd 0.01, cut at 2 sd,
-// SplitMix64 stream 3 of the seed); gamma 1, beta 0, running mean 0, running variance 1 (TF's initialisers);
-// readout bias b_n = 0.5 * softplus^-1(max(mean_n, 1e-3)) where mean_n is the mean preprocessed training
-// response of neuron n. The clamp keeps the bias finite for silent neurons: softplus^-1(1e-3) = -6.9, so the
-// initial prediction of a silent neuron is softplus(-3.45) = 0.031 instead of -infinity in the log.
+// Initialisation (initialize()): conv weights truncated normal (sd 0.01, cut at 2 sd; Hermite coefficients: sd
+// core.coeff_init_sd, 0.1 in the reference), SplitMix64 stream 3 of the seed; gamma 1, beta 0, running mean 0,
+// running variance 1 (TF's initialisers); then each readout draws its own from the same stream, in order.
 //
-// Lurz et al. 2021 (reference-models.md §5.1), selected by core.kind = stacked2d / readout.kind = gaussian:
+// Lurz et al. 2021 (reference-models.md §5.1), selected by core.kind = stacked2d:
 //   stacked2d: layer 0 is a dense conv; each hidden layer l >= 1 is depth-separable,
 //              core/layer{l}/pointwise_in [C, C_in, 1, 1] -> core/layer{l}/depthwise [C, 1, k, k] ->
 //              core/layer{l}/weight [C, C, 1, 1], then BN + ELU. Conv weights xavier-normal
 //              (sd sqrt(2 / (fan_in + fan_out)), PyTorch's fans), BN as above. laplace_weight x LaplaceL2 on
 //              layer 0's weight.
-//   gaussian:  readout/mu [N, 2] (absent with the cortex predictor), readout/sigma [N, 2, 2],
-//              readout/features [N, C], readout/bias [N]; with grid_predictor cortex readout/grid_A [2, 2],
-//              readout/grid_a [2] and the buffer readout/grid_coords [N, 2] (normalised cortical coordinates).
-//              mu ~ U(+-init_mu_range), sigma ~ U(+-init_sigma), features ~ N(0, 1e-3), bias = mean training
-//              response, A = 0.2 x a random orthogonal matrix, a ~ N(0, 1e-3). Output ELU(h) + 1.
-//              A training forward first projects mu onto [-1, 1] (the reference clamps mu in place) and draws
-//              the position noise with the seed (train.seed, count of training forwards).
+// A readout that draws noise in training forwards (gaussian) gets the seed (train.seed, count of training
+// forwards so far) from the model.
 // Several readouts (one per dataset, "data_key") share one core: their slots are readout/<key>/..., forward
 // and backward take the readout index. A frozen core (set_core_frozen) runs its batch norm in evaluation
 // mode also in training forwards, gets no gradient and no regulariser (transfer with --freeze-core).
@@ -48,14 +40,14 @@
 #include "core/types.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
-#include "layers/factorized_readout.hpp"
-#include "layers/gaussian_readout.hpp"
 #include "layers/hermite.hpp"
 #include "layers/poisson_loss.hpp"
 #include "model/model_config.hpp"
+#include "model/readout.hpp"
 #include "core/param_arena.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,18 +67,13 @@ struct ModelWorkspace {
   std::vector<View1<T>> bn_mean;   // per layer (batch-norm groups: C_l, or F_l when shared by rotations)
   std::vector<View1<T>> bn_rstd;   // per layer (C_l)
   View1<T> readout_h;              // (capacity * N), pre-activation; overwritten by d_h in backward
-  View1<T> prediction;             // (capacity * N), yhat = softplus(h)
-  View1<T> readout_cache;          // factorized_readout_cache_size
-  View1<T> readout_scratch;        // factorized_readout_workspace_size
+  View1<T> prediction;             // (capacity * N), yhat = output nonlinearity of h
+  std::vector<View1<T>> readout_buffers;  // the readouts' own buffers (Readout::buffer_sizes, largest readout)
   View1<T> conv_scratch;           // max conv2d_workspace_size over layers
   View1<T> grad_a, grad_b;         // ping-pong activation gradients (capacity * max_l C_l * H_l * W_l)
   // depth-separable layers: outputs of the first 1x1 and of the depthwise conv, and their gradients
   std::vector<View1<T>> sep_a, sep_b;
   View1<T> grad_c, grad_d;
-  // gaussian readout (sized for the largest readout)
-  View1<T> noise;                  // (capacity * N * 2), z
-  View1<T> grid;                   // (capacity * N * 2), sampled positions
-  View1<T> mu, d_mu;               // (N * 2), mu from the grid predictor and its gradient
   int max_neurons = 0;
 };
 
@@ -96,13 +83,6 @@ struct ReadoutSpec {
   int n_neurons = 0;
 };
 
-// What initialize() needs per readout: mean preprocessed training response [N] and, for the cortex grid
-// predictor, neurons/cell_motor_coordinates [N, 3] (row-major; only the first two columns are used).
-struct ReadoutInit {
-  std::vector<double> mean_response;
-  std::vector<float> cortical_coordinates;
-};
-
 template <class T>
 class Model {
  public:
@@ -110,10 +90,6 @@ class Model {
     int weight = -1, gamma = -1, beta = -1, running_mean = -1, running_var = -1;  // gamma -1: no scale
     int pointwise_in = -1, depthwise = -1;  // depth-separable layers (weight is then the last 1x1)
     int coeffs = -1;  // roteq: Hermite coefficients (then weight is -1)
-  };
-  struct ReadoutSlots {
-    int mask = -1, features = -1, bias = -1;
-    int mu = -1, sigma = -1, grid_A = -1, grid_a = -1, grid_coords = -1;  // gaussian
   };
   struct LayerGeometry {
     int c_in = 0, c_out = 0, k = 0, h_in = 0, w_in = 0, h_out = 0, w_out = 0;
@@ -134,11 +110,11 @@ class Model {
   int num_readouts() const { return static_cast<int>(m_readout_specs.size()); }
   const ReadoutSpec& readout_spec(int r) const { return m_readout_specs[static_cast<size_t>(r)]; }
   int readout_index(const std::string& key) const;  // ShapeError when absent
-  const ReadoutSlots& readout_slots(int r) const { return m_readouts[static_cast<size_t>(r)]; }
+  // The arena slot `name` (e.g. "bias", "mu") of readout r, -1 when that readout has none.
+  int readout_slot(int r, const std::string& name) const;
   int num_layers() const { return static_cast<int>(m_layers.size()); }
   const LayerGeometry& geometry(int layer) const { return m_geometry[static_cast<size_t>(layer)]; }
   const LayerSlots& layer_slots(int layer) const { return m_layers[static_cast<size_t>(layer)]; }
-  const ReadoutSlots& readout_slots() const { return m_readouts[0]; }
   layers::OutputNonlinearity output_nonlinearity() const;
   // Core frozen: BN in evaluation mode in every forward, no core gradients or regularisers.
   void set_core_frozen(bool frozen) { m_core_frozen = frozen; }
@@ -147,8 +123,11 @@ class Model {
   // Set it before make_workspace: workspaces are sized for the algorithm in force when they are made.
   void set_conv_algorithm(layers::ConvAlgorithm a) { m_conv_algorithm = a; }
   layers::ConvAlgorithm conv_algorithm() const { return m_conv_algorithm; }
-  // Host copy of mu [N, 2] of gaussian readout r (from the grid predictor when there is one).
-  std::vector<float> gaussian_mu(int r) const;
+  // Host copy of the receptive-field positions [N, 2] of readout r (gaussian: mu, from the grid predictor when
+  // there is one; empty for a readout without positions).
+  std::vector<float> readout_positions(int r) const;
+  // The export/ group of readout r (train/checkpoint.cpp writes it).
+  ExportGroup readout_export(int r) const;
   ParamArena<T>& arena() { return m_arena; }
   const ParamArena<T>& arena() const { return m_arena; }
 
@@ -202,8 +181,6 @@ class Model {
   layers::Conv2dShape conv_shape(int layer, int batch) const;
   layers::BatchNormShape bn_shape(int layer, int batch) const;
   layers::BatchNormOptions bn_options(int layer) const;
-  layers::FactorizedReadoutShape readout_shape(int batch, int r = 0) const;
-  layers::GaussianReadoutShape gaussian_shape(int batch, int r) const;
   void build(const std::vector<ReadoutSpec>& readouts);
   void init_readout(SplitMix64& rng, int r, const ReadoutInit& init);
   void core_forward(ModelWorkspace<T>& ws, int batch, bool training);
@@ -218,15 +195,13 @@ class Model {
   void readout_backward(ModelWorkspace<T>& ws, int batch, int r, bool training, bool force_d_core);
   double core_regularization(bool with_grad) const;
   double readout_regularization(int r, bool with_grad) const;
-  // mu of gaussian readout r: the parameter slot, or the predictor's output in ws.mu.
-  layers::UView2<const T, ExecSpace> gaussian_mu_view(ModelWorkspace<T>& ws, int r, int n);
 
   ModelConfig m_config;
   int m_height, m_width, m_neurons;
   std::vector<LayerGeometry> m_geometry;
   std::vector<LayerSlots> m_layers;
   std::vector<ReadoutSpec> m_readout_specs;
-  std::vector<ReadoutSlots> m_readouts;
+  std::vector<std::unique_ptr<Readout<T>>> m_readouts;  // one per dataset
   ParamArena<T> m_arena;
   bool m_core_frozen = false;
   layers::ConvAlgorithm m_conv_algorithm = layers::ConvAlgorithm::automatic;
@@ -239,8 +214,5 @@ class Model {
   std::vector<View1<T>> m_d_filters;
   View1<T> m_synth_scratch;
 };
-
-// The inverse of softplus, log(e^y - 1), for y > 0 (computed as y + log(-expm1(-y)) without overflow).
-double inverse_softplus(double y);
 
 }  // namespace v1sysid

@@ -32,11 +32,6 @@ std::vector<float> per_channel(std::vector<float> v, size_t channels) {
   return out;
 }
 
-std::vector<float> abs_of(std::vector<float> v) {
-  for (auto& x : v) x = std::fabs(x);
-  return v;
-}
-
 void read_into(const h5::File& f, const std::string& name, const View1<Real>& flat, const ParamSlot& s) {
   if (!f.exists(name))
     throw ShapeError("the checkpoint has no '" + name + "'", f.path(),
@@ -208,23 +203,10 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
   f.write_attribute("export", "num_layers", static_cast<int64_t>(entry));
   for (int r = 0; r < model.num_readouts(); ++r) {
     const std::string g = multi ? "export/readouts/" + model.readout_spec(r).key : std::string("export/readout");
-    const auto& rs = model.readout_slots(r);
-    const auto& features = arena.slot(rs.features);
-    auto fv = slot_values(arena.params(), features);
-    if (cfg.readout.gaussian()) {
-      const auto N = static_cast<hsize_t>(model.readout_spec(r).n_neurons);
-      f.write(g + "/mu", model.gaussian_mu(r), {N, 2});  // (x, y) in [-1, 1], grid_sample convention
-      f.write(g + "/sigma", slot_values(arena.params(), arena.slot(rs.sigma)), {N, 2, 2});
-      f.write_attribute(g, "kind", std::string("gaussian"));
-      f.write_attribute(g, "align_corners", int64_t{1});
-    } else {
-      const auto& mask = arena.slot(rs.mask);
-      f.write(g + "/mask", abs_of(slot_values(arena.params(), mask)), slot_shape(mask));
-      if (cfg.readout.positive_features) fv = abs_of(fv);
-      f.write_attribute(g, "kind", std::string("factorized"));
-    }
-    f.write(g + "/features", fv, slot_shape(features));
-    f.write(g + "/bias", slot_values(arena.params(), arena.slot(rs.bias)), slot_shape(arena.slot(rs.bias)));
+    const ExportGroup group = model.readout_export(r);
+    for (const auto& t : group.tensors) f.write(g + "/" + t.name, t.values, h5::Shape(t.shape.begin(), t.shape.end()));
+    for (const auto& [name, value] : group.text_attributes) f.write_attribute(g, name, value);
+    for (const auto& [name, value] : group.int_attributes) f.write_attribute(g, name, value);
     f.write_attribute(g, "output_nonlinearity", std::string(layers::to_string(model.output_nonlinearity())));
   }
   if (multi) {

@@ -318,7 +318,7 @@ template <class T>
 void randomize_batchnorm(Model<T>& m, SplitMix64& rng) {
   auto& a = m.arena();
   for (int l = 0; l < m.num_layers(); ++l) {
-    const auto& s = m.layer_slots(l);
+    const auto& s = m.core().batchnorm_slots(l);
     if (s.gamma >= 0) fill_random(a.param_flat(s.gamma), rng, 0.5, 1.5);
     fill_random(a.param_flat(s.beta), rng, -0.5, 0.5);
     fill_random(a.param_flat(s.running_mean), rng, -0.2, 0.2);
@@ -356,8 +356,8 @@ void check_core_equivariance(bool training, double tol) {
     const int F = config.core.features[size_t(l)], C = R * F;
     const auto& g = m.geometry(l);
     ASSERT_EQ(g.h_out, S);
-    const auto out = to_host_vector(ws.act_out[size_t(l)]);
-    const auto turned = to_host_vector(ws_turned.act_out[size_t(l)]);
+    const auto out = to_host_vector(ws.core.act_out[size_t(l)]);
+    const auto turned = to_host_vector(ws_turned.core.act_out[size_t(l)]);
     double err = 0, scale = 0;
     for (int b = 0; b < B; ++b)
       for (int r = 0; r < R; ++r)

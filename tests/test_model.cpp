@@ -128,6 +128,17 @@ core: {filter_sizes: [5, 3], channels: [3, 4], nonlinearities: [softplus, none],
        smooth_weight: 0.3, sparse_weight: 0.2, rel_smooth: [1, 0.5], rel_sparse: [0, 1], batchnorm_decay: 0.9}
 )";
 
+
+// The message of the ConfigError that parsing `yaml` (as m.yaml) throws; empty when it parses.
+std::string config_error_of(const std::string& yaml) {
+  try {
+    parse_model_config(yaml, "m.yaml");
+  } catch (const ConfigError& e) {
+    return std::string(e.what());
+  }
+  return std::string();
+}
+
 TEST(ModelGradient, JointL1SignedFeatures) {
   check_directional_derivative({"joint_l1", std::string(kBase) + "readout: {regularizer: joint_l1, weight: 0.05}\n"});
 }
@@ -199,10 +210,10 @@ TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
   EXPECT_EQ(m.geometry(3).h_out, 22);
   EXPECT_EQ(m.geometry(3).w_out, 50);
   const auto& a = m.arena();
-  EXPECT_EQ(a.slot(m.layer_slots(0).weight).extents, (std::array<size_t, 4>{64, 1, 15, 15}));
-  EXPECT_EQ(a.slot(m.layer_slots(1).pointwise_in).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
-  EXPECT_EQ(a.slot(m.layer_slots(1).depthwise).extents, (std::array<size_t, 4>{64, 1, 13, 13}));
-  EXPECT_EQ(a.slot(m.layer_slots(1).weight).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
+  EXPECT_EQ(a.slot(m.core_slot(0, "weight")).extents, (std::array<size_t, 4>{64, 1, 15, 15}));
+  EXPECT_EQ(a.slot(m.core_slot(1, "pointwise_in")).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
+  EXPECT_EQ(a.slot(m.core_slot(1, "depthwise")).extents, (std::array<size_t, 4>{64, 1, 13, 13}));
+  EXPECT_EQ(a.slot(m.core_slot(1, "weight")).extents, (std::array<size_t, 4>{64, 64, 1, 1}));
   EXPECT_EQ(a.slot(m.readout_slot(0, "mu")).extents, (std::array<size_t, 4>{7, 2, 1, 1}));
   EXPECT_EQ(a.slot(m.readout_slot(0, "sigma")).extents, (std::array<size_t, 4>{7, 2, 2, 1}));
   EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{7, 64, 1, 1}));
@@ -219,7 +230,7 @@ TEST(Model, Stacked2dAndGaussianSlotsDefaultsAndInitialisation) {
   const auto bias = slot_values(m.readout_slot(0, "bias"));
   for (size_t n = 0; n < means.size(); ++n) EXPECT_FLOAT_EQ(bias[n], means[n]);  // mean training response
   // Xavier normal: sd sqrt(2 / (fan_in + fan_out)), here 1x1 64 -> 64: sqrt(2 / 128) = 0.125.
-  const auto w = slot_values(m.layer_slots(2).pointwise_in);
+  const auto w = slot_values(m.core_slot(2, "pointwise_in"));
   double ss = 0;
   for (double x : w) ss += x * x;
   EXPECT_NEAR(std::sqrt(ss / w.size()), 0.125, 0.01);
@@ -304,15 +315,15 @@ TEST(Model, RoteqSlotsAndExpandedFilters) {
   EXPECT_EQ(c.core.channels, (std::vector<int>{8, 8}));
   Model<float> m(c, 10, 9, 3);
   auto& a = m.arena();
-  EXPECT_EQ(m.layer_slots(0).weight, -1);
-  EXPECT_EQ(a.slot(m.layer_slots(0).coeffs).name, "core/layer0/coeffs");
-  EXPECT_EQ(a.slot(m.layer_slots(0).coeffs).extents, (std::array<size_t, 4>{15, 1, 2, 1}));  // (Q, C_in, F)
-  EXPECT_EQ(a.slot(m.layer_slots(1).coeffs).extents, (std::array<size_t, 4>{6, 8, 2, 1}));
-  EXPECT_EQ(a.slot(m.layer_slots(0).beta).size, 2u);  // shared across rotations: one per feature
+  EXPECT_EQ(m.core_slot(0, "weight"), -1);
+  EXPECT_EQ(a.slot(m.core_slot(0, "coeffs")).name, "core/layer0/coeffs");
+  EXPECT_EQ(a.slot(m.core_slot(0, "coeffs")).extents, (std::array<size_t, 4>{15, 1, 2, 1}));  // (Q, C_in, F)
+  EXPECT_EQ(a.slot(m.core_slot(1, "coeffs")).extents, (std::array<size_t, 4>{6, 8, 2, 1}));
+  EXPECT_EQ(a.slot(m.core_slot(0, "bn_beta")).size, 2u);  // shared across rotations: one per feature
   EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{3, 8, 1, 1}));
   m.initialize(4, std::vector<double>(3, 0.5));
   auto p = Kokkos::create_mirror_view_and_copy(HostSpace(), a.params());
-  const auto& cs = a.slot(m.layer_slots(0).coeffs);
+  const auto& cs = a.slot(m.core_slot(0, "coeffs"));
   double maxabs = 0, sum2 = 0;
   for (size_t i = 0; i < cs.size; ++i) {
     maxabs = std::max(maxabs, std::fabs(double(p(cs.offset + i))));
@@ -328,7 +339,7 @@ TEST(Model, RoteqSlotsAndExpandedFilters) {
   auto per_channel = c;
   per_channel.core.batchnorm_shared_rotations = false;
   Model<float> m2(per_channel, 10, 9, 3);
-  EXPECT_EQ(m2.arena().slot(m2.layer_slots(0).beta).size, 8u);
+  EXPECT_EQ(m2.arena().slot(m2.core_slot(0, "bn_beta")).size, 8u);
   auto ws = m2.make_workspace(2);
   m2.initialize(1, std::vector<double>(3, 0.5));
   m2.forward(ws, 2, true);
@@ -344,32 +355,16 @@ TEST(ModelConfig, RoteqDefaultsRoundTripAndErrors) {
   EXPECT_DOUBLE_EQ(c.core.coeff_init_sd, 0.1);
   const std::string text = to_yaml(c);
   EXPECT_EQ(to_yaml(parse_model_config(text, "roundtrip")), text);
-  auto error_of = [](const std::string& yaml) {
-    try {
-      parse_model_config(yaml, "m.yaml");
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
-  EXPECT_NE(error_of("core: {kind: roteq, channels: [8, 8, 8]}").find("features"), std::string::npos);
-  EXPECT_NE(error_of("core: {features: [8, 8, 8]}").find("unknown key"), std::string::npos);  // cnn has no features
-  EXPECT_NE(error_of("core: {kind: roteq, features: [8, 8]}").find("core.filter_sizes"), std::string::npos);
-  EXPECT_NE(error_of("core: {kind: roteq, features: [8, 0, 8]}").find("features"), std::string::npos);
-  EXPECT_NE(error_of("architecture: roteq_17").find("roteq_16"), std::string::npos);
+  EXPECT_NE(config_error_of("core: {kind: roteq, channels: [8, 8, 8]}").find("features"), std::string::npos);
+  EXPECT_NE(config_error_of("core: {features: [8, 8, 8]}").find("unknown key"), std::string::npos);  // cnn has no features
+  EXPECT_NE(config_error_of("core: {kind: roteq, features: [8, 8]}").find("core.filter_sizes"), std::string::npos);
+  EXPECT_NE(config_error_of("core: {kind: roteq, features: [8, 0, 8]}").find("features"), std::string::npos);
+  EXPECT_NE(config_error_of("architecture: roteq_17").find("roteq_16"), std::string::npos);
 }
 
 // `architecture: NAME` is the core and readout of sweeps/models/NAME.yaml (the only place presets are written);
 // the file's own keys override them; V1SYSID_MODELS_DIR names another folder.
 TEST(ModelConfig, ArchitecturePresetsAreTheSweepModelFiles) {
-  auto error_of = [](const std::string& yaml) {
-    try {
-      parse_model_config(yaml, "m.yaml");
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
   const auto names = architecture_names();
   for (const char* paper : {"roteq_8", "roteq_12", "roteq_16", "roteq_20", "roteq_24", "roteq_28", "roteq_32",
                             "roteq_40", "roteq_48", "roteq_16_positive_features", "roteq_16_l2_features", "cnn_32",
@@ -398,7 +393,7 @@ TEST(ModelConfig, ArchitecturePresetsAreTheSweepModelFiles) {
   EXPECT_DOUBLE_EQ(l2.readout.feature_weight, 0.315181);
   EXPECT_TRUE(parse_model_config("architecture: roteq_16_positive_features", "m").readout.positive_features);
   EXPECT_EQ(parse_model_config("architecture: cnn_128_128_256", "m").core.channels, (std::vector<int>{128, 128, 256}));
-  EXPECT_NE(error_of("architecture: ../models/roteq_16").find("unknown preset"), std::string::npos);
+  EXPECT_NE(config_error_of("architecture: ../models/roteq_16").find("unknown preset"), std::string::npos);
 
   // Another folder: its files are the presets.
   v1sysid::testing::ScratchDir dir;
@@ -407,8 +402,8 @@ TEST(ModelConfig, ArchitecturePresetsAreTheSweepModelFiles) {
   setenv("V1SYSID_MODELS_DIR", dir.path.c_str(), 1);
   EXPECT_EQ(architecture_names(), (std::vector<std::string>{"no_readout", "wide"}));
   EXPECT_EQ(parse_model_config("architecture: wide", "m").core.channels, (std::vector<int>{7, 7, 7}));
-  EXPECT_NE(error_of("architecture: no_readout").find("has no 'readout' mapping"), std::string::npos);
-  EXPECT_NE(error_of("architecture: roteq_16").find("use one of: no_readout, wide"), std::string::npos);
+  EXPECT_NE(config_error_of("architecture: no_readout").find("has no 'readout' mapping"), std::string::npos);
+  EXPECT_NE(config_error_of("architecture: roteq_16").find("use one of: no_readout, wide"), std::string::npos);
   unsetenv("V1SYSID_MODELS_DIR");
 }
 
@@ -416,11 +411,11 @@ TEST(Model, SlotTableInitialisationAndShapes) {
   auto c = parse_model_config(std::string(kBase) + "readout: {weight: 0.05}\n", "m");
   Model<float> m(c, 12, 10, 7);
   auto& a = m.arena();
-  EXPECT_EQ(a.slot(m.layer_slots(0).weight).extents, (std::array<size_t, 4>{3, 1, 5, 5}));
-  EXPECT_EQ(a.slot(m.layer_slots(1).weight).extents, (std::array<size_t, 4>{4, 3, 3, 3}));
-  EXPECT_GE(m.layer_slots(0).gamma, 0);
-  EXPECT_EQ(m.layer_slots(1).gamma, -1);  // no BN scale on the last layer
-  EXPECT_FALSE(a.slot(m.layer_slots(0).running_var).trainable);
+  EXPECT_EQ(a.slot(m.core_slot(0, "weight")).extents, (std::array<size_t, 4>{3, 1, 5, 5}));
+  EXPECT_EQ(a.slot(m.core_slot(1, "weight")).extents, (std::array<size_t, 4>{4, 3, 3, 3}));
+  EXPECT_GE(m.core_slot(0, "bn_gamma"), 0);
+  EXPECT_EQ(m.core_slot(1, "bn_gamma"), -1);  // no BN scale on the last layer
+  EXPECT_FALSE(a.slot(m.core_slot(0, "bn_running_var")).trainable);
   EXPECT_EQ(a.slot(m.readout_slot(0, "mask")).extents, (std::array<size_t, 4>{7, 12, 10, 1}));
   EXPECT_EQ(a.slot(m.readout_slot(0, "features")).extents, (std::array<size_t, 4>{7, 4, 1, 1}));
   std::vector<double> means{0.0, 1e-9, 0.5, 1.0, 2.0, 5.0, 0.2};
@@ -430,7 +425,7 @@ TEST(Model, SlotTableInitialisationAndShapes) {
   EXPECT_NEAR(p(bias.offset + 3), 0.5 * std::log(std::exp(1.0) - 1.0), 1e-6);
   EXPECT_NEAR(p(bias.offset + 0), 0.5 * std::log(std::exp(1e-3) - 1.0), 1e-5);  // clamped, finite
   EXPECT_EQ(p(bias.offset + 0), p(bias.offset + 1));
-  const auto& w = a.slot(m.layer_slots(0).weight);
+  const auto& w = a.slot(m.core_slot(0, "weight"));
   double sum2 = 0, maxabs = 0;
   for (size_t i = 0; i < w.size; ++i) {
     sum2 += double(p(w.offset + i)) * p(w.offset + i);
@@ -438,7 +433,7 @@ TEST(Model, SlotTableInitialisationAndShapes) {
   }
   EXPECT_LE(maxabs, 0.02 + 1e-7);  // truncated at 2 sd
   EXPECT_GT(std::sqrt(sum2 / w.size), 0.004);
-  EXPECT_EQ(p(a.slot(m.layer_slots(0).running_var).offset), 1.0f);
+  EXPECT_EQ(p(a.slot(m.core_slot(0, "bn_running_var")).offset), 1.0f);
   // Same seed, same parameters; another seed, others.
   Model<float> m2(c, 12, 10, 7), m3(c, 12, 10, 7);
   m2.initialize(5, means);

@@ -4,6 +4,12 @@
 
 namespace v1sysid {
 
+// The kinds' factories, each defined in its own file (readout_<kind>.cpp); only this registry calls them.
+template <class T>
+std::unique_ptr<Readout<T>> make_factorized_readout(const ReadoutConfig& config, ReadoutPlace place);
+template <class T>
+std::unique_ptr<Readout<T>> make_gaussian_readout(const ReadoutConfig& config, ReadoutPlace place);
+
 double inverse_softplus(double y) { return y + std::log(-std::expm1(-y)); }
 
 template <class T>

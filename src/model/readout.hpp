@@ -63,6 +63,7 @@ struct ExportGroup {
   std::vector<ExportTensor> tensors;                                // in the order they are written
   std::vector<std::pair<std::string, std::string>> text_attributes;
   std::vector<std::pair<std::string, std::int64_t>> int_attributes;
+  std::vector<std::pair<std::string, double>> real_attributes;
 };
 
 // Workspace buffers of one readout kind: sizes (elements) for `capacity` images, in the kind's own order. The
@@ -117,10 +118,6 @@ double inverse_softplus(double y);
 // The readout of `config.kind` at `place` (the registry).
 template <class T>
 std::unique_ptr<Readout<T>> make_readout(const ReadoutConfig& config, ReadoutPlace place);
-template <class T>
-std::unique_ptr<Readout<T>> make_factorized_readout(const ReadoutConfig& config, ReadoutPlace place);
-template <class T>
-std::unique_ptr<Readout<T>> make_gaussian_readout(const ReadoutConfig& config, ReadoutPlace place);
 
 // ---- helpers of the readouts and the core: host-side initialisation of a slot ------------------------------
 constexpr double kInitSd = 0.01;  // the truncated-normal sd of conv weights, mask and features (reference)

@@ -23,15 +23,6 @@ std::vector<float> slot_values(const View1<Real>& flat, const ParamSlot& s) {
   return std::vector<float>(host.data() + s.offset, host.data() + s.offset + s.size);
 }
 
-// Batch-norm vectors of a rotation-shared layer hold one entry per feature f; export/ has one per channel
-// c = r*F + f, so a plain framework's per-channel BatchNorm reproduces the layer.
-std::vector<float> per_channel(std::vector<float> v, size_t channels) {
-  if (v.empty() || v.size() == channels) return v;
-  std::vector<float> out(channels);
-  for (size_t c = 0; c < channels; ++c) out[c] = v[c % v.size()];
-  return out;
-}
-
 void read_into(const h5::File& f, const std::string& name, const View1<Real>& flat, const ParamSlot& s) {
   if (!f.exists(name))
     throw ShapeError("the checkpoint has no '" + name + "'", f.path(),
@@ -160,53 +151,20 @@ void save_checkpoint(const std::string& path, const Model<Real>& model,
   }
 
   // export/: a framework-neutral description (PyTorch conventions).
-  const auto& cfg = model.config();
   f.create_group("export");
-  // Depth-separable layers become three consecutive entries (1x1, depthwise with groups = C, 1x1); only
-  // the last carries the batch norm and the nonlinearity, the others have no bn_* datasets.
-  int entry = 0;
-  auto write_conv = [&](int slot, const std::string& padding, int64_t groups) {
-    const std::string g = "export/layer" + std::to_string(entry++);
-    const auto& w = arena.slot(slot);
-    f.write(g + "/weight", slot_values(arena.params(), w), slot_shape(w));  // (C_out, C_in/groups, k, k)
-    f.write_attribute(g, "padding", padding);
-    f.write_attribute(g, "groups", groups);
-    return g;
-  };
-  for (int l = 0; l < model.num_layers(); ++l) {
-    const auto& ls = model.layer_slots(l);
-    const auto& geo = model.geometry(l);
-    if (geo.separable) {
-      f.write_attribute(write_conv(ls.pointwise_in, "same", 1), "nonlinearity", std::string("none"));
-      f.write_attribute(write_conv(ls.depthwise, "same", geo.c_out), "nonlinearity", std::string("none"));
-    }
-    const std::string g = "export/layer" + std::to_string(entry++);
-    // (C_out, C_in, k, k), cross-correlation: the weight slot, or the expanded filters of all rotations.
-    const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), model.conv_filters(l));
-    f.write(g + "/weight", std::vector<float>(w.data(), w.data() + w.size()),
-            {static_cast<hsize_t>(w.extent(0)), static_cast<hsize_t>(w.extent(1)), static_cast<hsize_t>(w.extent(2)),
-             static_cast<hsize_t>(w.extent(3))});
-    const size_t c_out = w.extent(0);
-    const h5::Shape bn_shape{static_cast<hsize_t>(c_out)};
-    const auto& rm = arena.slot(ls.running_mean);
-    f.write(g + "/bn_mean", per_channel(slot_values(arena.params(), rm), c_out), bn_shape);
-    f.write(g + "/bn_var", per_channel(slot_values(arena.params(), arena.slot(ls.running_var)), c_out), bn_shape);
-    f.write(g + "/bn_beta", per_channel(slot_values(arena.params(), arena.slot(ls.beta)), c_out), bn_shape);
-    std::vector<float> gamma(c_out, 1.0f);
-    if (ls.gamma >= 0) gamma = per_channel(slot_values(arena.params(), arena.slot(ls.gamma)), c_out);
-    f.write(g + "/bn_gamma", gamma, bn_shape);
-    f.write_attribute(g, "padding", cfg.core.layer_padding(l));
-    f.write_attribute(g, "groups", int64_t{1});
-    f.write_attribute(g, "nonlinearity", std::string(nonlinearity_name(cfg.core.nonlinearities[static_cast<size_t>(l)])));
-    f.write_attribute(g, "bn_eps", cfg.core.batchnorm_eps);
-  }
-  f.write_attribute("export", "num_layers", static_cast<int64_t>(entry));
-  for (int r = 0; r < model.num_readouts(); ++r) {
-    const std::string g = multi ? "export/readouts/" + model.readout_spec(r).key : std::string("export/readout");
-    const ExportGroup group = model.readout_export(r);
+  // One export/layer{i} per convolution, in order (a depth-separable layer gives three: 1x1, depthwise, 1x1).
+  const auto write_group = [&](const std::string& g, const ExportGroup& group) {
     for (const auto& t : group.tensors) f.write(g + "/" + t.name, t.values, h5::Shape(t.shape.begin(), t.shape.end()));
     for (const auto& [name, value] : group.text_attributes) f.write_attribute(g, name, value);
     for (const auto& [name, value] : group.int_attributes) f.write_attribute(g, name, value);
+    for (const auto& [name, value] : group.real_attributes) f.write_attribute(g, name, value);
+  };
+  const auto core_entries = model.core_export();
+  for (size_t i = 0; i < core_entries.size(); ++i) write_group("export/layer" + std::to_string(i), core_entries[i]);
+  f.write_attribute("export", "num_layers", static_cast<int64_t>(core_entries.size()));
+  for (int r = 0; r < model.num_readouts(); ++r) {
+    const std::string g = multi ? "export/readouts/" + model.readout_spec(r).key : std::string("export/readout");
+    write_group(g, model.readout_export(r));
     f.write_attribute(g, "output_nonlinearity", std::string(layers::to_string(model.output_nonlinearity())));
   }
   if (multi) {

@@ -442,15 +442,27 @@ ResultsFile ResultsFile::open_for_resume(const std::string& path, MPI_Comm comm,
   return r;
 }
 
+// The columns of one file (its layout) with their datasets' value types, made once when the file is opened.
+struct ResultsColumnTable {
+  std::vector<FileColumn> columns;
+  std::vector<h5::Handle> types;  // per column
+};
+
 void ResultsFile::open_datasets() {
-  for (const auto& c : file_columns(m_layout)) m_datasets.emplace(c.path, m_file.open_dataset(c.path));
+  auto table = std::make_shared<ResultsColumnTable>();
+  table->columns = file_columns(m_layout);
+  for (const auto& c : table->columns) {
+    m_datasets.emplace(c.path, m_file.open_dataset(c.path));
+    table->types.push_back(value_type(*c.column));
+  }
+  m_columns = std::move(table);
 }
 
 void ResultsFile::write_cells(int64_t row, const std::vector<std::string>& cells, bool finished) const {
-  const auto columns = file_columns(m_layout);
+  const auto& columns = m_columns->columns;
   auto write = [&](size_t i, const std::string& bytes) {
     const FileColumn& c = columns[i];
-    write_row_raw(m_datasets.at(c.path).get(), value_type(*c.column).get(), row, c.width, bytes.data(), m_file.path(),
+    write_row_raw(m_datasets.at(c.path).get(), m_columns->types[i].get(), row, c.width, bytes.data(), m_file.path(),
                   c.path);
   };
   for (size_t i = 0; i < columns.size(); ++i) {
@@ -477,11 +489,11 @@ void ResultsFile::write_cells(int64_t row, const std::vector<std::string>& cells
 }
 
 void ResultsFile::write_row(const Trial& trial, const TrialResult& r, int rank, const std::string& host) {
-  write_cells(trial.id, row_cells(file_columns(m_layout), RowSource{trial, r, r.status, rank, host}), true);
+  write_cells(trial.id, row_cells(m_columns->columns, RowSource{trial, r, r.status, rank, host}), true);
 }
 
 void ResultsFile::write_running_row(const Trial& trial, const TrialResult& p, int rank, const std::string& host) {
-  write_cells(trial.id, row_cells(file_columns(m_layout), RowSource{trial, p, TrialStatus::running, rank, host}), false);
+  write_cells(trial.id, row_cells(m_columns->columns, RowSource{trial, p, TrialStatus::running, rank, host}), false);
 }
 
 void ResultsFile::mark_pending(const Trial& trial) {

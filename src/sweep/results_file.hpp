@@ -18,6 +18,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct ResultsMetadata {
   // order; empty strings in a dry run. Written once at creation.
   std::vector<std::string> trial_configs;
 };
+
+struct ResultsColumnTable;  // results_file.cpp: the file's columns and their HDF5 value types
 
 class ResultsFile {
  public:
@@ -96,6 +99,7 @@ class ResultsFile {
   h5::File m_file;
   ResultsLayout m_layout;
   std::map<std::string, h5::Handle> m_datasets;
+  std::shared_ptr<const ResultsColumnTable> m_columns;  // made once by open_datasets, for every row written
   std::vector<int64_t> m_damaged;  // rank 0: finished rows whose checksum did not match at open
 };
 

@@ -573,6 +573,36 @@ TEST(SweepResume, TrialsStoppedMidwayContinueFromTheirStatesToTheSameRows) {
   EXPECT_FALSE(std::filesystem::exists(out + ".states")) << "states, or their folder, left after the last trial";
 }
 
+// A trial continued from its saved state reports, as TrialResult::wall_seconds, the training time of every
+// process that worked on it; its row keeps that, not only the time of the last process.
+TEST(SweepResume, AResumedTrialsRowCountsTheTimeOfEarlierProcesses) {
+  ScratchDir dir;
+  v1sysid::Trial trial;
+  trial.architecture = "a";
+  v1sysid::ResultsLayout layout;
+  layout.n_trials = 1;
+  layout.max_checks = 1;
+  layout.n_neurons = 1;
+  v1sysid::ResultsMetadata meta;
+  meta.trial_configs = {""};
+  const std::string path = dir / "r.h5";
+  auto results = v1sysid::ResultsFile::create(path, MPI_COMM_SELF, layout, meta, {trial}, false);
+  const double earlier_and_now = 1000.0;  // as a runner resuming a trial trained for 1000 s before reports it
+  const auto summary = v1sysid::run_sweep(MPI_COMM_SELF, {trial}, results, [&](const v1sysid::Trial&, const auto&) {
+    v1sysid::TrialResult r;
+    r.status = v1sysid::TrialStatus::ok;
+    r.best_val_loss = 1.0;
+    r.val_curve = {1.0};
+    r.neuron_correlation = {0.5};
+    r.wall_seconds = earlier_and_now;
+    return r;
+  });
+  ASSERT_EQ(summary.ran, 1);
+  const auto wall = v1sysid::h5::File::open(path).read<double>("trials/wall_seconds");
+  ASSERT_EQ(wall.size(), 1u);
+  EXPECT_GE(wall[0], earlier_and_now);
+}
+
 // SIGTERM ends a sweep early with exit 75 ("stopped, rerun to resume"), not 0, and removes its lock.
 TEST(SweepStop, AStoppedSweepExits75AndTheRerunFinishesIt) {
   ScratchDir dir;

@@ -174,7 +174,9 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
         r.status = TrialStatus::failed;
         r.message = e.what();
       }
-      r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // A trial continued from a saved state reports the time of the earlier processes too; keep the larger.
+      r.wall_seconds = std::max(r.wall_seconds,
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       // A trial this run does not finish goes back from its live "running" row to "pending" (best effort: a row
       // left "running" is unfinished as well).
       auto leave_pending = [&] {

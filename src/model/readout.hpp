@@ -24,7 +24,7 @@
 
 namespace v1sysid {
 
-// Unmanaged views of the default execution space, the calling convention of layers/ (model.cpp and readouts).
+// Unmanaged views of the default execution space, the calling convention of layers/ (the model and its parts).
 namespace model_views {
 template <class T>
 using U1 = layers::UView1<T, ExecSpace>;

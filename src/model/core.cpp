@@ -50,7 +50,6 @@ Core<T>::Core(const CoreConfig& config, int height, int width) : m_config(config
     g.k = config.filter_sizes[static_cast<size_t>(l)];
     g.h_in = h;
     g.w_in = w;
-    g.separable = config.depth_separable() && l > 0;
     g.valid = config.layer_padding(l) == "valid";
     const int shrink = g.valid ? g.k - 1 : 0;
     g.h_out = h - shrink;

@@ -35,7 +35,7 @@ namespace v1sysid {
 // One core layer's shapes: input C_in x H_in x W_in, output C_out x H_out x W_out, filters k x k.
 struct CoreLayerGeometry {
   int c_in = 0, c_out = 0, k = 0, h_in = 0, w_in = 0, h_out = 0, w_out = 0;
-  bool separable = false;  // 1x1 -> depthwise k x k -> 1x1 (stacked2d hidden layers)
+  bool separable = false;  // 1x1 -> depthwise k x k -> 1x1 (set by the stacked2d kind for its hidden layers)
   bool valid = false;      // VALID padding
 };
 
@@ -137,6 +137,7 @@ class Core {
   // The dense conv shape of layer l (the model's algorithm where it applies, else im2col).
   layers::Conv2dShape dense_shape(int l, int batch, layers::ConvAlgorithm algorithm) const;
   std::string slot_prefix(int l) const { return "core/layer" + std::to_string(l) + "/"; }
+  void set_separable(int l) { m_geometry[static_cast<size_t>(l)].separable = true; }
 
  private:
   layers::BatchNormShape bn_shape(int l, int batch) const;

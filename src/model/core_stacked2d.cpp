@@ -38,7 +38,9 @@ template <class T>
 class Stacked2dCore final : public Core<T> {
  public:
   using Workspace = typename Core<T>::Workspace;
-  Stacked2dCore(const CoreConfig& config, int height, int width) : Core<T>(config, height, width) {}
+  Stacked2dCore(const CoreConfig& config, int height, int width) : Core<T>(config, height, width) {
+    for (int l = 1; l < this->num_layers(); ++l) this->set_separable(l);
+  }
 
  protected:
   void add_conv_slots(ParamArena<T>& arena, int l) override {

@@ -99,7 +99,6 @@ struct CoreConfig {
   double coeff_init_sd = 0.1;
   double laplace_weight = 0.0;  // gamma_input: LaplaceL2 (Lurz) on the first layer's weights
 
-  bool depth_separable() const { return kind == CoreKind::stacked2d; }
   // Padding of layer l: `padding` for the first layer; stacked2d's hidden layers are always SAME.
   std::string layer_padding(int l) const { return (l == 0 || kind != CoreKind::stacked2d) ? padding : "same"; }
 

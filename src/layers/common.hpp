@@ -114,6 +114,13 @@ void gemm(ExecSpace const& /*space*/, const char* trans_a, const char* trans_b,
   KokkosBlas::gemm(trans_a, trans_b, alpha, A, B, beta, C);
 }
 
+// Pointer to the first element of image b of a (B, ...) view, computed without touching an element: host code
+// may hold views of device memory (CUDA), where view(b, 0, 0, 0) would be an inaccessible access.
+template <class V>
+auto batch_item(const V& view, std::size_t b) -> decltype(view.data()) {
+  return view.data() + b * view.stride(0);
+}
+
 // Sum of x[0..n) in double with four independent accumulators, so the loop is not bound by the latency of
 // one dependent chain of double adds (this is the inner loop of every batch-norm reduction).
 template <class T>

@@ -173,9 +173,9 @@ void conv2d_forward(ExecSpace const& space, Conv2dShape const& s, UView4<const T
   UView2<const T, ExecSpace> w2(weight.data(), Co, rows);  // (C_out, C_in*K*K)
   UView2<T, ExecSpace> col(workspace.data(), rows, HW_out);
   for (int b = 0; b < s.B; ++b) {
-    UView2<T, ExecSpace> out_b(&out(b, 0, 0, 0), Co, HW_out);  // (C_out, H_out*W_out)
+    UView2<T, ExecSpace> out_b(detail::batch_item(out, b), Co, HW_out);  // (C_out, H_out*W_out)
     if (s.K == 1) {
-      UView2<const T, ExecSpace> in_b(&in(b, 0, 0, 0), Ci, HW);  // the input is its own im2col
+      UView2<const T, ExecSpace> in_b(detail::batch_item(in, b), Ci, HW);  // the input is its own im2col
       detail::gemm(space, "N", "N", T(1), w2, in_b, T(0), out_b);
     } else {
       im2col<T>(space, s, in, b, col);
@@ -207,12 +207,12 @@ void conv2d_backward(ExecSpace const& space, Conv2dShape const& s, UView4<const 
   UView2<T, ExecSpace> dw2(d_weight.data(), Co, rows);     // (C_out, C_in*K*K)
   UView2<T, ExecSpace> col(workspace.data(), rows, HW_out);
   for (int b = 0; b < s.B; ++b) {
-    UView2<const T, ExecSpace> dout_b(&d_out(b, 0, 0, 0), Co, HW_out);  // (C_out, H_out*W_out)
+    UView2<const T, ExecSpace> dout_b(detail::batch_item(d_out, b), Co, HW_out);  // (C_out, H_out*W_out)
     if (s.K == 1) {
-      UView2<const T, ExecSpace> in_b(&in(b, 0, 0, 0), Ci, HW);
+      UView2<const T, ExecSpace> in_b(detail::batch_item(in, b), Ci, HW);
       detail::gemm(space, "N", "T", T(1), dout_b, in_b, T(1), dw2);
       if (present(d_in)) {
-        UView2<T, ExecSpace> din_b(&d_in(b, 0, 0, 0), Ci, HW);  // col2im of a 1x1 kernel is the identity
+        UView2<T, ExecSpace> din_b(detail::batch_item(d_in, b), Ci, HW);  // col2im of a 1x1 kernel is the identity
         detail::gemm(space, "T", "N", T(1), w2, dout_b, T(0), din_b);
       }
     } else {

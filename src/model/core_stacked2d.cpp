@@ -5,6 +5,8 @@
 // LaplaceL2 on layer 0's weight (core.cpp's regulariser; the filters of a separable layer are its last 1x1).
 #include "model/core.hpp"
 
+#include <initializer_list>
+
 namespace v1sysid {
 
 namespace {
@@ -58,7 +60,7 @@ class Stacked2dCore final : public Core<T> {
   }
   void initialize_conv(ParamArena<T>& arena, SplitMix64& rng, int l) const override {
     const auto& s = m_conv[static_cast<size_t>(l)];
-    for (int slot : {s.pointwise_in, s.depthwise, s.weight})
+    for (int slot : std::initializer_list<int>{s.pointwise_in, s.depthwise, s.weight})  // nvcc 13 rejects a bare braced list here
       if (slot >= 0) fill_xavier_normal(arena, slot, rng);
   }
   View4<T> filter_view(const ParamArena<T>& arena, int l) const override {

@@ -1017,9 +1017,22 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
                              " --save-checkpoints " + (dir / "frozen_ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
 
+  // The random-core null: init_core: random in a sweep is train --init-core random --freeze-core.
+  r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + " --data " + (dir / "other.h5") +
+                             " --init-core random --freeze-core --data-fraction 0.5 --out " + (dir / "random") +
+                             " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto random_sweep = write_sweep(dir, "random.yaml",
+                                  "name: random\nseed: 1\nbase_model: m.yaml\n"
+                                  "architectures: [{name: random, init_core: random, freeze_core: true}]\n"
+                                  "search: {draws: 1}\ngrid: {data_fraction: [0.5]}\n");
+  r = run_v1sysid_mpi(1, "sweep " + random_sweep + " --data " + (dir / "other.h5") + " --out " + (dir / "random.h5") +
+                             " --save-checkpoints " + (dir / "random_ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
   for (const auto& [trained, swept] :
        {std::pair<std::string, std::string>{"core/checkpoint.h5", "core_ckpt/trial_0.h5"},
-        {"frozen/checkpoint.h5", "frozen_ckpt/trial_0.h5"}}) {
+        {"frozen/checkpoint.h5", "frozen_ckpt/trial_0.h5"}, {"random/checkpoint.h5", "random_ckpt/trial_0.h5"}}) {
     SCOPED_TRACE(swept);
     auto a = v1sysid::h5::File::open(dir / trained);
     auto b = v1sysid::h5::File::open(dir / swept);
@@ -1129,6 +1142,17 @@ TEST(SweepIdentity, OtherDatasetsOrAnotherInitCoreAreRefusedOnResume) {
   r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "t.yaml", body) + a + " --out " + (dir / "t.h5"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("freeze_core"), std::string::npos) << r.output;
+  // A random frozen core on purpose (the null of a transfer) is spelled init_core: random, and is part of the
+  // sweep's identity; random without freeze_core would be training from scratch.
+  edit("freeze_core: true", "init_core: random, freeze_core: true");
+  r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "u.yaml", body) + a + " --out " + (dir / "u.h5"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(v1sysid::h5::File::open(dir / "u.h5").read_attribute_string("/", "sweep_identity").find("init_core: random"),
+            std::string::npos);
+  edit("init_core: random, freeze_core: true", "init_core: random");
+  r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "v.yaml", body) + a + " --out " + (dir / "v.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("freeze_core: true"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -815,6 +815,41 @@ TEST(Commands, SeveralDatasetsThenTransferWithAFrozenCore) {
   EXPECT_NE(r.output.find("--init-core"), std::string::npos) << r.output;
 }
 
+// The random-core null of a transfer: `--init-core random --freeze-core` keeps the core exactly as initialised from
+// train.seed (the model built and initialised here, with no training), and only the readout trains.
+TEST(Commands, ARandomFrozenCoreStaysAsInitialisedAndOnlyTheReadoutTrains) {
+  TinyFixture fx;
+  const std::string model = fx.dir / "lurz.yaml";
+  {
+    std::ofstream(model) << kLurzModel;
+  }
+  const std::string out = fx.dir / "random";
+  auto r = run_cli("train " + model + " --data " + fx.data_path + " --out " + out +
+                   " --init-core random --freeze-core --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto config = parse_model_config(kLurzModel, "lurz model");
+  Model<Real> initial(config, 16, 16, 12);
+  initial.initialize(config.train.seed, std::vector<double>(12, 0.5));  // readout init does not touch the core
+  auto initial_values = Kokkos::create_mirror_view_and_copy(HostSpace(), initial.arena().params());
+  auto f = h5::File::open(out + "/checkpoint.h5");
+  int compared = 0;
+  for (const auto& slot : initial.arena().slots()) {
+    if (slot.name.rfind("core/", 0) != 0) continue;
+    const std::vector<float> want(initial_values.data() + slot.offset, initial_values.data() + slot.offset + slot.size);
+    EXPECT_EQ(f.read<float>("params/" + slot.name), want) << slot.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 12);  // layer 0: weight and 4 batch-norm slots; layer 1: 3 convolutions and 4
+  const int features = initial.readout_slot(0, "features");
+  const auto& fs = initial.arena().slot(features);
+  EXPECT_NE(f.read<float>("params/readout/features"),
+            std::vector<float>(initial_values.data() + fs.offset, initial_values.data() + fs.offset + fs.size));
+  // Without --freeze-core a "random" core is plain training from scratch: refused, naming the fix.
+  r = run_cli("train " + model + " --data " + fx.data_path + " --out " + fx.dir / "r2" + " --init-core random --quiet");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--freeze-core"), std::string::npos) << r.output;
+}
+
 // ---- Neuron subsets (Ecker's half-neurons transfer) ------------------------------------------------------
 
 nlohmann::json json_of(const v1sysid::testing::CommandResult& r) {

@@ -22,7 +22,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--neurons", o->neurons,
                   "Train on these neurons of every --data only: A:B (indices A..B-1, half-open), even or odd; "
                   "recorded in the checkpoint, which evaluate and predict then apply");
-  cmd->add_option("--init-core", o->init_core, "Checkpoint whose core (parameters and BN statistics) starts training");
+  cmd->add_option("--init-core", o->init_core, "Checkpoint whose core (parameters and BN statistics) starts training; 'random' with --freeze-core: the core as initialised, frozen (a transfer's null)");
   cmd->add_flag("--freeze-core", o->freeze_core,
                 "Train only the readouts; the core of --init-core stays fixed, its batch norm in evaluation mode");
   cmd->add_option("--out", o->out_dir, "Output folder for checkpoint.h5 and metrics.json")->required();

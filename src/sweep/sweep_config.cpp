@@ -3,6 +3,7 @@
 #include "core/random.hpp"
 #include "model/model_config.hpp"
 #include "sweep/checksum.hpp"
+#include "train/pipeline.hpp"  // kRandomCore
 
 #include <cmath>
 #include <cstdio>
@@ -134,11 +135,16 @@ SweepConfig SweepConfig::load(const std::string& path) {
     }
     if (a.has("init_core")) {
       a.get("init_core", spec.init_core);
-      spec.init_core = resolve(path, spec.init_core);
+      spec.random_core = spec.init_core == kRandomCore;
+      spec.init_core = spec.random_core ? std::string() : resolve(path, spec.init_core);
     }
     a.get("freeze_core", spec.freeze_core);
-    if (spec.freeze_core && spec.init_core.empty())
-      a.fail("freeze_core", "would freeze a random core: name the checkpoint whose core to freeze in init_core");
+    if (spec.freeze_core && spec.init_core.empty() && !spec.random_core)
+      a.fail("freeze_core", "would freeze a random core: name the checkpoint whose core to freeze in init_core "
+                            "(or write init_core: random for a random core on purpose)");
+    if (spec.random_core && !spec.freeze_core)
+      a.fail("init_core", "random without freeze_core: true is training from scratch; add freeze_core: true (the "
+                          "random-core null of a transfer) or drop init_core");
     if (spec.overrides.IsDefined() && !spec.overrides.IsNull() && !spec.overrides.IsMap()) {
       a.fail("overrides", "expected a mapping merged into the model config");
     }
@@ -284,6 +290,7 @@ std::string SweepConfig::emit(bool identity) const {
     if (!a.init_core.empty())
       an["init_core"] =
           identity ? "content " + (fs::exists(a.init_core) ? dataset_checksum(a.init_core) : "missing") : a.init_core;
+    if (a.random_core) an["init_core"] = kRandomCore;
     if (a.freeze_core) an["freeze_core"] = true;
     if (a.hyperparameters) {
       an["hyperparameters"] = YAML::Node(YAML::NodeType::Map);

@@ -38,6 +38,7 @@ struct ArchitectureSpec {
   // the architecture, and whether it stays fixed (only the readouts train).
   std::string init_core;
   bool freeze_core = false;
+  bool random_core = false;  // init_core: random (with freeze_core): the core as initialised, frozen
 };
 
 struct DryRunConfig {

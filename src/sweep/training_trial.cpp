@@ -84,6 +84,10 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
     spec.init_core_origin = arch.init_core;
     spec.freeze_core = arch.freeze_core;
   }
+  if (arch.random_core) {
+    spec.random_core = true;
+    spec.freeze_core = true;
+  }
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
   spec.control.progress_label = "sweep trial " + std::to_string(trial.id);
   spec.control.progress_interval_s = 60.0;

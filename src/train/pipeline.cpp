@@ -253,14 +253,17 @@ ModelConfig resolved_config(const RunSpec& spec, bool has_init_core) {
   }
   if (spec.freeze_core && !has_init_core)
     throw ConfigError("--freeze-core without --init-core would freeze a random core", "the command line",
-                      "pass --init-core CHECKPOINT with --freeze-core");
+                      "pass --init-core CHECKPOINT with --freeze-core (or --init-core random for a random core)");
+  if (spec.random_core && !spec.freeze_core)
+    throw ConfigError("--init-core random without --freeze-core is training from scratch", "the command line",
+                      "add --freeze-core (the random-core null of a transfer), or drop --init-core");
   return config;
 }
 }  // namespace
 
 RunOutcome train_one(const RunSpec& spec) {
   RunOutcome out;
-  out.config = resolved_config(spec, spec.init_core != nullptr);
+  out.config = resolved_config(spec, spec.init_core != nullptr || spec.random_core);
   const ModelConfig& config = out.config;
   if (spec.datasets.empty()) throw ConfigError("no dataset to train on", spec.config_origin, "give a dataset");
   const bool multi = spec.datasets.size() > 1;
@@ -295,6 +298,8 @@ RunOutcome train_one(const RunSpec& spec) {
     check_init_core(source, spec.init_core_origin, config, model.height(), model.width(), spec.config_origin);
     copy_core(source, model, spec.init_core_origin);
     model.set_core_frozen(spec.freeze_core);
+  } else if (spec.random_core) {
+    model.set_core_frozen(true);  // the core as initialise() drew it from train.seed
   }
   if (spec.before_training) spec.before_training();
   Trainer trainer(model, data, batchers);
@@ -399,6 +404,7 @@ TrainOutcome run_training(const TrainOptions& o) {
   spec.max_iterations = o.max_iterations;
   spec.data_fraction = o.data_fraction;
   spec.freeze_core = o.freeze_core;
+  spec.random_core = o.init_core == kRandomCore;
   spec.init_core_origin = o.init_core;
   resolved_config(spec, !o.init_core.empty());  // the options' errors before any data is read
   std::vector<std::unique_ptr<PreparedDataset>> datasets;
@@ -407,7 +413,7 @@ TrainOutcome run_training(const TrainOptions& o) {
     spec.datasets.push_back(datasets.back().get());
   }
   std::optional<Checkpoint> source;
-  if (!o.init_core.empty()) {
+  if (!o.init_core.empty() && !spec.random_core) {
     source = load_checkpoint(o.init_core);
     spec.init_core = source->model.get();
   }

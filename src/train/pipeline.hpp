@@ -61,6 +61,9 @@ struct PreparedDataset {
 std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons = "",
                                                  const std::string& option = "--neurons");
 
+// The init-core spelling (train --init-core, a sweep architecture's init_core) of a core kept as initialised.
+inline constexpr const char* kRandomCore = "random";
+
 // One training run, whoever asks for it (train, sweep trials): what train_one needs.
 struct RunSpec {
   ModelConfig config;                            // resolved: model file, overrides and drawn hyperparameters
@@ -75,6 +78,9 @@ struct RunSpec {
   const Model<Real>* init_core = nullptr;
   std::string init_core_origin;  // its checkpoint path, for messages
   bool freeze_core = false;
+  // The null of a transfer (init core "random"): the core stays as initialised from train.seed, frozen; needs
+  // freeze_core and no init_core.
+  bool random_core = false;
   ScheduleControl control;                // stop flag and progress lines
   // Resumable states (train/train_state.hpp): with state_path set, the run continues from the state saved there
   // when it belongs to this run (identity: the resolved config plus state_identity, which names the data and

@@ -31,10 +31,11 @@ relative to the manifest's folder.
   sweeps run on it: `results` (`v1sysid sweep --out`) and `checkpoints` (its `--save-checkpoints` folder, with
   trial_<id>.h5). A cell is the (architecture, data_fraction) of a results row; the protocol has one run per
   cell, so two finished rows of one cell are refused.
-- transfer: `v1sysid train` runs (until the sweep can express them): `kind` is `direct`, `transfer`, `random`
-  (frozen random core), `disjoint` (frozen core of the disjoint animals) or `core` (a core training, listed with
-  its compute but not evaluated); `data` defaults to the arm's `data`; `metrics` defaults to metrics.json next
-  to the checkpoint (status, iterations, wall_seconds).
+- transfer: `sweeps` as above, whose architectures are named by their kind (sweeps/replication/transfer_*.yaml),
+  and/or `runs` of `v1sysid train`. A kind is `direct`, `transfer`, `random` (frozen random core), `disjoint`
+  (frozen core of the disjoint animals) or `core` (a core training, listed with its compute but not evaluated);
+  a run's `data` defaults to the arm's `data`; `metrics` defaults to metrics.json next to the checkpoint
+  (status, iterations, wall_seconds).
 
 Per run and neuron (section 5), on the test tier, from `v1sysid predict --tier test` of the run's checkpoint
 (cached as WORK/<seed>/<arm>/<name>.pred.h5; predict runs only when that file is missing):
@@ -499,7 +500,29 @@ def transfer_runs(manifest, seed, entry, where):
     runs = []
     default_data = entry.get("data")
     names = set()
-    for k, item in enumerate(need_key(entry, "runs", where, manifest["_path"])):
+    if "runs" not in entry and "sweeps" not in entry:
+        need_key(entry, "runs", where, manifest["_path"])  # the error names the field
+    # Transfer sweeps (sweeps/replication/transfer_*.yaml): each row's architecture is its kind; the core sweeps'
+    # rows (kind core) are listed with their compute only.
+    for k, sweep in enumerate(entry.get("sweeps", [])):
+        at = f"{where}.sweeps[{k}]"
+        results = resolve(manifest, need_key(sweep, "results", at, manifest["_path"]))
+        folder = sweep.get("checkpoints")
+        data = resolve(manifest, need_key(entry, "data", where, manifest["_path"]))
+        for run in _results_rows(results, resolve(manifest, folder) if folder else None, seed, "transfer", data):
+            kind = run["architecture"]
+            if kind not in TRANSFER_KINDS:
+                raise ReplicationError(results, "trials/architecture", f"{kind!r}", "name the architectures of a "
+                                       f"transfer sweep by their kind, one of {TRANSFER_KINDS}")
+            if kind == "core":
+                run["name"] = os.path.splitext(os.path.basename(results))[0]
+            run.update(kind=kind, architecture="cnn_32")
+            if run["name"] in names:
+                raise ReplicationError(results, "trials/architecture, trials/data_fraction", f"{run['name']!r} "
+                                       "twice in the transfer arm", "list each transfer sweep once")
+            names.add(run["name"])
+            runs.append(run)
+    for k, item in enumerate(entry.get("runs", [])):
         at = f"{where}.runs[{k}]"
         name = str(need_key(item, "name", at, manifest["_path"]))
         kind = need_key(item, "kind", at, manifest["_path"])

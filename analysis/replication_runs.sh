@@ -7,6 +7,11 @@
 #                                                  population, 25 % on the deep0 and absolute populations
 #                                                  (sweeps/replication/test.yaml and test_25.yaml, written with
 #                                                  the frozen settings after the development phase)
+#   analysis/replication_runs.sh transfer --out DIR
+#                                                  Lurz transfer (seeds 3101-3103): per seed the 9 animals of
+#                                                  data/replication/transfer.yaml, the core on the matched and on
+#                                                  the disjoint animals (transfer_core.yaml), then the target
+#                                                  animal's runs (transfer_target.yaml, transfer_nulls.yaml)
 #   analysis/replication_runs.sh status --out DIR  finished / running / pending trials of every sweep so far
 #   analysis/replication_runs.sh manifest --out DIR
 #                                                  DIR/manifest.json for analysis/replication.py (the sweeps of
@@ -18,14 +23,17 @@
 # sweep resumes its pending trials when run again. So after a stop (end of a session, SIGTERM: exit 75), run
 # the same command again. Each sweep runs as N MPI ranks of 1 thread (the protocol's 2 x 1).
 # Layout of DIR: stimuli_<S>.h5, <arm>_<S>.h5 (datasets), <sweep>_<arm>_<S>.h5 (results), ckpt/<sweep>_<arm>_<S>/
-# (checkpoints of every trial, for analysis/replication.py), logs/.
+# (checkpoints of every trial, for analysis/replication.py), logs/; transfer: transfer_<S>-animal<k>.h5,
+# transfer_core_{matched,disjoint}_<S>.h5, transfer_{target,nulls}_<S>.h5 (results) and transfer_<S>/ (the seed's
+# target and null sweep files beside the core checkpoints they start from).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="$here/build/cpu-release/v1sysid"
 out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}"
 die() { echo "replication_runs.sh: $*" >&2; exit 2; }
-[[ "$phase" =~ ^(dev|test|status|manifest)$ ]] || die "first argument: dev, test, status or manifest (see the header of $0)"
+[[ "$phase" =~ ^(dev|test|transfer|status|manifest)$ ]] ||
+  die "first argument: dev, test, transfer, status or manifest (see the header of $0)"
 shift
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -57,16 +65,44 @@ dataset() {  # dataset ARM SEED: simulate data/replication/ARM.yaml at SEED
     --out "$f" > "$out/logs/simulate_$1_$2.log" 2>&1
 }
 
-sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml on ARM_SEED.h5
-  local file="$here/sweeps/replication/$1.yaml" tag="$1_$2_$3"
-  [ -f "$file" ] || die "$file does not exist: the test-phase sweeps are written with the frozen settings of the development phase (protocol section 4.1)"
-  dataset "$2" "$3"
+run_sweep() {  # run_sweep TAG FILE DATA...: run (or resume) the sweep FILE on the datasets into DIR/TAG.h5
+  local tag=$1 file=$2 status=0
+  shift 2
+  local data=()
+  for d in "$@"; do data+=(--data "$d"); done
   say "sweep $tag (log: $out/logs/$tag.log)"
-  local status=0
-  mpirun -np "$ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" --data "$out/$2_$3.h5" \
+  mpirun -np "$ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" "${data[@]}" \
     --out "$out/$tag.h5" --save-checkpoints "$out/ckpt/$tag" >> "$out/logs/$tag.log" 2>&1 || status=$?
   tail -n 2 "$out/logs/$tag.log"
   [ "$status" = 0 ] || { say "sweep $tag stopped with exit $status; run the same command again to resume"; exit "$status"; }
+}
+
+sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml on ARM_SEED.h5
+  local file="$here/sweeps/replication/$1.yaml"
+  [ -f "$file" ] || die "$file does not exist: the test-phase sweeps are written with the frozen settings of the development phase (protocol section 4.1)"
+  dataset "$2" "$3"
+  run_sweep "$1_$2_$3" "$file" "$out/$2_$3.h5"
+}
+
+transfer() {  # transfer SEED: the Lurz transfer runs of one test seed (protocol section 4.4)
+  local s=$1 animal="$out/transfer_$1-animal" dir="$out/transfer_$1" f
+  stimuli "$s"
+  # The animals are written in order, each atomically: the last one there means all are.
+  if [ ! -f "${animal}9.h5" ]; then
+    "$v1sysid" simulate "$here/data/replication/transfer.yaml" --seed "$s" --stimuli "$out/stimuli_$s.h5" \
+      --out "$out/transfer_$s.h5" --force > "$out/logs/simulate_transfer_$s.log" 2>&1
+  fi
+  run_sweep "transfer_core_matched_$s" "$here/sweeps/replication/transfer_core.yaml" "${animal}"{1,2,3,4}.h5
+  run_sweep "transfer_core_disjoint_$s" "$here/sweeps/replication/transfer_core.yaml" "${animal}"{5,6,7,8}.h5
+  # The target and null sweeps name their cores relative to their own folder: one folder per seed with copies of
+  # the sweep files (model paths made absolute) and of the two core checkpoints.
+  mkdir -p "$dir"
+  cp "$out/ckpt/transfer_core_matched_$s/trial_0.h5" "$dir/core_matched.h5"
+  cp "$out/ckpt/transfer_core_disjoint_$s/trial_0.h5" "$dir/core_disjoint.h5"
+  for f in transfer_target transfer_nulls; do
+    sed "s|\.\./models/|$here/sweeps/models/|" "$here/sweeps/replication/$f.yaml" > "$dir/$f.yaml"
+    run_sweep "${f}_$s" "$dir/$f.yaml" "${animal}9.h5"
+  done
 }
 
 case "$phase" in
@@ -77,9 +113,11 @@ case "$phase" in
       sweep test_25 deep0 "$s"
       sweep test_25 absolute "$s"
     done ;;
+  transfer)
+    for s in $seeds; do transfer "$s"; done ;;
   status)  # the first line of `v1sysid status` for every sweep so far (finished, running, pending, ETA)
     shopt -s nullglob
-    for f in "$out"/dev_*.h5 "$out"/test_*.h5; do
+    for f in "$out"/dev_*.h5 "$out"/test_*.h5 "$out"/transfer_{core,target,nulls}_*.h5; do
       "$v1sysid" status "$f" 2>&1 | head -n 1
     done ;;
   manifest)
@@ -98,6 +136,12 @@ if os.path.exists(os.path.join(out, "dev_main_2019.h5")):
 for s in seeds:
     arms = {k: v for k, v in (("main", arm("main", "test", s)), ("deep0", arm("deep0", "test_25", s)),
                               ("absolute", arm("absolute", "test_25", s))) if v}
+    # The transfer arm: the target's runs and the two cores (listed with their compute), where they exist.
+    transfer = [{"results": f"transfer_{name}_{s}.h5", "checkpoints": f"ckpt/transfer_{name}_{s}"}
+                for name in ("target", "nulls", "core_matched", "core_disjoint")
+                if os.path.exists(os.path.join(out, f"transfer_{name}_{s}.h5"))]
+    if transfer:
+        arms["transfer"] = {"data": f"transfer_{s}-animal9.h5", "sweeps": transfer}
     if arms:
         manifest["seeds"][s] = arms
 path = os.path.join(out, "manifest.json")

@@ -79,7 +79,7 @@ class Synthetic:
 
     def __init__(self, root, seeds=(3101, 3102, 3103), n_neurons=40, n_photos=20, per_photo=3, repeats=4,
                  noise_sd=1.0, errors=None, photo_error=0.0, cap=100, by_image=False, transfer=True,
-                 skip=(), failed=()):
+                 skip=(), failed=(), transfer_sweeps=False):
         self.root = root
         self.manifest = {"simulator_seeds": list(seeds), "seeds": {}}
         errors = errors or {}
@@ -128,7 +128,8 @@ class Synthetic:
                     hit = (label, fraction) in ((ROTEQ, 1.0), ("direct", 1.0))
                     iterations = cap if hit else cap // 2
                     steps = cap + 20 if hit else cap + 10
-                    if arm == "transfer":
+                    as_train_runs = arm == "transfer" and not transfer_sweeps
+                    if as_train_runs:
                         run_dir = os.path.join(folder, name)
                         os.makedirs(run_dir, exist_ok=True)
                         ckpt = os.path.join(run_dir, "checkpoint.h5")
@@ -147,7 +148,7 @@ class Synthetic:
                     os.makedirs(os.path.dirname(ckpt), exist_ok=True)
                     with h5py.File(ckpt, "w") as f:
                         f.attrs["config"] = CONFIG_TEXT.format(cap=cap)
-                        if arm != "transfer":
+                        if not as_train_runs:
                             f.attrs["trial_id"] = len(rows) - 1
                         f.create_group("training")
                         f["training"].attrs.update({"status": "max_iterations" if hit else "finished",
@@ -159,7 +160,7 @@ class Synthetic:
                         f["image_ids"] = (10 + trial_image).astype(np.int64)
                         f.attrs["tier"] = "test"
                         f.attrs["checkpoint"] = os.path.abspath(ckpt)
-                if arm == "transfer":
+                if arm == "transfer" and not transfer_sweeps:
                     arms[arm] = {"data": data, "runs": entries}
                 else:
                     results = os.path.join(folder, "results.h5")
@@ -256,6 +257,20 @@ class BootstrapTest(unittest.TestCase):
         self.assertTrue(all(r["steps"] > r["cap"] for r in runs if r["cap"] is not None))
         self.assertTrue(all(r["cap_source"] == "checkpoint config train.max_iterations" for r in cap_hits))
         self.assertEqual({r["iterations"] for r in cap_hits}, {100})
+
+    def test_a_transfer_arm_of_sweeps_reads_as_the_same_runs_of_train(self):
+        # The transfer sweeps name their architectures by kind (sweeps/replication/transfer_*.yaml); their rows give
+        # the same runs, and so the same statistics, as the same runs made with `v1sysid train`.
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            from_runs, runs_a, _ = Synthetic(a, seeds=(3101,)).analyse(resamples=50)
+            from_sweeps, runs_b, _ = Synthetic(b, seeds=(3101,), transfer_sweeps=True).analyse(resamples=50)
+        kinds = lambda runs: sorted((r["name"], r["kind"], r["data_fraction"], r["status"], r["cap_hit"])
+                                    for r in runs if r["arm"] == "transfer")
+        self.assertEqual(kinds(runs_a), kinds(runs_b))
+        self.assertEqual(len(kinds(runs_b)), 10)
+        for name in ("lurz_transfer", "transfer_minus_random.lurz", "level.transfer.transfer.0.4.lurz"):
+            self.assertAlmostEqual(from_runs[name]["estimate"], from_sweeps[name]["estimate"], places=12)
+            self.assertEqual(from_runs[name]["ci95"], from_sweeps[name]["ci95"])
 
     def test_photograph_resampling_is_wider_than_image_resampling(self):
         widths = {}
@@ -447,7 +462,7 @@ class ReplicationRunsScript(unittest.TestCase):
     def test_bad_command_lines_exit_2_and_say_why(self):
         r = self.run_script("bogus", "--out", "x")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("dev, test, status or manifest", r.stderr)
+        self.assertIn("dev, test, transfer, status or manifest", r.stderr)
         r = self.run_script("status")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--out DIR is required", r.stderr)
@@ -485,6 +500,86 @@ class ReplicationRunsScript(unittest.TestCase):
             self.assertEqual(m["seeds"]["3101"]["deep0"],
                              {"data": "deep0_3101.h5", "sweeps": [{"results": "test_25_deep0_3101.h5",
                                                                    "checkpoints": "ckpt/test_25_deep0_3101"}]})
+            for name in ("transfer_core_matched_3103.h5", "transfer_target_3103.h5"):
+                open(os.path.join(d, name), "w").close()
+            r = self.run_script("manifest", "--out", d, "--v1sysid", "/bin/true")
+            with open(os.path.join(d, "manifest.json")) as f:
+                m = json.load(f)
+            self.assertEqual(m["seeds"]["3103"], {"transfer": {"data": "transfer_3103-animal9.h5", "sweeps": [
+                {"results": "transfer_target_3103.h5", "checkpoints": "ckpt/transfer_target_3103"},
+                {"results": "transfer_core_matched_3103.h5", "checkpoints": "ckpt/transfer_core_matched_3103"}]}})
+
+    def test_the_transfer_phase_runs_its_sweeps_in_order_on_the_right_animals(self):
+        # A stand-in v1sysid logs its command lines and writes what each step leaves (the animals, a results file,
+        # a trial checkpoint), so the order, the datasets of each sweep and the per-seed folder are checked
+        # without hours of training.
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "calls.log")
+            stub = os.path.join(d, "v1sysid")
+            with open(stub, "w") as f:
+                f.write(f"""#!/bin/bash
+echo "$*" >> {log}
+out=""; prev=""; ckpt=""
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  [ "$prev" = --save-checkpoints ] && ckpt=$a
+  prev=$a
+done
+case "$1" in
+  images) touch "$out" ;;
+  simulate) for k in 1 2 3 4 5 6 7 8 9; do touch "${{out%.h5}}-animal$k.h5"; done ;;
+  sweep) touch "$out"; mkdir -p "$ckpt"; echo "core of $out" > "$ckpt/trial_0.h5" ;;
+esac
+""")
+            os.chmod(stub, 0o755)
+            out = os.path.join(d, "run")
+            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "1")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(log) as f:
+                calls = [line.split() for line in f if line.strip()]
+            self.assertEqual([c[0] for c in calls], ["images", "simulate", "sweep", "sweep", "sweep", "sweep"])
+            self.assertIn("--seed", calls[1])
+            animals = lambda call: [os.path.basename(a) for a in call if "-animal" in a]
+            self.assertEqual(animals(calls[2]), [f"transfer_3101-animal{k}.h5" for k in (1, 2, 3, 4)])
+            self.assertEqual(animals(calls[3]), [f"transfer_3101-animal{k}.h5" for k in (5, 6, 7, 8)])
+            self.assertEqual(animals(calls[4]), ["transfer_3101-animal9.h5"])
+            self.assertEqual(animals(calls[5]), ["transfer_3101-animal9.h5"])
+            folder = os.path.join(out, "transfer_3101")
+            self.assertEqual(calls[4][1], os.path.join(folder, "transfer_target.yaml"))
+            self.assertEqual(calls[5][1], os.path.join(folder, "transfer_nulls.yaml"))
+            with open(os.path.join(folder, "core_disjoint.h5")) as f:
+                self.assertIn("transfer_core_disjoint_3101.h5", f.read())
+            with open(os.path.join(folder, "transfer_target.yaml")) as f:
+                text = f.read()
+            self.assertNotIn("../models/", text)
+            self.assertTrue(os.path.isfile(re.search(r"model: (\S+)", text).group(1)))
+            # A rerun simulates nothing again and resumes every sweep.
+            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "1")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(log) as f:
+                again = [line.split()[0] for line in f if line.strip()][len(calls):]
+            self.assertEqual(again, ["sweep"] * 4)
+
+    @unittest.skipUnless(EXE, "needs V1SYSID_EXE (the sweep files are parsed by a dry run)")
+    def test_the_transfer_sweeps_parse_and_name_their_architectures_by_kind(self):
+        sweeps = os.path.join(ANALYSIS, "..", "sweeps", "replication")
+        with tempfile.TemporaryDirectory() as d:
+            # As the transfer phase runs them: in a folder beside the core checkpoints they name (here stand-ins;
+            # a dry run reads no checkpoint), the models named by absolute paths.
+            for core in ("core_matched.h5", "core_disjoint.h5"):
+                open(os.path.join(d, core), "w").close()
+            for name in ("transfer_core", "transfer_target", "transfer_nulls"):
+                with open(os.path.join(sweeps, name + ".yaml")) as f:
+                    text = f.read().replace("../models/", os.path.abspath(os.path.join(sweeps, "..", "models")) + "/")
+                with open(os.path.join(d, name + ".yaml"), "w") as f:
+                    f.write(text)
+                out = os.path.join(d, name + ".h5")
+                r = subprocess.run([EXE, "sweep", os.path.join(d, name + ".yaml"), "--dry-run", "--out", out],
+                                   capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                with h5py.File(out, "r") as f:
+                    kinds = {v1analysis.text(a) for a in f["trials/architecture"][...]}
+                self.assertLessEqual(kinds, set(rp.TRANSFER_KINDS), name)
 
 
 @unittest.skipUnless(EXE, "needs V1SYSID_EXE (a dry-run development sweep)")

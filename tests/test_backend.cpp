@@ -1,7 +1,15 @@
 // Smoke tests of the Kokkos build the suite runs against (Debian's Serial Kokkos, or the OpenMP build of
 // env/build-kokkos-openmp.sh): reductions, atomics and KokkosBlas::gemm on LayoutRight Views must give the
 // same answers on every backend, and the OpenMP leg of env/test.sh must really run with several threads.
+#include "core/instantiate.hpp"
 #include "core/types.hpp"
+#include "layers/batchnorm.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/factorized_readout.hpp"
+#include "layers/hermite.hpp"
+#include "layers/poisson_loss.hpp"
+#include "layers/regularizers.hpp"
+#include "layers/winograd.hpp"
 
 #include <KokkosBlas3_gemm.hpp>
 #include <Kokkos_Core.hpp>
@@ -10,7 +18,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
+#include <map>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 // A named namespace: nvcc rejects extended lambdas in functions with internal linkage.
 namespace v1sysid_test_backend {
@@ -116,4 +129,275 @@ TEST(Backend, ConcurrencyAsExpected) {
   const char* expected = std::getenv("V1SYSID_EXPECT_CONCURRENCY");
   if (expected == nullptr || *expected == '\0') GTEST_SKIP() << "V1SYSID_EXPECT_CONCURRENCY not set";
   EXPECT_EQ(ExecSpace().concurrency(), std::atoi(expected)) << "execution space " << ExecSpace::name();
+}
+
+// ---- Every kernel on the default space against the reference space (Serial) ----------------------------------
+// As ggml's test-backend-ops: the same inputs through a layer's forward and backward on ExecSpace (OpenMP threads
+// here, a GPU on a device build) and on ReferenceExecSpace (one thread), every output compared to a per-op
+// tolerance. Where the two spaces are one (Debian's Serial Kokkos) there is nothing to compare and the tests skip.
+namespace v1sysid_test_backend_ops {
+
+using v1sysid::ExecSpace;
+using v1sysid::ReferenceExecSpace;
+namespace layers = v1sysid::layers;
+
+constexpr bool kSpacesDiffer = !std::is_same_v<ExecSpace, ReferenceExecSpace>;
+
+// A buffer of an op: its name, its size, and for an input the range of its uniform random values.
+struct Buffer {
+  std::string name;
+  std::size_t n = 0;
+  double lo = -1.0, hi = 1.0;
+};
+using BufferList = std::vector<Buffer>;
+
+// The buffers of one space, by name: inputs filled with the same random values on both spaces, the rest zeroed.
+template <class T, class Space>
+struct Buffers {
+  std::map<std::string, Kokkos::View<T*, typename Space::memory_space>> views;
+  T* operator()(const std::string& name) const { return views.at(name).data(); }
+};
+
+template <class T, class Space, class Op>
+std::map<std::string, std::vector<double>> run_on(const BufferList& inputs, const BufferList& outputs,
+                                                  const BufferList& scratch, const Op& op, double& value) {
+  Buffers<T, Space> b;
+  std::mt19937_64 rng(2019);  // the same values on every space
+  for (const auto& in : inputs) {
+    std::uniform_real_distribution<double> u(in.lo, in.hi);
+    Kokkos::View<T*, typename Space::memory_space> v(in.name, in.n);
+    auto h = Kokkos::create_mirror_view(v);
+    for (std::size_t i = 0; i < in.n; ++i) h(i) = static_cast<T>(u(rng));
+    Kokkos::deep_copy(v, h);
+    b.views[in.name] = v;
+  }
+  for (const BufferList* list : {&outputs, &scratch})
+    for (const auto& o : *list) b.views[o.name] = Kokkos::View<T*, typename Space::memory_space>(o.name, std::max<std::size_t>(o.n, 1));
+  value = op(Space(), b);
+  Space().fence();
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& o : outputs) {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), b.views.at(o.name));
+    out[o.name] = std::vector<double>(h.data(), h.data() + o.n);
+  }
+  return out;
+}
+
+// Runs op (a generic lambda (space, buffers) -> a scalar result, 0 if none) on both spaces and compares every
+// output and the scalar: |a - b| <= tol * max(1, max |reference|) per output. Scratch buffers are not compared.
+template <class T, class Op>
+void expect_same_on_both_spaces(const std::string& what, const BufferList& inputs, const BufferList& outputs,
+                                const BufferList& scratch, double tol, const Op& op) {
+  SCOPED_TRACE(what + (sizeof(T) == 4 ? " (float)" : " (double)"));
+  double on_exec = 0, on_reference = 0;
+  const auto a = run_on<T, ExecSpace>(inputs, outputs, scratch, op, on_exec);
+  const auto b = run_on<T, ReferenceExecSpace>(inputs, outputs, scratch, op, on_reference);
+  EXPECT_NEAR(on_exec, on_reference, tol * std::max(1.0, std::abs(on_reference)));
+  for (const auto& [name, ref] : b) {
+    double scale = 1.0, worst = 0.0;
+    for (double x : ref) scale = std::max(scale, std::abs(x));
+    const auto& got = a.at(name);
+    for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(got[i] - ref[i]));
+    EXPECT_LE(worst, tol * scale) << name << ": largest difference " << worst << " (scale " << scale << ")";
+    bool any_nonzero = false;
+    for (double x : ref) any_nonzero = any_nonzero || x != 0.0;
+    EXPECT_TRUE(any_nonzero) << name << " is all zero: the op wrote nothing to compare";
+  }
+}
+
+template <class T>
+double tolerance() {
+  return sizeof(T) == 4 ? 2e-5 : 1e-12;
+}
+
+template <class T>
+void conv2d_case(layers::ConvAlgorithm algorithm, layers::Padding padding) {
+  layers::Conv2dShape s;
+  s.B = 3, s.C_in = 4, s.C_out = 6, s.H = 9, s.W = 11, s.K = 5, s.padding = padding, s.algorithm = algorithm;
+  const std::size_t n_w = std::size_t(s.C_out) * s.C_in * s.K * s.K, n_in = std::size_t(s.B) * s.C_in * s.H * s.W;
+  const std::size_t n_out = std::size_t(s.B) * s.C_out * s.H_out() * s.W_out();
+  const std::size_t ws = layers::conv2d_workspace_size(s);
+  expect_same_on_both_spaces<T>(
+      std::string("conv2d ") + (algorithm == layers::ConvAlgorithm::im2col ? "im2col " : "winograd ") +
+          layers::to_string(padding),
+      {{"w", n_w}, {"in", n_in}, {"d_out", n_out}}, {{"out", n_out}, {"d_in", n_in}, {"d_w", n_w}}, {{"ws", ws}},
+      tolerance<T>() * 10, [&](auto space, const auto& b) {
+        using S = decltype(space);
+        const layers::UView4<const T, S> w(b("w"), s.C_out, s.C_in, s.K, s.K);
+        const layers::UView4<const T, S> in(b("in"), s.B, s.C_in, s.H, s.W);
+        layers::conv2d_forward<T>(space, s, w, in, layers::UView4<T, S>(b("out"), s.B, s.C_out, s.H_out(), s.W_out()),
+                                  layers::UView1<T, S>(b("ws"), ws));
+        layers::conv2d_backward<T>(space, s, w, in, layers::UView4<const T, S>(b("d_out"), s.B, s.C_out, s.H_out(), s.W_out()),
+                                   layers::UView4<T, S>(b("d_in"), s.B, s.C_in, s.H, s.W),
+                                   layers::UView4<T, S>(b("d_w"), s.C_out, s.C_in, s.K, s.K),
+                                   layers::UView1<T, S>(b("ws"), ws));
+        return 0.0;
+      });
+}
+
+template <class T>
+void depthwise_case() {
+  layers::DepthwiseConv2dShape s;
+  s.B = 2, s.C = 5, s.H = 8, s.W = 7, s.K = 3;
+  const std::size_t n_w = std::size_t(s.C) * s.K * s.K, n = std::size_t(s.B) * s.C * s.H * s.W;
+  expect_same_on_both_spaces<T>("depthwise conv2d", {{"w", n_w}, {"in", n}, {"d_out", n}},
+                                {{"out", n}, {"d_in", n}, {"d_w", n_w}}, {}, tolerance<T>(), [&](auto space, const auto& b) {
+                                  using S = decltype(space);
+                                  const layers::UView4<const T, S> w(b("w"), s.C, 1, s.K, s.K);
+                                  const layers::UView4<const T, S> in(b("in"), s.B, s.C, s.H, s.W);
+                                  layers::depthwise_conv2d_forward<T>(space, s, w, in,
+                                                                      layers::UView4<T, S>(b("out"), s.B, s.C, s.H, s.W));
+                                  layers::depthwise_conv2d_backward<T>(
+                                      space, s, w, in, layers::UView4<const T, S>(b("d_out"), s.B, s.C, s.H, s.W),
+                                      layers::UView4<T, S>(b("d_in"), s.B, s.C, s.H, s.W),
+                                      layers::UView4<T, S>(b("d_w"), s.C, 1, s.K, s.K));
+                                  return 0.0;
+                                });
+}
+
+template <class T>
+void batchnorm_case(bool shared_rotations) {
+  layers::BatchNormShape s;
+  s.B = 4, s.R = 2, s.F = 3, s.H = 6, s.W = 5;
+  layers::BatchNormOptions o;
+  o.shared_rotations = shared_rotations;
+  const std::size_t n = std::size_t(s.B) * s.C() * s.H * s.W, g = std::size_t(layers::batchnorm_groups(s, o));
+  expect_same_on_both_spaces<T>(
+      std::string("batch norm + softplus, training") + (shared_rotations ? ", rotation-shared" : ""),
+      {{"gamma", g}, {"beta", g}, {"in", n}, {"d_out", n}, {"running_mean", g}, {"running_var", g, 0.5, 2.0}},
+      {{"out", n}, {"mean", g}, {"rstd", g}, {"d_in", n}, {"d_gamma", g}, {"d_beta", g}}, {}, tolerance<T>() * 10,
+      [&](auto space, const auto& b) {
+        using S = decltype(space);
+        const layers::UView1<const T, S> gamma(b("gamma"), g);
+        const layers::UView4<const T, S> in(b("in"), s.B, s.C(), s.H, s.W);
+        const layers::UView4<T, S> out(b("out"), s.B, s.C(), s.H, s.W);
+        layers::batchnorm_forward_train<T>(space, s, o, layers::Activation::softplus, gamma,
+                                           layers::UView1<const T, S>(b("beta"), g), in, out,
+                                           layers::UView1<T, S>(b("mean"), g), layers::UView1<T, S>(b("rstd"), g),
+                                           layers::UView1<T, S>(b("running_mean"), g),
+                                           layers::UView1<T, S>(b("running_var"), g));
+        layers::batchnorm_backward_train<T>(space, s, o, layers::Activation::softplus, gamma, in,
+                                            layers::UView4<const T, S>(out),
+                                            layers::UView1<const T, S>(b("mean"), g),
+                                            layers::UView1<const T, S>(b("rstd"), g),
+                                            layers::UView4<const T, S>(b("d_out"), s.B, s.C(), s.H, s.W),
+                                            layers::UView4<T, S>(b("d_in"), s.B, s.C(), s.H, s.W),
+                                            layers::UView1<T, S>(b("d_gamma"), g), layers::UView1<T, S>(b("d_beta"), g));
+        return 0.0;
+      });
+}
+
+template <class T>
+void factorized_readout_case() {
+  layers::FactorizedReadoutShape s;
+  s.B = 3, s.C = 5, s.H = 6, s.W = 7, s.N = 9;
+  const layers::FactorizedReadoutOptions o;
+  const std::size_t n_in = std::size_t(s.B) * s.C * s.H * s.W, n_mask = std::size_t(s.N) * s.H * s.W;
+  const std::size_t n_f = std::size_t(s.N) * s.C, n_h = std::size_t(s.B) * s.N;
+  const std::size_t cache = layers::factorized_readout_cache_size(s), ws = layers::factorized_readout_workspace_size(s);
+  expect_same_on_both_spaces<T>(
+      "factorized readout", {{"mask", n_mask}, {"features", n_f}, {"bias", std::size_t(s.N)}, {"in", n_in}, {"d_h", n_h}},
+      {{"h", n_h}, {"cache", cache}, {"d_in", n_in}, {"d_mask", n_mask}, {"d_features", n_f},
+       {"d_bias", std::size_t(s.N)}},
+      {{"ws", ws}}, tolerance<T>() * 10, [&](auto space, const auto& b) {
+        using S = decltype(space);
+        const layers::UView3<const T, S> mask(b("mask"), s.N, s.H, s.W);
+        const layers::UView2<const T, S> features(b("features"), s.N, s.C);
+        const layers::UView4<const T, S> in(b("in"), s.B, s.C, s.H, s.W);
+        layers::factorized_readout_forward<T>(space, s, o, mask, features, layers::UView1<const T, S>(b("bias"), s.N), in,
+                                              layers::UView2<T, S>(b("h"), s.B, s.N), layers::UView1<T, S>(b("cache"), cache),
+                                              layers::UView1<T, S>(b("ws"), ws));
+        layers::factorized_readout_backward<T>(
+            space, s, o, mask, features, in, layers::UView2<const T, S>(b("d_h"), s.B, s.N),
+            layers::UView1<T, S>(b("cache"), cache), layers::UView4<T, S>(b("d_in"), s.B, s.C, s.H, s.W),
+            layers::UView3<T, S>(b("d_mask"), s.N, s.H, s.W), layers::UView2<T, S>(b("d_features"), s.N, s.C),
+            layers::UView1<T, S>(b("d_bias"), s.N), layers::UView1<T, S>(b("ws"), ws));
+        return 0.0;
+      });
+}
+
+template <class T>
+void hermite_case() {
+  layers::HermiteShape s;
+  s.K = 5, s.R = 8, s.C_in = 16, s.F = 2, s.roll = 2;  // a hidden layer: C_in = R * F_in
+  const auto basis = layers::make_hermite_pooled_basis<T, Kokkos::HostSpace>(s.K, s.R);
+  const std::size_t n_basis = basis.size(), n_c = std::size_t(s.Q()) * s.C_in * s.F, n_f = s.filter_size();
+  const std::size_t ws = layers::hermite_workspace_size(s);
+  expect_same_on_both_spaces<T>(
+      "Hermite filter synthesis", {{"basis", n_basis}, {"coeffs", n_c}, {"d_filters", n_f}},
+      {{"filters", n_f}, {"d_coeffs", n_c}}, {{"ws", ws}}, tolerance<T>() * 10, [&](auto space, const auto& b) {
+        using S = decltype(space);
+        // the real pooled basis, not random values
+        Kokkos::deep_copy(Kokkos::View<T*, typename S::memory_space>(b.views.at("basis")),
+                          Kokkos::View<const T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(basis.data(), n_basis));
+        const layers::UView2<const T, S> p(b("basis"), basis.extent(0), basis.extent(1));
+        layers::hermite_synthesize_forward<T>(space, s, p, layers::UView3<const T, S>(b("coeffs"), s.Q(), s.C_in, s.F),
+                                              layers::UView4<T, S>(b("filters"), s.C_out(), s.C_in, s.K, s.K),
+                                              layers::UView1<T, S>(b("ws"), ws));
+        layers::hermite_synthesize_backward<T>(space, s, p,
+                                               layers::UView4<const T, S>(b("d_filters"), s.C_out(), s.C_in, s.K, s.K),
+                                               layers::UView3<T, S>(b("d_coeffs"), s.Q(), s.C_in, s.F),
+                                               layers::UView1<T, S>(b("ws"), ws));
+        return 0.0;
+      });
+}
+
+template <class T>
+void poisson_case(layers::OutputNonlinearity f) {
+  const int B = 7, N = 11;
+  const std::size_t n = std::size_t(B) * N;
+  expect_same_on_both_spaces<T>(std::string("Poisson loss, ") + layers::to_string(f), {{"h", n}, {"y", n}},
+                                {{"yhat", n}, {"d_h", n}}, {}, tolerance<T>(), [&](auto space, const auto& b) {
+                                  using S = decltype(space);
+                                  const layers::UView2<const T, S> h(b("h"), B, N), y(b("y"), B, N);
+                                  const double loss = layers::poisson_loss_forward<T>(
+                                      space, f, layers::PoissonLossOptions{}, h, y, layers::UView2<T, S>(b("yhat"), B, N));
+                                  layers::poisson_loss_backward<T>(space, f, layers::PoissonLossOptions{}, h, y,
+                                                                   layers::UView2<T, S>(b("d_h"), B, N), 0.5);
+                                  return loss;
+                                });
+}
+
+template <class T>
+void regularizers_case() {
+  const int Co = 6, Ci = 4, K = 5;
+  const std::size_t n = std::size_t(Co) * Ci * K * K;
+  expect_same_on_both_spaces<T>("filter regularisers (smoothness, group sparsity, Laplace)", {{"w", n}}, {{"d_w", n}},
+                                {}, tolerance<T>() * 10, [&](auto space, const auto& b) {
+                                  using S = decltype(space);
+                                  using V = v1sysid::View4<T, typename S::memory_space>;
+                                  const V w(b("w"), Co, Ci, K, K), d_w(b("d_w"), Co, Ci, K, K);
+                                  return layers::conv_smoothness_grad(space, w, 0.3, d_w) +
+                                         layers::conv_group_sparsity_grad(space, w, 0.7, d_w) +
+                                         layers::laplace_l2_grad(space, w, 0.2, d_w);
+                                });
+}
+
+template <class T>
+void every_op() {
+  for (auto padding : {layers::Padding::same, layers::Padding::valid})
+    conv2d_case<T>(layers::ConvAlgorithm::im2col, padding);
+  conv2d_case<T>(layers::ConvAlgorithm::winograd, layers::Padding::same);
+  depthwise_case<T>();
+  batchnorm_case<T>(false);
+  batchnorm_case<T>(true);
+  factorized_readout_case<T>();
+  hermite_case<T>();
+  poisson_case<T>(layers::OutputNonlinearity::softplus);
+  poisson_case<T>(layers::OutputNonlinearity::elu_plus_one);
+  regularizers_case<T>();
+}
+
+}  // namespace v1sysid_test_backend_ops
+
+TEST(BackendOps, EveryKernelOnTheDefaultSpaceMatchesSerialInDouble) {
+  if (!v1sysid_test_backend_ops::kSpacesDiffer)
+    GTEST_SKIP() << "the default execution space is " << ExecSpace::name() << ", the reference itself";
+  v1sysid_test_backend_ops::every_op<double>();
+}
+
+TEST(BackendOps, EveryKernelOnTheDefaultSpaceMatchesSerialInFloat) {
+  if (!v1sysid_test_backend_ops::kSpacesDiffer)
+    GTEST_SKIP() << "the default execution space is " << ExecSpace::name() << ", the reference itself";
+  v1sysid_test_backend_ops::every_op<float>();
 }

@@ -6,6 +6,7 @@
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
+#include "layers/gaussian_readout.hpp"
 #include "layers/hermite.hpp"
 #include "layers/poisson_loss.hpp"
 #include "layers/regularizers.hpp"
@@ -317,6 +318,44 @@ void factorized_readout_case() {
 }
 
 template <class T>
+void gaussian_readout_case() {
+  layers::GaussianReadoutShape s;
+  s.B = 3, s.C = 4, s.H = 6, s.W = 7, s.N = 8;
+  const std::size_t n_in = std::size_t(s.B) * s.C * s.H * s.W, n_f = std::size_t(s.N) * s.C;
+  const std::size_t n_mu = std::size_t(s.N) * 2, n_sigma = std::size_t(s.N) * 4, n_z = std::size_t(s.B) * s.N * 2;
+  const std::size_t n_h = std::size_t(s.B) * s.N;
+  expect_same_on_both_spaces<T>(
+      "Gaussian readout (training noise) and cortex grid predictor",
+      {{"A", 4}, {"a", 2}, {"coords", n_mu}, {"sigma", n_sigma, -0.3, 0.3}, {"features", n_f},
+       {"bias", std::size_t(s.N)}, {"in", n_in}, {"d_h", n_h}},
+      {{"mu", n_mu}, {"z", n_z}, {"grid", n_z}, {"h", n_h}, {"d_in", n_in}, {"d_mu", n_mu}, {"d_sigma", n_sigma},
+       {"d_features", n_f}, {"d_bias", std::size_t(s.N)}, {"d_A", 4}, {"d_a", 2}},
+      {}, tolerance<T>() * 10, [&](auto space, const auto& b) {
+        using S = decltype(space);
+        layers::grid_predictor_forward<T>(space, layers::UView2<const T, S>(b("A"), 2, 2),
+                                          layers::UView1<const T, S>(b("a"), 2),
+                                          layers::UView2<const T, S>(b("coords"), s.N, 2),
+                                          layers::UView2<T, S>(b("mu"), s.N, 2));
+        layers::gaussian_readout_draw_noise<T>(space, s, 77, layers::UView3<T, S>(b("z"), s.B, s.N, 2));
+        const layers::UView2<const T, S> mu(b("mu"), s.N, 2), features(b("features"), s.N, s.C);
+        const layers::UView3<const T, S> sigma(b("sigma"), s.N, 2, 2), z(b("z"), s.B, s.N, 2);
+        const layers::UView4<const T, S> in(b("in"), s.B, s.C, s.H, s.W);
+        layers::gaussian_readout_forward<T>(space, s, mu, sigma, features, layers::UView1<const T, S>(b("bias"), s.N),
+                                            in, z, layers::UView3<T, S>(b("grid"), s.B, s.N, 2),
+                                            layers::UView2<T, S>(b("h"), s.B, s.N));
+        layers::gaussian_readout_backward<T>(
+            space, s, mu, sigma, features, in, z, layers::UView3<const T, S>(b("grid"), s.B, s.N, 2),
+            layers::UView2<const T, S>(b("d_h"), s.B, s.N), layers::UView4<T, S>(b("d_in"), s.B, s.C, s.H, s.W),
+            layers::UView2<T, S>(b("d_mu"), s.N, 2), layers::UView3<T, S>(b("d_sigma"), s.N, 2, 2),
+            layers::UView2<T, S>(b("d_features"), s.N, s.C), layers::UView1<T, S>(b("d_bias"), s.N));
+        layers::grid_predictor_backward<T>(space, layers::UView2<const T, S>(b("coords"), s.N, 2),
+                                           layers::UView2<const T, S>(b("d_mu"), s.N, 2),
+                                           layers::UView2<T, S>(b("d_A"), 2, 2), layers::UView1<T, S>(b("d_a"), 2));
+        return 0.0;
+      });
+}
+
+template <class T>
 void hermite_case() {
   layers::HermiteShape s;
   s.K = 5, s.R = 8, s.C_in = 16, s.F = 2, s.roll = 2;  // a hidden layer: C_in = R * F_in
@@ -382,6 +421,7 @@ void every_op() {
   batchnorm_case<T>(false);
   batchnorm_case<T>(true);
   factorized_readout_case<T>();
+  gaussian_readout_case<T>();
   hermite_case<T>();
   poisson_case<T>(layers::OutputNonlinearity::softplus);
   poisson_case<T>(layers::OutputNonlinearity::elu_plus_one);

@@ -1,6 +1,6 @@
 // Gaussian readout of Lurz et al. 2021 (neuralpredictors FullGaussian2d, reference-models §5.1):
 //   position  p[b,n] = clamp(mu[n] + Sigma[n] z[b,n], -1, 1)   training, z[b,n] ~ N(0, I_2), one per (image, neuron)
-//             p[b,n] = mu[n]                                    evaluation (z absent)
+//             p[b,n] = clamp(mu[n], -1, 1)                      evaluation (z absent)
 //   sample    s[b,c,n] = bilinear(X[b,c], p[b,n])   align_corners semantics: x_pix = (p_x + 1)/2 (W - 1),
 //                                                   y_pix = (p_y + 1)/2 (H - 1); zero outside the image
 //   h[b,n]    = sum_c F[n,c] s[b,c,n] + bias[n]

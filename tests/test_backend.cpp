@@ -11,6 +11,7 @@
 #include "layers/poisson_loss.hpp"
 #include "layers/regularizers.hpp"
 #include "layers/winograd.hpp"
+#include "optim/adam.hpp"
 
 #include <KokkosBlas3_gemm.hpp>
 #include <Kokkos_Core.hpp>
@@ -412,6 +413,46 @@ void regularizers_case() {
                                 });
 }
 
+// Adam on an arena of three slots (one frozen, one a buffer), three steps: params and both moments.
+template <class T, class Space>
+std::vector<double> after_three_adam_steps() {
+  v1sysid::ParamArena<T, typename Space::memory_space> arena("backend_ops::adam");
+  arena.add("a", 7, 5);
+  arena.add("frozen", 13);
+  arena.add_buffer("buffer", 3);
+  arena.add("b", 4, 2, 3);
+  arena.allocate();
+  auto params = Kokkos::create_mirror_view(arena.params());
+  auto grads = Kokkos::create_mirror_view(arena.grads());
+  for (std::size_t i = 0; i < params.extent(0); ++i) {
+    params(i) = static_cast<T>(std::sin(0.3 * double(i)));
+    grads(i) = static_cast<T>(std::cos(0.7 * double(i)));
+  }
+  Kokkos::deep_copy(arena.params(), params);
+  Kokkos::deep_copy(arena.grads(), grads);
+  v1sysid::AdamConfig config;
+  config.learning_rate = 0.01;
+  for (int step = 0; step < 3; ++step) v1sysid::adam_step(Space(), arena, config, {false, true, false, false});
+  std::vector<double> out;
+  for (const auto& flat : {arena.params(), arena.adam_m(), arena.adam_v()}) {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), flat);
+    out.insert(out.end(), h.data(), h.data() + h.extent(0));
+  }
+  return out;
+}
+
+template <class T>
+void adam_case() {
+  SCOPED_TRACE(std::string("Adam, three steps") + (sizeof(T) == 4 ? " (float)" : " (double)"));
+  const auto a = after_three_adam_steps<T, ExecSpace>();
+  const auto b = after_three_adam_steps<T, ReferenceExecSpace>();
+  ASSERT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+  EXPECT_LE(worst, tolerance<T>());
+  EXPECT_NE(b[0], 0.0) << "the first parameter (0 before) did not move: Adam did nothing to compare";
+}
+
 template <class T>
 void every_op() {
   for (auto padding : {layers::Padding::same, layers::Padding::valid})
@@ -426,6 +467,7 @@ void every_op() {
   poisson_case<T>(layers::OutputNonlinearity::softplus);
   poisson_case<T>(layers::OutputNonlinearity::elu_plus_one);
   regularizers_case<T>();
+  adam_case<T>();
 }
 
 }  // namespace v1sysid_test_backend_ops

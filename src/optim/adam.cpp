@@ -102,5 +102,9 @@ V1SYSID_INSTANTIATE_ADAM(ExecSpace, double)
 V1SYSID_INSTANTIATE_ADAM(HostExecSpace, float)
 V1SYSID_INSTANTIATE_ADAM(HostExecSpace, double)
 #endif
+#if V1SYSID_SERIAL_IS_SEPARATE  // the reference space of the backend tests (core/instantiate.hpp)
+V1SYSID_INSTANTIATE_ADAM(Kokkos::Serial, float)
+V1SYSID_INSTANTIATE_ADAM(Kokkos::Serial, double)
+#endif
 
 }  // namespace v1sysid

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 namespace {
 
@@ -997,10 +998,6 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   // round differently.
   r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + data + " --out " + (dir / "core") + " --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + " --data " + (dir / "other.h5") + " --init-core " +
-                             (dir / "core/checkpoint.h5") + " --freeze-core --data-fraction 0.5 --out " +
-                             (dir / "frozen") + " --quiet");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
 
   auto core_sweep = write_sweep(dir, "core.yaml",
                                 "name: core\nseed: 1\nbase_model: m.yaml\narchitectures: [{name: core}]\n"
@@ -1008,27 +1005,22 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   r = run_v1sysid_mpi(
       1, "sweep " + core_sweep + data + " --out " + (dir / "core.h5") + " --save-checkpoints " + (dir / "core_ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  // init_core is resolved against the sweep file's folder.
-  auto frozen_sweep = write_sweep(dir, "frozen.yaml",
-                                  "name: frozen\nseed: 1\nbase_model: m.yaml\n"
-                                  "architectures: [{name: frozen, init_core: core/checkpoint.h5, freeze_core: true}]\n"
-                                  "search: {draws: 1}\ngrid: {data_fraction: [0.5]}\n");
-  r = run_v1sysid_mpi(1, "sweep " + frozen_sweep + " --data " + (dir / "other.h5") + " --out " + (dir / "frozen.h5") +
-                             " --save-checkpoints " + (dir / "frozen_ckpt"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-
-  // The random-core null: init_core: random in a sweep is train --init-core random --freeze-core.
-  r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + " --data " + (dir / "other.h5") +
-                             " --init-core random --freeze-core --data-fraction 0.5 --out " + (dir / "random") +
-                             " --quiet");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto random_sweep = write_sweep(dir, "random.yaml",
-                                  "name: random\nseed: 1\nbase_model: m.yaml\n"
-                                  "architectures: [{name: random, init_core: random, freeze_core: true}]\n"
-                                  "search: {draws: 1}\ngrid: {data_fraction: [0.5]}\n");
-  r = run_v1sysid_mpi(1, "sweep " + random_sweep + " --data " + (dir / "other.h5") + " --out " + (dir / "random.h5") +
-                             " --save-checkpoints " + (dir / "random_ckpt"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // A frozen core on the other dataset at half its images, by train and by a sweep: the trained core (the sweep's
+  // init_core is resolved against the sweep file's folder), and the random-core null (init_core: random).
+  for (const auto& [name, train_core, sweep_core] :
+       {std::tuple<std::string, std::string, std::string>{"frozen", dir / "core/checkpoint.h5", "core/checkpoint.h5"},
+        {"random", "random", "random"}}) {
+    r = run_v1sysid_mpi(1, "train " + (dir / "m.yaml") + " --data " + (dir / "other.h5") + " --init-core " +
+                               train_core + " --freeze-core --data-fraction 0.5 --out " + (dir / name) + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto sweep = write_sweep(dir, name + ".yaml",
+                             "name: " + name + "\nseed: 1\nbase_model: m.yaml\narchitectures: [{name: " + name +
+                                 ", init_core: " + sweep_core + ", freeze_core: true}]\n"
+                                 "search: {draws: 1}\ngrid: {data_fraction: [0.5]}\n");
+    r = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "other.h5") + " --out " + (dir / (name + ".h5")) +
+                               " --save-checkpoints " + (dir / (name + "_ckpt")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
 
   for (const auto& [trained, swept] :
        {std::pair<std::string, std::string>{"core/checkpoint.h5", "core_ckpt/trial_0.h5"},

@@ -297,11 +297,12 @@ View4<T> Core<T>::filters(const ParamArena<T>& arena, int l) const {
 template <class T>
 std::vector<ExportGroup> Core<T>::export_layers(const ParamArena<T>& arena) const {
   std::vector<ExportGroup> out;
+  prepare_filters(ExecSpace(), arena);  // once for every layer
   for (int l = 0; l < num_layers(); ++l) {
     export_before(arena, l, out);
     ExportGroup e;
     // (C_out, C_in, k, k), cross-correlation: the weight slot, or the expanded filters of all rotations.
-    const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), filters(arena, l));
+    const auto w = Kokkos::create_mirror_view_and_copy(HostSpace(), filter_view(arena, l));
     std::vector<float> weight(w.size());
     for (size_t i = 0; i < w.size(); ++i) weight[i] = static_cast<float>(w.data()[i]);
     const auto c_out = static_cast<size_t>(w.extent(0));

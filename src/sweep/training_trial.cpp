@@ -82,12 +82,9 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
   if (!arch.init_core.empty()) {
     spec.init_core = m_init_cores.at(arch.init_core).model.get();
     spec.init_core_origin = arch.init_core;
-    spec.freeze_core = arch.freeze_core;
   }
-  if (arch.random_core) {
-    spec.random_core = true;
-    spec.freeze_core = true;
-  }
+  spec.freeze_core = arch.freeze_core;  // SweepConfig::load allows it only with init_core or random_core
+  spec.random_core = arch.random_core;
   // A trial can train for an hour: a line a minute (iteration, losses, ETA) tells which trial is where.
   spec.control.progress_label = "sweep trial " + std::to_string(trial.id);
   spec.control.progress_interval_s = 60.0;

@@ -297,10 +297,9 @@ RunOutcome train_one(const RunSpec& spec) {
     const Model<Real>& source = *spec.init_core;
     check_init_core(source, spec.init_core_origin, config, model.height(), model.width(), spec.config_origin);
     copy_core(source, model, spec.init_core_origin);
-    model.set_core_frozen(spec.freeze_core);
-  } else if (spec.random_core) {
-    model.set_core_frozen(true);  // the core as initialise() drew it from train.seed
   }
+  // resolved_config allows it only with an init core: the copied one, or (random_core) the one initialise() drew.
+  model.set_core_frozen(spec.freeze_core);
   if (spec.before_training) spec.before_training();
   Trainer trainer(model, data, batchers);
   ScheduleControl control = spec.control;

@@ -16,9 +16,21 @@
 #   analysis/replication_runs.sh manifest --out DIR
 #                                                  DIR/manifest.json for analysis/replication.py (the sweeps of
 #                                                  the test seeds that exist so far)
+#   analysis/replication_runs.sh archive --out DIR
+#                                                  copies every sweep's results file, saved states, checkpoints and
+#                                                  log into the archive folder, to commit: the runs then outlive the
+#                                                  machine (a working session may get a new one). Refuses while a
+#                                                  sweep holds its results file's lock: stop it with SIGTERM first.
+#   analysis/replication_runs.sh restore --out DIR
+#                                                  copies every archived sweep that DIR lacks back into DIR (never
+#                                                  over a results file DIR has). dev, test and transfer do this
+#                                                  themselves before each sweep, so on a new machine the same
+#                                                  command continues where the archive left off; the datasets are
+#                                                  simulated again from their seeds, and a sweep refuses to resume
+#                                                  if one came out different (its results file holds its digest).
 #
 # Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --seeds "S ..." (test
-# phase; default the protocol's 3101 3102 3103).
+# phase; default the protocol's 3101 3102 3103), --archive FOLDER (default docs/replication/runs).
 # Every step is skipped when its output is complete: stimulus and dataset files are written atomically, and a
 # sweep resumes its pending trials when run again. So after a stop (end of a session, SIGTERM: exit 75), run
 # the same command again. Each sweep runs as N MPI ranks of 1 thread (the protocol's 2 x 1).
@@ -30,10 +42,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="$here/build/cpu-release/v1sysid"
-out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}"
+out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}" archive="$here/docs/replication/runs"
 die() { echo "replication_runs.sh: $*" >&2; exit 2; }
-[[ "$phase" =~ ^(dev|test|transfer|status|manifest)$ ]] ||
-  die "first argument: dev, test, transfer, status or manifest (see the header of $0)"
+[[ "$phase" =~ ^(dev|test|transfer|status|manifest|archive|restore)$ ]] ||
+  die "first argument: dev, test, transfer, status, manifest, archive or restore (see the header of $0)"
 shift
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -41,11 +53,13 @@ while [[ $# -gt 0 ]]; do
     --v1sysid) v1sysid="${2:-}"; shift 2 ;;
     --ranks) ranks="${2:-}"; shift 2 ;;
     --seeds) seeds="${2:-}"; shift 2 ;;
+    --archive) archive="${2:-}"; shift 2 ;;
     *) die "unknown option '$1'" ;;
   esac
 done
 [ -n "$out" ] || die "--out DIR is required"
-[ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
+[ -n "$archive" ] || die "--archive FOLDER must not be empty"
+[[ "$phase" =~ ^(archive|restore)$ ]] || [ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
 mkdir -p "$out/logs" "$out/ckpt"
 out="$(cd "$out" && pwd)"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -65,9 +79,59 @@ dataset() {  # dataset ARM SEED: simulate data/replication/ARM.yaml at SEED
     --out "$f" > "$out/logs/simulate_$1_$2.log" 2>&1
 }
 
+# The files of one sweep, relative to DIR (and to the archive, which has the same layout): results file, saved
+# states of its unfinished trials, checkpoints, log.
+sweep_files() { echo "$1.h5" "$1.h5.states" "ckpt/$1" "logs/$1.log"; }
+
+copy_sweep() {  # copy_sweep TAG FROM TO: replace TO's files of the sweep with FROM's (those FROM has)
+  local tag=$1 from=$2 to=$3 rel
+  for rel in $(sweep_files "$tag"); do
+    rm -rf "${to:?}/$rel"
+    if [ -e "$from/$rel" ]; then
+      mkdir -p "$(dirname "$to/$rel")"
+      cp -a "$from/$rel" "$to/$rel"
+    fi
+  done
+}
+
+restore() {  # restore TAG: bring an archived sweep into DIR when DIR has no results file of it
+  local tag=$1
+  [ -f "$archive/$tag.h5" ] && [ ! -e "$out/$tag.h5" ] || return 0
+  copy_sweep "$tag" "$archive" "$out"
+  say "restored sweep $tag from $archive"
+}
+
+archive_all() {  # every sweep of DIR into the archive; none while a sweep runs
+  shopt -s nullglob
+  local f tags=()
+  for f in "$out"/dev_*.h5 "$out"/test_*.h5 "$out"/transfer_{core,target,nulls}_*.h5; do
+    [ -e "$f.lock" ] && die "$f.lock exists: a sweep is writing $f. Stop it with SIGTERM (its states are saved) and" \
+      "archive then; if no sweep runs (it was killed), the lock is stale: see its holder in the file and remove it"
+    tags+=("$(basename "$f" .h5)")
+  done
+  [ "${#tags[@]}" -gt 0 ] || die "no sweep results in $out to archive"
+  mkdir -p "$archive"
+  for f in "${tags[@]}"; do copy_sweep "$f" "$out" "$archive"; done
+  say "archived ${#tags[@]} sweeps into $archive ($(du -sh "$archive" | cut -f1)); commit that folder"
+}
+
+restore_all() {
+  shopt -s nullglob
+  local f n=0
+  for f in "$archive"/*.h5; do
+    if [ -e "$out/$(basename "$f")" ]; then
+      say "kept $out/$(basename "$f") (already there; the archive's copy is not used)"
+    else
+      restore "$(basename "$f" .h5)"; n=$((n + 1))
+    fi
+  done
+  say "restored $n sweeps from $archive"
+}
+
 run_sweep() {  # run_sweep TAG FILE DATA...: run (or resume) the sweep FILE on the datasets into DIR/TAG.h5
   local tag=$1 file=$2 status=0
   shift 2
+  restore "$tag"
   local data=()
   for d in "$@"; do data+=(--data "$d"); done
   say "sweep $tag (log: $out/logs/$tag.log)"
@@ -115,6 +179,8 @@ case "$phase" in
     done ;;
   transfer)
     for s in $seeds; do transfer "$s"; done ;;
+  archive) archive_all ;;
+  restore) restore_all ;;
   status)  # the first line of `v1sysid status` for every sweep so far (finished, running, pending, ETA)
     shopt -s nullglob
     for f in "$out"/dev_*.h5 "$out"/test_*.h5 "$out"/transfer_{core,target,nulls}_*.h5; do

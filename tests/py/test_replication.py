@@ -12,6 +12,7 @@ One test runs `v1sysid predict` on a tiny trained model when V1SYSID_EXE is set.
 """
 import json
 import re
+import shutil
 import os
 import subprocess
 import sys
@@ -462,10 +463,65 @@ class ReplicationRunsScript(unittest.TestCase):
     def test_bad_command_lines_exit_2_and_say_why(self):
         r = self.run_script("bogus", "--out", "x")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("dev, test, transfer, status or manifest", r.stderr)
+        self.assertIn("dev, test, transfer, status, manifest, archive or restore", r.stderr)
         r = self.run_script("status")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--out DIR is required", r.stderr)
+
+    def test_archive_and_restore_carry_a_sweeps_files_to_a_new_machine(self):
+        # The runs folder lives outside the repository, so a new machine lost every sweep; the archive (committed)
+        # carries results, saved states, checkpoints and logs, and the phases restore a sweep that DIR lacks.
+        files = {"test_main_3101.h5": b"results", "test_main_3101.h5.states/trial_1.state.h5": b"state of trial 1",
+                 "ckpt/test_main_3101/trial_0.h5": b"checkpoint 0", "logs/test_main_3101.log": b"progress",
+                 "main_3101.h5": b"dataset", "stimuli_3101.h5": b"stimuli"}
+        sweep_files = [k for k in files if "main_3101" in k and not k.startswith("main_3101")]
+
+        def write(folder, items):
+            for rel, data in items.items():
+                os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+                with open(os.path.join(folder, rel), "wb") as f:
+                    f.write(data)
+
+        def read(folder, rel):
+            with open(os.path.join(folder, rel), "rb") as f:
+                return f.read()
+
+        with tempfile.TemporaryDirectory() as d:
+            runs, arch, new = (os.path.join(d, x) for x in ("runs", "archive", "new"))
+            write(runs, files)
+            with open(os.path.join(runs, "test_main_3101.h5.lock"), "w") as f:
+                f.write("host=here pid=1\n")
+            r = self.run_script("archive", "--out", runs, "--archive", arch)
+            self.assertEqual(r.returncode, 2, r.stdout)
+            self.assertIn("test_main_3101.h5.lock exists", r.stderr)
+            self.assertFalse(os.path.exists(arch))
+            os.remove(os.path.join(runs, "test_main_3101.h5.lock"))
+
+            r = self.run_script("archive", "--out", runs, "--archive", arch)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for rel in sweep_files:
+                self.assertEqual(read(arch, rel), files[rel], rel)
+            for dataset in ("main_3101.h5", "stimuli_3101.h5"):  # simulated again from the seed, not archived
+                self.assertFalse(os.path.exists(os.path.join(arch, dataset)))
+
+            r = self.run_script("restore", "--out", new, "--archive", arch)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("restored 1 sweeps", r.stdout)
+            for rel in sweep_files:
+                self.assertEqual(read(new, rel), files[rel], rel)
+
+            # The sweep finished later: a new archive drops the states it no longer has.
+            shutil.rmtree(os.path.join(runs, "test_main_3101.h5.states"))
+            write(runs, {"test_main_3101.h5": b"results, all finished"})
+            self.assertEqual(self.run_script("archive", "--out", runs, "--archive", arch).returncode, 0)
+            self.assertFalse(os.path.exists(os.path.join(arch, "test_main_3101.h5.states")))
+            self.assertEqual(read(arch, "test_main_3101.h5"), b"results, all finished")
+
+            # Restore never replaces a results file DIR already has (DIR may be ahead of the archive).
+            r = self.run_script("restore", "--out", new, "--archive", arch)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("kept", r.stdout)
+            self.assertEqual(read(new, "test_main_3101.h5"), b"results")
 
     @unittest.skipUnless(EXE, "needs V1SYSID_EXE (a dry-run development sweep)")
     def test_status_counts_running_rows_as_unfinished(self):
@@ -533,7 +589,8 @@ esac
 """)
             os.chmod(stub, 0o755)
             out = os.path.join(d, "run")
-            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "1")
+            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "1",
+                                "--archive", os.path.join(d, "no-archive"))
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             with open(log) as f:
                 calls = [line.split() for line in f if line.strip()]

@@ -626,6 +626,75 @@ TEST_F(SimTest, SameSeedGivesIdenticalDatasetsAndAnotherSeedDoesNot) {
   EXPECT_NE(a["gt/orientation"], c["gt/orientation"]);
 }
 
+// --rates-for (issue 22): the population of the same config and seed, asked for its noise-free rates on the
+// dataset's own test images, gives back gt/test_rates bit for bit, for the Gabor and the deep library (whose
+// normalisation constants were calibrated on the training images and must be kept, not re-calibrated on the
+// images asked about); the rates of shuffled images follow the images; bad input names file and field.
+TEST_F(SimTest, RatesForTheTestImagesAreTheGroundTruthTestRates) {
+  std::string deep = tiny_config();
+  deep.erase(deep.find("cell_types:"));  // the gabor mix
+  deep += "cell_library:\n  kind: deep\n  deep_fraction: 0.5\n";
+  for (const std::string& text : {tiny_config(), deep}) {
+    SCOPED_TRACE(text == deep ? "deep library" : "gabor library");
+    const std::string cfg = write_config("rates.yaml", text);
+    const std::string data = *dir / "rates_data.h5", images = *dir / "rates_images.h5", out = *dir / "rates.h5";
+    auto r = run_v1sysid("simulate " + cfg + " --out " + data + " --force");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const v1sysid::Dataset d = v1sysid::load_dataset(data);
+    auto f = h5::File::open(data);
+    const auto test_ids = f.read<int64_t>("gt/test_image_ids");
+    const auto test_rates = f.read<float>("gt/test_rates");  // (n_test_images, n)
+    const size_t n = static_cast<size_t>(d.n_neurons), pixels = static_cast<size_t>(d.height * d.width);
+    // The test images in gt/test_image_ids order, then reversed: the rates must follow the images.
+    std::vector<float> picked;
+    for (int64_t id : test_ids) {
+      const auto row = std::find(d.image_ids.begin(), d.image_ids.end(), id) - d.image_ids.begin();
+      ASSERT_LT(static_cast<size_t>(row), d.image_ids.size());
+      picked.insert(picked.end(), d.images.begin() + static_cast<std::ptrdiff_t>(row * pixels),
+                    d.images.begin() + static_cast<std::ptrdiff_t>((row + 1) * pixels));
+    }
+    const size_t T = test_ids.size();
+    for (size_t t = 0; t < T; ++t)
+      picked.insert(picked.end(), picked.begin() + static_cast<std::ptrdiff_t>((T - 1 - t) * pixels),
+                    picked.begin() + static_cast<std::ptrdiff_t>((T - t) * pixels));
+    {
+      auto w = h5::File::create(images, true);
+      w.write("images", picked, {2 * T, 1, static_cast<hsize_t>(d.height), static_cast<hsize_t>(d.width)});
+      w.commit();
+    }
+    r = run_v1sysid("simulate " + cfg + " --rates-for " + images + " --out " + out + " --force");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto rates = h5::File::open(out).read<float>("rates");
+    ASSERT_EQ(rates.size(), 2 * T * n);
+    ASSERT_EQ(test_rates.size(), T * n);
+    for (size_t t = 0; t < T; ++t) {
+      for (size_t j = 0; j < n; ++j) {
+        ASSERT_EQ(rates[t * n + j], test_rates[t * n + j]) << "image " << t << " neuron " << j;
+        ASSERT_EQ(rates[(T + t) * n + j], test_rates[(T - 1 - t) * n + j]) << "reversed image " << t;
+      }
+    }
+  }
+  // Bad input: images of another size, no 'images', an animal the config does not have.
+  const std::string cfg = write_config("rates_bad.yaml", tiny_config());
+  const std::string wrong = *dir / "rates_wrong.h5";
+  {
+    auto w = h5::File::create(wrong, true);
+    w.write("images", std::vector<float>(2 * 8 * 8, 100.f), {2, 1, 8, 8});
+    w.write("other", std::vector<float>{1.f}, {1});
+    w.commit();
+  }
+  auto r = run_v1sysid("simulate " + cfg + " --rates-for " + wrong + " --out " + (*dir / "rw.h5") + " --force");
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("expected T x 1 x 20 x 36"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(wrong), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(*dir / "rw.h5"));
+  r = run_v1sysid("simulate " + cfg + " --rates-for " + cfg + " --out " + (*dir / "rw.h5") + " --force");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  r = run_v1sysid("simulate " + cfg + " --rates-for " + wrong + " --animal 2 --out " + (*dir / "rw.h5") + " --force");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--animal 2 is not an animal"), std::string::npos) << r.output;
+}
+
 TEST_F(SimTest, FileTreeOutputHoldsTheSameDatasetAsTheHdf5File) {
   const std::string cfg = write_config("ft.yaml", tiny_config());
   const std::string h5_out = *dir / "ft.h5", tree_out = *dir / "ft_tree";

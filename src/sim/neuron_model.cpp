@@ -376,10 +376,12 @@ void deep_drives(NeuronParameters& p, const std::vector<float>& images, int64_t 
     parts[static_cast<size_t>(i)] =
         deep_parts(p, probes, images.data() + static_cast<size_t>(i) * image_size, width, patch, out);
   }
-  std::vector<double> calibration_pool;
-  calibration_pool.reserve(calibration_rows.size());
-  for (int64_t r : calibration_rows) calibration_pool.push_back(parts[static_cast<size_t>(r)].pool);
-  p.semi_saturation = p.normalization_constant * median_of(calibration_pool);
+  if (!calibration_rows.empty()) {
+    std::vector<double> calibration_pool;
+    calibration_pool.reserve(calibration_rows.size());
+    for (int64_t r : calibration_rows) calibration_pool.push_back(parts[static_cast<size_t>(r)].pool);
+    p.semi_saturation = p.normalization_constant * median_of(calibration_pool);
+  }
   for (int64_t i = 0; i < n_images; ++i) {
     const DeepParts& q = parts[static_cast<size_t>(i)];
     const double denominator = p.semi_saturation + q.pool + q.modulators;
@@ -564,10 +566,12 @@ std::vector<float> compute_raw_drives(std::vector<NeuronParameters>& neurons, co
       drives[static_cast<size_t>(i * n + j)] = static_cast<float>(g);
     }
     if (neuron.type == CellType::normalized_complex) {
-      std::vector<double> calibration_pool;
-      calibration_pool.reserve(calibration_rows.size());
-      for (int64_t r : calibration_rows) calibration_pool.push_back(pool[static_cast<size_t>(r)]);
-      neuron.semi_saturation = neuron.normalization_constant * median_of(calibration_pool);
+      if (!calibration_rows.empty()) {
+        std::vector<double> calibration_pool;
+        calibration_pool.reserve(calibration_rows.size());
+        for (int64_t r : calibration_rows) calibration_pool.push_back(pool[static_cast<size_t>(r)]);
+        neuron.semi_saturation = neuron.normalization_constant * median_of(calibration_pool);
+      }
       for (int64_t i = 0; i < n_images; ++i) {
         const double denominator = neuron.semi_saturation + pool[static_cast<size_t>(i)];
         drives[static_cast<size_t>(i * n + j)] =

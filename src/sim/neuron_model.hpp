@@ -152,7 +152,8 @@ FilterBank make_filters(const NeuronParameters& neuron, int height, int width);
 std::string modulator_names(const NeuronParameters& neuron);
 
 // Raw drives g of every neuron on every image; sets semi_saturation of normalised complex and deep cells from the
-// calibration rows (the training images). Shows progress when `progress_label` is not empty.
+// calibration rows (the training images), or, with no calibration rows, keeps the one the neurons have (they
+// were calibrated before: the true rates of other images). Shows progress when `progress_label` is not empty.
 //   images: (n_images, height, width) z-scored;  returns (n_images, n_neurons)
 std::vector<float> compute_raw_drives(std::vector<NeuronParameters>& neurons, const std::vector<float>& images,
                                       int64_t n_images, int height, int width,

@@ -242,4 +242,21 @@ SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusS
   return out;
 }
 
+std::vector<float> true_rates(const SimulatedDataset& animal, const std::vector<float>& images, int64_t n_images,
+                              int height, int width) {
+  // z-scored as simulate_animal z-scores its crops (float of the double expression), so an image of the
+  // dataset gets bit for bit the rate the dataset's gt/test_rates holds.
+  std::vector<float> normalised(images.size());
+  for (size_t k = 0; k < images.size(); ++k)
+    normalised[k] = static_cast<float>((images[k] - animal.image_mean) / animal.image_std);
+  std::vector<NeuronParameters> neurons = animal.neurons;  // calibrated: no calibration rows, nothing changes
+  const std::vector<float> raw = compute_raw_drives(neurons, normalised, n_images, height, width, {},
+                                                    "simulate: true rates");
+  const size_t n = neurons.size();
+  std::vector<float> rates(raw.size());
+  for (size_t i = 0; i < static_cast<size_t>(n_images); ++i)
+    for (size_t j = 0; j < n; ++j) rates[i * n + j] = static_cast<float>(rate_of_raw_drive(neurons[j], raw[i * n + j]));
+  return rates;
+}
+
 }  // namespace v1sysid::sim

@@ -58,6 +58,13 @@ NeuronNoiseDistribution neuron_noise_distribution(const NoiseConfig& config);
 SimulatedDataset simulate_animal(const SimulationConfig& config, const StimulusSet& stimuli, int animal,
                                  bool store_raw_drive = false);
 
+// The noise-free rates of a simulated animal's (calibrated) neurons on other images, in the units of
+// gt/test_rates: what the neurons "really compute", to score in-silico analyses (most exciting inputs, tuning)
+// against. images: (n_images, height, width) grey levels 0..255 at the animal's image size, z-scored with the
+// animal's image_mean / image_std as its own images were.  returns (n_images, n_neurons)
+std::vector<float> true_rates(const SimulatedDataset& animal, const std::vector<float>& images, int64_t n_images,
+                              int height, int width);
+
 // File of animal k (0-based): `out` itself for a single animal, else "<dir>/<stem>-animal<k+1><ext>".
 std::string animal_output_path(const std::string& out, int animal, int n_animals);
 

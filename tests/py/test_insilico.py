@@ -1,0 +1,106 @@
+"""analysis/insilico.py: the grating experiments and their measures, and a whole `tuning` run on a tiny digital V1.
+
+The measures are checked on synthetic curves; the run checks the experiment against the simulator's own
+ground truth: measured on the true neurons (`simulate --rates-for`), the preferred orientation of gratings must be
+the cells' gt/orientation (so the grating's orientation convention is the simulator's), and the cells with a
+true surround modulator must show more surround suppression than the others. The model is a few training steps
+only: its scores are written, not judged. The run needs V1SYSID_EXE.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ANALYSIS = os.path.join(HERE, "..", "..", "analysis")
+sys.path.insert(0, ANALYSIS)
+import insilico  # noqa: E402
+
+EXE = os.environ.get("V1SYSID_EXE", "")
+SOURCE = os.path.join(HERE, "..", "..")
+
+
+class Measures(unittest.TestCase):
+    def test_preferred_orientation_is_the_doubled_angle_average(self):
+        thetas = np.arange(12) * np.pi / 12
+        curves = np.stack([np.cos(thetas - 0.7) ** 8, np.ones(12)])  # tuned at 0.7 rad; untuned
+        pref, osi = insilico.preferred_orientation(curves, thetas)
+        self.assertAlmostEqual(pref[0], 0.7, places=6)
+        self.assertGreater(osi[0], 0.5)
+        self.assertAlmostEqual(osi[1], 0.0, places=12)
+
+    def test_half_point_interpolates_and_is_nan_for_a_flat_curve(self):
+        x = np.array([0.0, 0.1, 0.2, 0.4])
+        self.assertAlmostEqual(insilico.half_point(x, np.array([0.0, 1.0, 3.0, 4.0])), 0.15)
+        self.assertTrue(np.isnan(insilico.half_point(x, np.zeros(4))))
+
+    def test_grating_bars_run_along_the_orientation(self):
+        g = insilico.grating(21, 21, np.pi / 2, 6.0, 0.0, 50.0, 128.0)  # bars along +y: constant down a column
+        self.assertLess(np.ptp(g[:, 10]), 1e-4)
+        self.assertGreater(np.ptp(g[10, :]), 50)
+        disc = insilico.grating(21, 21, 0.0, 6.0, 0.0, 50.0, 128.0, centre=(10, 10), radius=3)
+        self.assertEqual(disc[0, 0], 128.0)
+        self.assertNotEqual(disc[10, 10], 128.0)
+
+
+@unittest.skipUnless(EXE, "needs V1SYSID_EXE (simulate, train, predict, rf)")
+class TuningRun(unittest.TestCase):
+    def test_tuning_against_the_ground_truth(self):
+        with tempfile.TemporaryDirectory() as d:
+            def v1(*args):
+                r = subprocess.run([EXE, *args], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+
+            stimuli, data, run = (os.path.join(d, x) for x in ("stimuli.h5", "tiny.h5", "run"))
+            v1("images", "--procedural", "dead_leaves", "--out", stimuli)
+            v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", stimuli, "--out", data)
+            v1("train", os.path.join(SOURCE, "sweeps", "models", "cnn_tiny.yaml"), "--data", data, "--out", run,
+               "--max-iterations", "5", "--quiet")
+            out = os.path.join(d, "insilico")
+            cmd = [sys.executable, os.path.join(ANALYSIS, "insilico.py"), "tuning", "--checkpoint",
+                   os.path.join(run, "checkpoint.h5"), "--data", data, "--stimuli", stimuli, "--out", out,
+                   "--exe", EXE]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(os.path.join(out, "insilico.json")) as f:
+                summary = json.load(f)
+            with h5py.File(data, "r") as f:
+                n = len(f["gt/orientation"])
+            self.assertEqual(summary["neurons"], n)
+            self.assertGreater(summary["oriented_neurons"], n // 2)
+            # The true neurons' measured preference is their gt/orientation (a few degrees of 15-degree sampling).
+            self.assertLess(summary["truth_tuning_vs_gt_orientation_deg_median"], 5.0)
+            surround = summary["mean_si_with_surround_modulator"]
+            other = summary["mean_si_without_surround_modulator"]
+            self.assertGreater(surround["neurons"], 0)
+            self.assertGreater(surround["truth"], other["truth"] + 0.1)
+            for key in ("orientation_error_deg_vs_truth_median", "suppression_index_r", "c50_r"):
+                self.assertIn(key, summary)
+            with h5py.File(os.path.join(out, "tuning.h5"), "r") as f:
+                for who in ("model", "truth"):
+                    self.assertEqual(f[f"{who}/size"].shape, (n, len(summary["sizes_px"])))
+                    self.assertEqual(f[f"{who}/contrast"].shape, (n, len(summary["contrasts"])))
+                    self.assertTrue(np.isfinite(f[f"{who}/preferred_orientation"][...]).all())
+            # The summary is not replaced without --force; a dataset of other neurons is refused.
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--force", r.stderr)
+            other_data = os.path.join(d, "other.h5")
+            v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", stimuli, "--out", other_data)
+            with h5py.File(other_data, "a") as f:
+                del f["gt/position"]
+                f["gt/position"] = np.zeros((n + 1, 2), dtype=np.float32)
+            r = subprocess.run([sys.executable, os.path.join(ANALYSIS, "insilico.py"), "tuning", "--checkpoint",
+                                os.path.join(run, "checkpoint.h5"), "--data", other_data, "--stimuli", stimuli,
+                                "--out", out, "--force", "--exe", EXE], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("pass the dataset the model was fitted on", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -3,6 +3,13 @@
 
   analysis/insilico.py tuning --checkpoint CKPT --data DATASET --stimuli STIMULI --out DIR [--exe v1sysid]
                               [--neurons N] [--force]
+  analysis/insilico.py mei    --checkpoint CKPT --data DATASET --stimuli STIMULI --out DIR [--exe v1sysid]
+                              [--neurons N] [--starts S] [--steps K] [--rms R] [--force]
+
+mei: the model's most exciting inputs (`v1sysid mei`), scored by what the true neurons do with them: per neuron
+the true rate of its MEI over its true maximum among the training images of the dataset (> 1: the MEI drives the
+real neuron harder than any training image; the model's own ratio, its activation at the MEI over its maximum
+prediction on the training images, beside it). DIR/mei.h5 (the MEIs), DIR/mei_scores.h5 and DIR/mei.json.
 
 The same grating experiments run twice, on the model (`v1sysid predict`) and on the simulated neurons
 themselves (`v1sysid simulate --rates-for`, the dataset's own config and seed, so the same calibrated neurons),
@@ -262,6 +269,48 @@ def scores(model, truth, gt_orientation, modulators):
     return out
 
 
+def mei(args, exe):
+    """The `mei` subcommand: returns the summary dict."""
+    with tempfile.TemporaryDirectory(dir=args.out) as work:
+        model = Model(exe, args.checkpoint, work)
+        truth = Truth(exe, args.data, args.stimuli, work)
+        if len(truth.position) != model.n:
+            raise InsilicoError(f"the checkpoint has {model.n} neurons, {args.data} {len(truth.position)}: "
+                                "pass the dataset the model was fitted on", 2)
+        neurons = np.arange(model.n if args.neurons is None else min(args.neurons, model.n))
+        mei_path = os.path.join(args.out, "mei.h5")
+        run([exe, "mei", "--checkpoint", args.checkpoint, "--out", mei_path, "--force", "--starts", str(args.starts),
+             "--steps", str(args.steps), "--rms", str(args.rms), "--neurons", *[str(n) for n in neurons]],
+            "v1sysid mei")
+        with h5py.File(mei_path, "r") as f:
+            images, activation = f["images"][...][:, 0], f["activation"][...]
+        with h5py.File(args.data, "r") as f:
+            tiers = np.array([va.text(v) for v in f["tiers"][...]])
+            train_images = f["images"][...][tiers == "train"][:, 0]
+        true_at_mei = truth.responses(images, "mei")[np.arange(len(neurons)), neurons]
+        true_train = truth.responses(train_images, "train")[:, neurons].max(axis=0)
+        model_train = model.responses(train_images, "train")[:, neurons].max(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        true_ratio = true_at_mei / true_train
+        model_ratio = activation / model_train
+    tmp = os.path.join(args.out, "mei_scores.h5.partial")
+    with h5py.File(tmp, "w") as f:
+        for name, values in (("neurons", neurons), ("true_rate_at_mei", true_at_mei),
+                             ("true_max_over_training_images", true_train), ("true_ratio", true_ratio),
+                             ("model_activation_at_mei", activation), ("model_max_over_training_images", model_train),
+                             ("model_ratio", model_ratio)):
+            f[name] = values
+    os.replace(tmp, os.path.join(args.out, "mei_scores.h5"))
+    ok = np.isfinite(true_ratio)
+    return {"neurons": int(len(neurons)), "training_images": int(len(train_images)),
+            "true_ratio_median": float(np.median(true_ratio[ok])) if ok.any() else None,
+            "true_ratio_above_1_fraction": float((true_ratio[ok] > 1).mean()) if ok.any() else None,
+            "model_ratio_median": float(np.nanmedian(model_ratio)),
+            "true_vs_model_ratio_r": pearson(true_ratio, model_ratio),
+            "checkpoint": args.checkpoint, "data": args.data, "stimuli": args.stimuli,
+            "starts": args.starts, "steps": args.steps, "rms": args.rms}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,6 +322,15 @@ def main(argv=None):
     t.add_argument("--exe", default=None, help="v1sysid executable (default: V1SYSID_EXE or build/*/v1sysid)")
     t.add_argument("--neurons", type=int, default=None, help="only the first N neurons (a quick look)")
     t.add_argument("--force", action="store_true", help="replace an existing DIR/insilico.json")
+    m = sub.add_parser("mei", help="most exciting inputs of the model, scored by the true neurons' rates")
+    for a in ("--checkpoint", "--data", "--stimuli", "--out"):
+        m.add_argument(a, required=True, help="as for tuning")
+    m.add_argument("--exe", default=None)
+    m.add_argument("--neurons", type=int, default=None, help="only the first N neurons")
+    m.add_argument("--starts", type=int, default=3)
+    m.add_argument("--steps", type=int, default=200)
+    m.add_argument("--rms", type=float, default=1.0, help="RMS contrast in training pixel SDs (v1sysid mei --rms)")
+    m.add_argument("--force", action="store_true", help="replace an existing DIR/mei.json")
     args = parser.parse_args(argv)
     try:
         for path, what in ((args.checkpoint, "--checkpoint"), (args.data, "--data"), (args.stimuli, "--stimuli")):
@@ -283,10 +341,16 @@ def main(argv=None):
              if os.path.exists(p)), None)
         if not exe:
             raise InsilicoError("no v1sysid executable: pass --exe or set V1SYSID_EXE", 2)
-        summary_path = os.path.join(args.out, "insilico.json")
+        summary_path = os.path.join(args.out, "insilico.json" if args.command == "tuning" else "mei.json")
         if os.path.exists(summary_path) and not args.force:
             raise InsilicoError(f"{summary_path} exists; pass --force to replace it or choose another --out", 2)
         os.makedirs(args.out, exist_ok=True)
+        if args.command == "mei":
+            summary = mei(args, exe)
+            write_json(summary_path, summary)
+            print_summary(summary, [summary_path, os.path.join(args.out, "mei.h5"),
+                                    os.path.join(args.out, "mei_scores.h5")])
+            return 0
         with tempfile.TemporaryDirectory(dir=args.out) as work:
             model = Model(exe, args.checkpoint, work)
             truth = Truth(exe, args.data, args.stimuli, work)
@@ -312,20 +376,28 @@ def main(argv=None):
                     f[f"{who}/{name}"] = np.asarray(values)
             f["neurons"] = neurons
         os.replace(tmp, os.path.join(args.out, "tuning.h5"))
-        with open(summary_path + ".partial", "w") as f:
-            json.dump(summary, f, indent=1)
-        os.replace(summary_path + ".partial", summary_path)
+        write_json(summary_path, summary)
     except InsilicoError as e:
         print(f"insilico.py: error: {e}", file=sys.stderr)
         return e.code
     except OSError as e:
         print(f"insilico.py: error: {e}", file=sys.stderr)
         return 3
+    print_summary(summary, [os.path.join(args.out, "tuning.h5"), summary_path])
+    return 0
+
+
+def write_json(path, summary):
+    with open(path + ".partial", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+def print_summary(summary, written):
     for key, value in summary.items():
         if not isinstance(value, (list, str)):
             print(f"{key:>44}: {value}")
-    print(f"wrote {os.path.join(args.out, 'tuning.h5')} and {summary_path}")
-    return 0
+    print("wrote " + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 // the preprocessing scales, and the rf / similarity commands on a saved checkpoint against direct
 // computations (and their bad-input errors). The Python side (tests/py/test_analysis.py) checks the same
 // commands against numpy / PyTorch on a trained model.
+#include "analysis/mei.hpp"
 #include "analysis/receptive_field.hpp"
 #include "analysis/similarity.hpp"
 #include "core/error.hpp"
@@ -10,11 +11,13 @@
 #include "io/h5.hpp"
 #include "model/model.hpp"
 #include "test_support.hpp"
+#include "core/progress.hpp"
 #include "core/random.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -257,6 +260,98 @@ TEST(ReceptiveField, GaussianReadoutOfSecondDatasetMatchesFiniteDifferences) {
   check_receptive_fields(kStackedGaussian, "stacked2d_gaussian", {3, 5}, 1);
 }
 
+// Most exciting inputs (issue 22): on a random double model, each neuron's MEI keeps the constraints (grey range,
+// RMS contrast at most the target and close to it), its recorded activation is the stored-unit prediction of the
+// returned image, it beats the gray image and the best of 300 random images of the same contrast, it is the best
+// of the starts, and the result is a pure function of the options (seed).
+TEST(MostExcitingInput, BeatsRandomImagesOfItsContrastWithinTheConstraints) {
+  const int H = 7, W = 6, N = 5;
+  Model<double> m(parse_model_config(kSoftplusSame, "cnn"), H, W, N);
+  initialize_random(m, 21);
+  Preprocessing p;
+  p.image_mean = 117.0;
+  p.image_std = 41.5;
+  p.response_std = {0.5f, 2.0f, 1.0f, 3.5f, 0.25f};
+  MeiOptions o;
+  o.steps = 60;
+  o.starts = 3;
+  o.batch = 4;  // 15 (neuron, start) pairs: a partial last batch
+  v1sysid::Progress::set_enabled(false);
+  const std::vector<int64_t> neurons{3, 0, 4, 1, 2};
+  const auto mei = compute_meis(m, p, neurons, o);
+  ASSERT_EQ(mei.images.size(), static_cast<size_t>(N * H * W));
+  auto ws = m.make_workspace(1);
+  auto stored_prediction = [&](const double* preprocessed, int64_t n) {
+    auto img = Kokkos::create_mirror_view(ws.images);
+    for (int i = 0; i < H * W; ++i) img(static_cast<size_t>(i)) = preprocessed[i];
+    Kokkos::deep_copy(ws.images, img);
+    m.forward(ws, 1, false);
+    auto y = Kokkos::create_mirror_view_and_copy(HostSpace(), ws.prediction);
+    return y(static_cast<size_t>(n)) * p.response_std[static_cast<size_t>(n)];
+  };
+  const double target = o.rms * std::sqrt(double(H * W));
+  SplitMix64 rng(5);
+  for (size_t k = 0; k < neurons.size(); ++k) {
+    const int64_t n = neurons[k];
+    std::vector<double> x(static_cast<size_t>(H * W));
+    double ss = 0;
+    for (int i = 0; i < H * W; ++i) {
+      const double grey = mei.images[k * H * W + static_cast<size_t>(i)];
+      EXPECT_GE(grey, 0.0);
+      EXPECT_LE(grey, 255.0);
+      x[static_cast<size_t>(i)] = (grey - p.image_mean) / p.image_std;
+      ss += x[static_cast<size_t>(i)] * x[static_cast<size_t>(i)];
+    }
+    EXPECT_LE(std::sqrt(ss), target * (1 + 1e-6));
+    EXPECT_GE(std::sqrt(ss), 0.9 * target);
+    // The image is stored in float grey levels: the prediction of the stored image within float rounding.
+    EXPECT_NEAR(mei.activation[k], stored_prediction(x.data(), n), 1e-4 * std::fabs(mei.activation[k]));
+    EXPECT_GT(mei.activation[k], mei.activation_at_gray[k]);
+    double best_start = -1e300, best_random = -1e300;
+    for (int s = 0; s < o.starts; ++s) best_start = std::max(best_start, mei.activation_by_start[k * 3 + static_cast<size_t>(s)]);
+    EXPECT_EQ(mei.activation[k], best_start);
+    for (int trial = 0; trial < 300; ++trial) {
+      std::vector<double> r(static_cast<size_t>(H * W));
+      double rs = 0;
+      for (auto& v : r) rs += (v = rng.normal()) * v;
+      for (auto& v : r) v *= target / std::sqrt(rs);
+      best_random = std::max(best_random, stored_prediction(r.data(), n));
+    }
+    EXPECT_GT(mei.activation[k], best_random) << "neuron " << n;
+  }
+  const auto again = compute_meis(m, p, neurons, o);
+  EXPECT_EQ(again.images, mei.images);
+  MeiOptions bad = o;
+  bad.rms = 0;
+  EXPECT_THROW(compute_meis(m, p, neurons, bad), ConfigError);
+  bad = o;
+  bad.starts = 0;
+  EXPECT_THROW(compute_meis(m, p, neurons, bad), ConfigError);
+  EXPECT_THROW(compute_meis(m, p, {0, 5}, o), ConfigError);
+}
+
+// The preconditioner's blur: an impulse far from the edges spreads into a symmetric kernel of sum 1; near the edges
+// the weights that fall outside are left out and the rest renormalised, so a constant image stays constant;
+// sigma 0 is a no-op.
+TEST(MostExcitingInput, GaussianBlurIsNormalisedAndSymmetric) {
+  const int64_t H = 25, W = 27;
+  std::vector<double> img(static_cast<size_t>(H * W), 0.0);
+  img[static_cast<size_t>(12 * W + 13)] = 1.0;
+  auto copy = img;
+  gaussian_blur(copy, H, W, 0.0);
+  EXPECT_EQ(copy, img);
+  gaussian_blur(img, H, W, 1.5);
+  double sum = 0;
+  for (double v : img) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  EXPECT_NEAR(img[static_cast<size_t>(12 * W + 11)], img[static_cast<size_t>(12 * W + 15)], 1e-15);
+  EXPECT_NEAR(img[static_cast<size_t>(10 * W + 13)], img[static_cast<size_t>(14 * W + 13)], 1e-15);
+  EXPECT_GT(img[static_cast<size_t>(12 * W + 13)], img[static_cast<size_t>(12 * W + 14)]);
+  std::vector<double> constant(static_cast<size_t>(H * W), 3.0);
+  gaussian_blur(constant, H, W, 2.0);
+  for (double v : constant) EXPECT_NEAR(v, 3.0, 1e-12);
+}
+
 // A checkpoint of a random float model for the command-level checks.
 std::string save_random_checkpoint(const v1sysid::testing::ScratchDir& dir, int H, int W, int N, Preprocessing& p) {
   Model<Real> m(parse_model_config(kSoftplusSame, "m"), H, W, N);
@@ -291,6 +386,37 @@ TEST(AnalysisCommands, RfFileMatchesLibraryAndRejectsBadNeurons) {
   EXPECT_NE(bad.output.find("--neurons"), std::string::npos) << bad.output;
   auto again = v1sysid::testing::run_v1sysid("rf --checkpoint " + ckpt + " --out " + (dir / "rf.h5"));
   EXPECT_NE(again.exit_code, 0);  // exists, no --force
+}
+
+// The mei command writes what the library computes, in grey levels that `predict` reads back, and names the option
+// of a bad neuron index.
+TEST(AnalysisCommands, MeiFileMatchesLibraryAndRejectsBadNeurons) {
+  v1sysid::testing::ScratchDir dir;
+  Preprocessing p;
+  const std::string ckpt = save_random_checkpoint(dir, 8, 9, 4, p);
+  auto r = v1sysid::testing::run_v1sysid("mei --checkpoint " + ckpt + " --out " + (dir / "mei.h5") +
+                                          " --neurons 3 1 --steps 20 --starts 2 --seed 4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = h5::File::open(dir / "mei.h5");
+  h5::Shape shape;
+  const auto images = f.read<float>("images", &shape);
+  EXPECT_EQ(shape, (h5::Shape{2, 1, 8, 9}));
+  EXPECT_EQ(f.read<int64_t>("neurons"), (std::vector<int64_t>{3, 1}));
+  auto c = load_checkpoint(ckpt);
+  MeiOptions o;
+  o.steps = 20;
+  o.starts = 2;
+  o.seed = 4;
+  const auto direct = compute_meis(*c.model, c.preprocessing, {3, 1}, o);
+  EXPECT_EQ(images, direct.images);
+  EXPECT_EQ(f.read<double>("activation"), direct.activation);
+  auto bad = v1sysid::testing::run_v1sysid("mei --checkpoint " + ckpt + " --out " + (dir / "bad.h5") + " --neurons 4");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("--neurons"), std::string::npos) << bad.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad.h5"));
+  bad = v1sysid::testing::run_v1sysid("mei --checkpoint " + ckpt + " --out " + (dir / "bad.h5") + " --rms -1");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("--rms"), std::string::npos) << bad.output;
 }
 
 // rf on a checkpoint of a stacked2d + gaussian model with two readouts: --data-key picks the readout and its

@@ -8,9 +8,7 @@
 
 namespace v1sysid {
 
-namespace {
-
-void check_neurons(const std::vector<int64_t>& neurons, int64_t n_neurons) {
+void check_neuron_list(const std::vector<int64_t>& neurons, int64_t n_neurons) {
   std::set<int64_t> seen;
   for (int64_t n : neurons) {
     if (n < 0 || n >= n_neurons)
@@ -20,8 +18,6 @@ void check_neurons(const std::vector<int64_t>& neurons, int64_t n_neurons) {
       throw ConfigError("neuron " + std::to_string(n) + " is listed twice", "--neurons", "list each neuron once");
   }
 }
-
-}  // namespace
 
 template <class T>
 int analysis_readout(const Model<T>& model, const std::string& data_key) {
@@ -51,7 +47,7 @@ ReceptiveFields<T> compute_receptive_fields(Model<T>& model, const Preprocessing
   const int64_t N = model.readout_spec(readout).n_neurons, H = model.height(), W = model.width();
   if (neurons.empty())
     for (int64_t n = 0; n < N; ++n) neurons.push_back(n);
-  check_neurons(neurons, N);
+  check_neuron_list(neurons, N);
   if (batch < 1) throw ConfigError("the batch must be positive", "--batch", "use e.g. 64");
   if (static_cast<int64_t>(p.response_std.size()) != N)
     throw ShapeError("response_std has " + std::to_string(p.response_std.size()) + " entries for " +

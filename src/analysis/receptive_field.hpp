@@ -31,6 +31,9 @@ struct ReceptiveFields {
 template <class T>
 int analysis_readout(const Model<T>& model, const std::string& data_key);
 
+// Neuron indices of an analysis command (--neurons): each in [0, n_neurons) and listed once, else ConfigError.
+void check_neuron_list(const std::vector<int64_t>& neurons, int64_t n_neurons);
+
 // Receptive fields of `neurons` (all neurons when empty) of readout `readout` (p: that readout's
 // preprocessing), `batch` neurons per backward pass. Neuron indices outside [0, N) or repeated are a
 // ConfigError naming the option.

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_evaluate_command(app);
     v1sysid::apps::add_predict_command(app);
     v1sysid::apps::add_rf_command(app);
+    v1sysid::apps::add_mei_command(app);
     v1sysid::apps::add_similarity_command(app);
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);

@@ -48,58 +48,92 @@ class Measures(unittest.TestCase):
         self.assertNotEqual(disc[10, 10], 128.0)
 
 
-@unittest.skipUnless(EXE, "needs V1SYSID_EXE (simulate, train, predict, rf)")
-class TuningRun(unittest.TestCase):
-    def test_tuning_against_the_ground_truth(self):
-        with tempfile.TemporaryDirectory() as d:
-            def v1(*args):
-                r = subprocess.run([EXE, *args], capture_output=True, text=True)
-                self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
-
-            stimuli, data, run = (os.path.join(d, x) for x in ("stimuli.h5", "tiny.h5", "run"))
-            v1("images", "--procedural", "dead_leaves", "--out", stimuli)
-            v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", stimuli, "--out", data)
-            v1("train", os.path.join(SOURCE, "sweeps", "models", "cnn_tiny.yaml"), "--data", data, "--out", run,
+@unittest.skipUnless(EXE, "needs V1SYSID_EXE (simulate, train, predict, rf, mei)")
+class Runs(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.tmp.name
+        cls.stimuli, cls.data, run = (os.path.join(d, x) for x in ("stimuli.h5", "tiny.h5", "run"))
+        cls.v1("images", "--procedural", "dead_leaves", "--out", cls.stimuli)
+        cls.v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", cls.stimuli, "--out", cls.data)
+        cls.v1("train", os.path.join(SOURCE, "sweeps", "models", "cnn_tiny.yaml"), "--data", cls.data, "--out", run,
                "--max-iterations", "5", "--quiet")
-            out = os.path.join(d, "insilico")
-            cmd = [sys.executable, os.path.join(ANALYSIS, "insilico.py"), "tuning", "--checkpoint",
-                   os.path.join(run, "checkpoint.h5"), "--data", data, "--stimuli", stimuli, "--out", out,
-                   "--exe", EXE]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            with open(os.path.join(out, "insilico.json")) as f:
-                summary = json.load(f)
-            with h5py.File(data, "r") as f:
-                n = len(f["gt/orientation"])
-            self.assertEqual(summary["neurons"], n)
-            self.assertGreater(summary["oriented_neurons"], n // 2)
-            # The true neurons' measured preference is their gt/orientation (a few degrees of 15-degree sampling).
-            self.assertLess(summary["truth_tuning_vs_gt_orientation_deg_median"], 5.0)
-            surround = summary["mean_si_with_surround_modulator"]
-            other = summary["mean_si_without_surround_modulator"]
-            self.assertGreater(surround["neurons"], 0)
-            self.assertGreater(surround["truth"], other["truth"] + 0.1)
-            for key in ("orientation_error_deg_vs_truth_median", "suppression_index_r", "c50_r"):
-                self.assertIn(key, summary)
-            with h5py.File(os.path.join(out, "tuning.h5"), "r") as f:
-                for who in ("model", "truth"):
-                    self.assertEqual(f[f"{who}/size"].shape, (n, len(summary["sizes_px"])))
-                    self.assertEqual(f[f"{who}/contrast"].shape, (n, len(summary["contrasts"])))
-                    self.assertTrue(np.isfinite(f[f"{who}/preferred_orientation"][...]).all())
-            # The summary is not replaced without --force; a dataset of other neurons is refused.
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("--force", r.stderr)
-            other_data = os.path.join(d, "other.h5")
-            v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", stimuli, "--out", other_data)
-            with h5py.File(other_data, "a") as f:
-                del f["gt/position"]
-                f["gt/position"] = np.zeros((n + 1, 2), dtype=np.float32)
-            r = subprocess.run([sys.executable, os.path.join(ANALYSIS, "insilico.py"), "tuning", "--checkpoint",
-                                os.path.join(run, "checkpoint.h5"), "--data", other_data, "--stimuli", stimuli,
-                                "--out", out, "--force", "--exe", EXE], capture_output=True, text=True)
-            self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn("pass the dataset the model was fitted on", r.stderr)
+        cls.checkpoint = os.path.join(run, "checkpoint.h5")
+        with h5py.File(cls.data, "r") as f:
+            cls.n = len(f["gt/orientation"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    @staticmethod
+    def v1(*args):
+        r = subprocess.run([EXE, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"v1sysid {' '.join(args)}: exit {r.returncode}\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+
+    def insilico(self, command, out, *extra, data=None):
+        return subprocess.run([sys.executable, os.path.join(ANALYSIS, "insilico.py"), command, "--checkpoint",
+                               self.checkpoint, "--data", data or self.data, "--stimuli", self.stimuli, "--out", out,
+                               "--exe", EXE, *extra], capture_output=True, text=True)
+
+    def test_tuning_against_the_ground_truth(self):
+        out = os.path.join(self.tmp.name, "tuning")
+        r = self.insilico("tuning", out)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(out, "insilico.json")) as f:
+            summary = json.load(f)
+        n = self.n
+        self.assertEqual(summary["neurons"], n)
+        self.assertGreater(summary["oriented_neurons"], n // 2)
+        # The true neurons' measured preference is their gt/orientation (a few degrees of 15-degree sampling).
+        self.assertLess(summary["truth_tuning_vs_gt_orientation_deg_median"], 5.0)
+        surround = summary["mean_si_with_surround_modulator"]
+        other = summary["mean_si_without_surround_modulator"]
+        self.assertGreater(surround["neurons"], 0)
+        self.assertGreater(surround["truth"], other["truth"] + 0.1)
+        for key in ("orientation_error_deg_vs_truth_median", "suppression_index_r", "c50_r"):
+            self.assertIn(key, summary)
+        with h5py.File(os.path.join(out, "tuning.h5"), "r") as f:
+            for who in ("model", "truth"):
+                self.assertEqual(f[f"{who}/size"].shape, (n, len(summary["sizes_px"])))
+                self.assertEqual(f[f"{who}/contrast"].shape, (n, len(summary["contrasts"])))
+                self.assertTrue(np.isfinite(f[f"{who}/preferred_orientation"][...]).all())
+        # The summary is not replaced without --force; a dataset of other neurons is refused.
+        r = self.insilico("tuning", out)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--force", r.stderr)
+        other_data = os.path.join(self.tmp.name, "other.h5")
+        self.v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", self.stimuli, "--out", other_data)
+        with h5py.File(other_data, "a") as f:
+            del f["gt/position"]
+            f["gt/position"] = np.zeros((n + 1, 2), dtype=np.float32)
+        r = self.insilico("tuning", out, "--force", data=other_data)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("pass the dataset the model was fitted on", r.stderr)
+
+    def test_mei_scored_by_the_true_neurons(self):
+        out = os.path.join(self.tmp.name, "mei")
+        r = self.insilico("mei", out, "--neurons", "4", "--steps", "10", "--starts", "2")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(out, "mei.json")) as f:
+            summary = json.load(f)
+        self.assertEqual(summary["neurons"], 4)
+        with h5py.File(os.path.join(out, "mei.h5"), "r") as f:
+            images, activation = f["images"][...], f["activation"][...]
+        self.assertEqual(images.shape[:2], (4, 1))
+        # The truth's rates of the MEIs, asked directly, are the scores' numerators (neuron k of image k).
+        rates = os.path.join(self.tmp.name, "mei_rates.h5")
+        self.v1("simulate", os.path.join(SOURCE, "data", "tiny.yaml"), "--stimuli", self.stimuli, "--rates-for",
+                os.path.join(out, "mei.h5"), "--out", rates)
+        with h5py.File(rates, "r") as f, h5py.File(os.path.join(out, "mei_scores.h5"), "r") as s:
+            direct = f["rates"][...][np.arange(4), np.arange(4)]
+            np.testing.assert_allclose(s["true_rate_at_mei"][...], direct, rtol=1e-6)
+            np.testing.assert_allclose(s["model_activation_at_mei"][...], activation)
+            np.testing.assert_allclose(s["true_ratio"][...], direct / s["true_max_over_training_images"][...],
+                                       rtol=1e-6)
+            self.assertTrue((s["true_max_over_training_images"][...] > 0).all())
 
 
 if __name__ == "__main__":

@@ -50,12 +50,13 @@ run_ctest() {  # run_ctest <build dir>
   (cd "$1" && ctest -j "$jobs" --output-on-failure --timeout "$test_timeout" --no-tests=error)
 }
 
-configure_quiet() { cmake --preset "$1" -Wno-dev >/dev/null; }  # errors still reach stderr
+configure_quiet() { cmake --preset "$@" -Wno-dev >/dev/null; }  # errors still reach stderr
 
 # One leg = configure, build, test with one preset; a failing step skips the rest of its leg only.
-leg() {  # leg <name> <preset>
+leg() {  # leg <name> <preset> [cmake -D options]
   local name=$1 preset=$2
-  step "$name: configure (preset $preset)" configure_quiet "$preset" || return 1
+  shift 2
+  step "$name: configure (preset $preset)" configure_quiet "$preset" "$@" || return 1
   step "$name: build" cmake --build "build/$preset" -j "$jobs" || return 1
   step "$name: ctest" run_ctest "build/$preset"
 }
@@ -91,6 +92,10 @@ format_check() {
 step "format check (clang-format)" format_check
 
 leg "serial" ci
+# The Serial executable is the reference of the other legs' whole-training-step comparison
+# (tests/py/test_cross_backend.py); without it (the Serial build failed) that test is skipped there.
+reference_exe=(-DV1SYSID_REFERENCE_EXE=)
+[ -x build/ci/v1sysid ] && reference_exe=(-DV1SYSID_REFERENCE_EXE="$PWD/build/ci/v1sysid")
 
 if [ "${V1SYSID_SKIP_OPENMP:-0}" = 1 ]; then
   summary+=("$(printf '%-44s skipped (V1SYSID_SKIP_OPENMP=1)' 'openmp')")
@@ -106,7 +111,7 @@ else
     # 2 threads per test process, waiting passively so that ctest -j2 does not spin 4 threads on 2 cores;
     # the backend test checks that the execution space really has 2 threads.
     OMP_NUM_THREADS=2 OMP_PROC_BIND=false OMP_WAIT_POLICY=passive V1SYSID_EXPECT_CONCURRENCY=2 \
-      leg "openmp" openmp-release
+      leg "openmp" openmp-release "${reference_exe[@]}"
   elif [ "$rc" -eq 3 ]; then
     cat >&2 <<EOF
 

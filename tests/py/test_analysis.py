@@ -4,6 +4,7 @@ differences of `v1sysid predict` and against PyTorch autograd, `v1sysid similari
 analysis/torch_model.py (factorised export against `predict`; Gaussian export against a numpy bilinear
 sampler). Torch-dependent parts are skipped with a message when torch is missing.
 """
+import json
 import math
 import os
 import subprocess
@@ -619,3 +620,51 @@ class MultiReadoutExport(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BenchCompare(unittest.TestCase):
+    """analysis/bench_compare.sh with several builds: each round runs every build and the peer once, and the
+    table gives each build's ratio to the peer and to the first build (median and range over the rounds)."""
+
+    def test_several_builds_are_interleaved_and_compared(self):
+        with tempfile.TemporaryDirectory() as d:
+            order = os.path.join(d, "order.txt")
+
+            def row(peer, train, infer):
+                return json.dumps({"peer": peer, "model": "cnn", "neurons": 6, "batch": 2, "height": 4, "width": 5,
+                                   "threads": 2, "train_images_per_s": train, "infer_images_per_s": infer,
+                                   "train_gflop_per_s": 1, "infer_gflop_per_s": 2, "train_gflop_per_image": 0.5,
+                                   "infer_gflop_per_image": 0.25})
+
+            def build(name, train, infer):  # a v1sysid stand-in: a progress line, then the JSON line
+                path = os.path.join(d, name)
+                with open(path, "w") as f:
+                    f.write(f"#!/bin/sh\necho {name} >> {order}\necho progress\necho '{row('v1sysid-' + name, train, infer)}'\n")
+                os.chmod(path, 0o755)
+                return path
+
+            peer = os.path.join(d, "peer.py")
+            with open(peer, "w") as f:
+                f.write(f"open({order!r}, 'a').write('peer\\n')\nprint({row('torch-2', 5, 20)!r})\n")
+            serial, openmp = build("serial", 10, 30), build("openmp", 15, 60)
+            script = os.path.join(ANALYSIS, "bench_compare.sh")
+            r = subprocess.run(["bash", script, "--repeats", "2", "--v1sysid", "serial=" + serial,
+                                "--v1sysid", "openmp=" + openmp, "--peer", peer, "--", "--model", "cnn"],
+                               capture_output=True, text=True, cwd=d)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            with open(order) as f:
+                self.assertEqual(f.read().split(), ["serial", "openmp", "peer"] * 2)
+            lines = {}
+            for line in r.stdout.splitlines():  # the table row of each build (its first line)
+                if line.split():
+                    lines.setdefault(line.split()[0], line.split())
+            # serial 10 / 30 img/s, openmp 15 / 60, torch 5 / 20: ratios to torch 2.00 / 1.50 and 3.00 / 3.00,
+            # openmp to serial 1.50 / 2.00.
+            self.assertEqual(lines["serial"][1:5], ["10.00", "30.00", "2.00", "(2.00-2.00)"])
+            self.assertEqual(lines["openmp"][1:3], ["15.00", "60.00"])
+            self.assertEqual(lines["openmp"][3::2], ["3.00", "3.00", "1.50", "2.00"])
+            # Two builds without labels cannot be told apart in the table.
+            r = subprocess.run(["bash", script, "--v1sysid", serial, "--v1sysid", openmp, "--peer", peer],
+                               capture_output=True, text=True, cwd=d)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("LABEL=", r.stderr)

@@ -3,6 +3,7 @@
 // same answers on every backend, and the OpenMP leg of env/test.sh must really run with several threads.
 #include "core/instantiate.hpp"
 #include "core/types.hpp"
+#include "core/version.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/factorized_readout.hpp"
@@ -471,6 +472,23 @@ void every_op() {
 }
 
 }  // namespace v1sysid_test_backend_ops
+
+// The OpenMP build's start-up warning (core/version.hpp): only for an OpenMP default space with several threads
+// whose OMP_WAIT_POLICY is not passive (any case); the message names the variable and the fix.
+TEST(Backend, OpenMPWaitPolicyWarningOnlyWhereThreadsSpin) {
+  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(false, 8, nullptr), "");
+  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 1, nullptr), "");
+  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 2, "passive"), "");
+  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 2, "PASSIVE"), "");
+  const std::string unset = v1sysid::openmp_wait_policy_warning(true, 2, nullptr);
+  EXPECT_NE(unset.find("OMP_WAIT_POLICY is unset"), std::string::npos) << unset;
+  EXPECT_NE(unset.find("export OMP_WAIT_POLICY=passive"), std::string::npos) << unset;
+  const std::string active = v1sysid::openmp_wait_policy_warning(true, 4, "active");
+  EXPECT_NE(active.find("'active'"), std::string::npos) << active;
+  // This process: the suite's OpenMP leg runs with passive waiting, so no warning here.
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  if (policy && std::string(policy) == "passive") EXPECT_EQ(v1sysid::openmp_wait_policy_warning(), "");
+}
 
 TEST(BackendOps, EveryKernelOnTheDefaultSpaceMatchesSerialInDouble) {
   if (!v1sysid_test_backend_ops::kSpacesDiffer)

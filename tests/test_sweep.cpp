@@ -1148,3 +1148,99 @@ TEST(SweepIdentity, OtherDatasetsOrAnotherInitCoreAreRefusedOnResume) {
 }
 
 }  // namespace
+
+// ---- ensembles (issue 22) ---------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<float> read_floats(const std::string& path, const std::string& name) {
+  return v1sysid::h5::File::open(path).read<float>(name);
+}
+
+}  // namespace
+
+// `ensemble` takes the K trials with the lowest validation loss (as `select` ranks them) and every command that
+// takes --checkpoint takes the ensemble: predict and rf give the mean of the members' outputs, a one-member
+// ensemble evaluates and finds MEIs exactly as its checkpoint does, and a member changed after the ensemble was
+// made is refused by name.
+TEST(Ensemble, TheBestTrialsActAsOneModelInEveryCommand) {
+  ScratchDir dir;
+  const std::string src = v1sysid::testing::source_dir();
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: ensemble_test\nseed: 5\nbase_model: " + src + "/sweeps/models/cnn_tiny.yaml\n"
+                           "architectures:\n  - {name: cnn_tiny, overrides: {train: {max_iterations: 15, val_every: 5, batch_size: 32}}}\n"
+                           "search:\n  draws: 3\n  hyperparameters: {readout.weight: {log_uniform: [0.005, 0.03]}}\n");
+  const std::string data = dir / "tiny.h5", results = dir / "r.h5", ckpt = dir / "ckpt";
+  auto r = v1sysid::testing::run_v1sysid("sweep " + sweep + " --data " + data + " --out " + results +
+                                         " --save-checkpoints " + ckpt);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto val = v1sysid::h5::File::open(results).read<double>("trials/best_val_loss");
+  std::vector<int64_t> order{0, 1, 2};
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return val[a] < val[b]; });
+
+  r = v1sysid::testing::run_v1sysid("ensemble " + results + " --checkpoints " + ckpt + " --top 2 --out " + (dir / "e.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(v1sysid::h5::File::open(dir / "e.h5").read<int64_t>("trials"), (std::vector<int64_t>{order[0], order[1]}));
+  auto member = [&](int k) { return ckpt + "/trial_" + std::to_string(order[static_cast<size_t>(k)]) + ".h5"; };
+
+  // predict and rf: the mean of the two members.
+  for (const std::string& c : {dir / "e.h5", member(0), member(1)}) {
+    const std::string tag = std::to_string(std::hash<std::string>{}(c));
+    r = v1sysid::testing::run_v1sysid("predict --checkpoint " + c + " --data " + data + " --tier test --out " +
+                                      (dir / ("p" + tag + ".h5")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = v1sysid::testing::run_v1sysid("rf --checkpoint " + c + " --neurons 0 5 --out " + (dir / ("rf" + tag + ".h5")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  auto file = [&](const std::string& prefix, const std::string& c) {
+    return dir / (prefix + std::to_string(std::hash<std::string>{}(c)) + ".h5");
+  };
+  for (const auto& [prefix, name] : {std::pair<std::string, std::string>{"p", "predictions"}, {"rf", "rf"}}) {
+    const auto e = read_floats(file(prefix, dir / "e.h5"), name);
+    const auto a = read_floats(file(prefix, member(0)), name), b = read_floats(file(prefix, member(1)), name);
+    ASSERT_EQ(e.size(), a.size());
+    double worst = 0, scale = 0;
+    for (size_t k = 0; k < e.size(); ++k) {
+      worst = std::max(worst, std::fabs(double(e[k]) - 0.5 * (double(a[k]) + double(b[k]))));
+      scale = std::max(scale, std::fabs(double(a[k])));
+    }
+    EXPECT_LT(worst, 1e-6 * scale) << name;
+    EXPECT_NE(a, b) << name << ": the members should differ";
+  }
+
+  // A one-member ensemble is its checkpoint: evaluate and mei give the same output.
+  r = v1sysid::testing::run_v1sysid("ensemble " + results + " --checkpoints " + ckpt + " --top 1 --out " + (dir / "e1.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto one = v1sysid::testing::run_v1sysid("evaluate --checkpoint " + (dir / "e1.h5") + " --data " + data + " --json");
+  const auto best = v1sysid::testing::run_v1sysid("evaluate --checkpoint " + member(0) + " --data " + data + " --json");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_EQ(one.output, best.output);
+  const auto two = v1sysid::testing::run_v1sysid("evaluate --checkpoint " + (dir / "e.h5") + " --data " + data + " --json");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output, best.output);
+  for (const std::string& c : {dir / "e1.h5", member(0)}) {
+    r = v1sysid::testing::run_v1sysid("mei --checkpoint " + c + " --neurons 1 --steps 5 --starts 1 --out " +
+                                      file("mei", c));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  EXPECT_EQ(read_floats(file("mei", dir / "e1.h5"), "images"), read_floats(file("mei", member(0)), "images"));
+  r = v1sysid::testing::run_v1sysid("mei --checkpoint " + (dir / "e.h5") + " --neurons 1 --steps 5 --starts 1 --out " +
+                                    (dir / "mei_e.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // Bad requests: an architecture the sweep does not have; a member changed after the ensemble was made.
+  r = v1sysid::testing::run_v1sysid("ensemble " + results + " --checkpoints " + ckpt + " --architecture roteq --out " +
+                                    (dir / "bad.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("cnn_tiny"), std::string::npos) << r.output;
+  {
+    auto f = v1sysid::h5::File::open_rw(member(1));
+    f.write_attribute("/", "touched", int64_t{1});
+  }
+  r = v1sysid::testing::run_v1sysid("predict --checkpoint " + (dir / "e.h5") + " --data " + data +
+                                    " --tier test --out " + (dir / "p_bad.h5"));
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("changed since the ensemble was made"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(member(1)), std::string::npos) << r.output;
+}

@@ -71,30 +71,75 @@ void project(double* x, int64_t size, double target, double lo, double hi) {
 template <class T>
 MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std::vector<int64_t> neurons,
                                    const MeiOptions& o, int readout) {
+  return compute_meis(std::vector<MeiMember<T>>{{&model, &p}}, std::move(neurons), o, readout);
+}
+
+template <class T>
+MostExcitingInputs<T> compute_meis(const std::vector<MeiMember<T>>& members, std::vector<int64_t> neurons,
+                                   const MeiOptions& o, int readout) {
   check_options(o);
-  if (readout < 0 || readout >= model.num_readouts())
+  if (members.empty()) throw ConfigError("no model to find inputs for", "--checkpoint", "pass a checkpoint");
+  Model<T>& first = *members.front().model;
+  if (readout < 0 || readout >= first.num_readouts())
     throw ConfigError("readout " + std::to_string(readout) + " does not exist", "--data-key",
                       "name one of the checkpoint's data keys");
-  const int64_t N = model.readout_spec(readout).n_neurons, H = model.height(), W = model.width(), HW = H * W;
+  const int64_t N = first.readout_spec(readout).n_neurons, H = first.height(), W = first.width(), HW = H * W;
   if (neurons.empty())
     for (int64_t n = 0; n < N; ++n) neurons.push_back(n);
   check_neuron_list(neurons, N);
-  if (static_cast<int64_t>(p.response_std.size()) != N)
-    throw ShapeError("response_std has " + std::to_string(p.response_std.size()) + " entries for " +
-                         std::to_string(N) + " neurons",
-                     "the checkpoint's preprocessing", "re-export the checkpoint");
+  for (const auto& m : members) {
+    if (m.model->readout_spec(readout).n_neurons != N || m.model->height() != H || m.model->width() != W)
+      throw ShapeError("the ensemble's members differ in image size or neuron count", "--checkpoint",
+                       "build the ensemble from one architecture on one dataset");
+    if (static_cast<int64_t>(m.preprocessing->response_std.size()) != N)
+      throw ShapeError("response_std has " + std::to_string(m.preprocessing->response_std.size()) + " entries for " +
+                           std::to_string(N) + " neurons",
+                       "the checkpoint's preprocessing", "re-export the checkpoint");
+  }
+  const Preprocessing& p0 = *members.front().preprocessing;
+  const auto K = static_cast<double>(members.size());
   const int64_t count = static_cast<int64_t>(neurons.size()), pairs = count * o.starts;
   const int B = static_cast<int>(std::min<int64_t>(o.batch, pairs));
   const double target = o.rms * std::sqrt(static_cast<double>(HW));
-  const double lo = (0.0 - p.image_mean) / p.image_std, hi = (255.0 - p.image_mean) / p.image_std;
+  const double lo = (0.0 - p0.image_mean) / p0.image_std, hi = (255.0 - p0.image_mean) / p0.image_std;
 
-  auto ws = model.make_workspace(B);
-  View1<T> d_prediction("v1sysid::mei::d_prediction", static_cast<size_t>(B * N));
-  View1<T> d_images("v1sysid::mei::d_images", static_cast<size_t>(B * HW));
-  auto d_prediction_host = Kokkos::create_mirror_view(d_prediction);
-  auto d_images_host = Kokkos::create_mirror_view(d_images);
-  auto images_host = Kokkos::create_mirror_view(ws.images);
-  auto yhat_host = Kokkos::create_mirror_view(ws.prediction);
+  // Per member: its workspace, output gradient (one-hot rows weighted by response_std / K: the gradient of the
+  // mean stored-unit prediction) and host mirrors.
+  struct Buffers {
+    ModelWorkspace<T> ws;
+    View1<T> d_prediction, d_images;
+    typename View1<T>::HostMirror d_prediction_host, d_images_host, images_host, yhat_host;
+  };
+  std::vector<Buffers> buffers;
+  for (const auto& m : members) {
+    Buffers b{m.model->make_workspace(B), View1<T>("v1sysid::mei::d_prediction", static_cast<size_t>(B * N)),
+              View1<T>("v1sysid::mei::d_images", static_cast<size_t>(B * HW)), {}, {}, {}, {}};
+    b.d_prediction_host = Kokkos::create_mirror_view(b.d_prediction);
+    b.d_images_host = Kokkos::create_mirror_view(b.d_images);
+    b.images_host = Kokkos::create_mirror_view(b.ws.images);
+    b.yhat_host = Kokkos::create_mirror_view(b.ws.prediction);
+    buffers.push_back(std::move(b));
+  }
+  // x (first member's scale) -> member m's input: the same grey levels through its own statistics.
+  auto upload = [&](size_t m, const double* x, int b) {
+    const Preprocessing& pm = *members[m].preprocessing;
+    auto& host = buffers[m].images_host;
+    for (int64_t k = 0; k < static_cast<int64_t>(b) * HW; ++k)
+      host(static_cast<size_t>(k)) = static_cast<T>((x[k] * p0.image_std + p0.image_mean - pm.image_mean) / pm.image_std);
+    Kokkos::deep_copy(buffers[m].ws.images, host);
+  };
+  auto download_predictions = [&] {
+    for (auto& b : buffers) Kokkos::deep_copy(b.yhat_host, b.ws.prediction);
+  };
+  // Mean stored-unit prediction of row r for neuron n (after download_predictions).
+  auto mean_prediction = [&](int r, int64_t n) {
+    double sum = 0;
+    for (size_t m = 0; m < members.size(); ++m) {
+      sum += buffers[m].yhat_host(static_cast<size_t>(r * N + n)) *
+             static_cast<double>(members[m].preprocessing->response_std[static_cast<size_t>(n)]);
+    }
+    return sum / K;
+  };
 
   MostExcitingInputs<T> out;
   out.neurons = neurons;
@@ -104,25 +149,23 @@ MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std:
   out.activation.assign(static_cast<size_t>(count), -std::numeric_limits<double>::infinity());
   out.activation_by_start.resize(static_cast<size_t>(pairs));
   out.activation_at_gray.resize(static_cast<size_t>(count));
-  auto stored = [&](int64_t n, double prediction) {
-    return prediction * static_cast<double>(p.response_std[static_cast<size_t>(n)]);
-  };
 
-  // The gray image (0 after preprocessing) once, for the reference activation.
+  std::vector<double> x(static_cast<size_t>(B * HW), 0.0), g(static_cast<size_t>(HW)), total(static_cast<size_t>(B * HW));
+  // The uniform mean-grey image, for the reference activation.
   for (int64_t i0 = 0; i0 < count; i0 += B) {
     const int b = static_cast<int>(std::min<int64_t>(B, count - i0));
-    Kokkos::deep_copy(ws.images, T(0));
-    model.forward(ws, b, false, readout);
-    Kokkos::deep_copy(yhat_host, ws.prediction);
-    for (int r = 0; r < b; ++r) {
-      const int64_t n = neurons[static_cast<size_t>(i0 + r)];
-      out.activation_at_gray[static_cast<size_t>(i0 + r)] = stored(n, yhat_host(static_cast<size_t>(r * N + n)));
+    std::fill(x.begin(), x.end(), 0.0);
+    for (size_t m = 0; m < members.size(); ++m) {
+      upload(m, x.data(), b);
+      members[m].model->forward(buffers[m].ws, b, false, readout);
     }
+    download_predictions();
+    for (int r = 0; r < b; ++r)
+      out.activation_at_gray[static_cast<size_t>(i0 + r)] = mean_prediction(r, neurons[static_cast<size_t>(i0 + r)]);
   }
 
   Progress progress("mei", static_cast<long>((pairs + B - 1) / B * o.steps));
   long done = 0;
-  std::vector<double> x(static_cast<size_t>(B * HW)), g(static_cast<size_t>(HW));
   for (int64_t q0 = 0; q0 < pairs; q0 += B) {  // pair q: neuron index q / starts, start q % starts
     const int b = static_cast<int>(std::min<int64_t>(B, pairs - q0));
     auto neuron_of = [&](int r) { return neurons[static_cast<size_t>((q0 + r) / o.starts)]; };
@@ -132,21 +175,35 @@ MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std:
       for (int64_t k = 0; k < HW; ++k) xr[k] = rng.normal();
       project(xr, HW, target, lo, hi);
     }
-    Kokkos::deep_copy(d_prediction_host, T(0));
-    for (int r = 0; r < b; ++r) d_prediction_host(static_cast<size_t>(r * N + neuron_of(r))) = T(1);
-    Kokkos::deep_copy(d_prediction, d_prediction_host);
+    for (size_t m = 0; m < members.size(); ++m) {
+      auto& dp = buffers[m].d_prediction_host;
+      Kokkos::deep_copy(dp, T(0));
+      for (int r = 0; r < b; ++r) {
+        const int64_t n = neuron_of(r);
+        dp(static_cast<size_t>(r * N + n)) =
+            static_cast<T>(static_cast<double>(members[m].preprocessing->response_std[static_cast<size_t>(n)]) / K);
+      }
+      Kokkos::deep_copy(buffers[m].d_prediction, dp);
+    }
     for (int step = 0; step <= o.steps; ++step) {
-      for (int64_t k = 0; k < static_cast<int64_t>(b) * HW; ++k) images_host(static_cast<size_t>(k)) = static_cast<T>(x[static_cast<size_t>(k)]);
-      Kokkos::deep_copy(ws.images, images_host);
-      model.forward(ws, b, false, readout);
+      for (size_t m = 0; m < members.size(); ++m) {
+        upload(m, x.data(), b);
+        members[m].model->forward(buffers[m].ws, b, false, readout);
+      }
       if (step == o.steps) break;  // the last forward scores the final images
-      model.input_gradient(ws, b, d_prediction, d_images, readout);
-      Kokkos::deep_copy(d_images_host, d_images);
+      std::fill(total.begin(), total.end(), 0.0);
+      for (size_t m = 0; m < members.size(); ++m) {
+        members[m].model->input_gradient(buffers[m].ws, b, buffers[m].d_prediction, buffers[m].d_images, readout);
+        Kokkos::deep_copy(buffers[m].d_images_host, buffers[m].d_images);
+        const double chain = p0.image_std / members[m].preprocessing->image_std;  // d x_m / d x
+        for (int64_t k = 0; k < static_cast<int64_t>(b) * HW; ++k)
+          total[static_cast<size_t>(k)] += buffers[m].d_images_host(static_cast<size_t>(k)) * chain;
+      }
       const double frac = o.steps > 1 ? static_cast<double>(step) / (o.steps - 1) : 0.0;
       const double sigma = o.blur_start + (o.blur_end - o.blur_start) * frac;
       const double step_size = o.step * (1.0 - 0.9 * frac) * target;
       for (int r = 0; r < b; ++r) {
-        for (int64_t k = 0; k < HW; ++k) g[static_cast<size_t>(k)] = d_images_host(static_cast<size_t>(r * HW + k));
+        std::copy(total.begin() + r * HW, total.begin() + (r + 1) * HW, g.begin());
         gaussian_blur(g, H, W, sigma);
         const double gn = norm_of(g.data(), HW);
         if (!(gn > 0)) continue;  // a neuron blind to its input (dead unit): nothing to climb
@@ -156,16 +213,16 @@ MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std:
       }
       progress.update(++done);
     }
-    Kokkos::deep_copy(yhat_host, ws.prediction);
+    download_predictions();
     for (int r = 0; r < b; ++r) {
-      const int64_t q = q0 + r, i = q / o.starts, n = neuron_of(r);
-      const double a = stored(n, yhat_host(static_cast<size_t>(r * N + n)));
+      const int64_t q = q0 + r, i = q / o.starts;
+      const double a = mean_prediction(r, neuron_of(r));
       out.activation_by_start[static_cast<size_t>(q)] = a;
       if (a > out.activation[static_cast<size_t>(i)]) {
         out.activation[static_cast<size_t>(i)] = a;
         for (int64_t k = 0; k < HW; ++k)
           out.images[static_cast<size_t>(i * HW + k)] =
-              static_cast<float>(x[static_cast<size_t>(r * HW + k)] * p.image_std + p.image_mean);
+              static_cast<float>(x[static_cast<size_t>(r * HW + k)] * p0.image_std + p0.image_mean);
       }
     }
   }
@@ -176,6 +233,10 @@ MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std:
 template MostExcitingInputs<float> compute_meis(Model<float>&, const Preprocessing&, std::vector<int64_t>,
                                                 const MeiOptions&, int);
 template MostExcitingInputs<double> compute_meis(Model<double>&, const Preprocessing&, std::vector<int64_t>,
+                                                 const MeiOptions&, int);
+template MostExcitingInputs<float> compute_meis(const std::vector<MeiMember<float>>&, std::vector<int64_t>,
+                                                const MeiOptions&, int);
+template MostExcitingInputs<double> compute_meis(const std::vector<MeiMember<double>>&, std::vector<int64_t>,
                                                  const MeiOptions&, int);
 
 }  // namespace v1sysid

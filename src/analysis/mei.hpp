@@ -48,6 +48,18 @@ template <class T>
 MostExcitingInputs<T> compute_meis(Model<T>& model, const Preprocessing& p, std::vector<int64_t> neurons,
                                    const MeiOptions& options, int readout = 0);
 
+// The MEIs of an ensemble (train/ensemble.hpp): the images that maximise the mean of the members' predictions in
+// stored response units. The image and its constraints live in the first member's preprocessed scale; member m
+// sees the same grey levels through its own image_mean / image_std.
+template <class T>
+struct MeiMember {
+  Model<T>* model;
+  const Preprocessing* preprocessing;
+};
+template <class T>
+MostExcitingInputs<T> compute_meis(const std::vector<MeiMember<T>>& members, std::vector<int64_t> neurons,
+                                   const MeiOptions& options, int readout = 0);
+
 // Separable Gaussian blur of one H x W image in place (sigma in pixels, truncated at 3 sigma, edges renormalised);
 // sigma <= 0 leaves it unchanged.
 void gaussian_blur(std::vector<double>& image, int64_t height, int64_t width, double sigma);

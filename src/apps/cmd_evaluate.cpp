@@ -1,6 +1,7 @@
 // v1sysid evaluate --checkpoint FILE --data PATH [--tier test] [--neurons SPEC] [--json]: metrics of a trained
 // model (on the neurons it was trained on, or on SPEC among them).
 #include "apps/commands.hpp"
+#include "train/ensemble.hpp"
 #include "train/pipeline.hpp"
 
 #include <iostream>
@@ -15,7 +16,7 @@ void add_evaluate_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("evaluate", "Test correlation, FEVE, fraction oracle (and fraction of the digital-V1 ceiling)");
-  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train'")->required();
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train', or an ensemble file")->required();
   cmd->add_option("--data", o->data, "Dataset the model was trained on")->required();
   cmd->add_option("--tier", o->tier, "Tier to evaluate (train, validation, test, final_test)");
   cmd->add_option("--neurons", o->neurons,
@@ -24,7 +25,8 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] {
     const Tier tier = parse_tier(o->tier, "--tier");
-    auto c = load_checkpoint(o->checkpoint);
+    auto models = load_models(o->checkpoint);
+    const Checkpoint& c = models.front();
     Dataset d = load_dataset(o->data);
     std::vector<int64_t> columns;
     if (!o->neurons.empty()) {
@@ -32,8 +34,8 @@ void add_evaluate_command(CLI::App& app) {
       columns = evaluation_columns(o->neurons, d, recorded, "--neurons");
     }
     const int readout = fit_dataset_to_checkpoint(c, d);
-    const auto r =
-        evaluate_model(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout, columns);
+    for (const auto& member : models) check_checkpoint_fits(member, d);
+    const auto r = evaluate_models(models, d, tier, readout, columns);
     if (o->json) {
       std::cout << evaluation_json(r) << "\n";
       return;

@@ -6,7 +6,7 @@
 #include "apps/commands.hpp"
 #include "io/h5.hpp"
 #include "io/output_file.hpp"
-#include "train/checkpoint.hpp"
+#include "train/ensemble.hpp"
 
 #include <iostream>
 #include <memory>
@@ -24,7 +24,7 @@ void add_mei_command(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "mei", "Most exciting inputs: per neuron the image of a fixed RMS contrast that maximises its prediction");
-  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train' (or a sweep trial)")
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train' (or a sweep trial), or an ensemble file")
       ->required();
   cmd->add_option("--out", o->out, "Output .h5 file (images [n, 1, H, W] grey levels, activation [n], ...)")
       ->required();
@@ -49,10 +49,14 @@ void add_mei_command(CLI::App& app) {
     }
     refuse_outputs_inside_datasets({o->out}, {o->checkpoint});
     prepare_output_file(o->out, o->force);
-    auto c = load_checkpoint(o->checkpoint);
+    auto models = load_models(o->checkpoint);
+    const Checkpoint& c = models.front();
     const int readout = analysis_readout(*c.model, o->data_key);
     const Preprocessing& p = c.readout_preprocessing.at(static_cast<size_t>(readout));
-    const auto m = compute_meis(*c.model, p, o->neurons, o->mei, readout);
+    std::vector<MeiMember<Real>> members;
+    for (auto& member : models)
+      members.push_back({member.model.get(), &member.readout_preprocessing.at(static_cast<size_t>(readout))});
+    const auto m = compute_meis(members, o->neurons, o->mei, readout);
     const auto n = static_cast<hsize_t>(m.neurons.size());
     auto f = h5::File::create(o->out, o->force);
     f.write("images", m.images, {n, 1, static_cast<hsize_t>(m.height), static_cast<hsize_t>(m.width)});
@@ -64,6 +68,7 @@ void add_mei_command(CLI::App& app) {
     f.write_attribute("/", "kind", std::string("v1sysid most exciting inputs"));
     f.write_attribute("/", "checkpoint", o->checkpoint);
     f.write_attribute("/", "data_key", c.model->readout_spec(readout).key);
+    f.write_attribute("/", "members", static_cast<int64_t>(models.size()));
     f.write_attribute("/", "units", std::string("images: grey levels of the stored image; activation: stored "
                                                 "response units (prediction * response_std)"));
     f.write_attribute("/", "rms", o->mei.rms);

@@ -4,6 +4,7 @@
 #include "apps/commands.hpp"
 #include "io/h5.hpp"
 #include "io/output_file.hpp"
+#include "train/ensemble.hpp"
 #include "train/pipeline.hpp"
 
 #include <iostream>
@@ -18,7 +19,7 @@ void add_predict_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "Write a trained model's predictions for one tier");
-  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train'")->required();
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint.h5 written by 'v1sysid train', or an ensemble file")->required();
   cmd->add_option("--data", o->data, "Dataset with the images to predict")->required();
   cmd->add_option("--tier", o->tier, "Tier (train, validation, test, final_test)");
   cmd->add_option("--out", o->out, "Output .h5 file")->required();
@@ -27,11 +28,13 @@ void add_predict_command(CLI::App& app) {
     const Tier tier = parse_tier(o->tier, "--tier");
     refuse_outputs_inside_datasets({o->out}, {o->data, o->checkpoint});
     prepare_output_file(o->out, o->force);
-    auto c = load_checkpoint(o->checkpoint);
+    auto models = load_models(o->checkpoint);
+    const Checkpoint& c = models.front();
     Dataset d = load_dataset(o->data);
     const int readout = fit_dataset_to_checkpoint(c, d);
+    for (const auto& member : models) check_checkpoint_fits(member, d);
     const auto& selection = c.readout_preprocessing[static_cast<size_t>(readout)].neurons;
-    const auto p = predict_tier(*c.model, d, c.readout_preprocessing[static_cast<size_t>(readout)], tier, readout);
+    const auto p = predict_models(models, d, tier, readout);
     auto f = h5::File::create(o->out, o->force);
     f.write("predictions", p.values, {static_cast<hsize_t>(p.trials), static_cast<hsize_t>(p.neurons)});
     f.write("image_ids", p.image_ids, {static_cast<hsize_t>(p.trials)});
@@ -40,6 +43,7 @@ void add_predict_command(CLI::App& app) {
     f.write_attribute("/", "tier", std::string(tier_name(tier)));
     f.write_attribute("/", "checkpoint", o->checkpoint);
     f.write_attribute("/", "units", std::string("stored responses (prediction * response_std)"));
+    f.write_attribute("/", "members", static_cast<int64_t>(models.size()));
     f.commit();
     std::cout << "wrote " << o->out << ": " << p.trials << " trials x " << p.neurons << " neurons\n";
   });

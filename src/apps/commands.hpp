@@ -15,6 +15,7 @@ void add_evaluate_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_rf_command(CLI::App& app);
 void add_mei_command(CLI::App& app);
+void add_ensemble_command(CLI::App& app);
 void add_similarity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);

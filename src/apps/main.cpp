@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
     // Kokkos sees only the program name: its own --help would otherwise answer for ours.
     int kokkos_argc = 1;
     Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
+    if (rank_of_world() == 0) {
+      const std::string warning = v1sysid::openmp_wait_policy_warning();
+      if (!warning.empty()) std::cerr << "v1sysid: warning: " << warning << std::endl;
+    }
 
     CLI::App app{"v1sysid: data-driven models of mouse primary visual cortex (Ecker et al. 2019, Lurz et al. 2021)"};
     app.name("v1sysid");
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_predict_command(app);
     v1sysid::apps::add_rf_command(app);
     v1sysid::apps::add_mei_command(app);
+    v1sysid::apps::add_ensemble_command(app);
     v1sysid::apps::add_similarity_command(app);
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);

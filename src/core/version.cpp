@@ -6,9 +6,11 @@
 #include <mpi.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <sstream>
+#include <type_traits>
 
 extern "C" void sgemm_();  // only its address is taken, to find which BLAS the dynamic linker chose
 
@@ -83,6 +85,26 @@ std::string version_report() {
     << "HDF5 " << maj << '.' << min << '.' << rel << " (parallel)\n"
     << "MPI: " << mpi << "\n";
   return s.str();
+}
+
+std::string openmp_wait_policy_warning(bool openmp_default_space, int threads, const char* wait_policy) {
+  if (!openmp_default_space || threads < 2) return "";
+  std::string policy = wait_policy ? wait_policy : "";
+  for (auto& c : policy) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (policy == "passive") return "";
+  return "OMP_WAIT_POLICY is " + (wait_policy ? "'" + std::string(wait_policy) + "'" : std::string("unset")) +
+         ": the " + std::to_string(threads) +
+         " OpenMP threads spin between kernels and slow OpenBLAS's threads down (a training step at about 0.65 of "
+         "the Serial build's speed on 2 cores); export OMP_WAIT_POLICY=passive before starting v1sysid";
+}
+
+std::string openmp_wait_policy_warning() {
+#ifdef KOKKOS_ENABLE_OPENMP
+  const bool openmp = std::is_same_v<Kokkos::DefaultExecutionSpace, Kokkos::OpenMP>;
+#else
+  const bool openmp = false;
+#endif
+  return openmp_wait_policy_warning(openmp, Kokkos::DefaultExecutionSpace().concurrency(), std::getenv("OMP_WAIT_POLICY"));
 }
 
 }  // namespace v1sysid

@@ -69,6 +69,7 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
     for (const auto& [name, values] : hyper) row.best_hyperparameters[name] = values[best];
     const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(top, 1)), m.size());
     row.top_count = static_cast<int64_t>(k);
+    row.top_trials.assign(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(k));
     double mean = 0;
     for (size_t j = 0; j < k; ++j) mean += corr[m[j]];
     mean /= static_cast<double>(k);

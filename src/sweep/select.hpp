@@ -19,6 +19,7 @@ struct SelectionRow {
   double top_mean_test_correlation = 0;
   double top_sd_test_correlation = 0;  // sample SD (ddof 1); 0 with a single trial
   int64_t top_count = 0;
+  std::vector<int64_t> top_trials;  // the top_count best ok trials, best first (what `ensemble` takes)
   std::map<std::string, double> best_hyperparameters;
 };
 

@@ -56,35 +56,44 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Trai
   const auto rows = nonempty_tier_rows(d, tier, "evaluate");
   auto ws = model.make_workspace(model.config().train.eval_batch_size);
   IndexStaging staging(ws.capacity);
+  auto predictions = predict_rows(model, ws, staging, data, rows, readout);
+  // The loss of all neurons is the model's own evaluation-mode loss; of a subset, computed from the predictions.
+  std::optional<double> loss;
+  if (columns.empty()) loss = evaluation_loss(model, ws, staging, data, rows, readout);
+  return score_predictions(d, data, tier, std::move(predictions), model.poisson_eps(), columns, loss);
+}
+
+EvaluationReport score_predictions(const Dataset& d, const TrainingData& data, Tier tier, std::vector<float> predictions,
+                                   double poisson_eps, const std::vector<int64_t>& columns,
+                                   std::optional<double> loss) {
+  const auto rows = nonempty_tier_rows(d, tier, "evaluate");
+  const auto T = static_cast<int64_t>(rows.size());
   EvaluationReport r;
   r.tier = tier;
-  auto predictions = predict_rows(model, ws, staging, data, rows, readout);
-  const auto T = static_cast<int64_t>(rows.size());
   std::vector<float> ceilings = d.ground_truth ? d.ground_truth->ceiling_correlation : std::vector<float>{};
-  if (columns.empty()) {
-    r.loss = evaluation_loss(model, ws, staging, data, rows, readout);
-    r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, d.n_neurons, "predictions"),
-                                  metrics::ConstMatrix<float>(data.host_responses, d.n_trials, d.n_neurons, "responses"),
-                                  rows, d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
-  } else {
-    // A subset of the model's neurons: the same metrics on those columns; the loss (a sum over neurons) on the
-    // host, from the evaluation-mode predictions.
-    const auto S = static_cast<int64_t>(columns.size());
+  std::vector<float> responses;
+  int64_t S = d.n_neurons;
+  if (!columns.empty()) {
+    S = static_cast<int64_t>(columns.size());
     predictions = neuron_columns(predictions, d.n_neurons, columns);
-    const auto responses = neuron_columns(data.host_responses, d.n_neurons, columns);
+    responses = neuron_columns(data.host_responses, d.n_neurons, columns);
     if (!ceilings.empty()) ceilings = neuron_columns(ceilings, d.n_neurons, columns);
-    const double eps = model.poisson_eps();
-    double loss = 0;
+  }
+  const std::vector<float>& observed = columns.empty() ? data.host_responses : responses;
+  if (loss) {
+    r.loss = *loss;
+  } else {  // the Poisson loss (a sum over neurons) on the host, from the evaluation-mode predictions
+    double sum = 0;
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < S; ++n) {
         const double yhat = predictions[static_cast<size_t>(t * S + n)];
-        loss += yhat - responses[static_cast<size_t>(rows[static_cast<size_t>(t)] * S + n)] * std::log(yhat + eps);
+        sum += yhat - observed[static_cast<size_t>(rows[static_cast<size_t>(t)] * S + n)] * std::log(yhat + poisson_eps);
       }
-    r.loss = loss / static_cast<double>(T);
-    r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, S, "predictions"),
-                                  metrics::ConstMatrix<float>(responses, d.n_trials, S, "responses"), rows,
-                                  d.image_ids, metrics::EvaluationOptions{0.0, tier_name(tier)});
+    r.loss = sum / static_cast<double>(T);
   }
+  r.metrics = metrics::evaluate(metrics::ConstMatrix<float>(predictions, T, S, "predictions"),
+                                metrics::ConstMatrix<float>(observed, d.n_trials, S, "responses"), rows, d.image_ids,
+                                metrics::EvaluationOptions{0.0, tier_name(tier)});
   if (!ceilings.empty()) {
     double mean = 0;
     for (float c : ceilings) mean += c;
@@ -130,6 +139,38 @@ Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessi
       out.values[static_cast<size_t>(t * out.neurons + n)] *= p.response_std[static_cast<size_t>(n)];
   }
   return out;
+}
+
+Predictions predict_models(std::vector<Checkpoint>& models, const Dataset& d, Tier tier, int readout) {
+  const auto r = static_cast<size_t>(readout);
+  if (models.size() == 1) return predict_tier(*models[0].model, d, models[0].readout_preprocessing.at(r), tier, readout);
+  Predictions out;
+  std::vector<double> sum;
+  for (auto& m : models) {
+    Predictions p = predict_tier(*m.model, d, m.readout_preprocessing.at(r), tier, readout);
+    if (sum.empty()) {
+      sum.assign(p.values.size(), 0.0);
+      out.image_ids = p.image_ids;
+      out.trials = p.trials;
+      out.neurons = p.neurons;
+    }
+    for (size_t k = 0; k < sum.size(); ++k) sum[k] += p.values[k];
+  }
+  out.values.resize(sum.size());
+  for (size_t k = 0; k < sum.size(); ++k) out.values[k] = static_cast<float>(sum[k] / static_cast<double>(models.size()));
+  return out;
+}
+
+EvaluationReport evaluate_models(std::vector<Checkpoint>& models, const Dataset& d, Tier tier, int readout,
+                                 const std::vector<int64_t>& columns) {
+  const Preprocessing& first = models.front().readout_preprocessing.at(static_cast<size_t>(readout));
+  if (models.size() == 1) return evaluate_model(*models[0].model, d, first, tier, readout, columns);
+  Predictions mean = predict_models(models, d, tier, readout);
+  for (int64_t t = 0; t < mean.trials; ++t)
+    for (int64_t n = 0; n < mean.neurons; ++n)
+      mean.values[static_cast<size_t>(t * mean.neurons + n)] /= first.response_std[static_cast<size_t>(n)];
+  return score_predictions(d, prepare_training_data(d, first), tier, std::move(mean.values),
+                           models.front().model->poisson_eps(), columns);
 }
 
 std::string evaluation_json(const EvaluationReport& e) {

@@ -42,6 +42,12 @@ EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const Prep
 // on it (train, sweep trials) do not upload the dataset a second time.
 EvaluationReport evaluate_model(Model<Real>& model, const Dataset& d, const TrainingData& data, Tier tier,
                                 int readout = 0, const std::vector<int64_t>& columns = {});
+// The metrics of given predictions [tier trials, N] (preprocessed scale, the tier's trials in file order) against
+// `data`'s responses: what evaluate_model computes once it has predicted. `loss` is reported as given; absent,
+// it is the Poisson loss of the predictions (over `columns` when given). poisson_eps: the model's (Model::poisson_eps).
+EvaluationReport score_predictions(const Dataset& d, const TrainingData& data, Tier tier, std::vector<float> predictions,
+                                   double poisson_eps, const std::vector<int64_t>& columns = {},
+                                   std::optional<double> loss = std::nullopt);
 // The columns of evaluate_model for `evaluate --neurons SPEC`: SPEC is parsed against `full` (the dataset
 // before any selection) and each selected dataset neuron is looked up among `model_neurons` (the model's
 // recorded selection; all neurons when it has none). ConfigError naming `option` when SPEC is bad or asks
@@ -173,5 +179,13 @@ struct Predictions {
   int64_t trials = 0, neurons = 0;
 };
 Predictions predict_tier(Model<Real>& model, const Dataset& d, const Preprocessing& p, Tier tier, int readout = 0);
+
+// Several models of one dataset as one (an ensemble, train/ensemble.hpp): the mean of the members' predictions
+// in stored response units. `d` must fit every member (fit_dataset_to_checkpoint of the first, check_checkpoint_fits
+// of the others). One member is exactly predict_tier / evaluate_model. An ensemble is evaluated in the first
+// member's preprocessed scale, its loss the Poisson loss of the mean prediction.
+Predictions predict_models(std::vector<Checkpoint>& models, const Dataset& d, Tier tier, int readout = 0);
+EvaluationReport evaluate_models(std::vector<Checkpoint>& models, const Dataset& d, Tier tier, int readout = 0,
+                                 const std::vector<int64_t>& columns = {});
 
 }  // namespace v1sysid

@@ -269,15 +269,20 @@ def scores(model, truth, gt_orientation, modulators):
     return out
 
 
+def responders(args, exe, work):
+    """The model and the truth of one command line, checked to be of the same neurons, and the neurons asked for."""
+    model = Model(exe, args.checkpoint, work)
+    truth = Truth(exe, args.data, args.stimuli, work)
+    if len(truth.position) != model.n:
+        raise InsilicoError(f"the checkpoint has {model.n} neurons, {args.data} {len(truth.position)}: "
+                            "pass the dataset the model was fitted on", 2)
+    return model, truth, np.arange(model.n if args.neurons is None else min(args.neurons, model.n))
+
+
 def mei(args, exe):
     """The `mei` subcommand: returns the summary dict."""
     with tempfile.TemporaryDirectory(dir=args.out) as work:
-        model = Model(exe, args.checkpoint, work)
-        truth = Truth(exe, args.data, args.stimuli, work)
-        if len(truth.position) != model.n:
-            raise InsilicoError(f"the checkpoint has {model.n} neurons, {args.data} {len(truth.position)}: "
-                                "pass the dataset the model was fitted on", 2)
-        neurons = np.arange(model.n if args.neurons is None else min(args.neurons, model.n))
+        model, truth, neurons = responders(args, exe, work)
         mei_path = os.path.join(args.out, "mei.h5")
         run([exe, "mei", "--checkpoint", args.checkpoint, "--out", mei_path, "--force", "--starts", str(args.starts),
              "--steps", str(args.steps), "--rms", str(args.rms), "--neurons", *[str(n) for n in neurons]],
@@ -352,12 +357,7 @@ def main(argv=None):
                                     os.path.join(args.out, "mei_scores.h5")])
             return 0
         with tempfile.TemporaryDirectory(dir=args.out) as work:
-            model = Model(exe, args.checkpoint, work)
-            truth = Truth(exe, args.data, args.stimuli, work)
-            if len(truth.position) != model.n:
-                raise InsilicoError(f"the checkpoint has {model.n} neurons, {args.data} {len(truth.position)}: "
-                                    "pass the dataset the model was fitted on", 2)
-            neurons = np.arange(model.n if args.neurons is None else min(args.neurons, model.n))
+            model, truth, neurons = responders(args, exe, work)
             with h5py.File(args.data, "r") as f:
                 tiers = np.array([va.text(v) for v in f["tiers"][...]])
                 mean = float(f["images"][...][tiers == "train"].mean())

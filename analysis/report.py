@@ -38,7 +38,13 @@ import v1analysis as va  # noqa: E402
 
 import matplotlib  # noqa: E402
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+try:
+    import matplotlib.pyplot as plt  # noqa: E402
+except OSError as e:  # its first start writes a font cache: a full disk or a size limit ends here
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    print(f"report.py: error: matplotlib could not start: writing its font cache in {matplotlib.get_cachedir()} "
+          f"failed ({e.strerror or e}); free space there or point MPLCONFIGDIR to a writable folder", file=sys.stderr)
+    sys.exit(7 if full else 3)
 
 TOP = 5
 

@@ -451,14 +451,33 @@ class ReportOnAFullDisk(unittest.TestCase):
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         subprocess.run([executable(), "sweep", os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml"),
                         "--out", cls.results], check=True, capture_output=True, env=env)
+        # matplotlib writes its font cache on its first start; on a new machine that write would meet the size
+        # limit of the test before report.py's own files do. A cache folder of this class, filled once here.
+        cls.mpl = os.path.join(cls.tmp.name, "mplconfig")
+        subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], check=True,
+                       env=dict(os.environ, MPLCONFIGDIR=cls.mpl))
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def report(self, out, preexec_fn=None):
+    def report(self, out, preexec_fn=None, mplconfig=None):
         return subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), self.results, "--out", out],
-                              capture_output=True, text=True, preexec_fn=preexec_fn)
+                              capture_output=True, text=True, preexec_fn=preexec_fn,
+                              env=dict(os.environ, MPLCONFIGDIR=mplconfig or self.mpl))
+
+    def test_matplotlib_that_cannot_write_its_cache_is_a_clean_error(self):
+        # Before, report.py died in `import matplotlib.pyplot` with a traceback (exit 1) when the font cache could
+        # not be written (a full disk, a file size limit) on a machine where matplotlib had never run.
+        import resource
+        out = os.path.join(self.tmp.name, "no_cache")
+        os.makedirs(out)
+        r = self.report(out, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)),
+                        mplconfig=os.path.join(self.tmp.name, "empty_mplconfig"))
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+        self.assertRegex(r.stderr.strip().splitlines()[-1], r"^report.py: error: matplotlib could not start: .*"
+                         r"empty_mplconfig.*File too large")
 
     def assert_clean_failure(self, r, out, code, cause):
         self.assertEqual(r.returncode, code, r.stderr)

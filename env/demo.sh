@@ -46,7 +46,8 @@ setup() {
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$cores}
   export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$cores}
   export OMP_PROC_BIND=${OMP_PROC_BIND:-false}
-  # An OpenMP build's threads must sleep between kernels, or they slow OpenBLAS's threads (docs/performance.md).
+  # An OpenMP build's threads must sleep between kernels and stay unbound, or they slow OpenBLAS's threads
+  # (docs/performance.md).
   export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
   # OpenBLAS 0.3.21 takes AMD Zen 4/5 for Haswell (AVX2); its AVX-512 kernels are about 2x faster there.
   if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q '^vendor_id.*AuthenticAMD' /proc/cpuinfo 2>/dev/null &&

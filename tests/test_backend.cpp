@@ -474,20 +474,29 @@ void every_op() {
 }  // namespace v1sysid_test_backend_ops
 
 // The OpenMP build's start-up warning (core/version.hpp): only for an OpenMP default space with several threads
-// whose OMP_WAIT_POLICY is not passive (any case); the message names the variable and the fix.
-TEST(Backend, OpenMPWaitPolicyWarningOnlyWhereThreadsSpin) {
-  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(false, 8, nullptr), "");
-  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 1, nullptr), "");
-  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 2, "passive"), "");
-  EXPECT_EQ(v1sysid::openmp_wait_policy_warning(true, 2, "PASSIVE"), "");
-  const std::string unset = v1sysid::openmp_wait_policy_warning(true, 2, nullptr);
+// whose threads spin (OMP_WAIT_POLICY not passive, any case) or are bound (OMP_PROC_BIND true/spread/close/...);
+// the message names each setting that is wrong and the fix.
+TEST(Backend, OpenMPThreadsWarningOnlyWhereThreadsSpinOrAreBound) {
+  using v1sysid::openmp_threads_warning;
+  EXPECT_EQ(openmp_threads_warning(false, 8, nullptr, "spread"), "");
+  EXPECT_EQ(openmp_threads_warning(true, 1, nullptr, "spread"), "");
+  EXPECT_EQ(openmp_threads_warning(true, 2, "passive", nullptr), "");
+  EXPECT_EQ(openmp_threads_warning(true, 2, "PASSIVE", "false"), "");
+  const std::string unset = openmp_threads_warning(true, 2, nullptr, nullptr);
   EXPECT_NE(unset.find("OMP_WAIT_POLICY is unset"), std::string::npos) << unset;
-  EXPECT_NE(unset.find("export OMP_WAIT_POLICY=passive"), std::string::npos) << unset;
-  const std::string active = v1sysid::openmp_wait_policy_warning(true, 4, "active");
-  EXPECT_NE(active.find("'active'"), std::string::npos) << active;
-  // This process: the suite's OpenMP leg runs with passive waiting, so no warning here.
+  EXPECT_EQ(unset.find("OMP_PROC_BIND is"), std::string::npos) << unset;
+  EXPECT_NE(unset.find("export OMP_WAIT_POLICY=passive OMP_PROC_BIND=false"), std::string::npos) << unset;
+  const std::string bound = openmp_threads_warning(true, 4, "passive", "spread,close");
+  EXPECT_NE(bound.find("OMP_PROC_BIND is 'spread,close'"), std::string::npos) << bound;
+  EXPECT_EQ(bound.find("OMP_WAIT_POLICY is"), std::string::npos) << bound;
+  const std::string both = openmp_threads_warning(true, 2, "active", "true");
+  EXPECT_NE(both.find("'active'"), std::string::npos) << both;
+  EXPECT_NE(both.find("OMP_PROC_BIND is 'true'"), std::string::npos) << both;
+  // This process: the suite's OpenMP leg runs passive and unbound, so no warning here.
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  if (policy && std::string(policy) == "passive") EXPECT_EQ(v1sysid::openmp_wait_policy_warning(), "");
+  const char* bind = std::getenv("OMP_PROC_BIND");
+  if (policy && std::string(policy) == "passive" && bind && std::string(bind) == "false")
+    EXPECT_EQ(openmp_threads_warning(), "");
 }
 
 TEST(BackendOps, EveryKernelOnTheDefaultSpaceMatchesSerialInDouble) {

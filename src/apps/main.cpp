@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     int kokkos_argc = 1;
     Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
     if (rank_of_world() == 0) {
-      const std::string warning = v1sysid::openmp_wait_policy_warning();
+      const std::string warning = v1sysid::openmp_threads_warning();
       if (!warning.empty()) std::cerr << "v1sysid: warning: " << warning << std::endl;
     }
 

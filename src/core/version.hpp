@@ -15,13 +15,15 @@ std::string blas_library();    // the shared object that provides sgemm_, e.g. "
 std::string blas_config();     // OpenBLAS' own description (core type, threads) when OpenBLAS is in use
 std::string version_report();  // multi-line text for `v1sysid --version`
 
-// The start-up warning of an OpenMP build whose threads spin between kernels (OMP_WAIT_POLICY other than
-// passive): OpenBLAS's own threads then fight them for the cores, and a training step runs at 0.6-0.7 of the
-// Serial build's speed on 2 cores instead of 1.0-1.2 (docs/performance.md, "Serial, OpenMP and PyTorch"). Empty
-// when the default execution space is not OpenMP, has one thread, or the policy is passive. `wait_policy`: the
-// environment's OMP_WAIT_POLICY (nullptr when unset).
-std::string openmp_wait_policy_warning(bool openmp_default_space, int threads, const char* wait_policy);
+// The start-up warning of an OpenMP build whose threads get in the way of OpenBLAS's own threads (the GEMMs, most
+// of a training step), measured on 2 cores (docs/performance.md, "Serial, OpenMP and PyTorch"): threads that spin
+// between kernels (OMP_WAIT_POLICY other than passive) take the cores from OpenBLAS (0.55 of the Serial build's
+// speed), and threads bound to cores (OMP_PROC_BIND true, spread, close, master or primary) pin OpenBLAS's threads,
+// which inherit the main thread's binding, to one core (0.7); passive and unbound, 1.0-1.2. Empty when the default
+// execution space is not OpenMP or has one thread, or both settings are right. nullptr: the variable is unset.
+std::string openmp_threads_warning(bool openmp_default_space, int threads, const char* wait_policy,
+                                   const char* proc_bind);
 // The same for this process (the default execution space and the environment).
-std::string openmp_wait_policy_warning();
+std::string openmp_threads_warning();
 
 }  // namespace v1sysid

@@ -33,8 +33,8 @@ void add_evaluate_command(CLI::App& app) {
       const auto& recorded = c.readout_preprocessing[static_cast<size_t>(readout_of_dataset(c, d))].neurons;
       columns = evaluation_columns(o->neurons, d, recorded, "--neurons");
     }
+    // load_models checked that every member has the first one's image size, readouts and neurons.
     const int readout = fit_dataset_to_checkpoint(c, d);
-    for (const auto& member : models) check_checkpoint_fits(member, d);
     const auto r = evaluate_models(models, d, tier, readout, columns);
     if (o->json) {
       std::cout << evaluation_json(r) << "\n";

@@ -31,8 +31,8 @@ void add_predict_command(CLI::App& app) {
     auto models = load_models(o->checkpoint);
     const Checkpoint& c = models.front();
     Dataset d = load_dataset(o->data);
+    // load_models checked that every member has the first one's image size, readouts and neurons.
     const int readout = fit_dataset_to_checkpoint(c, d);
-    for (const auto& member : models) check_checkpoint_fits(member, d);
     const auto& selection = c.readout_preprocessing[static_cast<size_t>(readout)].neurons;
     const auto p = predict_models(models, d, tier, readout);
     auto f = h5::File::create(o->out, o->force);

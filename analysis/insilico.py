@@ -5,6 +5,11 @@
                               [--neurons N] [--force]
   analysis/insilico.py mei    --checkpoint CKPT --data DATASET --stimuli STIMULI --out DIR [--exe v1sysid]
                               [--neurons N] [--starts S] [--steps K] [--rms R] [--force]
+  analysis/insilico.py ensemble --ensemble ENS --checkpoint CKPT --data DATASET --out DIR [--exe v1sysid] [--force]
+
+ensemble: the ensemble of `v1sysid ensemble` against one model (the best trial, its first member) on the test
+tier (`v1sysid evaluate --json`): test correlation, fraction of the ceiling and FEVE of each and the gain
+(ensemble - single). DIR/ensemble.json.
 
 mei: the model's most exciting inputs (`v1sysid mei`), scored by what the true neurons do with them: per neuron
 the true rate of its MEI over its true maximum among the training images of the dataset (> 1: the MEI drives the
@@ -316,6 +321,29 @@ def mei(args, exe):
             "starts": args.starts, "steps": args.steps, "rms": args.rms}
 
 
+ENSEMBLE_MEASURES = ("test_correlation", "ceiling_fraction", "feve", "fraction_oracle")
+
+
+def ensemble_gain(args, exe):
+    """The `ensemble` subcommand: returns the summary dict."""
+    measured = {}
+    for who, path in (("single", args.checkpoint), ("ensemble", args.ensemble)):
+        r = run([exe, "evaluate", "--checkpoint", path, "--data", args.data, "--tier", "test", "--json"],
+                "v1sysid evaluate")
+        try:
+            measured[who] = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError) as e:
+            raise InsilicoError(f"v1sysid evaluate --checkpoint {path}: no JSON on its output ({e})", 4)
+    with h5py.File(args.ensemble, "r") as f:
+        members = int(len(f["members"])) if "members" in f else None
+    out = {"ensemble": args.ensemble, "checkpoint": args.checkpoint, "data": args.data, "members": members}
+    for name in ENSEMBLE_MEASURES:
+        single, ens = measured["single"].get(name), measured["ensemble"].get(name)
+        out[f"single_{name}"], out[f"ensemble_{name}"] = single, ens
+        out[f"gain_{name}"] = ens - single if single is not None and ens is not None else None
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,9 +364,18 @@ def main(argv=None):
     m.add_argument("--steps", type=int, default=200)
     m.add_argument("--rms", type=float, default=1.0, help="RMS contrast in training pixel SDs (v1sysid mei --rms)")
     m.add_argument("--force", action="store_true", help="replace an existing DIR/mei.json")
+    e = sub.add_parser("ensemble", help="an ensemble against a single model on the test tier (the ensemble's gain)")
+    e.add_argument("--ensemble", required=True, help="the file of `v1sysid ensemble`")
+    e.add_argument("--checkpoint", required=True, help="the single model (e.g. the best trial, the first member)")
+    e.add_argument("--data", required=True, help="the dataset both were fitted on")
+    e.add_argument("--out", required=True, help="output folder (ensemble.json)")
+    e.add_argument("--exe", default=None)
+    e.add_argument("--force", action="store_true", help="replace an existing DIR/ensemble.json")
     args = parser.parse_args(argv)
     try:
-        for path, what in ((args.checkpoint, "--checkpoint"), (args.data, "--data"), (args.stimuli, "--stimuli")):
+        inputs = [(args.checkpoint, "--checkpoint"), (args.data, "--data")]
+        inputs += [(args.ensemble, "--ensemble")] if args.command == "ensemble" else [(args.stimuli, "--stimuli")]
+        for path, what in inputs:
             if not os.path.isfile(path):
                 raise InsilicoError(f"{what} {path}: no such file", 3)
         exe = args.exe or os.environ.get("V1SYSID_EXE") or next(
@@ -346,10 +383,16 @@ def main(argv=None):
              if os.path.exists(p)), None)
         if not exe:
             raise InsilicoError("no v1sysid executable: pass --exe or set V1SYSID_EXE", 2)
-        summary_path = os.path.join(args.out, "insilico.json" if args.command == "tuning" else "mei.json")
+        summary_path = os.path.join(args.out, {"tuning": "insilico.json", "mei": "mei.json",
+                                               "ensemble": "ensemble.json"}[args.command])
         if os.path.exists(summary_path) and not args.force:
             raise InsilicoError(f"{summary_path} exists; pass --force to replace it or choose another --out", 2)
         os.makedirs(args.out, exist_ok=True)
+        if args.command == "ensemble":
+            summary = ensemble_gain(args, exe)
+            write_json(summary_path, summary)
+            print_summary(summary, [summary_path])
+            return 0
         if args.command == "mei":
             summary = mei(args, exe)
             write_json(summary_path, summary)

@@ -2,7 +2,8 @@
 """Report of a v1sysid sweep: Table 1 and Figures 2 to 6 of Ecker et al. 2019, digital-V1 recovery, Lurz curves.
 
     /usr/bin/python3 analysis/report.py RESULTS.h5 [--checkpoint FILE] [--control FILE] [--checkpoint-dir DIR]
-                                        [--rf rf.h5] [--data PATH] [--data-key KEY] [--exe v1sysid] --out DIR
+                                        [--rf rf.h5] [--data PATH] [--data-key KEY] [--exe v1sysid]
+                                        [--insilico DIR] --out DIR
 
 Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, and report.md says so.
   RESULTS.h5        results of `v1sysid sweep` (Table 1, Fig. 2, Fig. 3, Lurz readout comparison)
@@ -17,6 +18,8 @@ Writes DIR/report.md and DIR/*.png. What the inputs cannot support is skipped, a
                     correlations)
   --data-key        the readout to analyse of a checkpoint trained on several datasets (else Figs. 4-6 are
                     skipped with the list of its data keys)
+  --insilico        the --out folder of analysis/insilico.py (tuning, mei, ensemble): the in-silico table scored
+                    against the ground truth and the MEI panels
 Every file is written under a temporary name and renamed when complete; a failure (a full disk) ends with a
 one-line error naming the file and a non-zero exit (7 for a full disk or an I/O error, 3 otherwise), and
 leaves no report.md. Definitions: analysis/v1analysis.py.
@@ -515,6 +518,82 @@ def checkpoint_figures(rep, results, checkpoint, control, trial, args, exe):
         rep.skip("orientation recovery", "gt/orientation missing or of another length")
 
 
+INSILICO_FILES = ("insilico.json", "mei.json", "ensemble.json")
+MEI_PANELS = 12
+
+
+def insilico_section(rep, folder):
+    """The in-silico experiments of analysis/insilico.py, scored against the ground truth, and MEI panels."""
+    loaded = {}
+    for name in INSILICO_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    loaded[name] = json.load(f)
+            except ValueError as e:
+                rep.skip(f"`{path}`", f"not JSON ({e}); run analysis/insilico.py again with --force")
+    if not loaded:
+        rep.skip("in-silico experiments", f"{folder} holds none of {', '.join(INSILICO_FILES)} (analysis/insilico.py "
+                 "tuning / mei / ensemble write them)")
+        return
+    fmt = lambda v, spec=".3g": "n/a" if v is None else format(v, spec)
+    rows = []
+    t = loaded.get("insilico.json")
+    if t:
+        oriented = f"{t['oriented_neurons']} oriented neurons (truth OSI >= 0.2) of {t['neurons']}"
+        rows += [("preferred-orientation error vs the truth's tuning, median (deg)",
+                  t["orientation_error_deg_vs_truth_median"], oriented),
+                 ("preferred-orientation error vs gt/orientation, median (deg)", t["orientation_error_deg_vs_gt_median"],
+                  f"the truth's own tuning is {fmt(t['truth_tuning_vs_gt_orientation_deg_median'])} deg off gt"),
+                 ("suppression index, r(model, truth)", t["suppression_index_r"], "size tuning at the RF centre"),
+                 ("preferred size, r(log model, log truth)", t["preferred_size_r"], ""),
+                 ("c50, r(model, truth)", t["c50_r"], "contrast response"),
+                 ("OSI, r(model, truth)", t["osi_r"], "")]
+        for key in ("with_surround_modulator", "without_surround_modulator"):
+            si = t.get(f"mean_si_{key}")
+            if si:
+                rows.append((f"mean SI of neurons {key.replace('_', ' ')}: model", si["model"],
+                             f"truth {fmt(si['truth'])}, {si['neurons']} neurons"))
+    m = loaded.get("mei.json")
+    if m:
+        rows += [("MEI true-rate ratio, median (true rate at the MEI / true max over training images)",
+                  m["true_ratio_median"], f"{m['neurons']} neurons; ratio > 1 for {fmt(m['true_ratio_above_1_fraction'])}"),
+                 ("MEI, the model's own ratio, median", m["model_ratio_median"], ""),
+                 ("MEI ratios, r(true, model)", m["true_vs_model_ratio_r"], "")]
+    e = loaded.get("ensemble.json")
+    if e:
+        for name, label in (("test_correlation", "test correlation"), ("ceiling_fraction", "fraction of the ceiling")):
+            if e.get(f"gain_{name}") is not None:
+                rows.append((f"ensemble gain in {label}", e[f"gain_{name}"],
+                             f"{e['members']} members: single {fmt(e[f'single_{name}'], '.4f')} -> ensemble "
+                             f"{fmt(e[f'ensemble_{name}'], '.4f')}"))
+    rep.add("## In-silico experiments scored against the ground truth", "",
+            f"From `{folder}` (analysis/insilico.py). The same experiments on the model and on the simulated neurons "
+            "(`v1sysid simulate --rates-for`).", "", "| measure | value | note |", "|---|---|---|",
+            *[f"| {name} | {fmt(value)} | {note} |" for name, value, note in rows], "")
+    mei_path, scores_path = os.path.join(folder, "mei.h5"), os.path.join(folder, "mei_scores.h5")
+    if os.path.isfile(mei_path):
+        import h5py
+        with h5py.File(mei_path, "r") as f:
+            images, neurons = f["images"][...][:MEI_PANELS, 0], f["neurons"][...][:MEI_PANELS]
+        ratios = None
+        if os.path.isfile(scores_path):
+            with h5py.File(scores_path, "r") as f:
+                ratios = f["true_ratio"][...][:MEI_PANELS]
+        cols = min(4, len(images))
+        rows_n = (len(images) + cols - 1) // cols
+        fig, axes = plt.subplots(rows_n, cols, figsize=(3 * cols, 1.9 * rows_n), squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if k < len(images):
+                ax.imshow(images[k], cmap="gray", vmin=0, vmax=255)
+                title = f"neuron {neurons[k]}" + ("" if ratios is None else f", true ratio {ratios[k]:.2f}")
+                ax.set_title(title, fontsize=8)
+        rep.figure(fig, "mei.png", "Most exciting inputs of the model (grey levels 0-255) and the true neuron's "
+                   "rate at its MEI over its true maximum among the training images")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results")
@@ -525,6 +604,7 @@ def main(argv=None):
     p.add_argument("--data")
     p.add_argument("--exe")
     p.add_argument("--data-key", help="readout of a checkpoint trained on several datasets (its data key)")
+    p.add_argument("--insilico", help="output folder of analysis/insilico.py (tuning, mei, ensemble)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if not os.path.isfile(args.results):
@@ -586,6 +666,8 @@ def main(argv=None):
         except ValueError as e:  # e.g. a multi-dataset checkpoint without --data-key: say why, keep the rest
             print(f"report: Figs. 4-6 skipped: {e}", file=sys.stderr)
             rep.skip("Figs. 4-6 and the digital-V1 checks", str(e))
+    if args.insilico:
+        insilico_section(rep, args.insilico)
     if rep.numbers:
         rep.add("## Numbers", "", *[f"- {k}: {v:.4g}" for k, v in rep.numbers.items()], "")
     rep.write()

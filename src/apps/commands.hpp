@@ -16,6 +16,7 @@ void add_predict_command(CLI::App& app);
 void add_rf_command(CLI::App& app);
 void add_mei_command(CLI::App& app);
 void add_ensemble_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 void add_similarity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);

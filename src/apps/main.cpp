@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_rf_command(app);
     v1sysid::apps::add_mei_command(app);
     v1sysid::apps::add_ensemble_command(app);
+    v1sysid::apps::add_export_command(app);
     v1sysid::apps::add_similarity_command(app);
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);

@@ -70,7 +70,9 @@ ResponseStatistics response_statistics(const Dataset& d, Tier tier) {
     const double mean = count > 0 ? sum / count : std::numeric_limits<double>::quiet_NaN();
     for (float r : column) sum_sq += (r - mean) * (r - mean);
     s.mean.push_back(static_cast<float>(mean));
-    s.std.push_back(static_cast<float>(count > 1 ? std::sqrt(sum_sq / (count - 1)) : std::numeric_limits<double>::quiet_NaN()));
+    // ddof 0: the SD v1sysid (data/dataset.cpp, as Ecker's np.std) divides the responses by, so that a
+    // neuralpredictors NeuroNormalizer reading this field scales them exactly as v1sysid does.
+    s.std.push_back(static_cast<float>(count > 0 ? std::sqrt(sum_sq / count) : std::numeric_limits<double>::quiet_NaN()));
     s.min.push_back(column.empty() ? NAN : *std::min_element(column.begin(), column.end()));
     s.max.push_back(column.empty() ? NAN : *std::max_element(column.begin(), column.end()));
     s.median.push_back(median_in_place(column));

@@ -15,7 +15,8 @@
 //   neurons/area, neurons/layer  (n) b'V1', b'L2/3'
 //   neurons/cell_motor_coordinates (n, 3) float32, um (retinotopy)
 //   statistics/images/all/{mean,std,min,max,median}      0-d float32 over all pixels of the train tier
-//   statistics/responses/all/{mean,std,min,max,median}   (n) float32 over the train tier, std with ddof 1
+//   statistics/responses/all/{mean,std,min,max,median}   (n) float32 over the train tier, std with ddof 0 (the
+//                                                        divisor of the responses in data/dataset.cpp)
 //   gt/cell_type (n) bytes; gt/orientation (n) radians in [0, pi), NaN for centre-surround cells;
 //   gt/position (n, 2) (x, y) pixels; gt/test_image_ids (m) int64 ascending; gt/test_rates (m, n) float32;
 //   gt/ceiling_correlation, gt/fev, gt/signal_variance, gt/noise_variance (n) float32;

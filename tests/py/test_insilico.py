@@ -6,6 +6,7 @@ the cells' gt/orientation (so the grating's orientation convention is the simula
 true surround modulator must show more surround suppression than the others. The model is a few training steps
 only: its scores are written, not judged. The run needs V1SYSID_EXE.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -62,6 +63,18 @@ class Runs(unittest.TestCase):
         cls.checkpoint = os.path.join(run, "checkpoint.h5")
         with h5py.File(cls.data, "r") as f:
             cls.n = len(f["gt/orientation"])
+        # A second model for an ensemble of two, and the ensemble file as docs/formats.md describes it.
+        cls.v1("train", os.path.join(SOURCE, "sweeps", "models", "cnn_tiny.yaml"), "--data", cls.data, "--out",
+               run + "2", "--max-iterations", "5", "--seed", "7", "--quiet")
+        cls.ensemble = os.path.join(d, "ensemble.h5")
+        members = [cls.checkpoint, os.path.join(run + "2", "checkpoint.h5")]
+        with h5py.File(cls.ensemble, "w") as f:
+            f["members"] = np.array(members, dtype="S")
+            f["digests"] = np.array([hashlib.sha256(open(m, "rb").read()).hexdigest() for m in members], dtype="S")
+            f["trials"] = np.array([-1, -1], dtype=np.int64)
+            f["val_loss"] = np.full(2, np.nan)
+            f.attrs.update({"kind": "v1sysid ensemble", "format_version": 1, "results": "", "architecture": "cnn_tiny",
+                            "data_fraction": 1.0})
 
     @classmethod
     def tearDownClass(cls):
@@ -134,6 +147,45 @@ class Runs(unittest.TestCase):
             np.testing.assert_allclose(s["true_ratio"][...], direct / s["true_max_over_training_images"][...],
                                        rtol=1e-6)
             self.assertTrue((s["true_max_over_training_images"][...] > 0).all())
+
+    def evaluate(self, checkpoint):
+        r = subprocess.run([EXE, "evaluate", "--checkpoint", checkpoint, "--data", self.data, "--tier", "test",
+                            "--json"], capture_output=True, text=True, check=True)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def test_ensemble_gain_and_the_report_section(self):
+        out = os.path.join(self.tmp.name, "all")
+        r = subprocess.run([sys.executable, os.path.join(ANALYSIS, "insilico.py"), "ensemble", "--ensemble",
+                            self.ensemble, "--checkpoint", self.checkpoint, "--data", self.data, "--out", out,
+                            "--exe", EXE], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(out, "ensemble.json")) as f:
+            summary = json.load(f)
+        single, ensemble = self.evaluate(self.checkpoint), self.evaluate(self.ensemble)
+        self.assertEqual(summary["members"], 2)
+        self.assertEqual(summary["single_test_correlation"], single["test_correlation"])
+        self.assertEqual(summary["ensemble_test_correlation"], ensemble["test_correlation"])
+        self.assertNotEqual(single["test_correlation"], ensemble["test_correlation"])  # two different models
+        self.assertAlmostEqual(summary["gain_test_correlation"],
+                               ensemble["test_correlation"] - single["test_correlation"], places=12)
+        self.assertEqual(self.insilico("tuning", out, "--neurons", "3").returncode, 0)
+        self.assertEqual(self.insilico("mei", out, "--neurons", "2", "--steps", "5", "--starts", "1").returncode, 0)
+        import report  # the report's in-silico section reads the three summaries and mei.h5
+        rep = report.Report(os.path.join(self.tmp.name, "report"))
+        report.insilico_section(rep, out)
+        rep.write()
+        with open(os.path.join(self.tmp.name, "report", "report.md")) as f:
+            text = f.read()
+        self.assertIn("## In-silico experiments scored against the ground truth", text)
+        gain = f"{summary['gain_test_correlation']:.3g}"
+        self.assertIn(f"| ensemble gain in test correlation | {gain} |", text)
+        self.assertIn("| MEI true-rate ratio, median", text)
+        self.assertIn("| suppression index, r(model, truth)", text)
+        self.assertTrue(os.path.getsize(os.path.join(self.tmp.name, "report", "mei.png")) > 0)
+        # A folder without the summaries is said, not an error.
+        rep = report.Report(os.path.join(self.tmp.name, "report2"))
+        report.insilico_section(rep, os.path.join(self.tmp.name, "report"))
+        self.assertIn("in-silico experiments", rep.skipped[0])
 
 
 if __name__ == "__main__":

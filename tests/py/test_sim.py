@@ -94,10 +94,12 @@ class SimulateOutputTest(unittest.TestCase):
             responses = f["responses"][:]
             self.assertTrue(np.isfinite(responses).all())
             self.assertGreaterEqual(responses.min(), 0)
-            # Statistics as neuro_data writes them: image scalars, per-neuron responses (std ddof 1), train tier.
+            # Statistics in neuro_data's layout: image scalars, per-neuron responses over the train tier. The std is
+            # the one v1sysid divides the (non-negative) responses by, ddof 0, so that neuralpredictors'
+            # NeuroNormalizer, which reads it, scales them the same way (ddof 1 differed by sqrt(n / (n - 1))).
             self.assertEqual(f["statistics/images/all/mean"].shape, ())
             train = responses[tiers == "train"]
-            np.testing.assert_allclose(f["statistics/responses/all/std"][:], train.std(0, ddof=1), rtol=1e-4)
+            np.testing.assert_allclose(f["statistics/responses/all/std"][:], train.std(0, ddof=0), rtol=2e-5)
             np.testing.assert_allclose(f["statistics/responses/all/median"][:], np.median(train, 0), rtol=1e-5)
             np.testing.assert_allclose(f["statistics/images/all/mean"][()], images[tiers == "train"].mean(), rtol=1e-4)
             self.assertEqual(f["neurons/unit_ids"].shape, (25,))

@@ -408,6 +408,10 @@ def main(argv=None):
     except ExportError as e:
         print(f"export_neuralpredictors.py: error: {e}", file=sys.stderr)
         return e.code
+    except (KeyError, TypeError) as e:  # a resolved config always has every field: this one was edited or damaged
+        print(f"export_neuralpredictors.py: error: {args.checkpoint}: the checkpoint's config attribute has no valid "
+              f"field {e}; train the model again (v1sysid writes every field)", file=sys.stderr)
+        return 4
     except ImportError as e:
         print(f"export_neuralpredictors.py: error: {e}; install python3-torch, python3-h5py and python3-yaml "
               "(env/install-deps.sh with V1SYSID_WITH_TORCH=1)", file=sys.stderr)

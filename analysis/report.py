@@ -563,7 +563,8 @@ def insilico_section(rep, folder):
                  ("MEI ratios, r(true, model)", m["true_vs_model_ratio_r"], "")]
     e = loaded.get("ensemble.json")
     if e:
-        for name, label in (("test_correlation", "test correlation"), ("ceiling_fraction", "fraction of the ceiling")):
+        for name, label in (("test_correlation", "test correlation"), ("ceiling_fraction", "fraction of the ceiling"),
+                            ("feve", "FEVE")):
             if e.get(f"gain_{name}") is not None:
                 rows.append((f"ensemble gain in {label}", e[f"gain_{name}"],
                              f"{e['members']} members: single {fmt(e[f'single_{name}'], '.4f')} -> ensemble "

@@ -838,7 +838,8 @@ TEST_F(SimTest, SimulateWritesTheStaticImageSetLayout) {
     if (cell_type[static_cast<size_t>(j)] == "center_surround") EXPECT_TRUE(std::isnan(orientation[static_cast<size_t>(j)]));
     else EXPECT_TRUE(orientation[static_cast<size_t>(j)] >= 0 && orientation[static_cast<size_t>(j)] < kPi);
   }
-  // Response statistics: train tier, std with ddof 1.
+  // Response statistics: train tier, std with ddof 0, the very divisor v1sysid's preprocessing computes (so that
+  // neuralpredictors' NeuroNormalizer, which reads this field, scales the responses as v1sysid does).
   const auto stat_std = f.read<float>("statistics/responses/all/std");
   double s = 0, s2 = 0;
   int count = 0;
@@ -849,7 +850,10 @@ TEST_F(SimTest, SimulateWritesTheStaticImageSetLayout) {
     s2 += v * v;
     ++count;
   }
-  EXPECT_NEAR(stat_std[0], std::sqrt((s2 - s * s / count) / (count - 1)), 1e-4);
+  EXPECT_NEAR(stat_std[0], std::sqrt((s2 - s * s / count) / count), 1e-5 * stat_std[0]);
+  const v1sysid::Preprocessing pre = v1sysid::compute_preprocessing(v1sysid::load_dataset(out));
+  for (int j = 0; j < n; ++j)
+    EXPECT_NEAR(stat_std[static_cast<size_t>(j)], pre.response_std[static_cast<size_t>(j)], 1e-5 * stat_std[static_cast<size_t>(j)]) << j;
 }
 
 TEST_F(SimTest, InfoAndDataBasedEstimatorsRecoverTheGroundTruth) {

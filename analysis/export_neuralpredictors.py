@@ -43,6 +43,11 @@ def text(value):
     return value.decode() if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
+def f32(a):
+    """A C-ordered float32 copy (np.array keeps 0-d arrays 0-d, np.ascontiguousarray would make them [1])."""
+    return np.array(a, dtype=np.float32, order="C")
+
+
 # --- Hermite basis (reference-models.md §1.1), for the buffers HermiteConv2D keeps in its state_dict ---------
 
 def hermite_basis(filter_size):
@@ -158,21 +163,24 @@ def nonlinearity_arguments(ckpt, nonlinearities):
             "final_nonlinearity": last != "none"}
 
 
-def batch_norm_entries(ckpt, prefix, slot, scale, rotations_shared, steps):
-    """BatchNorm state of one layer; without scale neuralpredictors holds the shift in a separate bias layer."""
-    t = lambda a: a.astype(np.float32)
+def norm_and_nonlinearity_entries(ckpt, l, scale, rotations_shared, kwargs):
+    """State of layer l after its conv: the BatchNorm (without scale neuralpredictors holds the shift in a separate
+    bias layer) and, for SoftThreshold, the nonlinearity's `zero` buffer."""
+    prefix, slot = f"features.layer{l}", f"core/layer{l}/"
     norm = f"{prefix}.norm.batch_norm" if rotations_shared else f"{prefix}.norm"
     beta = ckpt.param(f"{slot}bn_beta")
     state = collections.OrderedDict()
     if scale:
-        state[f"{norm}.weight"] = t(ckpt.param(f"{slot}bn_gamma"))
-        state[f"{norm}.bias"] = t(beta)
-    state[f"{norm}.running_mean"] = t(ckpt.param(f"{slot}bn_running_mean"))
-    state[f"{norm}.running_var"] = t(ckpt.param(f"{slot}bn_running_var"))
-    state[f"{norm}.num_batches_tracked"] = np.array(steps, dtype=np.int64)
+        state[f"{norm}.weight"] = f32(ckpt.param(f"{slot}bn_gamma"))
+        state[f"{norm}.bias"] = f32(beta)
+    state[f"{norm}.running_mean"] = f32(ckpt.param(f"{slot}bn_running_mean"))
+    state[f"{norm}.running_var"] = f32(ckpt.param(f"{slot}bn_running_var"))
+    state[f"{norm}.num_batches_tracked"] = np.array(ckpt.steps, dtype=np.int64)
     if not scale:
         shape = (1, 1, beta.size, 1, 1) if rotations_shared else (1, beta.size, 1, 1)
-        state[f"{prefix}.bias.bias"] = t(beta).reshape(shape)
+        state[f"{prefix}.bias.bias"] = f32(beta).reshape(shape)
+    if kwargs["nonlinearity_type"] == SOFTPLUS_CLASS and (l < kwargs["layers"] - 1 or kwargs["final_nonlinearity"]):
+        state[f"{prefix}.nonlin.zero"] = f32(0)
     return state
 
 
@@ -196,7 +204,6 @@ def core_export(ckpt):
     state = collections.OrderedDict([("_input_weights_regularizer.laplace.filter",
                                       np.array([[[[0, -1, 0], [-1, 4, -1], [0, -1, 0]]]], dtype=np.float32))])
     kwargs["input_regularizer"] = "LaplaceL2norm"
-    steps = ckpt.steps
     if kind == "roteq":
         rotations = int(c["rotations"])
         features = [int(f) for f in c["features"]]
@@ -214,17 +221,13 @@ def core_export(ckpt):
                        "init_std": float(c["coeff_init_sd"]),
                        "hidden_padding": (hidden[0] // 2 if hidden else 0) if padding == "same" else 0})
         for l in range(layers):
-            prefix, slot = f"features.layer{l}", f"core/layer{l}/"
-            coeffs = ckpt.param(f"{slot}coeffs")  # [Q, C_in, F]
-            state[f"{prefix}.hermite_conv.coeffs"] = coeffs.astype(np.float32)
+            conv = f"features.layer{l}.hermite_conv"
+            state[f"{conv}.coeffs"] = f32(ckpt.param(f"core/layer{l}/coeffs"))  # [Q, C_in, F]
             basis, descs, mus = hermite_basis(ks[l])
-            state[f"{prefix}.hermite_conv.rotate_hermite.H"] = basis.astype(np.float32)
+            state[f"{conv}.rotate_hermite.H"] = f32(basis)
             for i in range(rotations):
-                state[f"{prefix}.hermite_conv.rotate_hermite.Rs.{i}"] = \
-                    rotation_matrix(descs, mus, i * 2 * math.pi / rotations).astype(np.float32)
-            state.update(batch_norm_entries(ckpt, prefix, slot, scale[l], kwargs["rot_eq_batch_norm"], steps))
-            if kwargs["nonlinearity_type"] == SOFTPLUS_CLASS and (l < layers - 1 or kwargs["final_nonlinearity"]):
-                state[f"{prefix}.nonlin.zero"] = np.array(0, dtype=np.float32)
+                state[f"{conv}.rotate_hermite.Rs.{i}"] = f32(rotation_matrix(descs, mus, i * 2 * math.pi / rotations))
+            state.update(norm_and_nonlinearity_entries(ckpt, l, scale[l], True, kwargs))
         return state, "neuralpredictors.layers.cores.RotationEquivariant2dCore", kwargs, not_mapped
 
     channels = [int(ch) for ch in c["channels"]]
@@ -239,7 +242,7 @@ def core_export(ckpt):
                           "with more than one layer can be exported", 2)
     for l in range(layers):
         prefix, slot = f"features.layer{l}", f"core/layer{l}/"
-        weight = ckpt.param(f"{slot}weight").astype(np.float32)
+        weight = f32(ckpt.param(f"{slot}weight"))
         zeros = np.zeros(channels[l], dtype=np.float32)
         if l == 0:
             state[f"{prefix}.conv.weight"] = weight
@@ -247,18 +250,16 @@ def core_export(ckpt):
             # Stacked2dCore passes its per-layer bias list to the hidden convs, and a non-empty list is true:
             # every hidden conv of neuralpredictors has a bias. v1sysid's have none, so they are zero.
             ds = f"{prefix}.ds_conv"
-            state[f"{ds}.in_depth_conv.weight"] = ckpt.param(f"{slot}pointwise_in").astype(np.float32)
+            state[f"{ds}.in_depth_conv.weight"] = f32(ckpt.param(f"{slot}pointwise_in"))
             state[f"{ds}.in_depth_conv.bias"] = zeros
-            state[f"{ds}.spatial_conv.weight"] = ckpt.param(f"{slot}depthwise").astype(np.float32)
+            state[f"{ds}.spatial_conv.weight"] = f32(ckpt.param(f"{slot}depthwise"))
             state[f"{ds}.spatial_conv.bias"] = zeros.copy()
             state[f"{ds}.out_depth_conv.weight"] = weight
             state[f"{ds}.out_depth_conv.bias"] = zeros.copy()
         else:
             state[f"{prefix}.conv.weight"] = weight
             state[f"{prefix}.conv.bias"] = zeros
-        state.update(batch_norm_entries(ckpt, prefix, slot, scale[l], False, steps))
-        if kwargs["nonlinearity_type"] == SOFTPLUS_CLASS and (l < layers - 1 or kwargs["final_nonlinearity"]):
-            state[f"{prefix}.nonlin.zero"] = np.array(0, dtype=np.float32)
+        state.update(norm_and_nonlinearity_entries(ckpt, l, scale[l], False, kwargs))
     return state, "neuralpredictors.layers.cores.Stacked2dCore", kwargs, not_mapped
 
 
@@ -277,7 +278,6 @@ def core_output_shape(config, height, width):
 def readout_export(ckpt, key, in_shape):
     r = ckpt.config["readout"]
     slot = "readout/" if key is None else f"readout/{key}/"
-    t = lambda a: np.ascontiguousarray(a, dtype=np.float32)
     state = collections.OrderedDict()
     not_mapped = []
     bias = ckpt.param(f"{slot}bias")
@@ -287,9 +287,9 @@ def readout_export(ckpt, key, in_shape):
         positive = bool(r["positive_features"])
         # v1sysid uses |M~| and, for positive features, |F~|; FullFactorized2d takes abs of the mask
         # (positive_spatial) but clamps negative features (positive_weights), so those are stored as |F~|.
-        state["spatial"] = t(ckpt.param(f"{slot}mask"))
-        state["_features"] = t(np.abs(features) if positive else features)
-        state["bias"] = t(bias)
+        state["spatial"] = f32(ckpt.param(f"{slot}mask"))
+        state["_features"] = f32(np.abs(features) if positive else features)
+        state["bias"] = f32(bias)
         kwargs = {"in_shape": in_shape, "outdims": n, "bias": True, "normalize": False, "positive_spatial": True,
                   "positive_weights": positive, "constrain_pos": False, "init_noise": 0.01}
         if r["regularizer"] == "joint_l1":
@@ -305,16 +305,16 @@ def readout_export(ckpt, key, in_shape):
               "init_sigma": float(r["init_sigma"]), "batch_sample": True, "align_corners": True,
               "gauss_type": "full", "feature_reg_weight": float(r["feature_weight"])}
     if r["grid_predictor"] == "cortex":
-        state["mu_transform.0.weight"] = t(ckpt.param(f"{slot}grid_A"))
-        state["mu_transform.0.bias"] = t(ckpt.param(f"{slot}grid_a"))
-        state["source_grid"] = t(ckpt.param(f"{slot}grid_coords"))
+        state["mu_transform.0.weight"] = f32(ckpt.param(f"{slot}grid_A"))
+        state["mu_transform.0.bias"] = f32(ckpt.param(f"{slot}grid_a"))
+        state["source_grid"] = f32(ckpt.param(f"{slot}grid_coords"))
         kwargs["grid_mean_predictor"] = {"hidden_layers": 0, "final_tanh": False}
         kwargs["source_grid"] = "state_dict: readout.<data_key>.source_grid (or neurons/cell_motor_coordinates[:, :2])"
     else:
-        state["_mu"] = t(ckpt.param(f"{slot}mu")).reshape(1, n, 1, 2)
-    state["sigma"] = t(ckpt.param(f"{slot}sigma")).reshape(1, n, 2, 2)
-    state["_features"] = t(ckpt.param(f"{slot}features").T).reshape(1, in_shape[0], 1, n)
-    state["bias"] = t(bias)
+        state["_mu"] = f32(ckpt.param(f"{slot}mu")).reshape(1, n, 1, 2)
+    state["sigma"] = f32(ckpt.param(f"{slot}sigma")).reshape(1, n, 2, 2)
+    state["_features"] = f32(ckpt.param(f"{slot}features").T).reshape(1, in_shape[0], 1, n)
+    state["bias"] = f32(bias)
     return state, "neuralpredictors.layers.readouts.FullGaussian2d", kwargs, "elu_plus_one", not_mapped
 
 
@@ -367,8 +367,7 @@ def export(checkpoint, out_dir, force):
         ],
         "not_mapped": not_mapped,
     }
-    # np.array, not np.ascontiguousarray, which turns the 0-d buffers (num_batches_tracked, nonlin.zero) into [1].
-    tensors = collections.OrderedDict((k, torch.from_numpy(np.array(v, order="C"))) for k, v in state.items())
+    tensors = collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state.items())
     if os.path.exists(out_dir) and os.listdir(out_dir) and not force:
         raise ExportError(f"{out_dir} exists and is not empty; pass --force to replace state_dict.pt and model.json "
                           "in it, or choose another --out", 3)

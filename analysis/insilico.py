@@ -388,16 +388,11 @@ def main(argv=None):
         if os.path.exists(summary_path) and not args.force:
             raise InsilicoError(f"{summary_path} exists; pass --force to replace it or choose another --out", 2)
         os.makedirs(args.out, exist_ok=True)
-        if args.command == "ensemble":
-            summary = ensemble_gain(args, exe)
+        if args.command in ("mei", "ensemble"):
+            summary = mei(args, exe) if args.command == "mei" else ensemble_gain(args, exe)
             write_json(summary_path, summary)
-            print_summary(summary, [summary_path])
-            return 0
-        if args.command == "mei":
-            summary = mei(args, exe)
-            write_json(summary_path, summary)
-            print_summary(summary, [summary_path, os.path.join(args.out, "mei.h5"),
-                                    os.path.join(args.out, "mei_scores.h5")])
+            extra = ["mei.h5", "mei_scores.h5"] if args.command == "mei" else []
+            print_summary(summary, [summary_path, *(os.path.join(args.out, name) for name in extra)])
             return 0
         with tempfile.TemporaryDirectory(dir=args.out) as work:
             model, truth, neurons = responders(args, exe, work)

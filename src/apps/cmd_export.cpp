@@ -7,6 +7,7 @@
 // 7 a full disk) it keeps.
 #include "apps/commands.hpp"
 #include "core/error.hpp"
+#include "core/stop.hpp"
 #include "io/output_file.hpp"
 
 #include <spawn.h>
@@ -57,19 +58,6 @@ int run_and_wait(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// The script has printed its own message; this one gives the exit status the same meaning here.
-[[noreturn]] void rethrow_status(int status, const std::string& script) {
-  const std::string what = "the neuralpredictors export stopped with exit status " + std::to_string(status) +
-                           " (its message is above)";
-  switch (status) {
-    case 2: throw ConfigError(what, script, "");
-    case 3: throw IoError(what, script, "");
-    case 4: throw DataError(what, script, "");
-    case 7: throw EnvironmentError(what, script, "");
-    default: throw Error(what, script, "");
-  }
-}
-
 }  // namespace
 
 void add_export_command(CLI::App& app) {
@@ -95,7 +83,10 @@ void add_export_command(CLI::App& app) {
                                   "--out", o->out};
     if (o->force) args.push_back("--force");
     const int status = run_and_wait(args);
-    if (status != 0) rethrow_status(status, script);
+    // The script has printed its own message; this one gives its exit status the same meaning here.
+    if (status != 0)
+      throw_for_exit_code(status, "the neuralpredictors export stopped with exit status " + std::to_string(status) +
+                                      " (its message is above), in " + script);
   });
 }
 

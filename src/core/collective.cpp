@@ -11,27 +11,6 @@ namespace {
 
 std::string g_agreed_message;
 
-[[noreturn]] void throw_typed(int code, const std::string& message) {
-  switch (code) {
-    case 2:
-      throw ConfigError(message);
-    case 3:
-      throw IoError(message);
-    case 4:
-      throw DataError(message);
-    case 5:
-      throw ShapeError(message);
-    case 6:
-      throw DivergedError(message);
-    case 7:
-      throw EnvironmentError(message);
-    case kExitStoppedResumable:
-      throw StoppedError(message);
-    default:
-      throw Error(message);
-  }
-}
-
 }  // namespace
 
 void run_agreed(MPI_Comm comm, const std::function<void()>& step) {
@@ -58,7 +37,7 @@ void run_agreed(MPI_Comm comm, const std::function<void()>& step) {
   message.resize(static_cast<size_t>(length));
   MPI_Bcast(message.data(), length, MPI_CHAR, failing, comm);
   g_agreed_message = message;
-  throw_typed(code, message);
+  throw_for_exit_code(code, message);
 }
 
 bool is_agreed_error(const std::string& what) { return !g_agreed_message.empty() && what == g_agreed_message; }

@@ -20,4 +20,8 @@ class StoppedError : public Error {
   int exit_code() const override { return kExitStoppedResumable; }
 };
 
+// Throws the typed error whose exit_code() is `code` (1 and unknown codes: Error), for an error that crossed a
+// process boundary as an exit status: another rank's (core/collective.cpp), a child process's (apps/cmd_export).
+[[noreturn]] void throw_for_exit_code(int code, const std::string& message);
+
 }  // namespace v1sysid

@@ -251,15 +251,15 @@ def neuralpredictors_forward(sd, model, images, data_key):
             x = F.conv2d(x, sd[ds + "out_depth_conv.weight"], sd[ds + "out_depth_conv.bias"])
         else:
             x = F.conv2d(x, sd[p + "conv.weight"], sd[p + "conv.bias"], padding=k // 2)
-        shared = roteq and core["rot_eq_batch_norm"]
-        norm = p + ("norm.batch_norm." if shared else "norm.")
+        # RotationEquivariant2dCore(rot_eq_batch_norm=True): one batch norm per feature, over rotations and space
+        norm = p + ("norm.batch_norm." if roteq else "norm.")
         shape = x.shape
-        if shared:  # statistics and affine per feature, over rotations and space
+        if roteq:
             r = core["num_rotations"]
             x = x.view(shape[0], r, shape[1] // r, shape[2], shape[3]).transpose(1, 2).reshape(shape[0], shape[1] // r, -1)
         x = F.batch_norm(x, sd[norm + "running_mean"], sd[norm + "running_var"], sd.get(norm + "weight"),
                          sd.get(norm + "bias"), training=False, eps=model["batchnorm_eps"])
-        if shared:
+        if roteq:
             x = x.view(shape[0], shape[1] // r, r, shape[2], shape[3]).transpose(1, 2).reshape(shape)
         if p + "bias.bias" in sd:  # the shift of a layer without scale
             b = sd[p + "bias.bias"]
@@ -300,8 +300,7 @@ def documented_shapes(model, n, in_shape):
             shapes[p + "hermite_conv.coeffs"] = (q, c_prev, f)
             shapes[p + "hermite_conv.rotate_hermite.H"] = (q, 2 * k, 2 * k)
             shapes.update({f"{p}hermite_conv.rotate_hermite.Rs.{i}": (q, q) for i in range(r)})
-            c_out, bn = r * f, (f if core["rot_eq_batch_norm"] else r * f)
-            norm = p + ("norm.batch_norm." if core["rot_eq_batch_norm"] else "norm.")
+            c_out, bn, norm = r * f, f, p + "norm.batch_norm."  # rot_eq_batch_norm=True, checked in check()
         else:
             c_out, bn, norm = f, f, p + "norm."
             if l == 0:
@@ -317,7 +316,7 @@ def documented_shapes(model, n, in_shape):
         if core["batch_norm_scale"][l]:
             shapes.update({norm + "weight": (bn,), norm + "bias": (bn,)})
         else:
-            shapes[p + "bias.bias"] = (1, 1, bn, 1, 1) if roteq and core["rot_eq_batch_norm"] else (1, bn, 1, 1)
+            shapes[p + "bias.bias"] = (1, 1, bn, 1, 1) if roteq else (1, bn, 1, 1)
         if core["nonlinearity_type"] == "SoftThreshold" and (l < core["layers"] - 1 or core["final_nonlinearity"]):
             shapes[p + "nonlin.zero"] = ()
         c_prev = c_out
@@ -490,6 +489,7 @@ class ExportNeuralpredictors(unittest.TestCase):
             with h5py.File(checkpoint, "r") as f:
                 self.assertEqual(model["batchnorm_eps"], float(f["export/layer0"].attrs["bn_eps"]))
                 if core_class == "RotationEquivariant2dCore":  # the synthesis of the doc gives training's filters
+                    self.assertTrue(model["core"]["kwargs"]["rot_eq_batch_norm"])
                     for l in range(model["core"]["kwargs"]["layers"]):
                         w = hermite_weights(sd, f"core.features.layer{l}.hermite_conv.",
                                             model["core"]["kwargs"]["num_rotations"], l == 0).numpy()

@@ -75,6 +75,7 @@ Exit status: 0; 2 bad arguments; 3 a file cannot be read or written; 4 a field i
 message names the file and the field); 5 `v1sysid predict` failed.
 """
 import argparse
+import errno
 import json
 import math
 import os
@@ -923,9 +924,7 @@ def markdown(doc):
 
 
 def figures(doc, folder, write_atomically):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from report import plt  # report.py starts matplotlib (Agg) with its guard for a font cache it cannot write
     by_name = {r["name"]: r for r in doc["results"]}
     arch = doc["architectures"]
     written = []
@@ -1078,9 +1077,9 @@ def main(argv=None):
     except report.OutputError as e:
         print(f"replication.py: error: {e}", file=sys.stderr)
         return e.exit_code
-    except OSError as e:
+    except OSError as e:  # creating the output folders; the files themselves fail as report.OutputError
         print(f"replication.py: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
-        return 3
+        return 7 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else 3
     for r in doc["results"]:
         if r["rule"]:
             print(f"{r['name']}: {_fmt(r['estimate'])} [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}] "

@@ -197,6 +197,28 @@ TEST_P(SweepMpi, EveryTrialIsWrittenOnceAndTheFileReadsBack) {
 
 INSTANTIATE_TEST_SUITE_P(Ranks, SweepMpi, ::testing::Values(2, 4));
 
+// Only `sweep` shares work among ranks: a single-process command started on two would write its outputs twice
+// over each other. It is refused before any work, said once (by rank 0), with exit 2 and no output written.
+TEST(SweepMpi, OtherCommandsStartedOnSeveralRanksAreRefusedOnceBeforeAnyWork) {
+  ScratchDir dir;
+  const std::string out = dir / "stimuli.h5";
+  auto r = run_v1sysid_mpi(2, "images --procedural dead_leaves --count 4 --test-count 2 --height 8 --width 8 --out " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("'v1sysid images' runs on one process but was started on 2 MPI ranks"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("only 'v1sysid sweep' shares work"), std::string::npos) << r.output;
+  size_t said = 0;
+  for (size_t at = r.output.find("runs on one process"); at != std::string::npos;
+       at = r.output.find("runs on one process", at + 1))
+    ++said;
+  EXPECT_EQ(said, 1u) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // The same command on one rank runs.
+  auto one = run_v1sysid_mpi(1, "images --procedural dead_leaves --count 4 --test-count 2 --height 8 --width 8 --out " + out);
+  EXPECT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_TRUE(std::filesystem::exists(out));
+}
+
 // One trial of 6 s on 2 ranks: the rank without a trial waits 6 s for the other. It must sleep, not poll: the
 // whole job (both ranks and mpiexec) may use at most 1.5 CPU-seconds, where a polling wait takes 2.5-6 (2.6
 // measured on a loaded 2-core machine before the fix, 0.4-0.5 after).

@@ -686,6 +686,27 @@ TEST(Training, GaussianStacked2dCheckpointRoundTripAndExport) {
   EXPECT_TRUE(std::all_of(mu.begin(), mu.end(), [](float x) { return x >= -1 && x <= 1; }));
 }
 
+// The Lurz schedule keeps the initial model as its first snapshot; a run that never beats it must report that
+// model's validation loss, not 0 (select and status rank trials by the lowest best_val_loss).
+TEST(Training, ALurzRunWhoseInitialModelStaysBestReportsThatModelsValidationLoss) {
+  TinyFixture fx;
+  auto config = parse_model_config(kLurzModel, "lurz model");
+  config.train.learning_rate = 1e-12;  // the validation correlation cannot move by the schedule's 1e-6 tolerance
+  config.core.batchnorm_decay = 1.0;   // nor can the running statistics the evaluation uses
+  config.train.max_epochs = 2;
+  TrainingData data = prepare_training_data(fx.dataset, fx.preprocessing);
+  Model<Real> model(config, 16, 16, 12);
+  Batcher batcher(data.train_rows, 1.0, config.train.batch_size, config.train.seed);
+  model.initialize(config.train.seed, mean_response(data, batcher.rows()));
+  Trainer trainer(model, data, batcher);
+  const double initial_loss = trainer.validation_loss();
+  const auto result = trainer.run(false);
+  ASSERT_NE(result.status, "diverged") << result.message;
+  ASSERT_EQ(result.best_iteration, 0);
+  EXPECT_GT(initial_loss, 0.0);
+  EXPECT_EQ(result.best_val_loss, initial_loss);
+}
+
 TEST(Training, SeveralDatasetsOneStepPerCycle) {
   TinyFixture fx;
   TinySpec other;

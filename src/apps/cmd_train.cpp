@@ -45,8 +45,9 @@ void add_train_command(CLI::App& app) {
     auto out = run_training(*o);
     if (out.resumed_at_step >= 0) std::cout << "resumed at step " << out.resumed_at_step << "; ";
     std::cout << "wrote " << out.checkpoint_path << " and " << out.metrics_path << ": status " << out.training.status
-              << ", best validation loss " << out.training.best_val_loss << ", test correlation "
-              << out.evaluation->metrics.test_correlation;
+              << ", best validation loss " << out.training.best_val_loss;
+    if (out.lurz_schedule) std::cout << " (best validation correlation " << out.training.best_val_correlation << ")";
+    std::cout << ", test correlation " << out.evaluation->metrics.test_correlation;
     if (out.evaluation->ceiling_fraction) std::cout << ", fraction of ceiling " << *out.evaluation->ceiling_fraction;
     std::cout << "\n";
   });

@@ -33,6 +33,29 @@ int report(const std::string& message, int code, const char* kind = "error") {
   return code;
 }
 
+// Only `sweep` shares work among MPI ranks; any other command started on several (mpirun -np N, or srun in a
+// sweep's batch script) would run N times and write the same outputs concurrently. Every rank sees the same
+// world size, so every rank refuses alike (an agreed error: rank 0 says it once and no rank is aborted).
+void refuse_several_ranks_except_sweep(CLI::App& app) {
+  for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (command->get_name() == "sweep") continue;
+    const std::string name = command->get_name();
+    command->preparse_callback([name](std::size_t) {
+      int size = 1;
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      v1sysid::run_agreed(MPI_COMM_WORLD, [&] {
+        if (size > 1)
+          throw v1sysid::ConfigError("'v1sysid " + name + "' runs on one process but was started on " +
+                                         std::to_string(size) + " MPI ranks, each of which would do the same work "
+                                         "and write the same outputs",
+                                     "the launch (mpirun / srun)",
+                                     "start it without mpirun or with -np 1; only 'v1sysid sweep' shares work "
+                                     "among ranks");
+      });
+    });
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,6 +93,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);
     v1sysid::apps::add_status_command(app);
+    refuse_several_ranks_except_sweep(app);
 
     try {
       app.parse(argc, argv);

@@ -260,31 +260,30 @@ void grid_predictor_backward(ExecSpace const& space, UView2<const T, ExecSpace> 
   detail::require_extents(d_mu, {N, 2}, where, "d_mu");
   detail::require_extents(d_A, {2, 2}, where, "d_A");
   detail::require_extents(d_a, {2}, where, "d_a");
-  // Six scalar sums over the neurons, host-side accumulation of device reductions (tiny: 6 launches).
-  double sums[6];
-  for (int k = 0; k < 6; ++k) {
-    double acc = 0;
-    Kokkos::parallel_reduce(
-        "v1sysid::gaussian_readout::grid_predictor_backward", Kokkos::RangePolicy<ExecSpace>(space, 0, int(N)),
-        KOKKOS_LAMBDA(const int n, double& r) {
-          const int i = k < 4 ? k / 2 : k - 4;  // output coordinate
-          const double g = d_mu(n, i);
-          r += k < 4 ? g * double(coords(n, k % 2)) : g;
-        },
-        acc);
-    sums[k] = acc;
-  }
-  auto dA = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d_A);
-  auto da = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), d_a);
-  dA(0, 0) += T(sums[0]);
-  dA(0, 1) += T(sums[1]);
-  dA(1, 0) += T(sums[2]);
-  dA(1, 1) += T(sums[3]);
-  da(0) += T(sums[4]);
-  da(1) += T(sums[5]);
-  Kokkos::deep_copy(space, d_A, dA);
-  Kokkos::deep_copy(space, d_a, da);
-  space.fence();
+  // Six sums over the neurons, one team each, added to the gradients on the device: no host round trip (which
+  // would allocate two host views per training step on a GPU). In double, the neurons in order within a team, so
+  // the Serial backend adds exactly as the former one-reduction-per-sum code did.
+  using Team = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  Kokkos::parallel_for(
+      "v1sysid::gaussian_readout::grid_predictor_backward", Kokkos::TeamPolicy<ExecSpace>(space, 6, Kokkos::AUTO),
+      KOKKOS_LAMBDA(const Team& team) {
+        const int k = team.league_rank();  // d_A(0,0), d_A(0,1), d_A(1,0), d_A(1,1), d_a(0), d_a(1)
+        const int i = k < 4 ? k / 2 : k - 4;  // output coordinate
+        double sum = 0;
+        Kokkos::parallel_reduce(
+            Kokkos::TeamThreadRange(team, int(N)),
+            [&](const int n, double& r) {
+              const double g = d_mu(n, i);
+              r += k < 4 ? g * double(coords(n, k % 2)) : g;
+            },
+            sum);
+        Kokkos::single(Kokkos::PerTeam(team), [&] {
+          if (k < 4)
+            d_A(k / 2, k % 2) += T(sum);
+          else
+            d_a(k - 4) += T(sum);
+        });
+      });
 }
 
 #define V1SYSID_GAUSSIAN_INSTANTIATE(T, E)                                                                       \

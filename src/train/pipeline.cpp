@@ -478,6 +478,7 @@ TrainOutcome run_training(const TrainOptions& o) {
   }
   RunOutcome run = train_one(spec);
   out.training = run.training;
+  out.lurz_schedule = run.config.train.lurz();
   out.resumed_at_step = run.resumed_at_step;
   const ModelConfig& config = run.config;
   std::string sources;

@@ -142,6 +142,7 @@ struct TrainOptions {
 
 struct TrainOutcome {
   TrainResult training;
+  bool lurz_schedule = false;  // ranked by validation correlation (training.best_val_correlation)
   std::optional<EvaluationReport> evaluation;  // absent when the run diverged; dataset 0
   std::vector<std::pair<std::string, EvaluationReport>> dataset_evaluations;  // per data_key (several datasets)
   std::string checkpoint_path, metrics_path;

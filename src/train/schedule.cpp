@@ -199,10 +199,13 @@ TrainResult LurzSchedule::run(Trainer& trainer, const ScheduleControl& control) 
     progress.resumed_at(epoch, elapsed_before);
   } else {
     // Epoch 0: the initial model is the first snapshot (the reference evaluates before training too).
+    // Its validation loss is the run's best_val_loss until an epoch beats it: without it a run whose first model
+    // stays the best reported a loss of 0, which `select` and `status` (lowest loss first) ranked above every trial.
     const double corr = trainer.validation_correlation();
     best = sched_best = std::isfinite(corr) ? corr : best;
     model.arena().snapshot(space);
     result.best_iteration = 0;
+    result.best_val_loss = trainer.validation_loss();
   }
   StateSaver saver(control);
   auto state = [&] {

@@ -4,6 +4,7 @@ differences of `v1sysid predict` and against PyTorch autograd, `v1sysid similari
 analysis/torch_model.py (factorised export against `predict`; Gaussian export against a numpy bilinear
 sampler). Torch-dependent parts are skipped with a message when torch is missing.
 """
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,24 @@ ANALYSIS = os.path.join(HERE, "..", "..", "analysis")
 sys.path.insert(0, ANALYSIS)
 import v1analysis as va  # noqa: E402
 from test_export_torch import MODEL, executable, write_dataset  # noqa: E402
+
+
+@contextlib.contextmanager
+def full_tmpfs(folder):
+    """A 64 KiB tmpfs mounted at `folder` (created) and filled by the file `filler`: every write there is ENOSPC.
+    Needs root (skip the test otherwise)."""
+    os.makedirs(folder)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", folder], check=True)
+    try:
+        try:
+            with open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+                while True:
+                    f.write(b"x" * 4096)
+        except OSError:  # full
+            pass
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", folder], check=False)
 
 
 def run(*args):
@@ -499,20 +518,9 @@ class ReportOnAFullDisk(unittest.TestCase):
 
     @unittest.skipIf(not hasattr(os, "geteuid") or os.geteuid() != 0, "mounting a small tmpfs needs root")
     def test_full_tmpfs(self):
-        disk = os.path.join(self.tmp.name, "disk")
-        os.makedirs(disk)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], check=True)
-        try:
-            try:
-                with open(os.path.join(disk, "filler"), "wb", buffering=0) as f:
-                    while True:
-                        f.write(b"x" * 4096)
-            except OSError:  # full
-                pass
+        with full_tmpfs(os.path.join(self.tmp.name, "disk")) as disk:
             r = self.report(os.path.join(disk, "report"))
             self.assert_clean_failure(r, os.path.join(disk, "report"), 7, "disk full")
-        finally:
-            subprocess.run(["umount", "-l", disk], check=False)
 
 
 @unittest.skipIf(TORCH is not None or H5PY is not None, f"PyTorch / h5py not available: {TORCH or H5PY}")

@@ -367,6 +367,19 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(p.returncode, 3)
             self.assertIn("nope.json", p.stderr)
 
+    @unittest.skipIf(not hasattr(os, "geteuid") or os.geteuid() != 0, "mounting a small tmpfs needs root")
+    def test_a_full_disk_is_exit_7_with_one_line_and_no_partial_outputs(self):
+        from test_analysis import full_tmpfs
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = Synthetic(tmp, seeds=(3101, 3102), n_neurons=12, n_photos=8, per_photo=2)
+            with full_tmpfs(os.path.join(tmp, "disk")) as disk:
+                out = os.path.join(disk, "results.json")
+                p = run_tool(syn.path, "--out", out, "--resamples", "50", "--work", os.path.join(tmp, "work"))
+                self.assertEqual(p.returncode, 7, p.stderr)
+                self.assertNotIn("Traceback", p.stderr)
+                self.assertRegex(p.stderr.strip().splitlines()[-1], r"^replication.py: error: .*disk full")
+                self.assertEqual(sorted(os.listdir(disk)), ["filler"])
+
 
 SIM_CONFIG = """stimuli: stimuli.h5
 seed: 3

@@ -198,8 +198,8 @@ TEST_P(SweepMpi, EveryTrialIsWrittenOnceAndTheFileReadsBack) {
 INSTANTIATE_TEST_SUITE_P(Ranks, SweepMpi, ::testing::Values(2, 4));
 
 // Only `sweep` shares work among ranks: a single-process command started on two would write its outputs twice
-// over each other. It is refused before any work, said once (by rank 0), with exit 2 and no output written.
-TEST(SweepMpi, OtherCommandsStartedOnSeveralRanksAreRefusedOnceBeforeAnyWork) {
+// over each other (`bench`, which writes nothing, excepted). It is refused before any work, said once (by rank 0), with exit 2 and no output written.
+TEST(SweepMpi, OtherCommandsButBenchStartedOnSeveralRanksAreRefusedOnceBeforeAnyWork) {
   ScratchDir dir;
   const std::string out = dir / "stimuli.h5";
   auto r = run_v1sysid_mpi(2, "images --procedural dead_leaves --count 4 --test-count 2 --height 8 --width 8 --out " + out);
@@ -217,6 +217,15 @@ TEST(SweepMpi, OtherCommandsStartedOnSeveralRanksAreRefusedOnceBeforeAnyWork) {
   auto one = run_v1sysid_mpi(1, "images --procedural dead_leaves --count 4 --test-count 2 --height 8 --width 8 --out " + out);
   EXPECT_EQ(one.exit_code, 0) << one.output;
   EXPECT_TRUE(std::filesystem::exists(out));
+  // `bench` writes nothing and runs one benchmark per rank on purpose (the throughput of a rank layout).
+  auto bench = run_v1sysid_mpi(2, "bench --model cnn --channels 4 --neurons 7 --batch 3 --height 9 --width 11 "
+                                  "--steps 1 --warmup 0");
+  EXPECT_EQ(bench.exit_code, 0) << bench.output;
+  size_t lines = 0;
+  for (size_t at = bench.output.find("\"train_images_per_s\""); at != std::string::npos;
+       at = bench.output.find("\"train_images_per_s\"", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 2u) << bench.output;
 }
 
 // One trial of 6 s on 2 ranks: the rank without a trial waits 6 s for the other. It must sleep, not poll: the

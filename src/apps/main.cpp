@@ -36,9 +36,11 @@ int report(const std::string& message, int code, const char* kind = "error") {
 // Only `sweep` shares work among MPI ranks; any other command started on several (mpirun -np N, or srun in a
 // sweep's batch script) would run N times and write the same outputs concurrently. Every rank sees the same
 // world size, so every rank refuses alike (an agreed error: rank 0 says it once and no rank is aborted).
-void refuse_several_ranks_except_sweep(CLI::App& app) {
+// `bench` writes nothing and is run on several ranks on purpose: one benchmark per rank measures the throughput
+// of a rank layout (docs/performance.md, "Sweep throughput").
+void refuse_several_ranks_except_sweep_and_bench(CLI::App& app) {
   for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
-    if (command->get_name() == "sweep") continue;
+    if (command->get_name() == "sweep" || command->get_name() == "bench") continue;
     const std::string name = command->get_name();
     command->preparse_callback([name](std::size_t) {
       int size = 1;
@@ -93,7 +95,7 @@ int main(int argc, char** argv) {
     v1sysid::apps::add_bench_command(app);
     v1sysid::apps::add_simulate_command(app);
     v1sysid::apps::add_status_command(app);
-    refuse_several_ranks_except_sweep(app);
+    refuse_several_ranks_except_sweep_and_bench(app);
 
     try {
       app.parse(argc, argv);

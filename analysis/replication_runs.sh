@@ -29,11 +29,16 @@
 #                                                  simulated again from their seeds, and a sweep refuses to resume
 #                                                  if one came out different (its results file holds its digest).
 #
-# Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --seeds "S ..." (test
-# phase; default the protocol's 3101 3102 3103), --archive FOLDER (default docs/replication/runs).
+# Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --lanes L (default N),
+# --seeds "S ..." (test and transfer phases; default the protocol's 3101 3102 3103), --archive FOLDER (default
+# docs/replication/runs).
 # Every step is skipped when its output is complete: stimulus and dataset files are written atomically, and a
 # sweep resumes its pending trials when run again. So after a stop (end of a session, SIGTERM: exit 75), run
-# the same command again. Each sweep runs as N MPI ranks of 1 thread (the protocol's 2 x 1).
+# the same command again. The N ranks of 1 thread (the protocol's 2 x 1) are shared by L lanes of N/L ranks, so
+# that no rank waits while another finishes a sweep's last trial: the test phase gives each lane its own seeds
+# (round robin), the transfer phase trains a seed's two cores (one trial each) side by side. A trial is a pure
+# function of its sweep file, dataset and seed, so lanes change when a run happens, never what it computes.
+# Stop: `kill -TERM` the sweeps (v1sysid ... sweep) or their mpirun; every lane then exits 75 and so does this.
 # Layout of DIR: stimuli_<S>.h5, <arm>_<S>.h5 (datasets), <sweep>_<arm>_<S>.h5 (results), ckpt/<sweep>_<arm>_<S>/
 # (checkpoints of every trial, for analysis/replication.py), logs/; transfer: transfer_<S>-animal<k>.h5,
 # transfer_core_{matched,disjoint}_<S>.h5, transfer_{target,nulls}_<S>.h5 (results) and transfer_<S>/ (the seed's
@@ -42,7 +47,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 v1sysid="$here/build/cpu-release/v1sysid"
-out="" ranks=2 seeds="3101 3102 3103" phase="${1:-}" archive="$here/docs/replication/runs"
+out="" ranks=2 lanes="" seeds="3101 3102 3103" phase="${1:-}" archive="$here/docs/replication/runs"
 die() { echo "replication_runs.sh: $*" >&2; exit 2; }
 [[ "$phase" =~ ^(dev|test|transfer|status|manifest|archive|restore)$ ]] ||
   die "first argument: dev, test, transfer, status, manifest, archive or restore (see the header of $0)"
@@ -52,12 +57,17 @@ while [[ $# -gt 0 ]]; do
     --out) out="${2:-}"; shift 2 ;;
     --v1sysid) v1sysid="${2:-}"; shift 2 ;;
     --ranks) ranks="${2:-}"; shift 2 ;;
+    --lanes) lanes="${2:-}"; shift 2 ;;
     --seeds) seeds="${2:-}"; shift 2 ;;
     --archive) archive="${2:-}"; shift 2 ;;
     *) die "unknown option '$1'" ;;
   esac
 done
 [ -n "$out" ] || die "--out DIR is required"
+[[ "$ranks" =~ ^[1-9][0-9]*$ ]] || die "--ranks must be a positive whole number, not '$ranks'"
+lanes=${lanes:-$ranks}
+[[ "$lanes" =~ ^[1-9][0-9]*$ ]] && [ $((ranks % lanes)) -eq 0 ] ||
+  die "--lanes must be a positive whole number that divides --ranks ($ranks), not '$lanes'"
 [ -n "$archive" ] || die "--archive FOLDER must not be empty"
 [[ "$phase" =~ ^(archive|restore)$ ]] || [ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
 mkdir -p "$out/logs" "$out/ckpt"
@@ -65,7 +75,8 @@ out="$(cd "$out" && pwd)"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-say() { echo "replication_runs.sh: $*"; }
+lane_label=""  # "[seed S] " inside a lane: the lanes' lines share one log
+say() { echo "replication_runs.sh: $lane_label$*"; }
 
 stimuli() {  # stimuli SEED: 24 x 40 crops of the seed (protocol section 2)
   local f="$out/stimuli_$1.h5"
@@ -134,11 +145,41 @@ run_sweep() {  # run_sweep TAG FILE DATA...: run (or resume) the sweep FILE on t
   restore "$tag"
   local data=()
   for d in "$@"; do data+=(--data "$d"); done
-  say "sweep $tag (log: $out/logs/$tag.log)"
-  mpirun -np "$ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" "${data[@]}" \
+  say "sweep $tag on $sweep_ranks rank(s) (log: $out/logs/$tag.log)"
+  mpirun -np "$sweep_ranks" --oversubscribe --bind-to none "$v1sysid" sweep "$file" "${data[@]}" \
     --out "$out/$tag.h5" --save-checkpoints "$out/ckpt/$tag" >> "$out/logs/$tag.log" 2>&1 || status=$?
   tail -n 2 "$out/logs/$tag.log"
   [ "$status" = 0 ] || { say "sweep $tag stopped with exit $status; run the same command again to resume"; exit "$status"; }
+}
+sweep_ranks=$ranks
+
+# in_lanes FUNCTION ITEM...: runs FUNCTION ITEM for every item, the items dealt round robin to the lanes, each lane
+# a background process with ranks/lanes ranks; waits for all and exits with the first lane's failure.
+in_lanes() {
+  local function=$1 lane item status=0 pids=()
+  shift
+  local items=("$@")
+  for ((lane = 0; lane < lanes; ++lane)); do
+    (
+      sweep_ranks=$((ranks / lanes))
+      for ((k = lane; k < ${#items[@]}; k += lanes)); do
+        item=${items[$k]}
+        lane_label="[$function $item] "
+        "$function" "$item"
+      done
+    ) &
+    pids+=($!)
+  done
+  for lane in "${pids[@]}"; do
+    wait "$lane" || { local rc=$?; [ "$status" != 0 ] || status=$rc; }
+  done
+  [ "$status" = 0 ] || { say "a lane stopped with exit $status; run the same command again to resume"; exit "$status"; }
+}
+
+test_seed() {  # test_seed SEED: Table 1 / Fig. 3 and the two variants of one test seed
+  sweep test main "$1"
+  sweep test_25 deep0 "$1"
+  sweep test_25 absolute "$1"
 }
 
 sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml on ARM_SEED.h5
@@ -146,6 +187,13 @@ sweep() {  # sweep NAME ARM SEED: run (or resume) sweeps/replication/NAME.yaml o
   [ -f "$file" ] || die "$file does not exist: the test-phase sweeps are written with the frozen settings of the development phase (protocol section 4.1)"
   dataset "$2" "$3"
   run_sweep "$1_$2_$3" "$file" "$out/$2_$3.h5"
+}
+
+transfer_core() {  # transfer_core matched|disjoint: the core of $transfer_seed on animals 1-4 or 5-8
+  local first=1 k animals=()
+  [ "$1" = matched ] || first=5
+  for ((k = first; k < first + 4; ++k)); do animals+=("$out/transfer_$transfer_seed-animal$k.h5"); done
+  run_sweep "transfer_core_$1_$transfer_seed" "$here/sweeps/replication/transfer_core.yaml" "${animals[@]}"
 }
 
 transfer() {  # transfer SEED: the Lurz transfer runs of one test seed (protocol section 4.4)
@@ -156,8 +204,8 @@ transfer() {  # transfer SEED: the Lurz transfer runs of one test seed (protocol
     "$v1sysid" simulate "$here/data/replication/transfer.yaml" --seed "$s" --stimuli "$out/stimuli_$s.h5" \
       --out "$out/transfer_$s.h5" --force > "$out/logs/simulate_transfer_$s.log" 2>&1
   fi
-  run_sweep "transfer_core_matched_$s" "$here/sweeps/replication/transfer_core.yaml" "${animal}"{1,2,3,4}.h5
-  run_sweep "transfer_core_disjoint_$s" "$here/sweeps/replication/transfer_core.yaml" "${animal}"{5,6,7,8}.h5
+  transfer_seed=$s
+  in_lanes transfer_core matched disjoint
   # The target and null sweeps name their cores relative to their own folder: one folder per seed with copies of
   # the sweep files (model paths made absolute) and of the two core checkpoints.
   mkdir -p "$dir"
@@ -172,11 +220,7 @@ transfer() {  # transfer SEED: the Lurz transfer runs of one test seed (protocol
 case "$phase" in
   dev) sweep dev main 2019 ;;
   test)
-    for s in $seeds; do
-      sweep test main "$s"
-      sweep test_25 deep0 "$s"
-      sweep test_25 absolute "$s"
-    done ;;
+    in_lanes test_seed $seeds ;;
   transfer)
     for s in $seeds; do transfer "$s"; done ;;
   archive) archive_all ;;

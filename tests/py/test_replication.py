@@ -630,6 +630,105 @@ esac
                 again = [line.split()[0] for line in f if line.strip()][len(calls):]
             self.assertEqual(again, ["sweep"] * 4)
 
+    def lane_stub(self, d, sweep_seconds, fail_on=""):
+        """A stand-in v1sysid whose sweeps log their start and end, their MPI world size (the ranks mpirun gave
+        the sweep) and take sweep_seconds; a sweep whose --out contains fail_on exits 75 (stopped)."""
+        log = os.path.join(d, "calls.log")
+        stub = os.path.join(d, "v1sysid")
+        with open(stub, "w") as f:
+            f.write(f"""#!/bin/bash
+out=""; prev=""; ckpt=""
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  [ "$prev" = --save-checkpoints ] && ckpt=$a
+  prev=$a
+done
+case "$1" in
+  images) touch "$out" ;;
+  simulate) touch "$out"; for k in 1 2 3 4 5 6 7 8 9; do touch "${{out%.h5}}-animal$k.h5"; done ;;
+  sweep)
+    [ "${{OMPI_COMM_WORLD_RANK:-0}}" = 0 ] || exit 0
+    echo "start $(basename "$out") ranks=${{OMPI_COMM_WORLD_SIZE:-1}} $(date +%s.%N)" >> {log}
+    sleep {sweep_seconds}
+    echo "end $(basename "$out") $(date +%s.%N)" >> {log}
+    if [ -n "{fail_on}" ] && [[ "$out" == *"{fail_on}"* ]]; then exit 75; fi
+    touch "$out"; mkdir -p "$ckpt"; echo "core of $out" > "$ckpt/trial_0.h5" ;;
+esac
+""")
+        os.chmod(stub, 0o755)
+        return stub, log
+
+    @staticmethod
+    def sweep_times(log):
+        start, end, ranks = {}, {}, {}
+        with open(log) as f:
+            for line in f:
+                w = line.split()
+                if w[0] == "start":
+                    start[w[1]], ranks[w[1]] = float(w[3]), int(w[2].split("=")[1])
+                else:
+                    end[w[1]] = float(w[2])
+        return start, end, ranks
+
+    def test_two_lanes_run_two_seeds_side_by_side_on_one_rank_each(self):
+        # With 2 ranks and 2 lanes, seed 3101's sweeps and seed 3102's run at the same time, each sweep on one rank:
+        # no rank waits while the other finishes a sweep's last trial.
+        with tempfile.TemporaryDirectory() as d:
+            stub, log = self.lane_stub(d, 1)
+            out = os.path.join(d, "run")
+            r = self.run_script("test", "--out", out, "--v1sysid", stub, "--seeds", "3101 3102", "--ranks", "2",
+                                "--archive", os.path.join(d, "no-archive"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            start, end, ranks = self.sweep_times(log)
+            names = [f"{sweep}_{arm}_{s}.h5" for s in (3101, 3102)
+                     for sweep, arm in (("test", "main"), ("test_25", "deep0"), ("test_25", "absolute"))]
+            self.assertEqual(sorted(start), sorted(names))
+            self.assertEqual(set(ranks.values()), {1})
+            # Within a seed the sweeps run in order; the two seeds' first sweeps overlap.
+            for s in (3101, 3102):
+                self.assertLessEqual(end[f"test_main_{s}.h5"], start[f"test_25_deep0_{s}.h5"])
+                self.assertLessEqual(end[f"test_25_deep0_{s}.h5"], start[f"test_25_absolute_{s}.h5"])
+            self.assertLess(start["test_main_3102.h5"], end["test_main_3101.h5"])
+            self.assertLess(start["test_main_3101.h5"], end["test_main_3102.h5"])
+            self.assertIn("[test_seed 3102] sweep test_main_3102 on 1 rank(s)", r.stdout)
+            # --lanes 1 gives the whole 2 ranks to one sweep at a time.
+            r = self.run_script("test", "--out", os.path.join(d, "one_lane"), "--v1sysid", stub, "--seeds", "3101",
+                                "--ranks", "2", "--lanes", "1", "--archive", os.path.join(d, "no-archive"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("sweep test_main_3101 on 2 rank(s)", r.stdout)
+            r = self.run_script("test", "--out", out, "--ranks", "2", "--lanes", "3", "--v1sysid", stub)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--lanes must be a positive whole number that divides --ranks (2)", r.stderr)
+
+    def test_a_stopped_lane_stops_the_phase_with_its_status_and_the_other_lane_finishes(self):
+        with tempfile.TemporaryDirectory() as d:
+            stub, log = self.lane_stub(d, 0.2, fail_on="test_main_3102")
+            out = os.path.join(d, "run")
+            r = self.run_script("test", "--out", out, "--v1sysid", stub, "--seeds", "3101 3102", "--ranks", "2",
+                                "--archive", os.path.join(d, "no-archive"))
+            self.assertEqual(r.returncode, 75, r.stdout + r.stderr)
+            self.assertIn("a lane stopped with exit 75; run the same command again to resume", r.stdout)
+            start, end, _ = self.sweep_times(log)
+            self.assertIn("test_25_absolute_3101.h5", end)  # the other lane ran its seed to the end
+            self.assertNotIn("test_25_deep0_3102.h5", start)  # the stopped lane went no further
+
+    def test_two_lanes_train_a_seeds_two_cores_side_by_side(self):
+        with tempfile.TemporaryDirectory() as d:
+            stub, log = self.lane_stub(d, 1)
+            out = os.path.join(d, "run")
+            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "2",
+                                "--archive", os.path.join(d, "no-archive"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            start, end, ranks = self.sweep_times(log)
+            matched, disjoint = "transfer_core_matched_3101.h5", "transfer_core_disjoint_3101.h5"
+            self.assertEqual((ranks[matched], ranks[disjoint]), (1, 1))
+            self.assertLess(start[disjoint], end[matched])
+            self.assertLess(start[matched], end[disjoint])
+            # The target's sweeps start from both cores, on both ranks.
+            for name in ("transfer_target_3101.h5", "transfer_nulls_3101.h5"):
+                self.assertGreaterEqual(start[name], max(end[matched], end[disjoint]))
+                self.assertEqual(ranks[name], 2)
+
     @unittest.skipUnless(EXE, "needs V1SYSID_EXE (the sweep files are parsed by a dry run)")
     def test_the_transfer_sweeps_parse_and_name_their_architectures_by_kind(self):
         sweeps = os.path.join(ANALYSIS, "..", "sweeps", "replication")

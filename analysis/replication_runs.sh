@@ -75,7 +75,7 @@ out="$(cd "$out" && pwd)"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-lane_label=""  # "[seed S] " inside a lane: the lanes' lines share one log
+lane_label=""  # "[test_seed 3102] " inside a lane: the lanes' lines share one log
 say() { echo "replication_runs.sh: $lane_label$*"; }
 
 stimuli() {  # stimuli SEED: 24 x 40 crops of the seed (protocol section 2)

@@ -38,7 +38,9 @@
 # that no rank waits while another finishes a sweep's last trial: the test phase gives each lane its own seeds
 # (round robin), the transfer phase trains a seed's two cores (one trial each) side by side. A trial is a pure
 # function of its sweep file, dataset and seed, so lanes change when a run happens, never what it computes.
-# Stop: `kill -TERM` the sweeps (v1sysid ... sweep) or their mpirun; every lane then exits 75 and so does this.
+# Stop: `kill -TERM` the sweep processes (`pkill -TERM -f '^\S*v1sysid\S* sweep'`); each saves its trials' states and
+# exits 75, and so do its mpirun, its lane and this script. (Signalling mpirun works too, as it forwards SIGTERM to
+# the sweep, but then mpirun exits 1.)
 # Layout of DIR: stimuli_<S>.h5, <arm>_<S>.h5 (datasets), <sweep>_<arm>_<S>.h5 (results), ckpt/<sweep>_<arm>_<S>/
 # (checkpoints of every trial, for analysis/replication.py), logs/; transfer: transfer_<S>-animal<k>.h5,
 # transfer_core_{matched,disjoint}_<S>.h5, transfer_{target,nulls}_<S>.h5 (results) and transfer_<S>/ (the seed's

@@ -74,6 +74,14 @@ lanes=${lanes:-$ranks}
 [[ "$phase" =~ ^(archive|restore)$ ]] || [ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
 mkdir -p "$out/logs" "$out/ckpt"
 out="$(cd "$out" && pwd)"
+# One phase at a time on a runs folder: a second driver would simulate the same datasets and start the same sweeps
+# (which refuse, holding their results file's lock) beside the first. The lock is the open file descriptor 9, held
+# by this script, its lanes and the processes they start, and released when the last of them ends.
+if [[ "$phase" =~ ^(dev|test|transfer|archive|restore)$ ]]; then
+  exec 9>> "$out/replication_runs.lock"
+  flock -n 9 || die "another replication_runs.sh phase is running on $out (or a sweep it started still runs); wait" \
+    "for it to end, or stop it (see 'Stop' in the header of $0)"
+fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

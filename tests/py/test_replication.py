@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import h5py
@@ -711,6 +712,30 @@ esac
             start, end, _ = self.sweep_times(log)
             self.assertIn("test_25_absolute_3101.h5", end)  # the other lane ran its seed to the end
             self.assertNotIn("test_25_deep0_3102.h5", start)  # the stopped lane went no further
+
+    def test_a_second_driver_on_the_same_runs_folder_is_refused_while_the_first_runs(self):
+        with tempfile.TemporaryDirectory() as d:
+            stub, log = self.lane_stub(d, 3)
+            out = os.path.join(d, "run")
+            args = ["--out", out, "--v1sysid", stub, "--seeds", "3101", "--archive", os.path.join(d, "archive")]
+            first = subprocess.Popen(["bash", self.SCRIPT, "test", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            try:
+                for _ in range(100):  # until the first sweep runs
+                    if os.path.exists(log):
+                        break
+                    time.sleep(0.1)
+                for phase in ("test", "transfer", "archive", "restore"):
+                    r = self.run_script(phase, *args)
+                    self.assertEqual(r.returncode, 2, phase + ": " + r.stdout + r.stderr)
+                    self.assertIn(f"another replication_runs.sh phase is running on {out}", r.stderr)
+                r = self.run_script("status", *args)  # reading is allowed
+                self.assertEqual(r.returncode, 0, r.stderr)
+            finally:
+                stdout, stderr = first.communicate(timeout=120)
+            self.assertEqual(first.returncode, 0, stdout + stderr)
+            r = self.run_script("test", *args)  # the lock went with the first driver
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_two_lanes_train_a_seeds_two_cores_side_by_side(self):
         with tempfile.TemporaryDirectory() as d:

@@ -1006,6 +1006,36 @@ void expect_same_tree(const v1sysid::h5::File& a, const v1sysid::h5::File& b, co
 // One training path: a sweep trial on two datasets, and one that starts from a frozen core on a third, give the
 // checkpoints `v1sysid train` gives for the same model, data, seed and data fraction (the transfer protocol of
 // docs/replication/protocol.md section 4.4 in small).
+// Each dataset of a model gets a readout named by its data_key (the file name stem). Two --data with one key
+// (the same file twice, or files of one name in two folders) are refused before any data is read, by train and by
+// sweep; the sweep used to record every trial as failed (the model refused the two readouts) and exit 0.
+TEST(SweepTrain, TwoDatasetsWithOneDataKeyAreRefusedBeforeAnyWork) {
+  ScratchDir dir;
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  std::filesystem::create_directories(dir / "other");
+  std::filesystem::copy_file(dir / "tiny.h5", dir / "other/tiny.h5");
+  const std::string model = v1sysid::testing::source_dir() + "/sweeps/models/lurz_transfer_quick.yaml";
+  auto r = v1sysid::testing::run_v1sysid("train " + model + " --data " + (dir / "tiny.h5") + " --data " +
+                                         (dir / "other/tiny.h5") + " --out " + (dir / "run") + " 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--data " + (dir / "tiny.h5") + " and --data " + (dir / "other/tiny.h5") +
+                          " have the same data_key 'tiny'"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "run"));
+  auto sweep = write_sweep(dir, "core.yaml",
+                           "name: core\nseed: 1\nbase_model: " + model + "\narchitectures: [{name: core}]\n"
+                           "search: {draws: 2}\n");
+  r = run_v1sysid_mpi(2, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --data " + (dir / "tiny.h5") +
+                             " --out " + (dir / "core.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  const std::string said = "have the same data_key 'tiny'";
+  const size_t first = r.output.find(said);
+  EXPECT_NE(first, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(said, first + 1), std::string::npos) << "said once, by rank 0: " << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "core.h5"));
+}
+
 TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   ScratchDir dir;
   const std::string src = v1sysid::testing::source_dir();

@@ -42,6 +42,7 @@ TrainingTrialRunner::TrainingTrialRunner(const SweepConfig& sweep, const std::ve
                                          std::string checkpoint_dir, std::string state_dir, double state_interval_s)
     : m_sweep(sweep), m_checkpoint_dir(std::move(checkpoint_dir)), m_state_dir(std::move(state_dir)),
       m_state_interval_s(state_interval_s) {
+  require_distinct_data_keys(data_paths);
   for (const auto& path : data_paths) {
     m_datasets.push_back(prepare_dataset(path));
     m_sources += (m_sources.empty() ? "" : ",") + path;

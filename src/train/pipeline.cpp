@@ -261,6 +261,18 @@ void check_init_core(const Model<Real>& source, const std::string& source_origin
                       "--init-core", "use the same core: section (the checkpoint's config attribute has it)");
 }
 
+void require_distinct_data_keys(const std::vector<std::string>& paths, const std::string& option) {
+  if (paths.size() < 2) return;
+  for (size_t b = 1; b < paths.size(); ++b)
+    for (size_t a = 0; a < b; ++a)
+      if (data_key_from_path(paths[a]) == data_key_from_path(paths[b]))
+        throw ConfigError(option + " " + paths[a] + " and " + option + " " + paths[b] + " have the same data_key '" +
+                              data_key_from_path(paths[b]) + "', which names each dataset's readout",
+                          "the command line",
+                          "pass each dataset once, and rename one of two files of the same name (the key is the "
+                          "file name stem)");
+}
+
 std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons,
                                                  const std::string& option) {
   auto p = std::make_unique<PreparedDataset>();
@@ -437,6 +449,7 @@ TrainOutcome run_training(const TrainOptions& o) {
     throw ConfigError("--save-state-every must be 0 (no states) or positive", "the command line", "fix the value");
   const std::vector<std::string> paths = o.data_paths.empty() ? std::vector<std::string>{o.data_path} : o.data_paths;
   refuse_outputs_inside_datasets({o.out_dir}, paths);
+  require_distinct_data_keys(paths);
   RunSpec spec;
   spec.config = load_model_config(o.model_path);
   spec.config_origin = o.model_path;

@@ -67,6 +67,11 @@ struct PreparedDataset {
 std::unique_ptr<PreparedDataset> prepare_dataset(const std::string& path, const std::string& neurons = "",
                                                  const std::string& option = "--neurons");
 
+// Several datasets of one model get one readout each, named by the data_key their path gives
+// (data_key_from_path): two paths with the same key (the same file twice, or two files of the same name in other
+// folders) are a ConfigError naming both, before any data is read. `option` names the flag ("--data").
+void require_distinct_data_keys(const std::vector<std::string>& paths, const std::string& option = "--data");
+
 // The init-core spelling (train --init-core, a sweep architecture's init_core) of a core kept as initialised.
 inline constexpr const char* kRandomCore = "random";
 

@@ -730,6 +730,11 @@ TEST(ImagesCommand, ProceduralOnlyByNameAndNoSilentOverwrite) {
   r = v1sysid::testing::run_v1sysid("images --out " + dir / "t.h5" + " --procedural white_noise");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "t.h5"));
+  // No crop at all is refused, not written as an empty stimulus file (exit 0 before).
+  r = v1sysid::testing::run_v1sysid("images --out " + dir / "e.h5" + " --procedural dead_leaves --count 0 --test-count 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--count and --test-count are both 0"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "e.h5"));
 }
 
 }  // namespace

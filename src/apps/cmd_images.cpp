@@ -7,6 +7,7 @@
 // It prints the effective number of distinct images: crops, photographs and crops per photograph per tier, the
 // inverse Simpson index of the crop shares, and the measured number of overlapping crop pairs (0).
 #include "apps/commands.hpp"
+#include "core/error.hpp"
 #include "io/output_file.hpp"
 #include "sim/photos.hpp"
 
@@ -46,6 +47,10 @@ void print_stimulus_summary(const sim::StimulusSet& set, std::ostream& out) {
 }
 
 void run_images(const ImagesArgs& args) {
+  // A file of no image would pass for a stimulus set until `simulate` or `similarity` found it empty.
+  if (args.count == 0 && args.test_count == 0)
+    throw ConfigError("--count and --test-count are both 0: there would be no image to write", "the command line",
+                      "ask for at least one crop (--count for train/validation, --test-count for test)");
   // Refuse before cutting thousands of crops rather than at the end.
   refuse_outputs_inside_datasets({args.out}, {});
   prepare_output_file(args.out, args.force);

@@ -112,6 +112,25 @@ TEST(SweepTable, BadSweepFilesNameTheKey) {
                "has no 'readout' section");
 }
 
+// `--dry-run` on a training sweep (how a user or a test checks a sweep file without training) checks every trial's
+// model as the real run does; it used to write a results file of synthetic trials for a key no model has.
+TEST(SweepTable, ADryRunOfATrainingSweepChecksItsTrialModels) {
+  ScratchDir dir;
+  const std::string model = v1sysid::testing::source_dir() + "/sweeps/models/cnn_tiny.yaml";
+  auto sweep = write_sweep(dir, "s.yaml",
+                           "name: s\nseed: 1\nbase_model: " + model + "\narchitectures: [{name: x, hyperparameters: "
+                           "{core.bogus: {uniform: [0, 1]}}}]\n");
+  auto r = v1sysid::testing::run_v1sysid("sweep " + sweep + " --dry-run --out " + (dir / "r.h5") + " 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("core.bogus: unknown key"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "r.h5"));
+  sweep = write_sweep(dir, "good.yaml",
+                      "name: s\nseed: 1\nbase_model: " + model + "\narchitectures: [{name: x, hyperparameters: "
+                      "{core.smooth_weight: {uniform: [0, 1]}}}]\n");
+  r = v1sysid::testing::run_v1sysid("sweep " + sweep + " --dry-run --out " + (dir / "good.h5") + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(SweepTable, AnArchitectureMayDrawItsOwnHyperparameters) {
   ScratchDir dir;
   auto sweep = v1sysid::SweepConfig::load(write_sweep(dir, "s.yaml",
@@ -662,7 +681,9 @@ TEST(SweepStatus, LiveRowsLetStatusWatchASweepAdvance) {
   ScratchDir dir;
   auto sweep = write_sweep(dir, "s.yaml",
                            "name: live\nseed: 1\ntrial_kind: dry_run\narchitectures: [{name: a}]\nsearch: {draws: 2}\n"
-                           "dry_run: {min_seconds: 4, max_seconds: 4, neurons: 3}\n");
+                           "dry_run: {min_seconds: 6, max_seconds: 6, neurons: 3}\n");
+  // 6 s trials: both reports below must come while trial 0 runs, and on a loaded machine (2 cores shared with
+  // another sweep) the status calls before them took up to 2 s, which 4 s trials did not always leave room for.
   const std::string out = dir / "r.h5", log = dir / "log", watch = dir / "watch";
   const std::string status = std::string(V1SYSID_TEST_EXE) + " status " + out;
   auto r = run_shell(v1sysid::testing::mpi_command(1, "sweep " + sweep + " --out " + out) + " > " + log + " 2>&1 & " +

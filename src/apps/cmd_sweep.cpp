@@ -121,8 +121,13 @@ void run_sweep_command(const SweepOptions& o) {
   std::vector<Trial> trials;
   run_agreed(MPI_COMM_WORLD, [&] {
     sweep = SweepConfig::load(o.sweep_file);
-    if (o.dry_run) sweep.trial_kind = "dry_run";
     trials = expand_trials(sweep);
+    if (o.dry_run && sweep.trial_kind != "dry_run") {
+      // A training sweep run with --dry-run still gets its trial models checked (unknown keys of a drawn
+      // hyperparameter, values out of range), as the real run would check them before its first trial.
+      for (const auto& t : trials) (void)trial_config(sweep, t);
+      sweep.trial_kind = "dry_run";
+    }
   });
   if (o.list) {
     if (rank == 0) print_table(sweep, trials);

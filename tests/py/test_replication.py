@@ -466,6 +466,16 @@ class PredictEndToEndTest(unittest.TestCase):
                              (20, 40, 15))
 
 
+# The start of a stand-in v1sysid's script: $out and $ckpt from --out and --save-checkpoints.
+STUB_OUTPUTS = """out=""; prev=""; ckpt=""
+for a in "$@"; do
+  [ "$prev" = --out ] && out=$a
+  [ "$prev" = --save-checkpoints ] && ckpt=$a
+  prev=$a
+done
+"""
+
+
 class ReplicationRunsScript(unittest.TestCase):
     """analysis/replication_runs.sh: its command line and the manifest it writes for replication.py."""
 
@@ -589,13 +599,7 @@ class ReplicationRunsScript(unittest.TestCase):
             with open(stub, "w") as f:
                 f.write(f"""#!/bin/bash
 echo "$*" >> {log}
-out=""; prev=""; ckpt=""
-for a in "$@"; do
-  [ "$prev" = --out ] && out=$a
-  [ "$prev" = --save-checkpoints ] && ckpt=$a
-  prev=$a
-done
-case "$1" in
+{STUB_OUTPUTS}case "$1" in
   images) touch "$out" ;;
   simulate) for k in 1 2 3 4 5 6 7 8 9; do touch "${{out%.h5}}-animal$k.h5"; done ;;
   sweep) touch "$out"; mkdir -p "$ckpt"; echo "core of $out" > "$ckpt/trial_0.h5" ;;
@@ -638,13 +642,7 @@ esac
         stub = os.path.join(d, "v1sysid")
         with open(stub, "w") as f:
             f.write(f"""#!/bin/bash
-out=""; prev=""; ckpt=""
-for a in "$@"; do
-  [ "$prev" = --out ] && out=$a
-  [ "$prev" = --save-checkpoints ] && ckpt=$a
-  prev=$a
-done
-case "$1" in
+{STUB_OUTPUTS}case "$1" in
   images) touch "$out" ;;
   simulate) touch "$out"; for k in 1 2 3 4 5 6 7 8 9; do touch "${{out%.h5}}-animal$k.h5"; done ;;
   sweep)
@@ -671,16 +669,21 @@ esac
                     end[w[1]] = float(w[2])
         return start, end, ranks
 
+    def run_phase_timed(self, d, phase, seeds):
+        """Runs `phase` on 2 ranks (2 lanes by default) with a lane_stub of 1 s sweeps in d/run; returns the
+        result, the stub and sweep_times of its log."""
+        stub, log = self.lane_stub(d, 1)
+        r = self.run_script(phase, "--out", os.path.join(d, "run"), "--v1sysid", stub, "--seeds", seeds, "--ranks",
+                            "2", "--archive", os.path.join(d, "no-archive"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return (r, stub, *self.sweep_times(log))
+
     def test_two_lanes_run_two_seeds_side_by_side_on_one_rank_each(self):
         # With 2 ranks and 2 lanes, seed 3101's sweeps and seed 3102's run at the same time, each sweep on one rank:
         # no rank waits while the other finishes a sweep's last trial.
         with tempfile.TemporaryDirectory() as d:
-            stub, log = self.lane_stub(d, 1)
+            r, stub, start, end, ranks = self.run_phase_timed(d, "test", "3101 3102")
             out = os.path.join(d, "run")
-            r = self.run_script("test", "--out", out, "--v1sysid", stub, "--seeds", "3101 3102", "--ranks", "2",
-                                "--archive", os.path.join(d, "no-archive"))
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            start, end, ranks = self.sweep_times(log)
             names = [f"{sweep}_{arm}_{s}.h5" for s in (3101, 3102)
                      for sweep, arm in (("test", "main"), ("test_25", "deep0"), ("test_25", "absolute"))]
             self.assertEqual(sorted(start), sorted(names))
@@ -739,12 +742,7 @@ esac
 
     def test_two_lanes_train_a_seeds_two_cores_side_by_side(self):
         with tempfile.TemporaryDirectory() as d:
-            stub, log = self.lane_stub(d, 1)
-            out = os.path.join(d, "run")
-            r = self.run_script("transfer", "--out", out, "--v1sysid", stub, "--seeds", "3101", "--ranks", "2",
-                                "--archive", os.path.join(d, "no-archive"))
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            start, end, ranks = self.sweep_times(log)
+            _, _, start, end, ranks = self.run_phase_timed(d, "transfer", "3101")
             matched, disjoint = "transfer_core_matched_3101.h5", "transfer_core_disjoint_3101.h5"
             self.assertEqual((ranks[matched], ranks[disjoint]), (1, 1))
             self.assertLess(start[disjoint], end[matched])

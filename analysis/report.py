@@ -183,8 +183,9 @@ class Report:
 def table1(rep, results):
     rows = va.select_table(results, TOP)
     rep.add("## Table 1: model selection", "",
-            f"Best trial by validation loss per architecture and data fraction; mean +- SD of the test correlation "
-            f"over the {TOP} trials with the lowest validation loss (the rule of `v1sysid select`).", "",
+            f"Best trial per architecture and data fraction by its schedule's validation criterion (the lowest "
+            f"validation loss; Lurz schedule: the highest validation correlation); mean +- SD of the test correlation "
+            f"over the {TOP} best trials by it (the rule of `v1sysid select`).", "",
             va.table_markdown(rows, TOP), "")
     return rows
 

@@ -64,6 +64,8 @@ def row_checksums(trials):
     tail = list(_CHECKSUM_TAIL)
     if "steps" in trials:  # format_version 3 on
         tail.insert(tail.index("iterations") + 1, "steps")
+    if "best_val_correlation" in trials:  # format_version 5 on (and an upgrade that stopped before setting it)
+        tail.append("best_val_correlation")
     names += tail
     n = trials["status"].shape[0]
     if n == 0:
@@ -120,11 +122,14 @@ def read_results(path):
 
 def select_table(results, top=5):
     """Table 1, the rule of `v1sysid select`: per (architecture, data fraction) in order of first appearance,
-    the trial with the lowest validation loss among `ok` trials, and the mean and sample SD (ddof 1; 0 for a
-    single trial) of test correlation over the `top` trials with the lowest validation loss."""
+    the best `ok` trial by its schedule's validation criterion, and the mean and sample SD (ddof 1; 0 for a
+    single trial) of test correlation over the `top` best trials by it. The criterion ("ranked_by") is the
+    validation loss, lowest first (Ecker's schedule), or, when every ok trial of the group has a finite
+    best_val_correlation (Lurz's schedule, results format 5 on), the validation correlation, highest first."""
     arch = results["architecture"]
     status = results["status"]
     val = results["best_val_loss"]
+    val_corr = results.get("best_val_correlation", np.full(len(arch), np.nan))
     corr = results["test_correlation"]
     frac = results["data_fraction"]
     rows, members = [], []
@@ -142,7 +147,10 @@ def select_table(results, top=5):
             members[g].append(i)
     for row, m in zip(rows, members):
         row["trials_ok"] = len(m)
-        m = sorted(m, key=lambda i: val[i])  # stable, like std::stable_sort
+        by_correlation = bool(m) and all(np.isfinite(val_corr[i]) for i in m)
+        row["ranked_by"] = "validation correlation" if by_correlation else "validation loss"
+        # stable, like std::stable_sort
+        m = sorted(m, key=(lambda i: -val_corr[i]) if by_correlation else (lambda i: val[i]))
         row["ranked"] = m
         if not m:
             row["best_trial"] = -1
@@ -151,6 +159,7 @@ def select_table(results, top=5):
         k = min(max(top, 1), len(m))
         top_corr = np.array([corr[i] for i in m[:k]], dtype=float)
         row.update(best_trial=int(best), best_val_loss=float(val[best]), best_test_correlation=float(corr[best]),
+                   best_val_correlation=float(val_corr[best]),
                    top_count=k, top_mean=float(top_corr.mean()),
                    top_sd=float(top_corr.std(ddof=1)) if k > 1 else 0.0,
                    best_hyperparameters={n: float(v[best]) for n, v in results["hyperparameters"].items()})
@@ -158,15 +167,18 @@ def select_table(results, top=5):
 
 
 def table_markdown(rows, top=5):
-    lines = ["| architecture | data fraction | trials ok | best val loss | test corr (best) | "
-             f"test corr top-{top} (mean +- SD) | best hyperparameters |", "|---|---|---|---|---|---|---|"]
+    lines = ["| architecture | data fraction | trials ok | ranked by | best val loss | best val corr | "
+             f"test corr (best) | test corr top-{top} (mean +- SD) | best hyperparameters |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["best_trial"] < 0:
-            lines.append(f"| {r['architecture']} | {r['data_fraction']:g} | 0/{r['trials_total']} | - | - | - | - |")
+            lines.append(f"| {r['architecture']} | {r['data_fraction']:g} | 0/{r['trials_total']} | - | - | - | - | - "
+                         "| - |")
             continue
         hp = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r["best_hyperparameters"].items()))
+        val_corr = f"{r['best_val_correlation']:.4f}" if np.isfinite(r["best_val_correlation"]) else "-"
         lines.append(f"| {r['architecture']} | {r['data_fraction']:g} | {r['trials_ok']}/{r['trials_total']} | "
-                     f"{r['best_val_loss']:.4f} | {r['best_test_correlation']:.3f} | "
+                     f"{r['ranked_by']} | {r['best_val_loss']:.4f} | {val_corr} | {r['best_test_correlation']:.3f} | "
                      f"{r['top_mean']:.3f} +- {r['top_sd']:.3f} | {hp} |")
     return "\n".join(lines)
 

@@ -338,7 +338,31 @@ TEST(SweepSelect, BestByValidationLossAndTopKStatistics) {
   for (int j = 0; j < 3; ++j) var += std::pow(corr[order[j]] - mean, 2) / 2;
   EXPECT_NEAR(rows[0].top_mean_test_correlation, mean, 1e-12);
   EXPECT_NEAR(rows[0].top_sd_test_correlation, std::sqrt(var), 1e-12);
-  EXPECT_NE(v1sysid::selection_markdown(rows, 3).find("| a | 0.5 | 6/6 |"), std::string::npos);
+  EXPECT_NE(v1sysid::selection_markdown(rows, 3).find("| a | 0.5 | 6/6 | validation loss |"), std::string::npos);
+  // Dry-run (Ecker-like) trials have no validation correlation: NaN in the file, ranked by loss.
+  for (double c : f.read<double>("trials/best_val_correlation")) EXPECT_TRUE(std::isnan(c));
+  EXPECT_EQ(rows[0].ranked_by, v1sysid::RankedBy::validation_loss);
+}
+
+// Lurz et al. keep the epoch of best validation correlation and select models by it, so a group whose trials all
+// have one ranks by it, highest first, even where the validation losses order the trials otherwise; a group where
+// one trial lacks it (finished under results format 4) falls back to the loss, as do Ecker trials (NaN).
+TEST(SweepSelect, LurzScheduleTrialsRankByValidationCorrelation) {
+  const double nan = std::nan("");
+  const std::vector<double> loss{1.0, 2.0, 3.0, 0.5};
+  const std::vector<double> corr{0.2, 0.4, 0.3, nan};
+  std::vector<size_t> lurz{0, 1, 2};
+  ASSERT_EQ(v1sysid::ranking_of(lurz, corr), v1sysid::RankedBy::validation_correlation);
+  v1sysid::rank_trials(lurz, v1sysid::RankedBy::validation_correlation, loss, corr);
+  EXPECT_EQ(lurz, (std::vector<size_t>{1, 2, 0}));
+  std::vector<size_t> mixed{0, 1, 2, 3};
+  ASSERT_EQ(v1sysid::ranking_of(mixed, corr), v1sysid::RankedBy::validation_loss);
+  v1sysid::rank_trials(mixed, v1sysid::RankedBy::validation_loss, loss, corr);
+  EXPECT_EQ(mixed, (std::vector<size_t>{3, 0, 1, 2}));
+  // Ties keep trial order.
+  std::vector<size_t> tied{2, 0, 1};
+  v1sysid::rank_trials(tied, v1sysid::RankedBy::validation_correlation, loss, std::vector<double>{0.1, 0.1, 0.1});
+  EXPECT_EQ(tied, (std::vector<size_t>{2, 0, 1}));
 }
 
 }  // namespace
@@ -755,7 +779,9 @@ TEST(SweepStatus, ARowLeftRunningByADeadJobIsStalledAndRunAgain) {
 }
 
 // A results file of format 3 (before live rows) is upgraded in place when a sweep resumes it: trials/heartbeat is
-// added, its finished rows keep their values and checksums and are not run again.
+// added, its finished rows keep their values and are not run again. This file still has the format-5 column
+// best_val_correlation, as one whose upgrade stopped before it set format_version: its checksums, which cover that
+// column, verify, and the upgrade completes (tests/py/test_analysis.py upgrades real format-3/4 files).
 TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
   ScratchDir dir;
   auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
@@ -770,10 +796,11 @@ TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
   }
   r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("upgraded " + out + " from results format 3 to 4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("upgraded " + out + " from results format 3 to 5 (added trials/heartbeat)"),
+            std::string::npos) << r.output;
   EXPECT_NE(r.output.find("0 to run"), std::string::npos) << r.output;
   auto f = v1sysid::h5::File::open(out);
-  EXPECT_EQ(f.read_attribute_int("/", "format_version"), 4);
+  EXPECT_EQ(f.read_attribute_int("/", "format_version"), 5);
   EXPECT_TRUE(f.exists("trials/heartbeat"));
   EXPECT_EQ(f.read<uint64_t>("trials/row_checksum"), before);
 }
@@ -1129,6 +1156,12 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
     // trials/config: the trial's resolved model config, the text its checkpoint stores.
     EXPECT_EQ(row.read_strings("trials/config"),
               std::vector<std::string>{trained.read_attribute_string("/", "config")});
+    // The Lurz schedule's criterion: the row's best validation correlation is the run's (metrics.json, 10 digits).
+    const std::string metrics = dir / (checkpoint.substr(0, checkpoint.find('/')) + "/metrics.json");
+    const double from_train = nlohmann::json::parse(v1sysid::testing::read_text(metrics))["best_val_correlation"];
+    const auto in_row = row.read<double>("trials/best_val_correlation");
+    ASSERT_EQ(in_row.size(), 1u);
+    EXPECT_NEAR(in_row[0], from_train, 1e-9 * std::fabs(from_train)) << metrics;
   }
   // Two datasets: trials/neuron_correlation holds both datasets' neurons.
   v1sysid::h5::Shape shape;

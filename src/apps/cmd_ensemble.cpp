@@ -1,5 +1,6 @@
 // v1sysid ensemble RESULTS --checkpoints DIR --top K --out F [--architecture A] [--data-fraction X] [--force]:
-// the K best trials of one architecture (by validation loss, as `select` ranks them) as one model
+// the K best trials of one architecture (by validation loss, or correlation for the Lurz schedule, as `select` ranks
+// them) as one model
 // (train/ensemble.hpp) that evaluate, predict, rf and mei take as --checkpoint.
 #include "apps/commands.hpp"
 #include "core/error.hpp"

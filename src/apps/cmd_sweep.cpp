@@ -255,7 +255,7 @@ void add_select_command(CLI::App& app) {
     bool force = false;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("select", "Table 1: best trial per architecture by validation loss, top-k test correlation");
+  auto* cmd = app.add_subcommand("select", "Table 1: best trial per architecture by validation loss (Lurz schedule: validation correlation), top-k test correlation");
   cmd->add_option("RESULTS", o->results, "results.h5 written by v1sysid sweep")->required()->check(CLI::ExistingFile);
   cmd->add_option("--top", o->top, "How many best trials to average")->check(CLI::PositiveNumber);
   cmd->add_option("--csv", o->csv, "Also write the table as CSV to this file");

@@ -169,6 +169,8 @@ const Column kColumns[] = {
      [](const RowSource& s, const FileColumn& c, std::string& b) { append_padded(b, s.result.val_curve, c.width); }},
     {"neuron_correlation", Kind::float32, 0, Extent::neurons, Writer::result, true, 1, kNaN, "",
      [](const RowSource& s, const FileColumn& c, std::string& b) { append_padded(b, s.result.neuron_correlation, c.width); }},
+    {"best_val_correlation", Kind::float64, 0, Extent::scalar, Writer::live, true, 5, kNaN, "",
+     [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.best_val_correlation); }},
     {"row_checksum", Kind::uint64, 0, Extent::scalar, Writer::checksum, false, 2, 0, "", nullptr},
     {"heartbeat", Kind::float64, 0, Extent::scalar, Writer::heartbeat, false, 4, kNaN, "", nullptr},
 };
@@ -295,16 +297,105 @@ bool is_legacy_checksum(const std::string& stored) {
   return any;
 }
 
-// Version 3 -> 4, rank 0, serially, after check_existing: adds trials/heartbeat (NaN: no trial of the file has
-// a heartbeat yet) and sets format_version. Rows and their checksums are unchanged (the heartbeat is not hashed).
-void upgrade_from_version_3(const std::string& path, const ResultsLayout& layout) {
+// Every finished row of a results file with trials/row_checksum: the checksum of its stored cells and the one
+// stored. The hashed columns are those of format `version`. A newer column that the file has nevertheless was
+// added by an upgrade that stopped before setting format_version; such a row's checksum may be either, so it
+// counts as computed when it matches the cells with the newer columns.
+struct RowChecksum {
+  int64_t row;
+  uint64_t computed, stored;
+};
+std::vector<RowChecksum> stored_row_checksums(const h5::File& f, int64_t version) {
+  ResultsLayout layout;
+  const h5::Shape status_shape = f.shape("trials/status");
+  layout.n_trials = status_shape.empty() ? 0 : static_cast<int64_t>(status_shape[0]);
+  layout.max_checks = static_cast<int64_t>(f.shape("trials/val_curve").at(1));
+  layout.n_neurons = static_cast<int64_t>(f.shape("trials/neuron_correlation").at(1));
+  if (f.exists("trials/hyperparameters")) layout.hyperparameters = f.list("trials/hyperparameters");
+  std::sort(layout.hyperparameters.begin(), layout.hyperparameters.end());
+  const size_t n = static_cast<size_t>(layout.n_trials);
+
+  // Every column as stored (raw bytes per row); a column newer than `version` that the file lacks is not hashed.
+  auto columns = file_columns(layout);
+  std::vector<std::string> stored(columns.size());
+  std::vector<size_t> row_bytes(columns.size(), 0);
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const FileColumn& c = columns[i];
+    if (!(c.column->hashed || c.column->writer == Writer::checksum || c.column->writer == Writer::status)) continue;
+    if (!f.exists(c.path)) {
+      if (c.column->since_version > version) continue;
+      throw DataError(c.path + " is missing", f.path(), "the file is not a complete v1sysid results file");
+    }
+    const h5::Shape shape = f.shape(c.path);
+    const bool two_d = c.column->extent == Extent::curve || c.column->extent == Extent::neurons;
+    if (shape.size() != (two_d ? 2u : 1u) || shape[0] != n || (two_d && shape[1] != c.width)) {
+      throw DataError("trials/ datasets have different lengths (" + c.path + ")", f.path(),
+                      "the file is not a complete v1sysid results file");
+    }
+    h5::Handle d = f.open_dataset(c.path);
+    row_bytes[i] = value_bytes(*c.column) * c.width;
+    stored[i].resize(n * row_bytes[i]);
+    if (n > 0)
+      h5::check(H5Dread(d.get(), value_type(*c.column).get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, stored[i].data()),
+                "H5Dread", f.path(), c.path);
+  }
+  auto column_of = [&](Writer w) {
+    for (size_t i = 0; i < columns.size(); ++i)
+      if (columns[i].column->writer == w) return i;
+    throw std::logic_error("results_file.cpp: no column for a writer");
+  };
+  const size_t status_i = column_of(Writer::status), checksum_i = column_of(Writer::checksum);
+
+  std::vector<RowChecksum> out;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string status = trimmed(stored[status_i].substr(i * row_bytes[status_i], row_bytes[status_i]));
+    if (!is_finished(stored_status(status, static_cast<int64_t>(i), f.path()))) continue;
+    uint64_t of_version = kFnvOffset, of_all = kFnvOffset;
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (!columns[c].column->hashed || row_bytes[c] == 0) continue;
+      const char* cell = stored[c].data() + i * row_bytes[c];
+      of_all = fnv1a(of_all, cell, row_bytes[c]);
+      if (columns[c].column->since_version <= version) of_version = fnv1a(of_version, cell, row_bytes[c]);
+    }
+    uint64_t expected;
+    std::memcpy(&expected, stored[checksum_i].data() + i * sizeof expected, sizeof expected);
+    out.push_back({static_cast<int64_t>(i), expected == of_all ? of_all : of_version, expected});
+  }
+  return out;
+}
+
+// Version 3 or 4 -> 5, rank 0, serially, after check_existing found the rows in `damaged` failing their checksums:
+// adds the columns the file lacks (trials/heartbeat from 4 on, trials/best_val_correlation from 5 on; NaN: no
+// row of the file has them), gives every other finished row the checksum of its cells under format 5 (the new
+// hashed column included), then sets format_version. The old checksums were verified just before, so a row
+// damaged earlier stays damaged and none is blessed. A crash in between leaves a file that reopens as before:
+// a column that exists is hashed whatever the file's version (rows_failing_checksum), and each step redoes.
+void upgrade_results_file(const std::string& path, const ResultsLayout& layout, int64_t from_version,
+                          const std::vector<int64_t>& damaged) {
   h5::File f = h5::File::open_rw(path);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  create_dataset(f, "trials/heartbeat", H5T_NATIVE_DOUBLE, {static_cast<hsize_t>(layout.n_trials)}, &nan);
+  const hsize_t n = static_cast<hsize_t>(layout.n_trials);
+  std::string added;
+  for (const auto& c : kColumns) {
+    const std::string name = std::string("trials/") + c.name;
+    if (c.since_version <= from_version || f.exists(name)) continue;
+    const std::string fill = fill_bytes(c);
+    create_dataset(f, name, value_type(c).get(), {n}, fill.data());
+    added += (added.empty() ? "" : ", ") + name;
+  }
+  const std::vector<RowChecksum> rows = stored_row_checksums(f, ResultsFile::kFormatVersion);
+  std::vector<uint64_t> checksums = f.read<uint64_t>("trials/row_checksum");
+  for (const RowChecksum& row : rows)
+    if (!std::binary_search(damaged.begin(), damaged.end(), row.row)) checksums.at(static_cast<size_t>(row.row)) = row.computed;
+  if (n > 0) {
+    h5::Handle d = f.open_dataset("trials/row_checksum");
+    errno = 0;
+    h5::check_write(H5Dwrite(d.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, checksums.data()), "H5Dwrite",
+                    path, "trials/row_checksum");
+  }
   f.write_attribute("/", "format_version", ResultsFile::kFormatVersion);
   f.close();
-  std::fprintf(stderr, "sweep: upgraded %s from results format 3 to %lld (added trials/heartbeat)\n", path.c_str(),
-               static_cast<long long>(ResultsFile::kFormatVersion));
+  std::fprintf(stderr, "sweep: upgraded %s from results format %lld to %lld (added %s)\n", path.c_str(),
+               static_cast<long long>(from_version), static_cast<long long>(ResultsFile::kFormatVersion), added.c_str());
 }
 
 // Rank 0, read-only, before any rank opens the file for writing: a file that cannot be resumed is refused
@@ -325,9 +416,9 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
                   path, start_over);
   }
   version = f.read_attribute_int("/", "format_version");
-  if (version != ResultsFile::kFormatVersion && version != 3) {
+  if (version != ResultsFile::kFormatVersion && version != 3 && version != 4) {
     throw IoError("results file has format version " + std::to_string(version) + "; this v1sysid resumes version " +
-                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades version 3) only (left unchanged)",
+                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades versions 3 and 4) only (left unchanged)",
                   path, "finish it with the v1sysid that started it, or pass --force to start over, or choose a new --out");
   }
   // Model files first: an edited base model is the likely change, and the message can name it.
@@ -426,7 +517,7 @@ ResultsFile ResultsFile::open_for_resume(const std::string& path, MPI_Comm comm,
     if (rank != 0) return;
     int64_t version = 0;
     damaged = check_existing(path, layout, meta, version);
-    if (version == 3) upgrade_from_version_3(path, layout);
+    if (version < kFormatVersion) upgrade_results_file(path, layout, version, damaged);
   });
   ResultsFile r(h5::File(), layout);
   run_agreed(comm, [&] {
@@ -558,58 +649,9 @@ void ResultsFile::close() {
 
 std::vector<int64_t> rows_failing_checksum(const h5::File& f) {
   if (!f.exists("trials/row_checksum")) return {};
-  const int64_t version = f.read_attribute_int("/", "format_version");
-  ResultsLayout layout;
-  const h5::Shape status_shape = f.shape("trials/status");
-  layout.n_trials = status_shape.empty() ? 0 : static_cast<int64_t>(status_shape[0]);
-  layout.max_checks = static_cast<int64_t>(f.shape("trials/val_curve").at(1));
-  layout.n_neurons = static_cast<int64_t>(f.shape("trials/neuron_correlation").at(1));
-  if (f.exists("trials/hyperparameters")) layout.hyperparameters = f.list("trials/hyperparameters");
-  std::sort(layout.hyperparameters.begin(), layout.hyperparameters.end());
-  const size_t n = static_cast<size_t>(layout.n_trials);
-
-  // Every column as stored (raw bytes per row); columns newer than the file's format are not there and not hashed.
-  auto columns = file_columns(layout);
-  std::vector<std::string> stored(columns.size());
-  std::vector<size_t> row_bytes(columns.size(), 0);
-  for (size_t i = 0; i < columns.size(); ++i) {
-    const FileColumn& c = columns[i];
-    if (!(c.column->hashed || c.column->writer == Writer::checksum || c.column->writer == Writer::status)) continue;
-    if (!f.exists(c.path)) {
-      if (c.column->since_version > version) continue;
-      throw DataError(c.path + " is missing", f.path(), "the file is not a complete v1sysid results file");
-    }
-    const h5::Shape shape = f.shape(c.path);
-    const bool two_d = c.column->extent == Extent::curve || c.column->extent == Extent::neurons;
-    if (shape.size() != (two_d ? 2u : 1u) || shape[0] != n || (two_d && shape[1] != c.width)) {
-      throw DataError("trials/ datasets have different lengths (" + c.path + ")", f.path(),
-                      "the file is not a complete v1sysid results file");
-    }
-    h5::Handle d = f.open_dataset(c.path);
-    row_bytes[i] = value_bytes(*c.column) * c.width;
-    stored[i].resize(n * row_bytes[i]);
-    if (n > 0)
-      h5::check(H5Dread(d.get(), value_type(*c.column).get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, stored[i].data()),
-                "H5Dread", f.path(), c.path);
-  }
-  auto column_of = [&](Writer w) {
-    for (size_t i = 0; i < columns.size(); ++i)
-      if (columns[i].column->writer == w) return i;
-    throw std::logic_error("results_file.cpp: no column for a writer");
-  };
-  const size_t status_i = column_of(Writer::status), checksum_i = column_of(Writer::checksum);
-
   std::vector<int64_t> damaged;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string status = trimmed(stored[status_i].substr(i * row_bytes[status_i], row_bytes[status_i]));
-    if (!is_finished(stored_status(status, static_cast<int64_t>(i), f.path()))) continue;
-    uint64_t h = kFnvOffset;
-    for (size_t c = 0; c < columns.size(); ++c)
-      if (columns[c].column->hashed && row_bytes[c] > 0) h = fnv1a(h, stored[c].data() + i * row_bytes[c], row_bytes[c]);
-    uint64_t expected;
-    std::memcpy(&expected, stored[checksum_i].data() + i * sizeof expected, sizeof expected);
-    if (h != expected) damaged.push_back(static_cast<int64_t>(i));
-  }
+  for (const RowChecksum& row : stored_row_checksums(f, f.read_attribute_int("/", "format_version")))
+    if (row.computed != row.stored) damaged.push_back(row.row);
   return damaged;
 }
 

@@ -54,7 +54,10 @@ class ResultsFile {
   //    steps (version 2 stored the steps in trials/iterations).
   // 4: trials/heartbeat and live rows (status "running" while a trial trains); version 3 files are upgraded
   //    in place when a sweep resumes them (the column is added, nothing else changes).
-  static constexpr int64_t kFormatVersion = 4;
+  // 5: trials/best_val_correlation (Lurz schedule; NaN for Ecker's), hashed; version 3 and 4 files are upgraded in
+  //    place when a sweep resumes them (the columns are added as NaN and the finished rows' checksums, verified
+  //    first, are recomputed with them; no other value changes).
+  static constexpr int64_t kFormatVersion = 5;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,

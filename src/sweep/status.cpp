@@ -37,6 +37,9 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   const auto fraction = f.read<double>("trials/data_fraction");
   const auto val = f.read<double>("trials/best_val_loss");
   const auto corr = f.read<double>("trials/test_correlation");
+  const std::vector<double> val_corr = f.exists("trials/best_val_correlation")
+                                           ? f.read<double>("trials/best_val_correlation")
+                                           : std::vector<double>(status.size(), std::nan(""));  // before format 5
   const auto wall = f.read<double>("trials/wall_seconds");
   const auto iterations = f.read<int64_t>("trials/iterations");
   const auto steps = f.read<int64_t>("trials/steps");
@@ -48,7 +51,8 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   const std::vector<std::string> configs =
       f.exists("trials/config") ? f.read_strings("trials/config") : std::vector<std::string>(status.size());
   const size_t n = status.size();
-  if (arch.size() != n || fraction.size() != n || val.size() != n || iterations.size() != n || heartbeat.size() != n ||
+  if (arch.size() != n || fraction.size() != n || val.size() != n || val_corr.size() != n || iterations.size() != n ||
+      heartbeat.size() != n ||
       curve_shape.size() != 2 || curve_shape[0] != n)
     throw DataError("the columns of trials/ differ in length", path, "is this file being created? try again");
   const size_t width = curve_shape[1];
@@ -62,6 +66,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
     r.host = host[i];
     r.data_fraction = fraction[i];
     r.best_val_loss = val[i];
+    r.best_val_correlation = val_corr[i];
     r.test_correlation = corr[i];
     r.wall_seconds = wall[i];
     r.heartbeat = heartbeat[i];
@@ -136,19 +141,29 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   }
   if (known) s.eta_seconds = remaining / static_cast<double>(ranks);
   if (s.pending == 0 && s.running == 0) s.eta_seconds = 0;
-  // Best per (architecture, data fraction), in order of first appearance.
+  // Best per (architecture, data fraction), in order of first appearance, by select's rule.
   std::map<std::pair<std::string, double>, size_t> index;
-  for (const auto& r : s.rows) {
+  std::vector<std::vector<size_t>> members;
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    const StatusRow& r = s.rows[i];
     if (r.status != TrialStatus::ok || !std::isfinite(r.best_val_loss)) continue;
     auto [it, added] = index.emplace(std::make_pair(r.architecture, r.data_fraction), s.best.size());
-    if (added) s.best.push_back({r.architecture, r.data_fraction, r.trial, 0, r.best_val_loss, r.test_correlation});
-    SweepBest& b = s.best[it->second];
-    ++b.ok_trials;
-    if (r.best_val_loss < b.best_val_loss) {
-      b.trial = r.trial;
-      b.best_val_loss = r.best_val_loss;
-      b.test_correlation = r.test_correlation;
+    if (added) {
+      s.best.push_back({r.architecture, r.data_fraction});
+      members.emplace_back();
     }
+    members[it->second].push_back(i);
+  }
+  for (size_t g = 0; g < s.best.size(); ++g) {
+    SweepBest& b = s.best[g];
+    b.ok_trials = static_cast<int64_t>(members[g].size());
+    b.ranked_by = ranking_of(members[g], val_corr);
+    rank_trials(members[g], b.ranked_by, val, val_corr);
+    const StatusRow& r = s.rows[members[g].front()];
+    b.trial = r.trial;
+    b.best_val_loss = r.best_val_loss;
+    b.best_val_correlation = r.best_val_correlation;
+    b.test_correlation = r.test_correlation;
   }
   return s;
 }
@@ -231,7 +246,11 @@ std::string sweep_status_json(const SweepStatus& s) {
     j["best"].push_back({{"architecture", b.architecture},
                          {"data_fraction", b.data_fraction},
                          {"trial", b.trial},
+                         {"ranked_by", ranked_by_name(b.ranked_by)},
                          {"best_val_loss", b.best_val_loss},
+                         {"best_val_correlation", std::isfinite(b.best_val_correlation)
+                                                      ? nlohmann::json(b.best_val_correlation)
+                                                      : nlohmann::json(nullptr)},
                          {"test_correlation", b.test_correlation},
                          {"ok_trials", b.ok_trials}});
   j["stalled"] = s.stalled;
@@ -245,6 +264,9 @@ std::string sweep_status_json(const SweepStatus& s) {
                               {"max_iterations", r.max_iterations},
                               {"best_val_loss", std::isfinite(r.best_val_loss) ? nlohmann::json(r.best_val_loss)
                                                                                : nlohmann::json(nullptr)},
+                              {"best_val_correlation", std::isfinite(r.best_val_correlation)
+                                                           ? nlohmann::json(r.best_val_correlation)
+                                                           : nlohmann::json(nullptr)},
                               {"checks", r.curve.size()},
                               {"wall_seconds", r.wall_seconds},
                               {"heartbeat_age_seconds", s.now - r.heartbeat},
@@ -314,13 +336,14 @@ std::string sweep_status_text(const SweepStatus& s, int plot_width) {
         << s.ranks_for_eta << " rank(s)";
   out << "\n";
   if (!s.best.empty()) {
-    out << "\nbest so far (lowest validation loss among ok trials):\n"
-        << "  architecture                     fraction  trial  val loss    test corr  ok trials\n";
+    out << "\nbest so far among ok trials (lowest validation loss; Lurz schedule: highest validation correlation):\n"
+        << "  architecture                     fraction  trial  val loss    val corr   test corr  ok trials\n";
     for (const auto& b : s.best) {
       char line[256];
-      std::snprintf(line, sizeof line, "  %-32s %8.3g  %5lld  %-10s  %-9s  %lld\n", b.architecture.c_str(),
+      std::snprintf(line, sizeof line, "  %-32s %8.3g  %5lld  %-10s  %-9s  %-9s  %lld\n", b.architecture.c_str(),
                     b.data_fraction, static_cast<long long>(b.trial), number(b.best_val_loss).c_str(),
-                    number(b.test_correlation, "%.4f").c_str(), static_cast<long long>(b.ok_trials));
+                    number(b.best_val_correlation, "%.4f").c_str(), number(b.test_correlation, "%.4f").c_str(),
+                    static_cast<long long>(b.ok_trials));
       out << line;
     }
   }
@@ -331,7 +354,9 @@ std::string sweep_status_text(const SweepStatus& s, int plot_width) {
       const bool stalled = std::find(s.stalled.begin(), s.stalled.end(), r.trial) != s.stalled.end();
       out << "  trial " << r.trial << " (" << r.architecture << ") iteration " << r.iterations;
       if (r.max_iterations > 0) out << "/" << r.max_iterations;
-      out << ", best val " << number(r.best_val_loss) << ", " << format_duration(r.wall_seconds) << " on " << r.host
+      out << ", best val " << number(r.best_val_loss);
+      if (std::isfinite(r.best_val_correlation)) out << " (val corr " << number(r.best_val_correlation, "%.4f") << ")";
+      out << ", " << format_duration(r.wall_seconds) << " on " << r.host
           << " rank " << r.rank << ", last heard " << format_duration(s.now - r.heartbeat) << " ago"
           << (stalled ? "  STALLED: its job died or hangs; the next run of the sweep redoes it" : "") << "\n";
     }

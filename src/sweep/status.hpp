@@ -7,14 +7,17 @@
 //   ETA         remaining work / ranks at work: pending trials x the mean time of the finished ones, plus what the
 //               running ones still need of that mean; before any trial has finished, the running trials' rate
 //               extrapolated to their max_iterations (trials/config), an upper bound (early stopping ends sooner)
-//   best        per (architecture, data fraction): the ok trial of lowest validation loss, as `select` picks it
+//   best        per (architecture, data fraction): the best ok trial by its schedule's validation criterion (loss,
+//               or correlation for the Lurz schedule), as `select` picks it
 //   stalled     running trials whose heartbeat is older than stall_checks times their mean time per check (and
 //               than 60 s)
 #pragma once
 
+#include "sweep/select.hpp"
 #include "sweep/trial_result.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,7 @@ struct StatusRow {
   std::string architecture, host;
   TrialStatus status = TrialStatus::pending;
   double data_fraction = 0, best_val_loss = 0, test_correlation = 0, wall_seconds = 0, heartbeat = 0;
+  double best_val_correlation = std::numeric_limits<double>::quiet_NaN();  // Lurz schedule, results format 5 on
   int64_t iterations = 0, steps = 0, max_iterations = 0;
   int32_t rank = -1;
   std::vector<double> curve;  // the finite part of trials/val_curve
@@ -34,7 +38,8 @@ struct SweepBest {
   std::string architecture;
   double data_fraction = 0;
   int64_t trial = 0, ok_trials = 0;
-  double best_val_loss = 0, test_correlation = 0;
+  RankedBy ranked_by = RankedBy::validation_loss;
+  double best_val_loss = 0, best_val_correlation = 0, test_correlation = 0;
 };
 
 struct SweepStatus {

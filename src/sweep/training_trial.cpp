@@ -19,12 +19,13 @@ ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial) {
 namespace {
 
 // The training part of a trial's row (the run so far, or the whole run): message, counters, best validation
-// loss and the validation curve.
-TrialResult trial_result_of(const TrainResult& training, TrialStatus status) {
+// loss (and correlation, for the Lurz schedule) and the validation curve.
+TrialResult trial_result_of(const TrainResult& training, TrialStatus status, bool lurz_schedule) {
   TrialResult r;
   r.status = status;
   r.message = training.message;
   r.best_val_loss = training.best_val_loss;
+  if (lurz_schedule) r.best_val_correlation = training.best_val_correlation;
   r.iterations = training.iterations;
   r.steps = training.steps;
   r.wall_seconds = training.wall_seconds;
@@ -95,9 +96,10 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
     spec.state_interval_s = m_state_interval_s;
     spec.discard_other_state = true;  // e.g. left by an earlier sweep into this file that --force replaced
   }
+  const bool lurz = spec.config.train.lurz();
   if (progress) {
-    spec.control.on_check = [&progress](const TrainResult& now) -> bool {
-      return progress(trial_result_of(now, TrialStatus::running));
+    spec.control.on_check = [&progress, lurz](const TrainResult& now) -> bool {
+      return progress(trial_result_of(now, TrialStatus::running, lurz));
     };
   }
   const RunOutcome run = train_one(spec);
@@ -106,9 +108,9 @@ TrialResult TrainingTrialRunner::operator()(const Trial& trial, const TrialProgr
     // A stopped trial is not finished: its row stays pending for the rerun.
     return trial_result_of(training, training.status == "diverged" ? TrialStatus::diverged
                                      : training.status == "pruned" ? TrialStatus::pruned
-                                                                   : TrialStatus::pending);
+                                                                   : TrialStatus::pending, lurz);
   }
-  TrialResult r = trial_result_of(training, TrialStatus::ok);
+  TrialResult r = trial_result_of(training, TrialStatus::ok, lurz);
   const EvaluationReport& e = *run.summary;
   r.test_correlation = e.metrics.test_correlation;
   r.feve = e.metrics.feve;

@@ -34,6 +34,9 @@ struct TrialResult {
   TrialStatus status = TrialStatus::failed;  // running for the live row of a trial in progress
   std::string message;
   double best_val_loss = std::numeric_limits<double>::quiet_NaN();
+  // Lurz schedule: the validation correlation of the best epoch, the criterion that schedule (and `select`) ranks
+  // by; NaN for Ecker's schedule, which stops on the validation loss.
+  double best_val_correlation = std::numeric_limits<double>::quiet_NaN();
   double test_correlation = std::numeric_limits<double>::quiet_NaN();
   double feve = std::numeric_limits<double>::quiet_NaN();
   double fraction_oracle = std::numeric_limits<double>::quiet_NaN();

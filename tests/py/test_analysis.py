@@ -51,6 +51,9 @@ def full_tmpfs(folder):
         subprocess.run(["umount", "-l", folder], check=False)
 
 
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
 def run(*args):
     r = subprocess.run([executable(), *map(str, args)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -243,6 +246,82 @@ class ResultsTables(unittest.TestCase):
             expected = np.genfromtxt(csv, delimiter=",", names=True, dtype=None, encoding="utf-8")
             self.assertEqual(int(expected[0]["best_trial"]), best)
             self.assertEqual(int(expected[0]["trials_ok"]), 7)
+
+    def dry_run_results(self, tmp):
+        results = os.path.join(tmp, "dry.h5")
+        sweep = os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml")
+        subprocess.run([executable(), "sweep", sweep, "--out", results], check=True, capture_output=True, env=MPI_ENV)
+        return sweep, results
+
+    def test_lurz_trials_rank_by_validation_correlation_everywhere(self):
+        """Lurz-schedule trials (a finite trials/best_val_correlation in every ok row of a group) are ranked by
+        validation correlation, highest first, by `select`, `status` and select_table alike, also where the
+        validation losses order them the other way; the checksums the Python reader computes over the format-5
+        column are the ones `select` verifies."""
+        with tempfile.TemporaryDirectory() as tmp:
+            _, results = self.dry_run_results(tmp)
+            with h5py.File(results, "r+") as f:
+                t = f["trials"]
+                loss = t["best_val_loss"][...]
+                group = [i for i in range(len(loss)) if t["architecture"][i] == t["architecture"][0]
+                         and t["data_fraction"][i] == t["data_fraction"][0]]
+                corr = np.full(len(loss), np.nan)
+                corr[group] = loss[group]  # the worst loss has the best correlation
+                t["best_val_correlation"][...] = corr
+                t["row_checksum"][...] = va.row_checksums(t)
+            expected = max(group, key=lambda i: corr[i])
+            self.assertNotEqual(expected, min(group, key=lambda i: loss[i]))
+            csv = os.path.join(tmp, "sel.csv")
+            r = subprocess.run([executable(), "select", results, "--csv", csv], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn("checksum", r.stderr)
+            table = np.genfromtxt(csv, delimiter=",", names=True, dtype=None, encoding="utf-8")
+            self.assertEqual((int(table[0]["best_trial"]), table[0]["ranked_by"]), (expected, "validation correlation"))
+            self.assertAlmostEqual(float(table[0]["best_val_correlation"]), corr[expected], places=8)
+            self.assertEqual(table[1]["ranked_by"], "validation loss")
+            status = json.loads(run("status", results, "--json"))
+            self.assertEqual((status["best"][0]["trial"], status["best"][0]["ranked_by"]),
+                             (expected, "validation correlation"))
+            rows = va.select_table(va.read_results(results), 5)
+            self.assertEqual((rows[0]["best_trial"], rows[0]["ranked_by"]), (expected, "validation correlation"))
+            self.assertEqual(rows[0]["ranked"][:2], sorted(group, key=lambda i: -corr[i])[:2])
+            self.assertIn("| validation correlation |", va.table_markdown(rows))
+
+    def test_format_3_and_4_files_are_upgraded_on_resume_keeping_every_row(self):
+        """A results file of format 4 (no trials/best_val_correlation) or 3 (nor trials/heartbeat) is upgraded in
+        place when the sweep resumes it: the columns are added as NaN, every verified finished row keeps its
+        values and gets a checksum over the new column, and a row damaged before the upgrade stays damaged and
+        is the one row run again."""
+        for version in (4, 3):
+            with self.subTest(version=version), tempfile.TemporaryDirectory() as tmp:
+                sweep, results = self.dry_run_results(tmp)
+                with h5py.File(results, "r+") as f:
+                    t = f["trials"]
+                    del t["best_val_correlation"]
+                    if version == 3:
+                        del t["heartbeat"]
+                    f.attrs["format_version"] = version
+                    t["row_checksum"][...] = va.row_checksums(t)  # the checksums that format writes
+                    t["best_val_loss"][5] += 1.0  # damaged after it was written
+                    before = {name: t[name][...] for name in ("best_val_loss", "test_correlation", "wall_seconds")}
+                r = subprocess.run([executable(), "select", results], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)  # an old file is read as it is
+                self.assertIn("trial 5: its row fails its checksum", r.stderr)
+                r = subprocess.run([executable(), "sweep", sweep, "--out", results], capture_output=True, text=True,
+                                   env=MPI_ENV)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                added = "trials/best_val_correlation, trials/heartbeat" if version == 3 else "trials/best_val_correlation"
+                self.assertIn(f"from results format {version} to 5 (added {added})", r.stderr)
+                self.assertIn("1 to run", r.stdout + r.stderr)
+                with h5py.File(results, "r") as f:
+                    t = f["trials"]
+                    self.assertEqual(f.attrs["format_version"], 5)
+                    self.assertTrue(np.isnan(t["best_val_correlation"][...]).all())
+                    self.assertTrue((va.row_checksums(t) == t["row_checksum"][...]).all())
+                    for name, old in before.items():
+                        keep = np.arange(len(old)) != 5
+                        np.testing.assert_array_equal(t[name][...][keep], old[keep], err_msg=name)
+                    self.assertNotEqual(t["best_val_loss"][5], before["best_val_loss"][5])  # run again
 
     def test_report_on_dry_run_matches_select(self):
         with tempfile.TemporaryDirectory() as tmp:

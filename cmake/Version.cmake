@@ -1,16 +1,10 @@
-# Generates version.cpp with the project version, git hash and the dependency versions found at configure.
-execute_process(COMMAND git rev-parse --short=12 HEAD
-                WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-                OUTPUT_VARIABLE V1SYSID_GIT_HASH OUTPUT_STRIP_TRAILING_WHITESPACE
-                ERROR_QUIET RESULT_VARIABLE _v1_git_rc)
-if(NOT _v1_git_rc EQUAL 0 OR V1SYSID_GIT_HASH STREQUAL "")
-  set(V1SYSID_GIT_HASH "unknown")
-endif()
-execute_process(COMMAND git status --porcelain --untracked-files=no
-                WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-                OUTPUT_VARIABLE _v1_dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-if(NOT _v1_dirty STREQUAL "")
-  string(APPEND V1SYSID_GIT_HASH "-dirty")
-endif()
+# Generates version.cpp with the project version, the git hash and the dependency versions found at configure.
+# The git hash is taken again at every build, not only at configure: an incremental build after a checkout of
+# another commit, or of edited sources, must not report the commit the build folder was configured at (results
+# files, checkpoints and `--version` record it). cmake/WriteVersion.cmake rewrites version.cpp only when its text
+# changes, so a build of an unchanged tree recompiles nothing.
 set(V1SYSID_VERSION_SOURCE ${PROJECT_BINARY_DIR}/generated/version.cpp)
-configure_file(${PROJECT_SOURCE_DIR}/cmake/version.cpp.in ${V1SYSID_VERSION_SOURCE} @ONLY)
+set(_v1_write_version ${CMAKE_COMMAND} -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DOUTPUT=${V1SYSID_VERSION_SOURCE}
+    -DPROJECT_VERSION=${PROJECT_VERSION} -DHDF5_VERSION=${HDF5_VERSION} -P ${PROJECT_SOURCE_DIR}/cmake/WriteVersion.cmake)
+execute_process(COMMAND ${_v1_write_version})
+add_custom_target(v1sysid_version COMMAND ${_v1_write_version} BYPRODUCTS ${V1SYSID_VERSION_SOURCE} VERBATIM)

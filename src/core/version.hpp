@@ -6,7 +6,7 @@
 namespace v1sysid {
 
 const char* version_string();      // generated at configure time
-const char* git_hash();            // generated at configure time; "-dirty" when the tree had changes
+const char* git_hash();            // taken at build time (cmake/Version.cmake); "-dirty" when the tree had changes
 const char* hdf5_version_built();  // generated at configure time
 
 std::string kokkos_version();  // e.g. "3.4.1"

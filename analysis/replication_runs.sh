@@ -29,7 +29,8 @@
 #                                                  simulated again from their seeds, and a sweep refuses to resume
 #                                                  if one came out different (its results file holds its digest).
 #
-# Options: --v1sysid PATH (default build/cpu-release/v1sysid), --ranks N (default 2), --lanes L (default N),
+# Options: --v1sysid PATH (default build/cpu-release/v1sysid; the test and transfer phases refuse a v1sysid not built
+# from the commit the protocol fixes for them, below), --ranks N (default 2), --lanes L (default N),
 # --seeds "S ..." (test and transfer phases; default the protocol's 3101 3102 3103), --archive FOLDER (default
 # docs/replication/runs).
 # Every step is skipped when its output is complete: stimulus and dataset files are written atomically, and a
@@ -72,6 +73,19 @@ lanes=${lanes:-$ranks}
   die "--lanes must be a positive whole number that divides --ranks ($ranks), not '$lanes'"
 [ -n "$archive" ] || die "--archive FOLDER must not be empty"
 [[ "$phase" =~ ^(archive|restore)$ ]] || [ -x "$v1sysid" ] || die "$v1sysid is not an executable; build it (cmake --preset cpu-release) or pass --v1sysid"
+# The binaries the protocol fixes (docs/replication/protocol.md, the amendments "the binary" of 2026-12-06 and
+# 2026-12-07): every run of a phase uses the v1sysid built from that commit, clean, and the phase refuses any other
+# (another build would mix code versions within a phase, and a newer one upgrades the results files to a format
+# the pinned one cannot resume).
+declare -A pinned_commit=([test]=74a7a97 [transfer]=a35b863)
+if [ -n "${pinned_commit[$phase]:-}" ]; then
+  pin=${pinned_commit[$phase]}
+  built="$("$v1sysid" --version 2>/dev/null | head -n 1)" || true
+  [[ "$built" =~ \(git\ $pin[0-9a-f]*\)$ ]] || die "the $phase phase runs the v1sysid of commit $pin (protocol" \
+    "amendments), and $v1sysid says '$built'; build that commit and pass it with --v1sysid: git worktree add" \
+    "/tmp/v1sysid_$pin $pin && cd /tmp/v1sysid_$pin && cmake --preset cpu-release && cmake --build build/cpu-release" \
+    "-j2 --target v1sysid"
+fi
 mkdir -p "$out/logs" "$out/ckpt"
 out="$(cd "$out" && pwd)"
 # One phase at a time on a runs folder: a second driver would simulate the same datasets and start the same sweeps

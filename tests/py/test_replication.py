@@ -467,7 +467,10 @@ class PredictEndToEndTest(unittest.TestCase):
 
 
 # The start of a stand-in v1sysid's script: $out and $ckpt from --out and --save-checkpoints.
-STUB_OUTPUTS = """out=""; prev=""; ckpt=""
+# A stand-in v1sysid answers --version as a clean build of the commit the protocol fixes for the phase
+# (STUB_GIT, set by ReplicationRunsScript.run_script).
+STUB_OUTPUTS = """[ "$1" = --version ] && { echo "v1sysid 0.1.0 (git ${STUB_GIT:-unknown})"; exit 0; }
+out=""; prev=""; ckpt=""
 for a in "$@"; do
   [ "$prev" = --out ] && out=$a
   [ "$prev" = --save-checkpoints ] && ckpt=$a
@@ -481,8 +484,41 @@ class ReplicationRunsScript(unittest.TestCase):
 
     SCRIPT = os.path.join(ANALYSIS, "replication_runs.sh")
 
-    def run_script(self, *args):
-        return subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True)
+    @classmethod
+    def pinned_commits(cls):
+        """{phase: commit} of the script's pinned_commit table (the binaries the protocol fixes)."""
+        with open(cls.SCRIPT) as f:
+            table = re.search(r"declare -A pinned_commit=\((.*)\)", f.read()).group(1)
+        return dict(re.findall(r"\[(\w+)\]=([0-9a-f]+)", table))
+
+    def run_script(self, *args, git=None):
+        """Runs the script; a stand-in v1sysid reports the phase's pinned commit unless `git` says otherwise."""
+        return subprocess.run(["bash", self.SCRIPT, *args], capture_output=True, text=True,
+                              env=self.stub_env(args[0] if args else "", git))
+
+    def stub_env(self, phase, git=None):
+        pin = self.pinned_commits().get(phase, "")
+        return dict(os.environ, STUB_GIT=git if git is not None else (pin + "0123456789ab")[:12])
+
+    def test_the_test_and_transfer_phases_refuse_a_binary_of_another_commit(self):
+        # The protocol fixes each phase's binary; another build, or a dirty build of the pinned commit, would mix
+        # code versions within a phase (and a newer one upgrades results files the pinned one cannot resume).
+        pins = self.pinned_commits()
+        self.assertEqual(pins["test"], "74a7a97")
+        with tempfile.TemporaryDirectory() as d:
+            stub, log = self.lane_stub(d, 0)
+            for phase in ("test", "transfer"):
+                for git in ("0123456789ab", (pins[phase] + "0123456789ab")[:12] + "-dirty"):
+                    out = os.path.join(d, f"run_{phase}")
+                    r = self.run_script(phase, "--out", out, "--v1sysid", stub, "--seeds", "3101", git=git)
+                    self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                    self.assertIn(f"the {phase} phase runs the v1sysid of commit {pins[phase]}", r.stderr)
+                    self.assertIn(f"says 'v1sysid 0.1.0 (git {git})'", r.stderr)
+                    self.assertFalse(os.path.exists(out))
+            self.assertFalse(os.path.exists(log))  # nothing ran
+            r = self.run_script("test", "--out", os.path.join(d, "ok"), "--v1sysid", stub, "--seeds", "3101",
+                                "--archive", os.path.join(d, "no-archive"))
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_bad_command_lines_exit_2_and_say_why(self):
         r = self.run_script("bogus", "--out", "x")
@@ -598,8 +634,8 @@ class ReplicationRunsScript(unittest.TestCase):
             stub = os.path.join(d, "v1sysid")
             with open(stub, "w") as f:
                 f.write(f"""#!/bin/bash
-echo "$*" >> {log}
-{STUB_OUTPUTS}case "$1" in
+{STUB_OUTPUTS}echo "$*" >> {log}
+case "$1" in
   images) touch "$out" ;;
   simulate) for k in 1 2 3 4 5 6 7 8 9; do touch "${{out%.h5}}-animal$k.h5"; done ;;
   sweep) touch "$out"; mkdir -p "$ckpt"; echo "core of $out" > "$ckpt/trial_0.h5" ;;
@@ -722,7 +758,7 @@ esac
             out = os.path.join(d, "run")
             args = ["--out", out, "--v1sysid", stub, "--seeds", "3101", "--archive", os.path.join(d, "archive")]
             first = subprocess.Popen(["bash", self.SCRIPT, "test", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, env=self.stub_env("test"))
             try:
                 for _ in range(100):  # until the first sweep runs
                     if os.path.exists(log):

@@ -55,16 +55,17 @@ _CHECKSUM_TAIL = ("status", "message", "best_val_loss", "test_correlation", "fev
 FINISHED_STATUSES = ("ok", "diverged", "failed", "pruned")  # "pending" and "running" rows are not finished
 
 
-def row_checksums(trials):
+def row_checksums(trials, with_format_5=True):
     """64-bit FNV-1a of every row's stored bytes (little-endian numbers, fixed-width NUL-padded strings), the
-    value `v1sysid sweep` writes to trials/row_checksum. `trials` is the h5py group trials/."""
+    value `v1sysid sweep` writes to trials/row_checksum. `trials` is the h5py group trials/. with_format_5=False
+    leaves out the column of format 5 (as a format 3 or 4 file's rows were hashed)."""
     names = list(_CHECKSUM_HEAD)
     if "hyperparameters" in trials:
         names += ["hyperparameters/" + hp for hp in sorted(trials["hyperparameters"])]
     tail = list(_CHECKSUM_TAIL)
     if "steps" in trials:  # format_version 3 on
         tail.insert(tail.index("iterations") + 1, "steps")
-    if "best_val_correlation" in trials:  # format_version 5 on (and an upgrade that stopped before setting it)
+    if with_format_5 and "best_val_correlation" in trials:  # format_version 5 on
         tail.append("best_val_correlation")
     names += tail
     n = trials["status"].shape[0]
@@ -107,8 +108,11 @@ def read_results(path):
         out["attrs"] = {k: text(v) if isinstance(v, (bytes, str)) else v for k, v in f.attrs.items()}
         if "row_checksum" in t:
             status = [str(s) for s in out["status"]]
-            bad = [i for i, (s, stored, computed) in enumerate(zip(status, t["row_checksum"][...], row_checksums(t)))
-                   if s in FINISHED_STATUSES and stored != computed]
+            stored = t["row_checksum"][...]
+            matches = stored == row_checksums(t)
+            if int(f.attrs.get("format_version", 5)) < 5:  # an upgrade to 5 that stopped midway: either checksum
+                matches |= stored == row_checksums(t, with_format_5=False)
+            bad = [i for i, s in enumerate(status) if s in FINISHED_STATUSES and not matches[i]]
             for i in bad:
                 warnings.warn(f"{path}: trial {i}: its row fails its checksum (trials/row_checksum): the file was "
                               "changed or damaged after the sweep wrote it; the trial is left out (rerun the sweep "

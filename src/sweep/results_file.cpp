@@ -368,8 +368,8 @@ std::vector<RowChecksum> stored_row_checksums(const h5::File& f, int64_t version
 // adds the columns the file lacks (trials/heartbeat from 4 on, trials/best_val_correlation from 5 on; NaN: no
 // row of the file has them), gives every other finished row the checksum of its cells under format 5 (the new
 // hashed column included), then sets format_version. The old checksums were verified just before, so a row
-// damaged earlier stays damaged and none is blessed. A crash in between leaves a file that reopens as before:
-// a column that exists is hashed whatever the file's version (rows_failing_checksum), and each step redoes.
+// damaged earlier stays damaged and none is blessed. A crash in between leaves a file that reopens: its rows
+// verify with or without the added columns (stored_row_checksums), and the next resume redoes every step.
 void upgrade_results_file(const std::string& path, const ResultsLayout& layout, int64_t from_version,
                           const std::vector<int64_t>& damaged) {
   h5::File f = h5::File::open_rw(path);
@@ -394,8 +394,9 @@ void upgrade_results_file(const std::string& path, const ResultsLayout& layout, 
   }
   f.write_attribute("/", "format_version", ResultsFile::kFormatVersion);
   f.close();
-  std::fprintf(stderr, "sweep: upgraded %s from results format %lld to %lld (added %s)\n", path.c_str(),
-               static_cast<long long>(from_version), static_cast<long long>(ResultsFile::kFormatVersion), added.c_str());
+  std::fprintf(stderr, "sweep: upgraded %s from results format %lld to %lld (%s)\n", path.c_str(),
+               static_cast<long long>(from_version), static_cast<long long>(ResultsFile::kFormatVersion),
+               added.empty() ? "its columns were there: an earlier upgrade stopped midway" : ("added " + added).c_str());
 }
 
 // Rank 0, read-only, before any rank opens the file for writing: a file that cannot be resumed is refused

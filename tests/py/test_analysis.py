@@ -292,8 +292,8 @@ class ResultsTables(unittest.TestCase):
         place when the sweep resumes it: the columns are added as NaN, every verified finished row keeps its
         values and gets a checksum over the new column, and a row damaged before the upgrade stays damaged and
         is the one row run again."""
-        for version in (4, 3):
-            with self.subTest(version=version), tempfile.TemporaryDirectory() as tmp:
+        for version, stopped in ((4, False), (3, False), (4, True)):
+            with self.subTest(version=version, stopped=stopped), tempfile.TemporaryDirectory() as tmp:
                 sweep, results = self.dry_run_results(tmp)
                 with h5py.File(results, "r+") as f:
                     t = f["trials"]
@@ -302,16 +302,25 @@ class ResultsTables(unittest.TestCase):
                         del t["heartbeat"]
                     f.attrs["format_version"] = version
                     t["row_checksum"][...] = va.row_checksums(t)  # the checksums that format writes
+                    if stopped:  # an upgrade that added the column and rewrote half the checksums, then died
+                        t["best_val_correlation"] = np.full(t["status"].shape[0], np.nan)
+                        t["row_checksum"][::2] = va.row_checksums(t)[::2]
                     t["best_val_loss"][5] += 1.0  # damaged after it was written
                     before = {name: t[name][...] for name in ("best_val_loss", "test_correlation", "wall_seconds")}
+                with self.assertWarnsRegex(UserWarning, "trial 5: its row fails its checksum") as caught:
+                    va.read_results(results)
+                self.assertEqual(len(caught.warnings), 1)  # that row only, also midway through an upgrade
                 r = subprocess.run([executable(), "select", results], capture_output=True, text=True)
                 self.assertEqual(r.returncode, 0, r.stderr)  # an old file is read as it is
+                self.assertEqual(r.stderr.count("its row fails its checksum"), 1, r.stderr)
                 self.assertIn("trial 5: its row fails its checksum", r.stderr)
                 r = subprocess.run([executable(), "sweep", sweep, "--out", results], capture_output=True, text=True,
                                    env=MPI_ENV)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-                added = "trials/best_val_correlation, trials/heartbeat" if version == 3 else "trials/best_val_correlation"
-                self.assertIn(f"from results format {version} to 5 (added {added})", r.stderr)
+                added = ("its columns were there: an earlier upgrade stopped midway" if stopped else
+                         "added trials/best_val_correlation, trials/heartbeat" if version == 3 else
+                         "added trials/best_val_correlation")
+                self.assertIn(f"from results format {version} to 5 ({added})", r.stderr)
                 self.assertIn("1 to run", r.stdout + r.stderr)
                 with h5py.File(results, "r") as f:
                     t = f["trials"]

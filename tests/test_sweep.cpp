@@ -1114,6 +1114,7 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   r = run_v1sysid_mpi(
       1, "sweep " + core_sweep + data + " --out " + (dir / "core.h5") + " --save-checkpoints " + (dir / "core_ckpt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(" (val corr "), std::string::npos) << r.output;  // the Lurz criterion in the trial's line
   // A frozen core on the other dataset at half its images, by train and by a sweep: the trained core (the sweep's
   // init_core is resolved against the sweep file's folder), and the random-core null (init_core: random).
   for (const auto& [name, train_core, sweep_core] :

@@ -215,10 +215,13 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
       local.pruned += r.status == TrialStatus::pruned;
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       double per_trial = elapsed / static_cast<double>(k + 1);  // k+1 trials were handed out before this finished
-      std::fprintf(stderr, "sweep [rank %d] trial %lld (%s, draw %lld, fraction %g): %s val %.6g corr %.4f in %s | %lld/%lld handed out, ETA %s\n",
+      // The Lurz schedule's criterion beside the loss: what select ranks its trials by.
+      char val_corr[48] = "";
+      if (std::isfinite(r.best_val_correlation)) std::snprintf(val_corr, sizeof val_corr, " (val corr %.4f)", r.best_val_correlation);
+      std::fprintf(stderr, "sweep [rank %d] trial %lld (%s, draw %lld, fraction %g): %s val %.6g%s corr %.4f in %s | %lld/%lld handed out, ETA %s\n",
                    rank, static_cast<long long>(trial.id), trial.architecture.c_str(),
                    static_cast<long long>(trial.draw), trial.data_fraction, std::string(status_name(r.status)).c_str(), r.best_val_loss,
-                   r.test_correlation, format_duration(r.wall_seconds).c_str(), static_cast<long long>(k + 1),
+                   val_corr, r.test_correlation, format_duration(r.wall_seconds).c_str(), static_cast<long long>(k + 1),
                    static_cast<long long>(n_todo), format_duration(per_trial * static_cast<double>(n_todo - k - 1)).c_str());
     }
     barrier_without_polling(comm);  // the collectives below (window free, file close) then return at once

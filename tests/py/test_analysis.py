@@ -248,8 +248,12 @@ class ResultsTables(unittest.TestCase):
             self.assertEqual(int(expected[0]["trials_ok"]), 7)
 
     def dry_run_results(self, tmp):
-        results = os.path.join(tmp, "dry.h5")
-        sweep = os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml")
+        """A dry-run sweep of sweeps/dry_run.yaml with 4 draws (24 trials of about 0.1 s): (sweep file, results)."""
+        results, sweep = os.path.join(tmp, "dry.h5"), os.path.join(tmp, "dry.yaml")
+        with open(os.path.join(HERE, "..", "..", "sweeps", "dry_run.yaml")) as f:
+            text = f.read()
+        with open(sweep, "w") as f:
+            f.write(text.replace("draws: 8", "draws: 4"))
         subprocess.run([executable(), "sweep", sweep, "--out", results], check=True, capture_output=True, env=MPI_ENV)
         return sweep, results
 

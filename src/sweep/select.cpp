@@ -88,7 +88,7 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
     if (row.ranked_by == RankedBy::validation_loss && with_correlation > 0) {
       std::fprintf(stderr, "select: warning: %s at data fraction %g: %lld of %lld ok trials have no validation "
                    "correlation (they finished before results format 5), so the group is ranked by validation loss; "
-                   "rerun the sweep with --force into a new file to rank its Lurz-schedule trials by validation "
+                   "run the sweep again into a new --out (or with --force) to rank its Lurz-schedule trials by validation "
                    "correlation\n", row.architecture.c_str(), row.data_fraction,
                    static_cast<long long>(static_cast<int64_t>(m.size()) - with_correlation), static_cast<long long>(m.size()));
     }

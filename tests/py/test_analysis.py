@@ -290,6 +290,19 @@ class ResultsTables(unittest.TestCase):
             self.assertEqual((rows[0]["best_trial"], rows[0]["ranked_by"]), (expected, "validation correlation"))
             self.assertEqual(rows[0]["ranked"][:2], sorted(group, key=lambda i: -corr[i])[:2])
             self.assertIn("| validation correlation |", va.table_markdown(rows))
+            # A group where one ok trial has no correlation (finished before format 5) falls back to the loss.
+            with h5py.File(results, "r+") as f:
+                t = f["trials"]
+                t["best_val_correlation"][group[0]] = np.nan
+                t["row_checksum"][...] = va.row_checksums(t)
+            r = subprocess.run([executable(), "select", results, "--csv", csv, "--force"], capture_output=True,
+                               text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("1 of 4 ok trials have no validation correlation", r.stderr)
+            table = np.genfromtxt(csv, delimiter=",", names=True, dtype=None, encoding="utf-8")
+            self.assertEqual((int(table[0]["best_trial"]), table[0]["ranked_by"]),
+                             (min(group, key=lambda i: loss[i]), "validation loss"))
+            self.assertEqual(va.select_table(va.read_results(results), 5)[0]["ranked_by"], "validation loss")
 
     def test_format_3_and_4_files_are_upgraded_on_resume_keeping_every_row(self):
         """A results file of format 4 (no trials/best_val_correlation) or 3 (nor trials/heartbeat) is upgraded in

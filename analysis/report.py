@@ -644,8 +644,12 @@ def main(argv=None):
         return None
 
     if checkpoint is None and by_trial:
-        ranked = sorted((r for r in rows if r["best_trial"] >= 0 and ids[r["best_trial"]] in by_trial),
-                        key=lambda r: (-r["data_fraction"], r["best_val_loss"]))
+        candidates = [r for r in rows if r["best_trial"] >= 0 and ids[r["best_trial"]] in by_trial]
+        # Across groups by the criterion each group was ranked by (select_table): the validation correlation,
+        # highest first, when every candidate was trained on Lurz's schedule, else the validation loss.
+        by_correlation = bool(candidates) and all(r["ranked_by"] == "validation correlation" for r in candidates)
+        ranked = sorted(candidates, key=lambda r: (-r["data_fraction"], -r["best_val_correlation"] if by_correlation
+                                                   else r["best_val_loss"]))
         plain = [r for r in ranked if not re.search(r"l2|dense|positive", r["architecture"], re.I)]
         if plain:
             row = plain[0]["best_trial"]

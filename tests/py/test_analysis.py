@@ -509,10 +509,11 @@ class TrainedModel(unittest.TestCase):
             with open(os.path.join(out, png), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
 
-    def checkpoint_dir_report(self, name, edit=None):
+    def checkpoint_dir_report(self, name, edit=None, architectures=("cnn_3",) * 3, val_correlations=None):
         """report.py --checkpoint-dir on a results file of three trials whose checkpoints trial_<id>.h5 are
         copies of the trained model carrying each trial's best validation loss (trial 1 is the best);
-        edit(folder) changes the folder first. Returns (report.md text, stderr, folder)."""
+        edit(folder) changes the folder first; val_correlations, when given, is trials/best_val_correlation
+        (Lurz's schedule). Returns (report.md text, stderr, folder)."""
         import shutil
         tmp = os.path.join(self.tmp.name, name)
         folder = os.path.join(tmp, "checkpoints")
@@ -522,9 +523,11 @@ class TrainedModel(unittest.TestCase):
         with h5py.File(results, "w") as f:
             t = f.create_group("trials")
             t["trial_id"] = np.arange(3, dtype=np.int64)
-            t["architecture"] = np.array(["cnn_3"] * 3, dtype="S64")
+            t["architecture"] = np.array(architectures, dtype="S64")
             t["status"] = np.array(["ok"] * 3, dtype="S16")
             t["best_val_loss"] = np.array(losses)
+            if val_correlations is not None:
+                t["best_val_correlation"] = np.array(val_correlations, dtype=float)
             t["test_correlation"] = np.array([0.1, 0.5, 0.3])
             t["data_fraction"] = np.ones(3)
         for trial, loss in enumerate(losses):
@@ -544,6 +547,17 @@ class TrainedModel(unittest.TestCase):
     def test_report_maps_checkpoint_files_to_their_trials(self):
         # trial_<id>.h5 is trial <id>: not trial 5 (the digit of ".h5") for every file.
         text, _, folder = self.checkpoint_dir_report("by_name")
+        self.assertIn(f"## Feature weights of `{os.path.join(folder, 'trial_1.h5')}`", text)
+
+    def test_report_analyses_the_best_lurz_group_by_validation_correlation(self):
+        # Three architectures of one trial each, trained on Lurz's schedule: the analysed checkpoint is the group
+        # with the highest validation correlation (trial 2), not the one with the lowest validation loss (trial 1).
+        text, _, folder = self.checkpoint_dir_report("lurz_groups", architectures=("cnn_3", "cnn_4", "cnn_5"),
+                                                     val_correlations=[0.30, 0.20, 0.40])
+        self.assertIn(f"## Feature weights of `{os.path.join(folder, 'trial_2.h5')}`", text)
+        # One group without a validation correlation (Ecker's schedule): every group is compared by the loss.
+        text, _, folder = self.checkpoint_dir_report("mixed_groups", architectures=("cnn_3", "cnn_4", "cnn_5"),
+                                                     val_correlations=[0.30, 0.20, np.nan])
         self.assertIn(f"## Feature weights of `{os.path.join(folder, 'trial_1.h5')}`", text)
 
     def test_report_refuses_a_checkpoint_of_another_trial(self):

@@ -1169,6 +1169,17 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
   v1sysid::h5::File::open(dir / "core.h5").read<float>("trials/neuron_correlation", &shape);
   EXPECT_EQ(shape[1], 120u);
   EXPECT_EQ(v1sysid::h5::File::open(dir / "frozen.h5").read_strings("trials/status"), std::vector<std::string>{"ok"});
+  // An ensemble of a Lurz-schedule sweep records the criterion its members were chosen by and their correlations.
+  r = v1sysid::testing::run_v1sysid("ensemble " + (dir / "core.h5") + " --checkpoints " + (dir / "core_ckpt") +
+                                    " --out " + (dir / "core_ensemble.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the best by validation correlation: trials 0)"), std::string::npos) << r.output;
+  {
+    auto ensemble = v1sysid::h5::File::open(dir / "core_ensemble.h5");
+    EXPECT_EQ(ensemble.read_attribute_string("/", "ranked_by"), "validation correlation");
+    EXPECT_EQ(ensemble.read<double>("val_correlation"),
+              v1sysid::h5::File::open(dir / "core.h5").read<double>("trials/best_val_correlation"));
+  }
   // A core that does not fit its architecture (other channels) is refused before any trial, naming the checkpoint,
   // instead of failing, and being recorded as failed, in every trial.
   auto misfit = write_sweep(dir, "misfit.yaml",
@@ -1298,6 +1309,15 @@ TEST(Ensemble, TheBestTrialsActAsOneModelInEveryCommand) {
   r = v1sysid::testing::run_v1sysid("ensemble " + results + " --checkpoints " + ckpt + " --top 2 --out " + (dir / "e.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(v1sysid::h5::File::open(dir / "e.h5").read<int64_t>("trials"), (std::vector<int64_t>{order[0], order[1]}));
+  {  // Ecker's schedule: chosen by validation loss; no validation correlation.
+    auto ensemble = v1sysid::h5::File::open(dir / "e.h5");
+    EXPECT_EQ(ensemble.read_attribute_string("/", "ranked_by"), "validation loss");
+    EXPECT_EQ(ensemble.read<double>("val_loss"),
+              (std::vector<double>{val.at(static_cast<size_t>(order[0])), val.at(static_cast<size_t>(order[1]))}));
+    const auto val_correlation = ensemble.read<double>("val_correlation");
+    ASSERT_EQ(val_correlation.size(), 2u);
+    EXPECT_TRUE(std::isnan(val_correlation[0]) && std::isnan(val_correlation[1]));
+  }
   auto member = [&](int k) { return ckpt + "/trial_" + std::to_string(order[static_cast<size_t>(k)]) + ".h5"; };
 
   // predict and rf: the mean of the two members.

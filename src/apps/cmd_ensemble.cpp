@@ -62,7 +62,10 @@ void add_ensemble_command(CLI::App& app) {
     spec.results = std::filesystem::absolute(o->results).lexically_normal().string();
     spec.architecture = row.architecture;
     spec.data_fraction = row.data_fraction;
-    const auto val = h5::File::open(o->results).read<double>("trials/best_val_loss");
+    spec.ranked_by = ranked_by_name(row.ranked_by);
+    const auto results = h5::File::open(o->results);
+    const auto val = results.read<double>("trials/best_val_loss");
+    const auto val_corr = read_val_correlations(results, val.size());
     for (int64_t t : row.top_trials) {
       const std::string path = (std::filesystem::path(o->checkpoints) / ("trial_" + std::to_string(t) + ".h5")).string();
       if (!std::filesystem::is_regular_file(path)) {
@@ -77,10 +80,11 @@ void add_ensemble_command(CLI::App& app) {
       spec.members.push_back(path);
       spec.trials.push_back(t);
       spec.val_loss.push_back(val.at(static_cast<size_t>(t)));
+      spec.val_correlation.push_back(val_corr.at(static_cast<size_t>(t)));
     }
     save_ensemble(o->out, spec, o->force);
     std::cout << "wrote " << o->out << ": ensemble of " << spec.members.size() << " trials of " << row.architecture
-              << " at data fraction " << row.data_fraction << " (trials";
+              << " at data fraction " << row.data_fraction << " (the best by " << spec.ranked_by << ": trials";
     for (int64_t t : spec.trials) std::cout << " " << t;
     std::cout << ")\n";
   });

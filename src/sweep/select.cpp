@@ -12,6 +12,11 @@
 
 namespace v1sysid {
 
+std::vector<double> read_val_correlations(const h5::File& results, size_t rows) {
+  return results.exists("trials/best_val_correlation") ? results.read<double>("trials/best_val_correlation")
+                                                       : std::vector<double>(rows, std::nan(""));
+}
+
 const char* ranked_by_name(RankedBy by) {
   return by == RankedBy::validation_correlation ? "validation correlation" : "validation loss";
 }
@@ -37,9 +42,7 @@ std::vector<SelectionRow> select_best(const std::string& path, int64_t top) {
   auto status = f.read_strings("trials/status");
   auto val = f.read<double>("trials/best_val_loss");
   auto corr = f.read<double>("trials/test_correlation");
-  // Results files before format 5 have no validation correlation: their trials rank by validation loss.
-  auto val_corr = f.exists("trials/best_val_correlation") ? f.read<double>("trials/best_val_correlation")
-                                                          : std::vector<double>(arch.size(), std::nan(""));
+  auto val_corr = read_val_correlations(f, arch.size());
   auto fraction = f.read<double>("trials/data_fraction");
   std::map<std::string, std::vector<double>> hyper;
   if (f.exists("trials/hyperparameters")) {

@@ -10,6 +10,14 @@
 
 namespace v1sysid {
 
+namespace h5 {
+class File;
+}
+
+// trials/best_val_correlation of a results file with `rows` rows; all NaN in files before format 5, which have
+// no such column (their trials rank by validation loss).
+std::vector<double> read_val_correlations(const h5::File& results, size_t rows);
+
 // The validation criterion the ok trials of one (architecture, data fraction) group are ranked by. Ecker et al.'s
 // schedule stops on the validation loss, so its trials rank by it, lowest first; Lurz et al.'s schedule keeps the
 // epoch of best validation correlation and selects models by it, highest first (trials/best_val_correlation,

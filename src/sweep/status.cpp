@@ -37,9 +37,7 @@ SweepStatus read_once(const std::string& path, int stall_checks) {
   const auto fraction = f.read<double>("trials/data_fraction");
   const auto val = f.read<double>("trials/best_val_loss");
   const auto corr = f.read<double>("trials/test_correlation");
-  const std::vector<double> val_corr = f.exists("trials/best_val_correlation")
-                                           ? f.read<double>("trials/best_val_correlation")
-                                           : std::vector<double>(status.size(), std::nan(""));  // before format 5
+  const std::vector<double> val_corr = read_val_correlations(f, status.size());
   const auto wall = f.read<double>("trials/wall_seconds");
   const auto iterations = f.read<int64_t>("trials/iterations");
   const auto steps = f.read<int64_t>("trials/steps");

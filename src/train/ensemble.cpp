@@ -62,19 +62,22 @@ void save_ensemble(const std::string& path, const EnsembleSpec& spec, bool force
   }
   const auto K = static_cast<hsize_t>(members.size());
   std::vector<int64_t> trials = spec.trials;
-  std::vector<double> val_loss = spec.val_loss;
+  std::vector<double> val_loss = spec.val_loss, val_correlation = spec.val_correlation;
   trials.resize(members.size(), -1);
   val_loss.resize(members.size(), std::numeric_limits<double>::quiet_NaN());
+  val_correlation.resize(members.size(), std::numeric_limits<double>::quiet_NaN());
   auto f = h5::File::create(path, force);
   f.write_strings("members", members);
   f.write_strings("digests", digests);
   f.write("trials", trials, {K});
   f.write("val_loss", val_loss, {K});
+  f.write("val_correlation", val_correlation, {K});
   f.write_attribute("/", "kind", std::string(kKind));
   f.write_attribute("/", "format_version", kFormatVersion);
   f.write_attribute("/", "results", spec.results);
   f.write_attribute("/", "architecture", spec.architecture);
   f.write_attribute("/", "data_fraction", spec.data_fraction);
+  if (!spec.ranked_by.empty()) f.write_attribute("/", "ranked_by", spec.ranked_by);
   f.commit();
 }
 

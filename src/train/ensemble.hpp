@@ -4,11 +4,15 @@
 // rf, mei) also takes an ensemble file.
 //
 // Ensemble file (HDF5), schema in docs/formats.md ("Ensemble"):
-//   attributes  kind "v1sysid ensemble", format_version 1, results, architecture, data_fraction
+//   attributes  kind "v1sysid ensemble", format_version 1, results, architecture, data_fraction, ranked_by
 //   members     strings [K]  the members' checkpoint files (absolute paths)
 //   digests     strings [K]  SHA-256 of each checkpoint file (data/digest.hpp), checked when loading
 //   trials      int64 [K]    the members' sweep trials (-1: not from a sweep)
 //   val_loss    float64 [K]  their best validation losses
+//   val_correlation float64 [K]  their best validation correlations (Lurz's schedule; NaN for Ecker's)
+// ranked_by ("validation loss" / "validation correlation", the criterion the members were chosen by) and
+// val_correlation are provenance only, absent from files written before them; readers need neither, so the
+// format version stays 1.
 // The members stay where they are (the sweep's --save-checkpoints folder): a member that was changed or replaced
 // since is refused, naming it.
 #pragma once
@@ -28,6 +32,8 @@ struct EnsembleSpec {
   std::vector<std::string> members;
   std::vector<int64_t> trials;
   std::vector<double> val_loss;
+  std::vector<double> val_correlation;
+  std::string ranked_by;  // the sweep's selection criterion; empty: not from a sweep
 };
 
 // Writes an ensemble file after loading every member (so an unreadable member or one that does not match the

@@ -877,6 +877,19 @@ TEST(SweepPruning, TheMedianRuleStopsTrialsWorseThanTheFinishedOnes) {
   EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {9}, {&a, &b, &c}));       // before min_checks
   rule.enabled = false;
   EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));
+  // Trials on Lurz's schedule are selected by validation correlation, which the rule's loss curves do not show:
+  // a training sweep of them with pruning is refused before anything is written, naming the trial and the fix.
+  const std::string lurz = "name: lurz\nseed: 1\nbase_model: " + v1sysid::testing::source_dir() +
+                           "/sweeps/models/lurz_gaussian.yaml\narchitectures: [{name: g}]\nsearch: {draws: 2}\n";
+  auto lurz_pruned = write_sweep(dir, "lurz_pruned.yaml", lurz + "pruning: {rule: median}\n");
+  r = run_v1sysid_mpi(1, "sweep " + lurz_pruned + " --out " + (dir / "lurz.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("trial 0 (architecture g) trains on Lurz's schedule"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("lurz_pruned.yaml"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("remove `pruning`"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "lurz.h5"));
+  r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "lurz.yaml", lurz) + " --list");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 // A file at --out that is not a results file (empty, or another format) is refused and left unchanged.

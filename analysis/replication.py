@@ -3,7 +3,8 @@
 
     /usr/bin/python3 analysis/replication.py MANIFEST.json --out docs/replication/results.json \
         [--tables docs/replication/tables.md] [--figures docs/replication] [--work replication/work] \
-        [--v1sysid build/ci/v1sysid] [--resamples 10000] [--bootstrap-seed 18] [--force]
+        [--v1sysid build/ci/v1sysid] [--resamples 10000] [--bootstrap-seed 18] [--arms main,deep0,absolute] \
+        [--force]
 
 MANIFEST (JSON; YAML with the same keys when PyYAML is installed) names the protocol's runs. Relative paths are
 relative to the manifest's folder.
@@ -69,8 +70,8 @@ or the results file's trials/hyperparameters/train.max_iterations when the sweep
 each run says which. A run without a checkpoint (failed, diverged) has cap_hit null.
 
 Outputs (written under a temporary name, then renamed; an existing file is refused without --force):
-results.json (simulator_seeds, rules, results [{name, estimate, ci95, holds, description, metric, n_seeds}],
-runs, compute), the markdown tables (--tables), fig3.png and transfer.png (--figures).
+results.json (simulator_seeds, arms_analysed, rules, results [{name, estimate, ci95, holds, description, metric,
+n_seeds}], runs, compute), the markdown tables (--tables), fig3.png and transfer.png (--figures).
 Exit status: 0; 2 bad arguments; 3 a file cannot be read or written; 4 a field is missing or malformed (the
 message names the file and the field); 5 `v1sysid predict` failed.
 """
@@ -199,6 +200,13 @@ def read_manifest(path):
     manifest["_base"] = os.path.dirname(os.path.abspath(path))
     manifest["_path"] = path
     return manifest
+
+
+def only_arms(manifest, arms):
+    """Leaves the arms not in `arms` out of every seed of the manifest (--arms) and records the choice."""
+    for s in manifest["seeds"]:
+        manifest["seeds"][s] = {a: v for a, v in manifest["seeds"][s].items() if a in arms}
+    manifest["arms_analysed"] = [a for a in ARMS if a in arms]
 
 
 def resolve(manifest, p):
@@ -892,7 +900,9 @@ def _holds(h):
 def markdown(doc):
     lines = [f"Simulator seeds: {', '.join(map(str, doc['simulator_seeds']))}. Bootstrap: "
              f"{doc['bootstrap']['resamples']} resamples, seed {doc['bootstrap']['seed']} (seeds, then neurons, "
-             "then test photographs); 95 % percentile intervals.", "",
+             "then test photographs); 95 % percentile intervals." + (
+                 "" if doc["arms_analysed"] == list(ARMS) else
+                 f" Arms analysed: {', '.join(doc['arms_analysed'])} (the others left out with --arms)."), "",
              "| rule | metric | estimate | 95 % interval | holds | seeds | holds if |", "|---|---|---|---|---|---|---|"]
     rules = [r for r in doc["results"] if r["name"].split(".")[0] in RULES and not r["name"].startswith("gap")]
     for r in rules:
@@ -996,6 +1006,7 @@ def build_document(manifest, seeds, runs, results, n_resamples, bootstrap_seed):
         "manifest": os.path.abspath(manifest["_path"]),
         "simulator_seeds": manifest["simulator_seeds"],
         "seeds_with_data": [sd.seed for sd in seeds],
+        "arms_analysed": manifest.get("arms_analysed", list(ARMS)),
         "architectures": manifest["architectures"],
         "rules": RULES,
         "bootstrap": {"resamples": n_resamples, "seed": bootstrap_seed, "interval": "2.5 and 97.5 percentiles",
@@ -1043,11 +1054,21 @@ def main(argv=None):
                                      "build/ci/v1sysid)")
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples (the protocol: 10000)")
     p.add_argument("--bootstrap-seed", type=int, default=18, help="bootstrap seed (the protocol: 18)")
+    p.add_argument("--arms", help="analyse only these arms (comma-separated, of " + ", ".join(ARMS) + "), e.g. "
+                                  "main,deep0,absolute for the finished test phase while the transfer runs; the "
+                                  "statistics of the arms left out get no estimate (default: every arm)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.resamples < 10:
         p.error("--resamples must be at least 10")
+    arms = None
+    if args.arms is not None:
+        arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+        unknown = sorted(set(arms) - set(ARMS))
+        if not arms or unknown:
+            p.error(f"--arms {args.arms!r}: {'unknown arms ' + ', '.join(unknown) if unknown else 'no arm'}; "
+                    f"list some of {', '.join(ARMS)}, separated by commas")
     import report  # its atomic writer and error wording; loads matplotlib, so imported here
     out_dir = os.path.dirname(os.path.abspath(args.out))
     tables = args.tables or os.path.splitext(args.out)[0] + "_tables.md"
@@ -1060,6 +1081,8 @@ def main(argv=None):
             if os.path.exists(path) and not args.force:
                 raise ReplicationError(path, "output", "exists", "pass --force to replace it", exit_code=3)
         manifest = read_manifest(args.manifest)
+        if arms is not None:
+            only_arms(manifest, arms)
         work = args.work or resolve(manifest, manifest.get("work", "work"))
         seeds, runs = load(manifest, work, find_v1sysid(args.v1sysid), log)
         results = bootstrap(seeds, statistics(manifest["architectures"]), args.resamples, args.bootstrap_seed,

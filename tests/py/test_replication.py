@@ -368,6 +368,44 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual(p.returncode, 3)
             self.assertIn("nope.json", p.stderr)
 
+    def test_arms_analyses_a_subset_of_the_arms(self):
+        # --arms main,deep0,absolute (the test phase while the transfer runs): the rules of those arms get the
+        # estimates of the full analysis, the transfer rule none, and the outputs say which arms were analysed.
+        with tempfile.TemporaryDirectory() as tmp:
+            syn = Synthetic(tmp, seeds=(3101, 3102), n_neurons=12, n_photos=8, per_photo=2)
+            full, part = os.path.join(tmp, "full.json"), os.path.join(tmp, "part.json")
+            p = run_tool(syn.path, "--out", full, "--resamples", "50", "--no-figures")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = run_tool(syn.path, "--out", part, "--resamples", "50", "--no-figures", "--arms", "main,deep0,absolute")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(full) as f:
+                full_doc = json.load(f)
+            with open(part) as f:
+                part_doc = json.load(f)
+            self.assertEqual(full_doc["arms_analysed"], list(rp.ARMS))
+            self.assertEqual(part_doc["arms_analysed"], ["main", "deep0", "absolute"])
+            by_name = {r["name"]: r for r in full_doc["results"]}
+            for r in part_doc["results"]:
+                if r["name"].split(".")[0] in ("table1", "fig3", "equivariance_null", "dose_response"):
+                    self.assertIsNotNone(r["estimate"], r["name"])
+                    self.assertAlmostEqual(r["estimate"], by_name[r["name"]]["estimate"], places=12, msg=r["name"])
+                    self.assertEqual(r["n_seeds"], 2, r["name"])
+                if "transfer" in r["name"]:
+                    self.assertIsNone(r["estimate"], r["name"])
+                    self.assertEqual(r["n_seeds"], 0, r["name"])
+            self.assertEqual({r["arm"] for r in part_doc["runs"]}, {"main", "deep0", "absolute"})
+            self.assertIn("transfer", {r["arm"] for r in full_doc["runs"]})
+            with open(os.path.join(tmp, "part_tables.md")) as f:
+                self.assertIn("Arms analysed: main, deep0, absolute (the others left out with --arms)", f.read())
+            with open(os.path.join(tmp, "full_tables.md")) as f:
+                self.assertNotIn("Arms analysed", f.read())
+            for bad in ("main,nope", ","):
+                p = run_tool(syn.path, "--out", os.path.join(tmp, "bad.json"), "--arms", bad)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("--arms", p.stderr)
+                self.assertFalse(os.path.exists(os.path.join(tmp, "bad.json")))
+            self.assertIn("unknown arms nope", run_tool(syn.path, "--out", os.path.join(tmp, "x.json"), "--arms", "main,nope").stderr)
+
     @unittest.skipIf(not hasattr(os, "geteuid") or os.geteuid() != 0, "mounting a small tmpfs needs root")
     def test_a_full_disk_is_exit_7_with_one_line_and_no_partial_outputs(self):
         from test_analysis import full_tmpfs

@@ -212,7 +212,8 @@ def fig2(rep, results):
     axes[0].legend()
     rep.add("## Fig. 2: performance vs number of features", "")
     rep.figure(fig, "fig2_features.png", "Best validation loss (left) and test correlation (right) against the "
-               "number of last-layer features; small dots: the top-5 trials by validation loss.")
+               f"number of last-layer features; small dots: the validation losses of the top-{TOP} trials, ranked "
+               "by each group's criterion (Table 1's `ranked by`).")
 
 
 def fig3(rep, results):

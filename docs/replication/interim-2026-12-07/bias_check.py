@@ -1,11 +1,16 @@
 # Attribution of the bootstrap shift of the levels (interim analysis of the test phase): per seed, the point value
 # against the mean over 2,000 draws of (a) photographs only, (b) neurons only, (c) both, for roteq_4x8 and cnn_32 at
 # 25 % on the main population, both metrics. Uses analysis/replication.py's own loading and per-draw arithmetic.
-import sys, numpy as np
-sys.path.insert(0, "/work/main/analysis")
+#   /usr/bin/python3 docs/replication/interim-2026-12-07/bias_check.py MANIFEST WORK V1SYSID
+# (run on 2026-12-07 with /work/runs/replication/interim_manifest.json, /work/runs/replication/work and the 74a7a97
+# binary; the cached predictions in WORK are used, `predict` runs only for missing ones).
+import os, sys, numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "analysis"))
 import replication as R
-m = R.read_manifest("/work/runs/replication/interim_manifest.json")
-seeds, _ = R.load(m, "/work/runs/replication/work", "/work/runs/replication/v1sysid_74a7a97")
+if len(sys.argv) != 4:
+    sys.exit(__doc__ if __doc__ else "usage: bias_check.py MANIFEST WORK V1SYSID")
+m = R.read_manifest(sys.argv[1])
+seeds, _ = R.load(m, sys.argv[2], sys.argv[3])
 rng = np.random.default_rng(7)
 K = 2000
 for sd in seeds:

@@ -55,18 +55,22 @@ _CHECKSUM_TAIL = ("status", "message", "best_val_loss", "test_correlation", "fev
 FINISHED_STATUSES = ("ok", "diverged", "failed", "pruned")  # "pending" and "running" rows are not finished
 
 
-def row_checksums(trials, with_format_5=True):
+# The hashed columns added after format 3, with the format that added them (src/sweep/results_file.cpp, kColumns).
+_LATER_HASHED_COLUMNS = (("best_val_correlation", 5), ("val_correlation_curve", 6))
+
+
+def row_checksums(trials, version=None):
     """64-bit FNV-1a of every row's stored bytes (little-endian numbers, fixed-width NUL-padded strings), the
-    value `v1sysid sweep` writes to trials/row_checksum. `trials` is the h5py group trials/. with_format_5=False
-    leaves out the column of format 5 (as a format 3 or 4 file's rows were hashed)."""
+    value `v1sysid sweep` writes to trials/row_checksum. `trials` is the h5py group trials/. version leaves out
+    the columns of later formats (as a file of that format hashed its rows); None: every column present."""
     names = list(_CHECKSUM_HEAD)
     if "hyperparameters" in trials:
         names += ["hyperparameters/" + hp for hp in sorted(trials["hyperparameters"])]
     tail = list(_CHECKSUM_TAIL)
     if "steps" in trials:  # format_version 3 on
         tail.insert(tail.index("iterations") + 1, "steps")
-    if with_format_5 and "best_val_correlation" in trials:  # format_version 5 on
-        tail.append("best_val_correlation")
+    tail += [name for name, since in _LATER_HASHED_COLUMNS
+             if name in trials and (version is None or since <= version)]
     names += tail
     n = trials["status"].shape[0]
     if n == 0:
@@ -110,8 +114,9 @@ def read_results(path):
             status = [str(s) for s in out["status"]]
             stored = t["row_checksum"][...]
             matches = stored == row_checksums(t)
-            if int(f.attrs.get("format_version", 5)) < 5:  # an upgrade to 5 that stopped midway: either checksum
-                matches |= stored == row_checksums(t, with_format_5=False)
+            version = int(f.attrs.get("format_version", 6))
+            if version < 6:  # an upgrade that stopped midway: either checksum
+                matches |= stored == row_checksums(t, version=version)
             bad = [i for i, s in enumerate(status) if s in FINISHED_STATUSES and not matches[i]]
             for i in bad:
                 warnings.warn(f"{path}: trial {i}: its row fails its checksum (trials/row_checksum): the file was "

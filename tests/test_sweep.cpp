@@ -779,9 +779,10 @@ TEST(SweepStatus, ARowLeftRunningByADeadJobIsStalledAndRunAgain) {
 }
 
 // A results file of format 3 (before live rows) is upgraded in place when a sweep resumes it: trials/heartbeat is
-// added, its finished rows keep their values and are not run again. This file still has the format-5 column
-// best_val_correlation, as one whose upgrade stopped before it set format_version: its checksums, which cover that
-// column, verify, and the upgrade completes (tests/py/test_analysis.py upgrades real format-3/4 files).
+// added, its finished rows keep their values and are not run again. This file still has the format-5 and 6 columns
+// best_val_correlation and val_correlation_curve, as one whose upgrade stopped before it set format_version: its
+// checksums, which cover them, verify, and the upgrade completes (tests/py/test_analysis.py upgrades real
+// format-3/4/5 files).
 TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
   ScratchDir dir;
   auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
@@ -796,11 +797,11 @@ TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
   }
   r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("upgraded " + out + " from results format 3 to 5 (added trials/heartbeat)"),
+  EXPECT_NE(r.output.find("upgraded " + out + " from results format 3 to 6 (added trials/heartbeat)"),
             std::string::npos) << r.output;
   EXPECT_NE(r.output.find("0 to run"), std::string::npos) << r.output;
   auto f = v1sysid::h5::File::open(out);
-  EXPECT_EQ(f.read_attribute_int("/", "format_version"), 5);
+  EXPECT_EQ(f.read_attribute_int("/", "format_version"), 6);
   EXPECT_TRUE(f.exists("trials/heartbeat"));
   EXPECT_EQ(f.read<uint64_t>("trials/row_checksum"), before);
 }
@@ -877,19 +878,59 @@ TEST(SweepPruning, TheMedianRuleStopsTrialsWorseThanTheFinishedOnes) {
   EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {9}, {&a, &b, &c}));       // before min_checks
   rule.enabled = false;
   EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));
-  // Trials on Lurz's schedule are selected by validation correlation, which the rule's loss curves do not show:
-  // a training sweep of them with pruning is refused before anything is written, naming the trial and the fix.
-  const std::string lurz = "name: lurz\nseed: 1\nbase_model: " + v1sysid::testing::source_dir() +
-                           "/sweeps/models/lurz_gaussian.yaml\narchitectures: [{name: g}]\nsearch: {draws: 2}\n";
-  auto lurz_pruned = write_sweep(dir, "lurz_pruned.yaml", lurz + "pruning: {rule: median}\n");
-  r = run_v1sysid_mpi(1, "sweep " + lurz_pruned + " --out " + (dir / "lurz.h5"));
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("trial 0 (architecture g) trains on Lurz's schedule"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("lurz_pruned.yaml"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("remove `pruning`"), std::string::npos) << r.output;
-  EXPECT_FALSE(std::filesystem::exists(dir / "lurz.h5"));
-  r = run_v1sysid_mpi(1, "sweep " + write_sweep(dir, "lurz.yaml", lurz) + " --list");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// Trials on Lurz's schedule are kept at, and selected by, their best validation correlation: the median rule judges
+// them by it (trials/val_correlation_curve, highest is best), not by the loss. Every pruned trial's best correlation
+// so far is below the median of its finished peers' best by the same check.
+TEST(SweepPruning, LurzScheduleTrialsArePrunedByValidationCorrelation) {
+  ScratchDir dir;
+  ASSERT_NO_FATAL_FAILURE(simulate_tiny(dir));
+  std::ofstream(dir / "m.yaml")
+      << "core: {kind: stacked2d, filter_sizes: [7, 5], channels: [4, 4], nonlinearities: [elu, elu],\n"
+         "       batchnorm_scale: [true, true], rel_smooth: [0, 0], rel_sparse: [0, 0]}\n"
+         "readout: {kind: gaussian, feature_weight: 0.1, grid_predictor: cortex}\n"
+         "train: {schedule: lurz, batch_size: 64, max_epochs: 4, seed: 1}\n";
+  auto sweep = write_sweep(dir, "lurz.yaml",
+                           "name: lurz\nseed: 3\nbase_model: m.yaml\narchitectures: [{name: g}]\nsearch:\n  draws: 8\n"
+                           "  hyperparameters:\n    readout.feature_weight: {log_uniform: [0.001, 30.0]}\n"
+                           "pruning: {rule: median, min_checks: 1, min_trials: 2}\n");
+  const std::string out = dir / "lurz.h5";
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + " --data " + (dir / "tiny.h5") + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = v1sysid::h5::File::open(out);
+  const auto status = f.read_strings("trials/status");
+  v1sysid::h5::Shape shape;
+  const auto curves = f.read<double>("trials/val_correlation_curve", &shape);
+  const auto losses = f.read<double>("trials/val_curve");
+  auto curve = [&](const std::vector<double>& all, size_t i) {
+    std::vector<double> c;
+    for (size_t k = 0; k < shape[1] && std::isfinite(all[i * shape[1] + k]); ++k) c.push_back(all[i * shape[1] + k]);
+    return c;
+  };
+  int n_pruned = 0;
+  for (size_t i = 0; i < status.size(); ++i) {
+    SCOPED_TRACE("trial " + std::to_string(i));
+    const auto c = curve(curves, i);
+    EXPECT_EQ(c.size(), curve(losses, i).size());  // one correlation per check
+    ASSERT_FALSE(c.empty());
+    if (status[i] != "pruned") continue;
+    ++n_pruned;
+    // One rank runs the trials in order: the peers of trial i are the ok trials before it.
+    const size_t k = c.size();
+    std::vector<double> peer_best;
+    for (size_t j = 0; j < i; ++j)
+      if (status[j] == "ok" && curve(curves, j).size() >= k) {
+        const auto p = curve(curves, j);
+        peer_best.push_back(*std::max_element(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(k)));
+      }
+    ASSERT_GE(peer_best.size(), 2u);
+    std::sort(peer_best.begin(), peer_best.end());
+    const size_t m = peer_best.size();
+    const double median = m % 2 ? peer_best[m / 2] : 0.5 * (peer_best[m / 2 - 1] + peer_best[m / 2]);
+    EXPECT_LT(*std::max_element(c.begin(), c.end()), median) << "pruned at check " << k;
+  }
+  EXPECT_GE(n_pruned, 1) << r.output;
 }
 
 // A file at --out that is not a results file (empty, or another format) is refused and left unchanged.
@@ -1176,6 +1217,14 @@ TEST(SweepTrain, SeveralDatasetsAndAFrozenInitCoreTrainAsTrainDoes) {
     const auto in_row = row.read<double>("trials/best_val_correlation");
     ASSERT_EQ(in_row.size(), 1u);
     EXPECT_NEAR(in_row[0], from_train, 1e-9 * std::fabs(from_train)) << metrics;
+    // ... and its validation correlation at each check (one per epoch), none above the best.
+    v1sysid::h5::Shape shape;
+    const auto curve = row.read<double>("trials/val_correlation_curve", &shape);
+    ASSERT_EQ(shape[0], 1u);
+    ASSERT_GE(shape[1], 2u);
+    EXPECT_TRUE(std::isfinite(curve[0]) && std::isfinite(curve[1]));
+    for (size_t k = 2; k < shape[1]; ++k) EXPECT_TRUE(std::isnan(curve[k])) << k;  // max_epochs: 2
+    EXPECT_LE(std::max(curve[0], curve[1]), in_row[0]);
   }
   // Two datasets: trials/neuron_correlation holds both datasets' neurons.
   v1sysid::h5::Shape shape;

@@ -122,7 +122,6 @@ void run_sweep_command(const SweepOptions& o) {
   run_agreed(MPI_COMM_WORLD, [&] {
     sweep = SweepConfig::load(o.sweep_file);
     trials = expand_trials(sweep);
-    check_pruning_fits_schedules(sweep, trials);
     if (o.dry_run && sweep.trial_kind != "dry_run") {
       // A training sweep run with --dry-run still gets its trial models checked (unknown keys of a drawn
       // hyperparameter, values out of range), as the real run would check them before its first trial.

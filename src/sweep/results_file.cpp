@@ -171,6 +171,10 @@ const Column kColumns[] = {
      [](const RowSource& s, const FileColumn& c, std::string& b) { append_padded(b, s.result.neuron_correlation, c.width); }},
     {"best_val_correlation", Kind::float64, 0, Extent::scalar, Writer::live, true, 5, kNaN, "",
      [](const RowSource& s, const FileColumn&, std::string& b) { append(b, s.result.best_val_correlation); }},
+    {"val_correlation_curve", Kind::float64, 0, Extent::curve, Writer::live, true, 6, kNaN, "",
+     [](const RowSource& s, const FileColumn& c, std::string& b) {
+       append_padded(b, s.result.val_correlation_curve, c.width);
+     }},
     {"row_checksum", Kind::uint64, 0, Extent::scalar, Writer::checksum, false, 2, 0, "", nullptr},
     {"heartbeat", Kind::float64, 0, Extent::scalar, Writer::heartbeat, false, 4, kNaN, "", nullptr},
 };
@@ -364,10 +368,11 @@ std::vector<RowChecksum> stored_row_checksums(const h5::File& f, int64_t version
   return out;
 }
 
-// Version 3 or 4 -> 5, rank 0, serially, after check_existing found the rows in `damaged` failing their checksums:
-// adds the columns the file lacks (trials/heartbeat from 4 on, trials/best_val_correlation from 5 on; NaN: no
-// row of the file has them), gives every other finished row the checksum of its cells under format 5 (the new
-// hashed column included), then sets format_version. The old checksums were verified just before, so a row
+// Version 3, 4 or 5 -> 6, rank 0, serially, after check_existing found the rows in `damaged` failing their
+// checksums: adds the columns the file lacks (trials/heartbeat from 4 on, trials/best_val_correlation from 5 on,
+// trials/val_correlation_curve from 6 on, as wide as the file's val_curve; NaN: no row of the file has them),
+// gives every other finished row the checksum of its cells under format 6 (the new hashed columns included),
+// then sets format_version. The old checksums were verified just before, so a row
 // damaged earlier stays damaged and none is blessed. A crash in between leaves a file that reopens: its rows
 // verify with or without the added columns (stored_row_checksums), and the next resume redoes every step.
 void upgrade_results_file(const std::string& path, const ResultsLayout& layout, int64_t from_version,
@@ -379,7 +384,9 @@ void upgrade_results_file(const std::string& path, const ResultsLayout& layout, 
     const std::string name = std::string("trials/") + c.name;
     if (c.since_version <= from_version || f.exists(name)) continue;
     const std::string fill = fill_bytes(c);
-    create_dataset(f, name, value_type(c).get(), {n}, fill.data());
+    std::vector<hsize_t> dims{n};
+    if (c.extent == Extent::curve) dims.push_back(f.shape("trials/val_curve").at(1));
+    create_dataset(f, name, value_type(c).get(), dims, fill.data());
     added += (added.empty() ? "" : ", ") + name;
   }
   const std::vector<RowChecksum> rows = stored_row_checksums(f, ResultsFile::kFormatVersion);
@@ -417,9 +424,9 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
                   path, start_over);
   }
   version = f.read_attribute_int("/", "format_version");
-  if (version != ResultsFile::kFormatVersion && version != 3 && version != 4) {
+  if (version != ResultsFile::kFormatVersion && (version < 3 || version > ResultsFile::kFormatVersion)) {
     throw IoError("results file has format version " + std::to_string(version) + "; this v1sysid resumes version " +
-                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades versions 3 and 4) only (left unchanged)",
+                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades versions 3 to 5) only (left unchanged)",
                   path, "finish it with the v1sysid that started it, or pass --force to start over, or choose a new --out");
   }
   // Model files first: an edited base model is the likely change, and the message can name it.
@@ -614,20 +621,27 @@ std::vector<ResultsFile::OkCurve> ResultsFile::read_ok_curves() const {
   const auto width = static_cast<size_t>(std::max<int64_t>(1, m_layout.max_checks));
   const auto statuses = read_statuses();
   const std::string arch = read_column("architecture"), fraction = read_column("data_fraction"),
-                    curves = read_column("val_curve");
+                    curves = read_column("val_curve"), correlations = read_column("val_correlation_curve");
   const size_t arch_width = column_named("architecture").text_width;
+  // Row i of a curve column up to its first NaN (the padding), each value times sign.
+  auto finite_prefix = [width](const std::string& column, size_t i, double sign) {
+    std::vector<double> values;
+    for (size_t k = 0; k < width; ++k) {
+      double v;
+      std::memcpy(&v, column.data() + (i * width + k) * sizeof(double), sizeof v);
+      if (!std::isfinite(v)) break;
+      values.push_back(sign * v);
+    }
+    return values;
+  };
   std::vector<OkCurve> out;
   for (size_t i = 0; i < n; ++i) {
     if (statuses[i] != TrialStatus::ok) continue;
     OkCurve c;
     c.architecture = trimmed(arch.substr(i * arch_width, arch_width));
     std::memcpy(&c.data_fraction, fraction.data() + i * sizeof(double), sizeof(double));
-    for (size_t k = 0; k < width; ++k) {
-      double v;
-      std::memcpy(&v, curves.data() + (i * width + k) * sizeof(double), sizeof v);
-      if (!std::isfinite(v)) break;
-      c.curve.push_back(v);
-    }
+    c.curve = finite_prefix(curves, i, 1.0);
+    c.negated_correlation_curve = finite_prefix(correlations, i, -1.0);
     out.push_back(std::move(c));
   }
   return out;

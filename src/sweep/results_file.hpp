@@ -57,7 +57,10 @@ class ResultsFile {
   // 5: trials/best_val_correlation (Lurz schedule; NaN for Ecker's), hashed; version 3 and 4 files are upgraded in
   //    place when a sweep resumes them (the columns are added as NaN and the finished rows' checksums, verified
   //    first, are recomputed with them; no other value changes).
-  static constexpr int64_t kFormatVersion = 5;
+  // 6: trials/val_correlation_curve (Lurz schedule: the validation correlation at every check, which the median
+  //    stopping rule compares for those trials; NaN for Ecker's), hashed; version 3 to 5 files are upgraded in
+  //    place as above.
+  static constexpr int64_t kFormatVersion = 6;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
@@ -84,7 +87,10 @@ class ResultsFile {
   struct OkCurve {
     std::string architecture;
     double data_fraction = 0;
-    std::vector<double> curve;
+    std::vector<double> curve;  // validation loss at each check
+    // Lurz schedule: minus the validation correlation at each check (lower is better, as for the loss); empty for
+    // Ecker's schedule
+    std::vector<double> negated_correlation_curve;
   };
   std::vector<OkCurve> read_ok_curves() const;
   // Collective close.

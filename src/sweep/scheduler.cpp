@@ -156,10 +156,19 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
             peers.clear();  // no pruning on a failed read: the trial trains on
           }
         }
+        // A Lurz-schedule trial is judged by its own criterion, the validation correlation (negated, so that
+        // lower is better as for the loss), against the peers that have one; any other by the validation loss.
+        const bool by_correlation = !now.val_correlation_curve.empty();
+        std::vector<double> mine = now.val_curve;
+        if (by_correlation) {
+          mine.clear();
+          for (double v : now.val_correlation_curve) mine.push_back(-v);
+        }
         std::vector<const std::vector<double>*> same;
         for (const auto& p : peers)
-          if (p.architecture == trial.architecture && p.data_fraction == trial.data_fraction) same.push_back(&p.curve);
-        return median_rule_prunes(pruning, now.val_curve, same);
+          if (p.architecture == trial.architecture && p.data_fraction == trial.data_fraction)
+            same.push_back(by_correlation ? &p.negated_correlation_curve : &p.curve);
+        return median_rule_prunes(pruning, mine, same);
       };
       try {
         r = runner(trial, progress);

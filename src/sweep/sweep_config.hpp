@@ -53,8 +53,8 @@ struct DryRunConfig {
 // best validation loss so far is worse than the median, over the finished ok trials of its architecture and data
 // fraction that reached check k (at least min_trials of them), of their best loss by check k stops with status
 // "pruned". It saves compute on hopeless draws, but a pruned sweep is no longer a pure function of its configs:
-// which trials had finished when a check came decides it. A training sweep with trials on Lurz's schedule (selected
-// by validation correlation, not loss) refuses it (check_pruning_fits_schedules, sweep/training_trial.hpp).
+// which trials had finished when a check came decides it. Trials on Lurz's schedule are judged the same way by their
+// validation correlation (higher is better; trials/val_correlation_curve), the criterion they are selected by.
 struct PruningConfig {
   bool enabled = false;
   int64_t min_checks = 5;

@@ -16,17 +16,6 @@ ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial) {
   return parse_model_config(e.c_str(), sweep.file + " (trial " + std::to_string(trial.id) + ", " + trial.architecture + ")");
 }
 
-void check_pruning_fits_schedules(const SweepConfig& sweep, const std::vector<Trial>& trials) {
-  if (!sweep.pruning.enabled || sweep.trial_kind != "train") return;
-  for (const auto& trial : trials) {
-    if (!trial_config(sweep, trial).train.lurz()) continue;
-    throw ConfigError("pruning: the median stopping rule compares validation losses, but trial " +
-                          std::to_string(trial.id) + " (architecture " + trial.architecture +
-                          ") trains on Lurz's schedule, which selects models by validation correlation",
-                      sweep.file, "remove `pruning` from the sweep (the Lurz schedule stops early on its own)");
-  }
-}
-
 namespace {
 
 // The training part of a trial's row (the run so far, or the whole run): message, counters, best validation
@@ -40,7 +29,10 @@ TrialResult trial_result_of(const TrainResult& training, TrialStatus status, boo
   r.iterations = training.iterations;
   r.steps = training.steps;
   r.wall_seconds = training.wall_seconds;
-  for (const auto& point : training.curve) r.val_curve.push_back(point.val_loss);
+  for (const auto& point : training.curve) {
+    r.val_curve.push_back(point.val_loss);
+    if (lurz_schedule) r.val_correlation_curve.push_back(point.val_correlation);
+  }
   return r;
 }
 

@@ -48,12 +48,6 @@ std::string trial_state_path(const std::string& state_dir, int64_t id);
 // The model config of one trial (trial_model_yaml, decoded strictly).
 ModelConfig trial_config(const SweepConfig& sweep, const Trial& trial);
 
-// The median stopping rule (sweep.pruning) compares validation losses (trials/val_curve). A trial on Lurz's
-// schedule is selected by its validation correlation, of which the results file keeps no curve, so the rule would
-// prune it by a criterion its selection does not use: a training sweep with pruning is refused (ConfigError
-// naming the sweep file and the first such trial) when any trial trains on that schedule.
-void check_pruning_fits_schedules(const SweepConfig& sweep, const std::vector<Trial>& trials);
-
 // Width of trials/val_curve: the most validation checks any trial of the table can make (the reference's
 // schedule rewinds its counter at every restore, so it can exceed max_iterations / val_every; the Lurz
 // schedule checks once per epoch).

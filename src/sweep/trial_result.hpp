@@ -44,6 +44,8 @@ struct TrialResult {
   int64_t steps = 0;       // optimiser steps taken (TrainResult::steps)
   double wall_seconds = 0;
   std::vector<double> val_curve;          // validation loss at every check (so far, in a live row)
+  // Lurz schedule: the validation correlation at every check (its own criterion; empty for Ecker's schedule)
+  std::vector<double> val_correlation_curve;
   std::vector<float> neuron_correlation;  // [N] per-neuron test correlation
 };
 

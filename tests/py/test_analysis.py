@@ -304,23 +304,29 @@ class ResultsTables(unittest.TestCase):
                              (min(group, key=lambda i: loss[i]), "validation loss"))
             self.assertEqual(va.select_table(va.read_results(results), 5)[0]["ranked_by"], "validation loss")
 
-    def test_format_3_and_4_files_are_upgraded_on_resume_keeping_every_row(self):
-        """A results file of format 4 (no trials/best_val_correlation) or 3 (nor trials/heartbeat) is upgraded in
-        place when the sweep resumes it: the columns are added as NaN, every verified finished row keeps its
-        values and gets a checksum over the new column, and a row damaged before the upgrade stays damaged and
-        is the one row run again."""
-        for version, stopped in ((4, False), (3, False), (4, True)):
+    def test_format_3_to_5_files_are_upgraded_on_resume_keeping_every_row(self):
+        """A results file of format 5 (no trials/val_correlation_curve), 4 (nor trials/best_val_correlation) or 3
+        (nor trials/heartbeat) is upgraded in place when the sweep resumes it: the columns are added as NaN, every
+        verified finished row keeps its values and gets a checksum over the new columns, and a row damaged before
+        the upgrade stays damaged and is the one row run again."""
+        for version, stopped in ((5, False), (4, False), (3, False), (4, True), (5, True)):
             with self.subTest(version=version, stopped=stopped), tempfile.TemporaryDirectory() as tmp:
                 sweep, results = self.dry_run_results(tmp)
                 with h5py.File(results, "r+") as f:
                     t = f["trials"]
-                    del t["best_val_correlation"]
+                    width = t["val_curve"].shape[1]
+                    del t["val_correlation_curve"]
+                    if version <= 4:
+                        del t["best_val_correlation"]
                     if version == 3:
                         del t["heartbeat"]
                     f.attrs["format_version"] = version
                     t["row_checksum"][...] = va.row_checksums(t)  # the checksums that format writes
-                    if stopped:  # an upgrade that added the column and rewrote half the checksums, then died
-                        t["best_val_correlation"] = np.full(t["status"].shape[0], np.nan)
+                    if stopped:  # an upgrade that added the columns and rewrote half the checksums, then died
+                        n = t["status"].shape[0]
+                        if version <= 4:
+                            t["best_val_correlation"] = np.full(n, np.nan)
+                        t["val_correlation_curve"] = np.full((n, width), np.nan)
                         t["row_checksum"][::2] = va.row_checksums(t)[::2]
                     t["best_val_loss"][5] += 1.0  # damaged after it was written
                     before = {name: t[name][...] for name in ("best_val_loss", "test_correlation", "wall_seconds")}
@@ -335,14 +341,18 @@ class ResultsTables(unittest.TestCase):
                                    env=MPI_ENV)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                 added = ("its columns were there: an earlier upgrade stopped midway" if stopped else
-                         "added trials/best_val_correlation, trials/heartbeat" if version == 3 else
-                         "added trials/best_val_correlation")
-                self.assertIn(f"from results format {version} to 5 ({added})", r.stderr)
+                         "added trials/best_val_correlation, trials/val_correlation_curve, trials/heartbeat"
+                         if version == 3 else
+                         "added trials/best_val_correlation, trials/val_correlation_curve" if version == 4 else
+                         "added trials/val_correlation_curve")
+                self.assertIn(f"from results format {version} to 6 ({added})", r.stderr)
                 self.assertIn("1 to run", r.stdout + r.stderr)
                 with h5py.File(results, "r") as f:
                     t = f["trials"]
-                    self.assertEqual(f.attrs["format_version"], 5)
+                    self.assertEqual(f.attrs["format_version"], 6)
                     self.assertTrue(np.isnan(t["best_val_correlation"][...]).all())
+                    self.assertEqual(t["val_correlation_curve"].shape, t["val_curve"].shape)
+                    self.assertTrue(np.isnan(t["val_correlation_curve"][...]).all())
                     self.assertTrue((va.row_checksums(t) == t["row_checksum"][...]).all())
                     for name, old in before.items():
                         keep = np.arange(len(old)) != 5

@@ -806,6 +806,27 @@ TEST(SweepStatus, AFormat3FileIsUpgradedInPlaceOnResume) {
   EXPECT_EQ(f.read<uint64_t>("trials/row_checksum"), before);
 }
 
+// A results file of a format this v1sysid neither writes nor upgrades (2, whose trials/iterations held the steps;
+// 7, from a newer v1sysid) is refused unchanged, naming its version and the versions this one resumes.
+TEST(SweepStatus, AFormatOutsideTheUpgradableRangeIsRefusedUnchanged) {
+  ScratchDir dir;
+  auto sweep = write_sweep(dir, "s.yaml", dry_sweep(0));
+  const std::string out = dir / "r.h5";
+  auto r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const int64_t version : {int64_t{2}, int64_t{7}}) {
+    SCOPED_TRACE("format " + std::to_string(version));
+    v1sysid::h5::File::open_rw(out).write_attribute("/", "format_version", version);
+    const std::string bytes = v1sysid::testing::read_text(out);
+    r = run_v1sysid_mpi(1, "sweep " + sweep + " --out " + out);
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("format version " + std::to_string(version) +
+                            "; this v1sysid resumes version 6 (and upgrades versions 3 to 5) only"),
+              std::string::npos) << r.output;
+    EXPECT_EQ(v1sysid::testing::read_text(out), bytes);
+  }
+}
+
 // The median stopping rule (`pruning: {rule: median, ...}`, off by default) stops a trial whose best loss so far is
 // worse than the median, at the same check, of the finished ok trials of its architecture: its row says "pruned",
 // `select` leaves it out and a rerun does not redo it. Without the rule no trial is pruned.
@@ -871,13 +892,21 @@ TEST(SweepPruning, TheMedianRuleStopsTrialsWorseThanTheFinishedOnes) {
   rule.enabled = true;
   rule.min_checks = 2;
   rule.min_trials = 2;
-  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));    // 4 > median(2, 2)
-  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 2}, {&a, &b}));   // 2 is not worse than 2
-  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &shorter}));  // one peer reached check 2
-  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4.5}, {&a, &b, &c}));   // median of 2, 2, 4 is 2
-  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {9}, {&a, &b, &c}));       // before min_checks
+  const auto loss = v1sysid::CurveDirection::lower_is_better;
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}, loss));    // 4 > median(2, 2)
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 2}, {&a, &b}, loss));   // 2 is not worse than 2
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &shorter}, loss));  // one peer reached check 2
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {5, 4.5}, {&a, &b, &c}, loss));   // median of 2, 2, 4 is 2
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {9}, {&a, &b, &c}, loss));       // before min_checks
+  // A correlation curve: the best is the highest, and worse means below the median of the peers' highest.
+  const std::vector<double> ra{0.1, 0.2, 0.3}, rb{0.1, 0.2, 0.2}, rc{0, 0, 0};
+  const auto correlation = v1sysid::CurveDirection::higher_is_better;
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {0, 0.1}, {&ra, &rb}, correlation));   // 0.1 < median(0.2, 0.2)
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {0, 0.1}, {&ra, &rb}, loss));         // its lowest, 0, is the best
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {0, 0.2}, {&ra, &rb}, correlation));  // 0.2 is not worse than 0.2
+  EXPECT_TRUE(v1sysid::median_rule_prunes(rule, {0, 0.15}, {&ra, &rb, &rc}, correlation));  // median of 0, 0.2, 0.2
   rule.enabled = false;
-  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}));
+  EXPECT_FALSE(v1sysid::median_rule_prunes(rule, {5, 4}, {&a, &b}, loss));
 }
 
 // Trials on Lurz's schedule are kept at, and selected by, their best validation correlation: the median rule judges

@@ -424,9 +424,11 @@ std::vector<int64_t> check_existing(const std::string& path, const ResultsLayout
                   path, start_over);
   }
   version = f.read_attribute_int("/", "format_version");
-  if (version != ResultsFile::kFormatVersion && (version < 3 || version > ResultsFile::kFormatVersion)) {
+  if (version < ResultsFile::kOldestUpgradedVersion || version > ResultsFile::kFormatVersion) {
     throw IoError("results file has format version " + std::to_string(version) + "; this v1sysid resumes version " +
-                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades versions 3 to 5) only (left unchanged)",
+                      std::to_string(ResultsFile::kFormatVersion) + " (and upgrades versions " +
+                      std::to_string(ResultsFile::kOldestUpgradedVersion) + " to " +
+                      std::to_string(ResultsFile::kFormatVersion - 1) + ") only (left unchanged)",
                   path, "finish it with the v1sysid that started it, or pass --force to start over, or choose a new --out");
   }
   // Model files first: an edited base model is the likely change, and the message can name it.
@@ -623,14 +625,14 @@ std::vector<ResultsFile::OkCurve> ResultsFile::read_ok_curves() const {
   const std::string arch = read_column("architecture"), fraction = read_column("data_fraction"),
                     curves = read_column("val_curve"), correlations = read_column("val_correlation_curve");
   const size_t arch_width = column_named("architecture").text_width;
-  // Row i of a curve column up to its first NaN (the padding), each value times sign.
-  auto finite_prefix = [width](const std::string& column, size_t i, double sign) {
+  // Row i of a curve column up to its first NaN (the padding).
+  auto finite_prefix = [width](const std::string& column, size_t i) {
     std::vector<double> values;
     for (size_t k = 0; k < width; ++k) {
       double v;
       std::memcpy(&v, column.data() + (i * width + k) * sizeof(double), sizeof v);
       if (!std::isfinite(v)) break;
-      values.push_back(sign * v);
+      values.push_back(v);
     }
     return values;
   };
@@ -640,8 +642,8 @@ std::vector<ResultsFile::OkCurve> ResultsFile::read_ok_curves() const {
     OkCurve c;
     c.architecture = trimmed(arch.substr(i * arch_width, arch_width));
     std::memcpy(&c.data_fraction, fraction.data() + i * sizeof(double), sizeof(double));
-    c.curve = finite_prefix(curves, i, 1.0);
-    c.negated_correlation_curve = finite_prefix(correlations, i, -1.0);
+    c.curve = finite_prefix(curves, i);
+    c.correlation_curve = finite_prefix(correlations, i);
     out.push_back(std::move(c));
   }
   return out;

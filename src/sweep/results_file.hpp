@@ -61,6 +61,8 @@ class ResultsFile {
   //    stopping rule compares for those trials; NaN for Ecker's), hashed; version 3 to 5 files are upgraded in
   //    place as above.
   static constexpr int64_t kFormatVersion = 6;
+  // Version 2 stored the optimiser steps in trials/iterations: no upgrade can tell them from iterations.
+  static constexpr int64_t kOldestUpgradedVersion = 3;
   // Collective. Creates the file (refusing an existing one unless force) and writes the trial table's
   // static columns (trial_id, architecture, data_fraction, seed, hyperparameters).
   static ResultsFile create(const std::string& path, MPI_Comm comm, const ResultsLayout& layout,
@@ -88,9 +90,7 @@ class ResultsFile {
     std::string architecture;
     double data_fraction = 0;
     std::vector<double> curve;  // validation loss at each check
-    // Lurz schedule: minus the validation correlation at each check (lower is better, as for the loss); empty for
-    // Ecker's schedule
-    std::vector<double> negated_correlation_curve;
+    std::vector<double> correlation_curve;  // Lurz schedule: validation correlation at each check; Ecker's: empty
   };
   std::vector<OkCurve> read_ok_curves() const;
   // Collective close.

@@ -72,17 +72,22 @@ std::string host_name() {
 }  // namespace
 
 bool median_rule_prunes(const PruningConfig& rule, const std::vector<double>& curve,
-                        const std::vector<const std::vector<double>*>& peers) {
+                        const std::vector<const std::vector<double>*>& peers, CurveDirection direction) {
   const auto k = static_cast<int64_t>(curve.size());
   if (!rule.enabled || k < rule.min_checks) return false;
+  const bool higher = direction == CurveDirection::higher_is_better;
+  auto best_of = [higher](std::vector<double>::const_iterator first, std::vector<double>::const_iterator last) {
+    return higher ? *std::max_element(first, last) : *std::min_element(first, last);
+  };
   std::vector<double> peer_best;
   for (const auto* p : peers)
-    if (static_cast<int64_t>(p->size()) >= k) peer_best.push_back(*std::min_element(p->begin(), p->begin() + k));
+    if (static_cast<int64_t>(p->size()) >= k) peer_best.push_back(best_of(p->begin(), p->begin() + k));
   if (static_cast<int64_t>(peer_best.size()) < rule.min_trials) return false;
   std::sort(peer_best.begin(), peer_best.end());
   const size_t m = peer_best.size();
   const double median = m % 2 ? peer_best[m / 2] : 0.5 * (peer_best[m / 2 - 1] + peer_best[m / 2]);
-  return *std::min_element(curve.begin(), curve.end()) > median;
+  const double mine = best_of(curve.begin(), curve.end());
+  return higher ? mine < median : mine > median;
 }
 
 SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
@@ -156,19 +161,15 @@ SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsF
             peers.clear();  // no pruning on a failed read: the trial trains on
           }
         }
-        // A Lurz-schedule trial is judged by its own criterion, the validation correlation (negated, so that
-        // lower is better as for the loss), against the peers that have one; any other by the validation loss.
+        // A Lurz-schedule trial is judged by its own criterion, the validation correlation, against the peers
+        // that have one; any other by the validation loss.
         const bool by_correlation = !now.val_correlation_curve.empty();
-        std::vector<double> mine = now.val_curve;
-        if (by_correlation) {
-          mine.clear();
-          for (double v : now.val_correlation_curve) mine.push_back(-v);
-        }
         std::vector<const std::vector<double>*> same;
         for (const auto& p : peers)
           if (p.architecture == trial.architecture && p.data_fraction == trial.data_fraction)
-            same.push_back(by_correlation ? &p.negated_correlation_curve : &p.curve);
-        return median_rule_prunes(pruning, mine, same);
+            same.push_back(by_correlation ? &p.correlation_curve : &p.curve);
+        return median_rule_prunes(pruning, by_correlation ? now.val_correlation_curve : now.val_curve, same,
+                                  by_correlation ? CurveDirection::higher_is_better : CurveDirection::lower_is_better);
       };
       try {
         r = runner(trial, progress);

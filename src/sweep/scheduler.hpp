@@ -39,10 +39,14 @@ struct SweepSummary {
 SweepSummary run_sweep(MPI_Comm comm, const std::vector<Trial>& trials, ResultsFile& results, const TrialRunner& runner,
                        const std::function<void(const Trial&)>& on_recorded = {}, const PruningConfig& pruning = {});
 
+// Which way a validation curve improves: the loss falls (Ecker's schedule), the correlation rises (Lurz's).
+enum class CurveDirection { lower_is_better, higher_is_better };
+
 // The median stopping rule: whether a trial whose validation curve so far is `curve` stops, given the curves of
-// the finished ok trials of its architecture and data fraction (`peers`).
+// the finished ok trials of its architecture and data fraction (`peers`): its best value so far is worse than the
+// median of the peers' best values by the same check.
 bool median_rule_prunes(const PruningConfig& rule, const std::vector<double>& curve,
-                        const std::vector<const std::vector<double>*>& peers);
+                        const std::vector<const std::vector<double>*>& peers, CurveDirection direction);
 
 // A trial that trains nothing: it waits a configurable time and returns deterministic synthetic numbers, so
 // scheduling and results I/O can be exercised at any rank count (`--dry-run`). While it waits it reports a

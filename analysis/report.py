@@ -197,23 +197,36 @@ def fig2(rep, results):
         rep.skip("Fig. 2 (validation loss vs last-layer features)",
                  "needs at least two architectures whose number of features can be read from the name")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    # One validation panel per ranking criterion present (Table 1's `ranked by`): the loss (Ecker's schedule), the
+    # correlation (Lurz's); each group is drawn by the criterion it was ranked by, then the test correlation.
+    criteria = [c for c in ("validation loss", "validation correlation") if any(d["ranked_by"] == c for d in data)]
+    fig, axes = plt.subplots(1, len(criteria) + 1, figsize=(4.5 * (len(criteria) + 1), 3.6))
+    panel = dict(zip(criteria, axes))
     for fam, color in zip(families, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         pts = sorted((d for d in data if d["family"] == fam), key=lambda d: d["features"])
-        x = [d["features"] for d in pts]
-        axes[0].plot(x, [d["best_val_loss"] for d in pts], "o-", color=color, label=fam)
-        for d in pts:
-            axes[0].plot([d["features"]] * len(d["top_val_losses"]), d["top_val_losses"], ".", color=color,
-                         markersize=3, alpha=0.6)
-        axes[1].plot(x, [d["best_test_correlation"] for d in pts], "o-", color=color, label=fam)
-    axes[0].set(xlabel="features in the last layer", ylabel="best validation loss (Poisson)",
-                title=f"best (line) and top-{TOP} (dots)")
-    axes[1].set(xlabel="features in the last layer", ylabel="test correlation of the best model")
-    axes[0].legend()
+        for criterion, ax in panel.items():
+            mine = [d for d in pts if d["ranked_by"] == criterion]
+            if not mine:
+                continue
+            ax.plot([d["features"] for d in mine], [d["best_criterion"] for d in mine], "o-", color=color, label=fam)
+            for d in mine:
+                ax.plot([d["features"]] * len(d["top_criterion"]), d["top_criterion"], ".", color=color,
+                        markersize=3, alpha=0.6)
+        axes[-1].plot([d["features"] for d in pts], [d["best_test_correlation"] for d in pts], "o-", color=color,
+                      label=fam)
+    for criterion, ax in panel.items():
+        ax.set(xlabel="features in the last layer",
+               ylabel="best validation loss (Poisson)" if criterion == "validation loss"
+               else "best validation correlation", title=f"best (line) and top-{TOP} (dots)")
+        ax.legend()
+    axes[-1].set(xlabel="features in the last layer", ylabel="test correlation of the best model")
+    shown = " and ".join(f"best {c}" for c in criteria)
     rep.add("## Fig. 2: performance vs number of features", "")
-    rep.figure(fig, "fig2_features.png", "Best validation loss (left) and test correlation (right) against the "
-               f"number of last-layer features; small dots: the validation losses of the top-{TOP} trials, ranked "
-               "by each group's criterion (Table 1's `ranked by`).")
+    rep.figure(fig, "fig2_features.png", f"{shown[0].upper() + shown[1:]} (the left panel"
+               f"{'s' if len(criteria) > 1 else ''}) and test correlation (right) "
+               f"against the number of last-layer features, each group by the criterion it is ranked by (Table 1's "
+               f"`ranked by`: the loss for Ecker's schedule, the correlation for Lurz's); small dots: the top-{TOP} "
+               "trials' values of it.")
 
 
 def fig3(rep, results):

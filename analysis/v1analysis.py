@@ -223,7 +223,9 @@ def family(architecture):
 
 def features_vs_loss(results, top=5):
     """Fig. 2 data: per architecture at data fraction 1 (or the largest present): (family, features,
-    best val loss, top-k val losses, best test correlation)."""
+    best val loss, best test correlation) and the group's ranking criterion (select_table's "ranked_by": the
+    validation loss, or the validation correlation for Lurz's schedule) with its value for the best trial
+    ("best_criterion") and for the top-k trials in rank order ("top_criterion")."""
     rows = select_table(results, top)
     if not rows:
         return []
@@ -241,9 +243,12 @@ def features_vs_loss(results, top=5):
             k = last_layer_features(r["architecture"], hp)
         if k is None:
             continue
+        by_correlation = r["ranked_by"] == "validation correlation"
+        criterion = results["best_val_correlation"] if by_correlation else results["best_val_loss"]
         out.append({"architecture": r["architecture"], "family": family(r["architecture"]), "features": k,
-                    "best_val_loss": r["best_val_loss"],
-                    "top_val_losses": [float(results["best_val_loss"][j]) for j in r["ranked"][:top]],
+                    "best_val_loss": r["best_val_loss"], "ranked_by": r["ranked_by"],
+                    "best_criterion": float(criterion[i]),
+                    "top_criterion": [float(criterion[j]) for j in r["ranked"][:top]],
                     "best_test_correlation": r["best_test_correlation"]})
     return out
 

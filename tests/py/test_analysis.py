@@ -221,6 +221,15 @@ class ResultsTables(unittest.TestCase):
             pts = va.features_vs_loss(va.read_results(path), 5)
             self.assertEqual(sorted((p["features"], p["best_val_loss"]) for p in pts), [(12, 1.0), (64, 8.0)])
             self.assertAlmostEqual(curves["roteq_16x8-16x8-24x8"][0][1], 0.33)
+            self.assertEqual([p["top_criterion"] for p in pts if p["features"] == 12], [[1.0, 2.0, 3.0, 4.0, 5.0]])
+            # A Lurz-schedule group (finite best_val_correlation in each ok row) is drawn by its own criterion:
+            # the correlation, highest first, not the loss.
+            with h5py.File(path, "a") as f:
+                f["trials/best_val_correlation"] = np.array([np.nan] * 7 + [0.2, 0.6, np.nan, np.nan, np.nan])
+            pts = {p["features"]: p for p in va.features_vs_loss(va.read_results(path), 5)}
+            self.assertEqual((pts[64]["ranked_by"], pts[64]["best_criterion"], pts[64]["top_criterion"]),
+                             ("validation correlation", 0.6, [0.6, 0.2]))
+            self.assertEqual((pts[12]["ranked_by"], pts[12]["best_criterion"]), ("validation loss", 1.0))
 
     def test_damaged_row_is_left_out_like_select_does(self):
         """A finished row whose values changed after the sweep wrote it fails trials/row_checksum: read_results
